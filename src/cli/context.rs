@@ -1,0 +1,90 @@
+//! Resolves what every cluster command needs — etcd connection settings — with the usual
+//! precedence: flag > `IONCTL_*` environment > `~/.config/ionctl/config.toml` > default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Deserialize;
+
+use super::CliError;
+use crate::store::{EtcdOptions, Store};
+
+/// Flags valid before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379).
+    #[arg(
+        long,
+        global = true,
+        env = "IONCTL_ETCD_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    pub etcd: Vec<String>,
+    /// Key prefix of the cluster in etcd [default: /ion/v1/].
+    #[arg(long, global = true, env = "IONCTL_PREFIX")]
+    pub prefix: Option<String>,
+    /// How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s].
+    #[arg(long, global = true, env = "IONCTL_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Config file [default: ~/.config/ionctl/config.toml, if present].
+    #[arg(long, global = true, env = "IONCTL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `~/.config/ionctl/config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigFile {
+    etcd: EtcdOptions,
+}
+
+/// What commands run with: the resolved etcd options.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub etcd: EtcdOptions,
+}
+
+impl Context {
+    pub fn resolve(global: &GlobalArgs) -> Result<Self, CliError> {
+        let mut etcd = match &global.config {
+            Some(path) => load_config(path)?.etcd,
+            None => match default_config_path() {
+                Some(path) if path.exists() => load_config(&path)?.etcd,
+                _ => EtcdOptions::default(),
+            },
+        };
+        if !global.etcd.is_empty() {
+            etcd.endpoints = global.etcd.clone();
+        }
+        if let Some(prefix) = &global.prefix {
+            etcd.prefix = prefix.clone();
+        }
+        if let Some(timeout) = global.connect_timeout {
+            etcd.connect_timeout = timeout;
+        }
+        Ok(Self { etcd })
+    }
+
+    pub async fn store(&self) -> Result<Store, CliError> {
+        Ok(Store::connect(&self.etcd).await?)
+    }
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("ionctl").join("config.toml"))
+}
+
+fn load_config(path: &Path) -> Result<ConfigFile, CliError> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))
+        .map_err(CliError::usage)?;
+    toml::from_str(&text)
+        .with_context(|| format!("invalid config file {}", path.display()))
+        .map_err(CliError::usage)
+}

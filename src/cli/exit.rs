@@ -1,0 +1,74 @@
+//! Exit codes: one place defines them, the help text and README document them.
+
+use std::process::ExitCode;
+
+use crate::store::StoreError;
+
+/// What a failed command tells its caller through the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 1: any other failure.
+    Failure = 1,
+    /// 2: bad flags or arguments (clap's own code for usage errors).
+    Usage = 2,
+    /// 3: etcd could not be reached.
+    EtcdUnreachable = 3,
+    /// 4: no node has room for the session (see `ionctl place`).
+    NoCapacity = 4,
+    /// 5: a drain timed out with sessions left.
+    DrainTimeout = 5,
+    /// 6: a named node does not exist.
+    UnknownNode = 6,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure not covered below
+  2  usage error: a bad flag, argument or config file
+  3  etcd unreachable (check --etcd / IONCTL_ETCD_ENDPOINTS and that etcd runs)
+  4  no capacity: no node can take the session
+  5  drain timed out with sessions left
+  6  unknown node";
+
+/// A command's failure: the error to print and the exit code to return.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub source: anyhow::Error,
+}
+
+impl CliError {
+    pub fn new(exit: Exit, source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            exit,
+            source: source.into(),
+        }
+    }
+
+    pub fn other(source: impl Into<anyhow::Error>) -> Self {
+        Self::new(Exit::Failure, source)
+    }
+
+    pub fn usage(source: impl Into<anyhow::Error>) -> Self {
+        Self::new(Exit::Usage, source)
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unreachable() {
+            let hint = "is etcd running? Point ionctl at it with --etcd, IONCTL_ETCD_ENDPOINTS \
+                        or [etcd] endpoints in ~/.config/ionctl/config.toml";
+            Self::new(Exit::EtcdUnreachable, anyhow::anyhow!("{error}; {hint}"))
+        } else {
+            Self::other(error)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `ionctl`: argument parsing (clap derive), dispatch to one file per command, and the mapping
+//! of failures to documented exit codes.
+
+mod completions;
+mod context;
+mod exit;
+mod nodes;
+mod output;
+mod sessions;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use context::{Context, GlobalArgs};
+pub use exit::{CliError, EXIT_CODES_HELP, Exit};
+pub use output::{OutputArgs, OutputFormat};
+
+/// Run a fleet of WebRTC SFU servers as one cluster.
+#[derive(Debug, Parser)]
+#[command(name = "ionctl", version, about, after_long_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the cluster's nodes with their state, size and load.
+    Nodes(nodes::NodesArgs),
+    /// List sessions and the nodes that carry them.
+    Sessions(sessions::SessionsArgs),
+    /// Write shell completion scripts (bash, zsh, fish).
+    Completions(completions::CompletionsArgs),
+}
+
+/// Parses the command line, runs the command and turns its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line: what failed and why.
+            eprintln!("error: {:#}", error.source);
+            error.exit.into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::other(anyhow::Error::new(e).context("cannot start the runtime")))?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Nodes(args) => nodes::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Completions(args) => completions::run(args),
+        }
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("IONCTL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Logs go to stderr so that stdout stays clean for `-o json | jq`.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The clap definition, for completions and tests.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

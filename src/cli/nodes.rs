@@ -1,0 +1,111 @@
+//! `ionctl nodes`: every registered node with its size and load.
+
+use std::time::SystemTime;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::output::{OutputArgs, OutputFormat, print_json, print_table, short_age, table};
+use super::{CliError, Context};
+use crate::capacity::{NodeLoad, node_load};
+use crate::model::NodeRecord;
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// One node as `-o json` shows it: the record plus the load derived from it.
+#[derive(Debug, Serialize)]
+struct NodeView<'a> {
+    #[serde(flatten)]
+    record: &'a NodeRecord,
+    load: LoadView,
+    stats_age_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct LoadView {
+    observed_units: f64,
+    committed_units: u32,
+    effective_units: f64,
+    capacity: u32,
+    utilisation: f64,
+}
+
+impl From<NodeLoad> for LoadView {
+    fn from(load: NodeLoad) -> Self {
+        Self {
+            observed_units: load.observed,
+            committed_units: load.committed,
+            effective_units: load.effective(),
+            capacity: load.capacity,
+            utilisation: load.utilisation(),
+        }
+    }
+}
+
+pub async fn run(context: &Context, args: NodesArgs) -> Result<(), CliError> {
+    let store = context.store().await?;
+    let mut snapshot = store.snapshot().await?;
+    snapshot.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let now = SystemTime::now();
+    let views: Vec<NodeView> = snapshot
+        .nodes
+        .iter()
+        .map(|record| NodeView {
+            record,
+            load: node_load(record, &snapshot.sessions).into(),
+            stats_age_secs: record.stats_age(now).as_secs_f64(),
+        })
+        .collect();
+    match args.output.output {
+        OutputFormat::Json => print_json(&views),
+        OutputFormat::Table => {
+            if views.is_empty() {
+                eprintln!(
+                    "No nodes registered under {} at {}.",
+                    store.keys().prefix(),
+                    store.endpoints().join(",")
+                );
+                return Ok(());
+            }
+            let mut out = table(&[
+                "id",
+                "state",
+                "machine type",
+                "vcpus",
+                "cpu",
+                "load",
+                "sessions",
+                "peers",
+                "stats age",
+            ]);
+            for view in &views {
+                let node = view.record;
+                let state = match &node.hold_for {
+                    Some(sid) => format!("{} (held for {sid})", node.state),
+                    None => node.state.to_string(),
+                };
+                out.add_row(vec![
+                    node.id.clone(),
+                    state,
+                    node.machine_type.clone(),
+                    node.vcpus.to_string(),
+                    format!("{:.0}%", node.stats.cpu * 100.0),
+                    format!(
+                        "{:.0}/{} ({:.0}%)",
+                        view.load.effective_units,
+                        view.load.capacity,
+                        view.load.utilisation * 100.0
+                    ),
+                    node.stats.sessions.to_string(),
+                    node.stats.peers.to_string(),
+                    short_age(node.stats_age(now)),
+                ]);
+            }
+            print_table(&mut out)
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `ionctl sessions`: sessions, their class, demand and node.
+
+use std::time::SystemTime;
+
+use clap::Args;
+
+use super::output::{OutputArgs, OutputFormat, print_json, print_table, short_age, table};
+use super::{CliError, Context};
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Only sessions on this node.
+    #[arg(long)]
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub async fn run(context: &Context, args: SessionsArgs) -> Result<(), CliError> {
+    let store = context.store().await?;
+    let mut sessions: Vec<_> = store
+        .sessions()
+        .await?
+        .items
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| args.node.as_ref().is_none_or(|n| &s.node == n))
+        .collect();
+    sessions.sort_by(|a, b| a.sid.cmp(&b.sid));
+    match args.output.output {
+        OutputFormat::Json => print_json(&sessions),
+        OutputFormat::Table => {
+            if sessions.is_empty() {
+                eprintln!("No sessions under {}.", store.keys().prefix());
+                return Ok(());
+            }
+            let now = SystemTime::now();
+            let mut out = table(&["sid", "class", "size", "demand", "node", "state", "age"]);
+            for s in &sessions {
+                out.add_row(vec![
+                    s.sid.clone(),
+                    s.class.to_string(),
+                    s.size.to_string(),
+                    s.demand.to_string(),
+                    s.node.clone(),
+                    s.state.to_string(),
+                    short_age(now.duration_since(s.created_at).unwrap_or_default()),
+                ]);
+            }
+            print_table(&mut out)
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! ion cluster: runs a fleet of WebRTC SFU servers (`ion-agent`) as one cluster, coordinated
+//! through etcd, and gives operators `ionctl` to see, place, drain and scale it.
+//!
+//! # Layout
+//! - [`model`]: the etcd schema v1 — every record and every key name.
+//! - [`capacity`]: units, node load and (later) classes and machine types.
+//! - [`store`]: the etcd client: typed lists, watches, leases and transactions.
+//! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
+//!
+//! Library code never prints; the CLI decides what the operator sees.
+
+pub mod capacity;
+pub mod cli;
+pub mod model;
+pub mod store;

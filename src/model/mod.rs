@@ -1,0 +1,19 @@
+//! The etcd schema v1: every record the cluster stores, as serde JSON, and the key layout
+//! ([`keys`]). Agents write what they are ([`NodeRecord`]); placers, the autoscaler and
+//! operators write intentions ([`SessionRecord`], [`DrainRequest`], [`PendingDemand`],
+//! [`InstanceRecord`]). See `docs/etcd-schema.md` for the user-facing description.
+
+pub mod keys;
+mod node;
+mod records;
+mod session;
+mod time;
+
+pub use keys::{DEFAULT_PREFIX, KeyError, Keys};
+pub use node::{NodeRecord, NodeState, NodeStats};
+pub use records::{DrainRequest, InstanceRecord, InstanceState, PendingDemand};
+pub use session::{SessionClass, SessionRecord, SessionState};
+
+/// Units are the capacity currency of DESIGN §4: one forwarded downstream stream at the
+/// reference rate. Whole units are enough resolution for placement.
+pub type Units = u32;

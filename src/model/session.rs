@@ -1,0 +1,66 @@
+//! Sessions: `sessions/<sid>`, created by a placer as a reservation and adopted by the agent
+//! on the first join.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::Units;
+
+/// The kinds of session the capacity model knows (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionClass {
+    Group,
+    Meeting,
+    Conference,
+    Livestream,
+    Recording,
+}
+
+impl std::fmt::Display for SessionClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionClass::Group => "group",
+            SessionClass::Meeting => "meeting",
+            SessionClass::Conference => "conference",
+            SessionClass::Livestream => "livestream",
+            SessionClass::Recording => "recording",
+        })
+    }
+}
+
+/// `reserved` until the agent sees the first join, then `live`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Reserved,
+    Live,
+}
+
+impl std::fmt::Display for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionState::Reserved => "reserved",
+            SessionState::Live => "live",
+        })
+    }
+}
+
+/// `sessions/<sid>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub sid: String,
+    pub class: SessionClass,
+    /// Participants (or tracks, for recording) the session was placed for.
+    pub size: u32,
+    /// Units committed on `node` for this session.
+    pub demand: Units,
+    pub node: String,
+    pub state: SessionState,
+    /// Edge node ids that relay a livestream from its origin `node`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<String>,
+    #[serde(with = "super::time")]
+    pub created_at: SystemTime,
+}
