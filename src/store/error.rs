@@ -54,7 +54,16 @@ impl StoreError {
             ),
             _ => false,
         };
-        let cause = error_chain(&error);
+        let cause = match &error {
+            // tonic's Display of a status is its Debug dump; the message and the source
+            // chain say the same in words.
+            E::GRpcStatus(status) => {
+                let mut parts = vec![status.message().to_owned()];
+                push_chain(&mut parts, std::error::Error::source(status));
+                parts.join(": ")
+            }
+            other => error_chain(other),
+        };
         if unreachable {
             StoreError::Unreachable {
                 endpoints: endpoints.join(","),
@@ -68,14 +77,18 @@ impl StoreError {
 
 /// "outer: inner: innermost", de-duplicated, because tonic repeats itself.
 pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
+    let mut parts = Vec::new();
+    push_chain(&mut parts, Some(error));
+    parts.join(": ")
+}
+
+fn push_chain(parts: &mut Vec<String>, mut current: Option<&(dyn std::error::Error + 'static)>) {
     while let Some(e) = current {
         let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
+        // tonic wraps every connection failure in a bare "transport error" that adds nothing.
+        if text != "transport error" && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         current = e.source();
     }
-    parts.join(": ")
 }

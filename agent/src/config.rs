@@ -1,0 +1,348 @@
+//! Agent configuration: defaults < TOML file (`--config`) < `ION_AGENT_SECTION__KEY`
+//! environment variables < flags. Unknown keys and wrong types are errors that name the key
+//! and the file, so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ion_cluster::model::keys::validate_id;
+use ion_cluster::store::EtcdOptions;
+use serde::{Deserialize, Serialize};
+
+/// Flags of `ion-agent`. Each also reads an `ION_AGENT_*` variable.
+#[derive(Debug, Default, clap::Parser)]
+#[command(name = "ion-agent", version, about = "The ion cluster SFU agent")]
+pub struct Flags {
+    /// TOML config file (see agent.sample.toml).
+    #[arg(long, env = "ION_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node id in the cluster [default: the host name].
+    #[arg(long, env = "ION_AGENT_NODE_ID")]
+    pub node_id: Option<String>,
+    /// etcd endpoints, comma-separated.
+    #[arg(long, env = "ION_AGENT_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Address of the signaling and metrics HTTP listener.
+    #[arg(long, env = "ION_AGENT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub cluster: ClusterConfig,
+    pub etcd: EtcdOptions,
+    pub signal: SignalConfig,
+    pub report: ReportConfig,
+    pub gce: GceConfig,
+}
+
+/// Who this node is in the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Empty means the host name.
+    pub node_id: String,
+    /// Used when the GCE metadata server does not answer.
+    pub zone: String,
+    pub machine_type: String,
+    /// 0 means detect the machine's logical CPUs.
+    pub vcpus: u32,
+    /// Capacity units one vCPU carries; `ionctl loadtest --calibrate` measures it.
+    pub units_per_vcpu: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            zone: "local".to_owned(),
+            machine_type: "local".to_owned(),
+            vcpus: 0,
+            // The seed's observation until calibration exists: pion carried 150–200
+            // subscribers per n1 vCPU (DESIGN §4).
+            units_per_vcpu: 150,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where clients reach this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalConfig {
+    pub listen: SocketAddr,
+    /// The host clients and media use; empty means the listen address's IP.
+    pub public_host: String,
+}
+
+impl Default for SignalConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            public_host: String::new(),
+        }
+    }
+}
+
+/// The heartbeat and its write budget (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How often stats are sampled (not written).
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
+    /// Never two stats writes closer than this.
+    #[serde(with = "humantime_serde")]
+    pub min_write_interval: Duration,
+    /// Write at least this often even when nothing moved, so readers see fresh stats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A change of CPU (fraction of the machine) that is worth an early write.
+    pub cpu_threshold: f64,
+    /// A change of used memory (fraction of the total) that is worth an early write.
+    pub mem_threshold: f64,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(10),
+            sample_interval: Duration::from_secs(1),
+            min_write_interval: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(10),
+            cpu_threshold: 0.10,
+            mem_threshold: 0.05,
+        }
+    }
+}
+
+/// Whether to ask the GCE metadata server for zone and machine type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataMode {
+    /// Only when the machine's DMI data says it is a Google Compute Engine VM.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GceConfig {
+    pub metadata: MetadataMode,
+    /// host[:port] of the metadata server.
+    pub metadata_host: String,
+    #[serde(with = "humantime_serde")]
+    pub metadata_timeout: Duration,
+}
+
+impl Default for GceConfig {
+    fn default() -> Self {
+        Self {
+            metadata: MetadataMode::Auto,
+            metadata_host: "metadata.google.internal".to_owned(),
+            metadata_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Loads the layered configuration and checks it.
+    pub fn load(flags: &Flags) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(AgentConfig::default()));
+        if let Some(path) = &flags.config {
+            if !path.is_file() {
+                bail!(
+                    "config file {} does not exist; pass an existing file to --config \
+                     (agent.sample.toml shows every key)",
+                    path.display()
+                );
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only SECTION__KEY variables map onto the file's tables; the flat ones
+        // (ION_AGENT_CONFIG, ION_AGENT_NODE_ID, ...) belong to the flags above.
+        figment = figment.merge(
+            Env::prefixed("ION_AGENT_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: AgentConfig = figment.extract().map_err(|e| {
+            anyhow::anyhow!("invalid agent configuration: {}", describe_figment_error(e))
+        })?;
+        if let Some(node_id) = &flags.node_id {
+            config.cluster.node_id = node_id.clone();
+        }
+        if !flags.etcd.is_empty() {
+            config.etcd.endpoints = flags.etcd.clone();
+        }
+        if let Some(listen) = flags.listen {
+            config.signal.listen = listen;
+        }
+        config.fill_defaults()?;
+        config.validate(flags.config.as_deref())?;
+        Ok(config)
+    }
+
+    fn fill_defaults(&mut self) -> anyhow::Result<()> {
+        if self.cluster.node_id.is_empty() {
+            self.cluster.node_id = hostname().context(
+                "cannot read the host name for the default node id; set [cluster] node_id",
+            )?;
+        }
+        if self.signal.public_host.is_empty() {
+            self.signal.public_host = self.signal.listen.ip().to_string();
+        }
+        Ok(())
+    }
+
+    fn validate(&self, file: Option<&Path>) -> anyhow::Result<()> {
+        let at = file.map_or_else(String::new, |f| format!(" in {}", f.display()));
+        validate_id("node", &self.cluster.node_id)
+            .with_context(|| format!("bad [cluster] node_id{at}"))?;
+        if self.cluster.units_per_vcpu == 0 {
+            bail!("[cluster] units_per_vcpu{at} must be at least 1");
+        }
+        let report = &self.report;
+        if report.lease_ttl < Duration::from_secs(2) {
+            bail!("[report] lease_ttl{at} must be at least 2s");
+        }
+        if report.min_write_interval > report.heartbeat_interval {
+            bail!("[report] min_write_interval{at} must not exceed heartbeat_interval");
+        }
+        if report.sample_interval.is_zero() {
+            bail!("[report] sample_interval{at} must be more than 0");
+        }
+        for (key, value) in [
+            ("cpu_threshold", report.cpu_threshold),
+            ("mem_threshold", report.mem_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                bail!("[report] {key}{at} must be between 0 and 1, not {value}");
+            }
+        }
+        Ok(())
+    }
+
+    /// `ws://host:port/ws`, where clients open signaling.
+    pub fn signal_url(&self) -> String {
+        let host = &self.signal.public_host;
+        let port = self.signal.listen.port();
+        if host.contains(':') {
+            format!("ws://[{host}]:{port}/ws")
+        } else {
+            format!("ws://{host}:{port}/ws")
+        }
+    }
+}
+
+/// figment names the key as `default.section.key`; operators wrote `[section] key`.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string().replace("key \"default.", "key \""))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn flags_for(path: &Path) -> Flags {
+        Flags {
+            config: Some(path.to_owned()),
+            node_id: None,
+            ..Flags::default()
+        }
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let f =
+            file("[cluster]\nnode_id = \"n1\"\nvcpus = 4\n[report]\nheartbeat_interval = \"5s\"\n");
+        let config = AgentConfig::load(&flags_for(f.path())).unwrap();
+        assert_eq!(config.cluster.node_id, "n1");
+        assert_eq!(config.cluster.vcpus, 4);
+        assert_eq!(config.report.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(config.report.lease_ttl, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = file("[cluster]\nnode_id = \"from-file\"\n");
+        let mut flags = flags_for(f.path());
+        flags.node_id = Some("from-flag".to_owned());
+        flags.etcd = vec!["http://127.0.0.1:1".to_owned()];
+        let config = AgentConfig::load(&flags).unwrap();
+        assert_eq!(config.cluster.node_id, "from-flag");
+        assert_eq!(config.etcd.endpoints, ["http://127.0.0.1:1"]);
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_file() {
+        let f = file("[cluster]\nnode_id = \"n1\"\nunits_per_cpu = 3\n");
+        let error = AgentConfig::load(&flags_for(f.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("units_per_cpu"), "{error}");
+        assert!(error.contains(&f.path().display().to_string()), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_the_file() {
+        let f = file("[cluster]\nnode_id = \"n1\"\nvcpus = \"four\"\n");
+        let error = AgentConfig::load(&flags_for(f.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cluster.vcpus"), "{error}");
+        assert!(error.contains(&f.path().display().to_string()), "{error}");
+    }
+
+    #[test]
+    fn inconsistent_intervals_are_refused() {
+        let f = file("[cluster]\nnode_id = \"n1\"\n[report]\nmin_write_interval = \"20s\"\n");
+        let error = AgentConfig::load(&flags_for(f.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("min_write_interval"), "{error}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let error = AgentConfig::load(&flags_for(Path::new("/nonexistent/agent.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nonexistent/agent.toml"), "{error}");
+    }
+
+    #[test]
+    fn signal_url_brackets_ipv6() {
+        let mut config = AgentConfig::default();
+        config.signal.public_host = "::1".to_owned();
+        assert_eq!(config.signal_url(), "ws://[::1]:7000/ws");
+        config.signal.public_host = "10.1.2.3".to_owned();
+        assert_eq!(config.signal_url(), "ws://10.1.2.3:7000/ws");
+    }
+}

@@ -1,0 +1,290 @@
+//! The node's presence in etcd: a lease (TTL 10 s) kept alive, the [`NodeRecord`] written on
+//! it within the write budget, recovery with backoff when etcd or the lease is lost, and
+//! revocation on shutdown so the node disappears at once. The media path never waits on any
+//! of this: it publishes counters through a `watch` channel that this task samples.
+
+mod budget;
+mod host;
+pub mod metadata;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use ion_cluster::model::{NodeRecord, NodeState, NodeStats};
+use ion_cluster::store::{EtcdOptions, LeaseId, NodeWrite, Store};
+use tokio::sync::watch;
+
+pub use budget::{LastWrite, Presence, WriteBudget};
+pub use host::HostSampler;
+
+use crate::config::AgentConfig;
+
+/// Counters the media path publishes; zero until it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MediaStats {
+    pub sessions: u32,
+    pub peers: u32,
+    pub tracks_in: u32,
+    pub tracks_out: u32,
+    pub bitrate_in_bps: u64,
+    pub bitrate_out_bps: u64,
+    pub packets_out_per_sec: u64,
+}
+
+/// The parts of the node record that do not change while the agent runs.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub id: String,
+    pub signal_url: String,
+    pub address: String,
+    pub zone: String,
+    pub machine_type: String,
+    pub vcpus: u32,
+    pub capacity: u32,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub started_at: SystemTime,
+}
+
+/// Exponential backoff with jitter, so a fleet does not reconnect in lock-step after an etcd
+/// restart.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+
+    fn new(max: Duration) -> Self {
+        Self {
+            next: Self::FIRST,
+            max,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // Jitter of up to +25% from the clock's low bits: good enough to de-synchronise.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+    }
+}
+
+/// Why a registration ended.
+enum Ended {
+    Shutdown,
+}
+
+pub struct Reporter {
+    etcd: EtcdOptions,
+    identity: NodeIdentity,
+    budget: WriteBudget,
+    lease_ttl: Duration,
+    sample_interval: Duration,
+    sampler: HostSampler,
+    media: watch::Receiver<MediaStats>,
+    shutdown: watch::Receiver<bool>,
+    /// The lease of the last registration, reused after an etcd restart when it is still
+    /// alive so that keys on it (sessions) survive.
+    lease: Option<LeaseId>,
+    last_write: Option<LastWrite>,
+}
+
+impl Reporter {
+    pub fn new(
+        config: &AgentConfig,
+        identity: NodeIdentity,
+        sampler: HostSampler,
+        media: watch::Receiver<MediaStats>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let report = &config.report;
+        Self {
+            etcd: config.etcd.clone(),
+            identity,
+            budget: WriteBudget {
+                min_interval: report.min_write_interval,
+                heartbeat_interval: report.heartbeat_interval,
+                cpu_threshold: report.cpu_threshold,
+                mem_threshold: report.mem_threshold,
+            },
+            lease_ttl: report.lease_ttl,
+            sample_interval: report.sample_interval,
+            sampler,
+            media,
+            shutdown,
+            lease: None,
+            last_write: None,
+        }
+    }
+
+    /// Registers and reports until shutdown. Errors are logged and retried with backoff;
+    /// this never returns early.
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::new(Duration::from_secs(4));
+        loop {
+            if *self.shutdown.borrow() {
+                return;
+            }
+            match self.register_and_report(&mut backoff).await {
+                Ok(Ended::Shutdown) => return,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in = ?delay,
+                        "lost the etcd registration; registering again"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn register_and_report(&mut self, backoff: &mut Backoff) -> anyhow::Result<Ended> {
+        let store = Store::connect(&self.etcd).await?;
+        let lease = self.acquire_lease(&store).await?;
+        let (mut keeper, mut keep_alive_replies) = store.keep_alive(lease).await?;
+        self.last_write = None;
+        self.write(&store, lease).await?;
+        tracing::info!(
+            node = %self.identity.id,
+            lease = format!("{lease:x}"),
+            "registered in etcd"
+        );
+        backoff.reset();
+
+        let mut keep_alive_tick = tokio::time::interval(self.lease_ttl / 3);
+        let mut sample_tick = tokio::time::interval(self.sample_interval);
+        sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.changed() => {
+                    self.deregister(&store, lease).await;
+                    return Ok(Ended::Shutdown);
+                }
+                _ = keep_alive_tick.tick() => {
+                    keeper.keep_alive().await.context("sending a lease keep-alive")?;
+                }
+                reply = keep_alive_replies.message() => {
+                    let reply = reply.context("reading lease keep-alive replies")?;
+                    match reply {
+                        Some(reply) if reply.ttl() > 0 => {}
+                        Some(_) => {
+                            self.lease = None;
+                            bail!("lease {lease:x} expired");
+                        }
+                        None => bail!("etcd closed the lease keep-alive stream"),
+                    }
+                }
+                _ = sample_tick.tick() => {
+                    self.write(&store, lease).await?;
+                }
+            }
+        }
+    }
+
+    /// Reuses the previous lease while etcd still has it, else grants a new one.
+    async fn acquire_lease(&mut self, store: &Store) -> anyhow::Result<LeaseId> {
+        if let Some(lease) = self.lease
+            && store.lease_ttl(lease).await?.is_some()
+        {
+            return Ok(lease);
+        }
+        let lease = store.grant_lease(self.lease_ttl).await?;
+        self.lease = Some(lease);
+        Ok(lease)
+    }
+
+    /// Samples stats and writes the record when the budget allows.
+    async fn write(&mut self, store: &Store, lease: LeaseId) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let stats = self.stats();
+        // Drain and hold arrive with later issues; until then a node is always ready.
+        let presence = Presence {
+            state: NodeState::Ready,
+            hold_for: None,
+        };
+        if !self
+            .budget
+            .should_write(self.last_write.as_ref(), &stats, &presence, now)
+        {
+            return Ok(());
+        }
+        let record = self.record(stats.clone(), presence.clone());
+        match store.put_node(&record, lease).await? {
+            NodeWrite::Written { .. } => {
+                self.last_write = Some(LastWrite {
+                    at: now,
+                    stats,
+                    presence,
+                });
+                Ok(())
+            }
+            NodeWrite::HeldByOtherLease { lease: holder } => bail!(
+                "node id {:?} is registered on another lease ({holder:x}): another agent uses \
+                 this id, or this agent's previous run has not expired yet (up to the lease \
+                 TTL); give each agent a unique [cluster] node_id",
+                self.identity.id
+            ),
+        }
+    }
+
+    fn stats(&mut self) -> NodeStats {
+        let host = self.sampler.sample();
+        let media = *self.media.borrow();
+        NodeStats {
+            cpu: host.cpu,
+            mem_used_bytes: host.mem_used_bytes,
+            mem_total_bytes: host.mem_total_bytes,
+            observed_units: host.cpu * f64::from(self.identity.capacity),
+            sessions: media.sessions,
+            peers: media.peers,
+            tracks_in: media.tracks_in,
+            tracks_out: media.tracks_out,
+            bitrate_in_bps: media.bitrate_in_bps,
+            bitrate_out_bps: media.bitrate_out_bps,
+            packets_out_per_sec: media.packets_out_per_sec,
+        }
+    }
+
+    fn record(&self, stats: NodeStats, presence: Presence) -> NodeRecord {
+        let id = &self.identity;
+        NodeRecord {
+            id: id.id.clone(),
+            signal_url: id.signal_url.clone(),
+            address: id.address.clone(),
+            zone: id.zone.clone(),
+            machine_type: id.machine_type.clone(),
+            vcpus: id.vcpus,
+            capacity: id.capacity,
+            state: presence.state,
+            hold_for: presence.hold_for,
+            labels: id.labels.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: id.started_at,
+            stats,
+            updated_at: SystemTime::now(),
+        }
+    }
+
+    /// Revoking the lease deletes the node key (and everything else on the lease) at once.
+    async fn deregister(&self, store: &Store, lease: LeaseId) {
+        match tokio::time::timeout(Duration::from_secs(3), store.revoke_lease(lease)).await {
+            Ok(Ok(())) => tracing::info!(node = %self.identity.id, "deregistered from etcd"),
+            Ok(Err(error)) => tracing::warn!(%error, "could not revoke the node lease"),
+            Err(_) => tracing::warn!("revoking the node lease timed out"),
+        }
+    }
+}
