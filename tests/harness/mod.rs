@@ -1,0 +1,122 @@
+//! The shared integration-test harness: a real `etcd` on free loopback ports with a temporary
+//! data dir, real `ion-agent` processes, and the `ionctl` binary. Everything it starts is
+//! killed on drop, and every wait is a poll with a deadline.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+mod agent;
+mod etcd;
+
+pub use agent::{AgentProcess, AgentSpec};
+pub use etcd::Etcd;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now. The tiny race with other processes is acceptable in
+/// tests; callers that start servers retry on a bind failure.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral loopback port")
+        .port()
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("/ion-test/{test}-{}-{n}/", std::process::id())
+}
+
+/// Polls `probe` every 100 ms until it yields `Some`, or panics naming `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The directory cargo puts binaries in (`target/debug`), found from the test executable
+/// (`target/debug/deps/<test>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executables live in target/<profile>/deps")
+        .to_owned()
+}
+
+/// The `ion-agent` binary, built on demand: it belongs to another package of the workspace,
+/// so cargo does not build it for the root package's tests by itself.
+pub fn agent_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let path = bin_dir().join("ion-agent");
+    BUILT.call_once(|| {
+        if path.exists() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "ion-agent"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build -p ion-agent");
+        assert!(status.success(), "cargo build -p ion-agent failed");
+    });
+    assert!(
+        path.exists(),
+        "{} is missing after the build",
+        path.display()
+    );
+    path
+}
+
+/// Runs `ionctl` with `args` and returns its output; `IONCTL_*` variables and the user's
+/// config file are cleared so the test controls every input.
+pub async fn ionctl(args: &[&str]) -> Output {
+    ionctl_with_env(args, &[]).await
+}
+
+pub async fn ionctl_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ionctl"));
+    command
+        .args(args)
+        .env_remove("IONCTL_ETCD_ENDPOINTS")
+        .env_remove("IONCTL_PREFIX")
+        .env_remove("IONCTL_CONFIG")
+        .env_remove("IONCTL_CONNECT_TIMEOUT")
+        .env("XDG_CONFIG_HOME", "/nonexistent-ionctl-test-config")
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("ionctl finished within 30 s")
+        .expect("running ionctl");
+    output
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
