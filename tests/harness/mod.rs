@@ -2,7 +2,8 @@
 //! data dir, real `ion-agent` processes, and the `ionctl` binary. Everything it starts is
 //! killed on drop, and every wait is a poll with a deadline.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
+// Each test binary uses a different part of the harness.
+#![allow(dead_code, unused_imports)]
 
 mod agent;
 mod etcd;
@@ -106,11 +107,10 @@ pub async fn ionctl_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+    tokio::time::timeout(Duration::from_secs(30), command.output())
         .await
         .expect("ionctl finished within 30 s")
-        .expect("running ionctl");
-    output
+        .expect("running ionctl")
 }
 
 pub fn stdout(output: &Output) -> String {
