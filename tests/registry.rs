@@ -341,3 +341,33 @@ async fn ionctl_reports_unreachable_etcd_with_exit_code_3() {
     assert!(message.contains(&endpoint), "{message}");
     assert!(output.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn agent_registers_again_when_its_lease_is_revoked() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("lease-lost");
+    let store = etcd.store(&prefix).await;
+    let _agent = AgentProcess::start(&etcd, &prefix, AgentSpec::new("lease-1"));
+    registered(&store, "lease-1").await;
+    let key = store.keys().node("lease-1");
+    let lease_of = |store: &Store| {
+        let mut client = store.client();
+        let key = key.clone();
+        async move {
+            let response = client.get(key, None).await.expect("get");
+            response.kvs().first().map(|kv| kv.lease())
+        }
+    };
+    let old = lease_of(&store).await.expect("the node key has a lease");
+
+    // Someone (an operator, a bug, etcd's own expiry after a long pause) ends the lease.
+    store.revoke_lease(old).await.expect("revoking");
+    let new = wait_for(
+        "registration on a new lease",
+        Duration::from_secs(10),
+        || async { lease_of(&store).await.filter(|lease| *lease != old) },
+    )
+    .await;
+    assert_ne!(new, 0);
+    assert_eq!(store.nodes().await.expect("listing").items.len(), 1);
+}
