@@ -3,7 +3,7 @@
 //! and the file, so a typo never silently falls back to a default.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ pub struct AgentConfig {
     pub cluster: ClusterConfig,
     pub etcd: EtcdOptions,
     pub signal: SignalConfig,
+    pub webrtc: WebrtcConfig,
     pub report: ReportConfig,
     pub gce: GceConfig,
 }
@@ -73,13 +74,23 @@ impl Default for ClusterConfig {
     }
 }
 
-/// Where clients reach this node.
+/// Where clients reach this node, and what signaling accepts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignalConfig {
     pub listen: SocketAddr,
     /// The host clients and media use; empty means the listen address's IP.
     pub public_host: String,
+    /// Let a join create its session when no placer reserved it (local use, tests). With
+    /// false, only sessions placed on this node by `ionctl place` can be joined.
+    pub allow_unplaced: bool,
+    /// Largest signaling message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// A connection that sends this many bad messages is closed.
+    pub max_errors: u32,
+    /// A participant whose WebSocket stays silent this long (no message, no pong) is removed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for SignalConfig {
@@ -87,6 +98,36 @@ impl Default for SignalConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
             public_host: String::new(),
+            allow_unplaced: true,
+            max_message_bytes: 64 * 1024,
+            max_errors: 5,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Media transport, in the spirit of ion-sfu's `[webrtc]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// Address the media sockets bind to.
+    pub bind: IpAddr,
+    /// UDP port of the first media worker; worker i uses `udp_port + i`. 0 picks free ports.
+    pub udp_port: u16,
+    /// Media worker threads, each with its own UDP socket; 0 means one per CPU.
+    pub workers: usize,
+    /// Public IPs to announce as host candidates when the node sits behind 1:1 NAT (GCE
+    /// external IPs). Empty announces the bind address (or `[signal] public_host`).
+    pub nat1to1: Vec<IpAddr>,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            udp_port: 0,
+            workers: 0,
+            nat1to1: Vec::new(),
         }
     }
 }
@@ -222,6 +263,19 @@ impl AgentConfig {
         if report.sample_interval.is_zero() {
             bail!("[report] sample_interval{at} must be more than 0");
         }
+        if self.signal.max_message_bytes < 1024 {
+            bail!("[signal] max_message_bytes{at} must be at least 1024");
+        }
+        if self.webrtc.bind.is_unspecified()
+            && self.webrtc.nat1to1.is_empty()
+            && self.signal.public_host.parse::<IpAddr>().is_err()
+        {
+            bail!(
+                "[webrtc] bind{at} is {}, which is no address clients can reach: set [webrtc] \
+                 nat1to1 to the public IP(s), or [signal] public_host to an IP",
+                self.webrtc.bind
+            );
+        }
         for (key, value) in [
             ("cpu_threshold", report.cpu_threshold),
             ("mem_threshold", report.mem_threshold),
@@ -231,6 +285,18 @@ impl AgentConfig {
             }
         }
         Ok(())
+    }
+
+    /// The IPs announced as ICE host candidates.
+    pub fn candidate_ips(&self) -> Vec<IpAddr> {
+        if !self.webrtc.nat1to1.is_empty() {
+            return self.webrtc.nat1to1.clone();
+        }
+        if !self.webrtc.bind.is_unspecified() {
+            return vec![self.webrtc.bind];
+        }
+        // validate() guarantees public_host is an IP here.
+        self.signal.public_host.parse().into_iter().collect()
     }
 
     /// `ws://host:port/ws`, where clients open signaling.

@@ -2,17 +2,24 @@
 //! logging and hands over to [`run`].
 
 mod config;
+mod metrics;
+mod ownership;
 mod report;
+mod sfu;
 mod shutdown;
+mod signal;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tokio::sync::watch;
 
 use config::{AgentConfig, Flags};
-use report::{HostSampler, MediaStats, NodeIdentity, Reporter, metadata};
+use report::{HostSampler, NodeIdentity, Reporter, metadata};
+use sfu::{MediaCounters, MediaSampler, Sfu};
 
 /// Exit code for a configuration the agent cannot start with.
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -47,9 +54,33 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: AgentConfig) -> anyhow::Result<()> {
+async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
     let shutdown = shutdown::install()?;
+    // str0m's DTLS and SRTP use aws-lc-rs.
+    str0m::crypto::from_feature_flags().install_process_default();
     let sampler = HostSampler::new()?;
+    let listener = tokio::net::TcpListener::bind(config.signal.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for signaling; pick another [signal] listen / --listen",
+                config.signal.listen
+            )
+        })?;
+    // With port 0 the kernel picked one; the published URL must carry it.
+    config.signal.listen = listener.local_addr()?;
+    let workers = match config.webrtc.workers {
+        0 => sampler.logical_cpus() as usize,
+        n => n,
+    };
+    let counters = MediaCounters::new(workers);
+    let sfu = Sfu::start(
+        &config.webrtc,
+        &config.candidate_ips(),
+        &counters,
+        workers,
+        shutdown.clone(),
+    )?;
     let gce = metadata::lookup(&config.gce).await;
     let vcpus = match config.cluster.vcpus {
         0 => sampler.logical_cpus(),
@@ -74,15 +105,39 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         machine_type = %identity.machine_type,
         vcpus,
         capacity = identity.capacity,
+        signal = %identity.signal_url,
+        media = ?sfu.media_addrs(),
         etcd = %config.etcd.endpoints.join(","),
         "starting"
     );
-    // The media path (a later issue) owns the sender and publishes its counters here.
-    let (_media_tx, media_rx) = watch::channel(MediaStats::default());
-    Reporter::new(&config, identity, sampler, media_rx, shutdown)
-        .run()
-        .await;
-    Ok(())
+    let (lease_tx, lease_rx) = watch::channel(None);
+    let ownership = ownership::Ownership::start(
+        config.etcd.clone(),
+        config.cluster.node_id.clone(),
+        config.signal.allow_unplaced,
+        lease_rx,
+    );
+    let context = Arc::new(signal::SignalContext {
+        sfu,
+        ownership,
+        config: config.signal.clone(),
+        metrics: metrics::Metrics::install(counters.clone())?,
+    });
+    let server = tokio::spawn(signal::serve(listener, context, shutdown.clone()));
+    Reporter::new(
+        &config,
+        identity,
+        sampler,
+        MediaSampler::new(counters),
+        shutdown,
+        lease_tx,
+    )
+    .run()
+    .await;
+    match server.await {
+        Ok(result) => result,
+        Err(error) => Err(anyhow::anyhow!("the signaling server panicked: {error}")),
+    }
 }
 
 fn init_tracing() {

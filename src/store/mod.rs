@@ -6,12 +6,14 @@ mod error;
 mod lease;
 mod options;
 mod read;
+mod sessions;
 mod watch;
 
 pub use error::StoreError;
 pub use lease::{LeaseId, NodeWrite};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, EtcdOptions, TlsOptions};
 pub use read::{Listed, Snapshot};
+pub use sessions::Claim;
 pub use watch::{Change, Watch};
 
 use std::time::Duration;

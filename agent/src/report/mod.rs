@@ -1,7 +1,7 @@
 //! The node's presence in etcd: a lease (TTL 10 s) kept alive, the [`NodeRecord`] written on
 //! it within the write budget, recovery with backoff when etcd or the lease is lost, and
 //! revocation on shutdown so the node disappears at once. The media path never waits on any
-//! of this: it publishes counters through a `watch` channel that this task samples.
+//! of this: its workers count into atomics that this task samples.
 
 mod budget;
 mod host;
@@ -18,18 +18,7 @@ pub use budget::{LastWrite, Presence, WriteBudget};
 pub use host::HostSampler;
 
 use crate::config::AgentConfig;
-
-/// Counters the media path publishes; zero until it exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MediaStats {
-    pub sessions: u32,
-    pub peers: u32,
-    pub tracks_in: u32,
-    pub tracks_out: u32,
-    pub bitrate_in_bps: u64,
-    pub bitrate_out_bps: u64,
-    pub packets_out_per_sec: u64,
-}
+use crate::sfu::MediaSampler;
 
 /// The parts of the node record that do not change while the agent runs.
 #[derive(Debug, Clone)]
@@ -90,8 +79,10 @@ pub struct Reporter {
     lease_ttl: Duration,
     sample_interval: Duration,
     sampler: HostSampler,
-    media: watch::Receiver<MediaStats>,
+    media: MediaSampler,
     shutdown: watch::Receiver<bool>,
+    /// Publishes the current node lease, for session ownership.
+    lease_out: watch::Sender<Option<LeaseId>>,
     /// The lease of the last registration, reused after an etcd restart when it is still
     /// alive so that keys on it (sessions) survive.
     lease: Option<LeaseId>,
@@ -103,8 +94,9 @@ impl Reporter {
         config: &AgentConfig,
         identity: NodeIdentity,
         sampler: HostSampler,
-        media: watch::Receiver<MediaStats>,
+        media: MediaSampler,
         shutdown: watch::Receiver<bool>,
+        lease_out: watch::Sender<Option<LeaseId>>,
     ) -> Self {
         let report = &config.report;
         Self {
@@ -121,6 +113,7 @@ impl Reporter {
             sampler,
             media,
             shutdown,
+            lease_out,
             lease: None,
             last_write: None,
         }
@@ -164,6 +157,11 @@ impl Reporter {
             "registered in etcd"
         );
         backoff.reset();
+        self.lease_out.send_if_modified(|current| {
+            let changed = *current != Some(lease);
+            *current = Some(lease);
+            changed
+        });
 
         let mut keep_alive_tick = tokio::time::interval(self.lease_ttl / 3);
         let mut sample_tick = tokio::time::interval(self.sample_interval);
@@ -210,7 +208,7 @@ impl Reporter {
     /// Samples stats and writes the record when the budget allows.
     async fn write(&mut self, store: &Store, lease: LeaseId) -> anyhow::Result<()> {
         let now = Instant::now();
-        let stats = self.stats();
+        let stats = self.stats(now);
         // Drain and hold arrive with later issues; until then a node is always ready.
         let presence = Presence {
             state: NodeState::Ready,
@@ -241,9 +239,9 @@ impl Reporter {
         }
     }
 
-    fn stats(&mut self) -> NodeStats {
+    fn stats(&mut self, now: Instant) -> NodeStats {
         let host = self.sampler.sample();
-        let media = *self.media.borrow();
+        let media = self.media.sample(now);
         NodeStats {
             cpu: host.cpu,
             mem_used_bytes: host.mem_used_bytes,

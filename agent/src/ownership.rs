@@ -1,0 +1,205 @@
+//! Session ownership in etcd, off the media path: the first join of a session on this node
+//! claims `sessions/<sid>` (onto the node lease, state live), the last leave deletes it, and a
+//! new node lease (after etcd lost the old one) re-claims every live session. One task owns
+//! this state; signaling talks to it through [`Ownership`].
+
+use std::collections::HashMap;
+
+use ion_cluster::store::{Claim, EtcdOptions, LeaseId, Store, StoreError};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+
+#[derive(Debug, Error)]
+pub enum ClaimError {
+    #[error("session {sid} lives on node {node}{}; connect there", url.as_ref().map(|u| format!(" ({u})")).unwrap_or_default())]
+    OtherNode {
+        sid: String,
+        node: String,
+        url: Option<String>,
+    },
+    #[error(
+        "session {sid} was not placed on this node; place it with `ionctl place` and join the node it names"
+    )]
+    NotPlaced { sid: String },
+    #[error("this node is not registered in etcd yet; retry in a few seconds")]
+    NotRegistered,
+    #[error("cannot claim session {sid} in etcd: {source}")]
+    Store { sid: String, source: StoreError },
+    #[error("the agent is shutting down")]
+    Closed,
+}
+
+enum Message {
+    Join {
+        sid: String,
+        reply: oneshot::Sender<Result<(), ClaimError>>,
+    },
+    Leave {
+        sid: String,
+    },
+}
+
+/// A handle for signaling: claim on join, release on leave.
+#[derive(Clone)]
+pub struct Ownership {
+    tx: mpsc::Sender<Message>,
+}
+
+impl Ownership {
+    pub fn start(
+        etcd: EtcdOptions,
+        node_id: String,
+        allow_unplaced: bool,
+        lease: watch::Receiver<Option<LeaseId>>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(256);
+        let task = Task {
+            etcd,
+            node_id,
+            allow_unplaced,
+            lease,
+            store: None,
+            members: HashMap::new(),
+        };
+        tokio::spawn(task.run(rx));
+        Self { tx }
+    }
+
+    /// Counts a participant into `sid`, claiming the session on the first one.
+    pub async fn join(&self, sid: &str) -> Result<(), ClaimError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Message::Join {
+                sid: sid.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| ClaimError::Closed)?;
+        answer.await.map_err(|_| ClaimError::Closed)?
+    }
+
+    /// Counts a participant out; the last one deletes the session key.
+    pub async fn leave(&self, sid: &str) {
+        let _ = self
+            .tx
+            .send(Message::Leave {
+                sid: sid.to_owned(),
+            })
+            .await;
+    }
+}
+
+struct Task {
+    etcd: EtcdOptions,
+    node_id: String,
+    allow_unplaced: bool,
+    lease: watch::Receiver<Option<LeaseId>>,
+    store: Option<Store>,
+    /// Participants per session on this node.
+    members: HashMap<String, usize>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        loop {
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(Message::Join { sid, reply }) => {
+                        let result = self.join(&sid).await;
+                        let _ = reply.send(result);
+                    }
+                    Some(Message::Leave { sid }) => self.leave(&sid).await,
+                    None => return,
+                },
+                changed = self.lease.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.reclaim_all().await;
+                }
+            }
+        }
+    }
+
+    async fn store(&mut self) -> Result<Store, StoreError> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
+        }
+        let store = Store::connect(&self.etcd).await?;
+        self.store = Some(store.clone());
+        Ok(store)
+    }
+
+    async fn claim(&mut self, sid: &str) -> Result<(), ClaimError> {
+        let lease = (*self.lease.borrow()).ok_or(ClaimError::NotRegistered)?;
+        let store = self.store().await.map_err(|source| ClaimError::Store {
+            sid: sid.to_owned(),
+            source,
+        })?;
+        let claim = store
+            .claim_session(sid, &self.node_id, lease, self.allow_unplaced)
+            .await;
+        match claim {
+            Ok(Claim::Adopted(_) | Claim::Created(_)) => Ok(()),
+            Ok(Claim::OtherNode { node, signal_url }) => Err(ClaimError::OtherNode {
+                sid: sid.to_owned(),
+                node,
+                url: signal_url,
+            }),
+            Ok(Claim::NotPlaced) => Err(ClaimError::NotPlaced {
+                sid: sid.to_owned(),
+            }),
+            Err(source) => {
+                if source.is_unreachable() {
+                    // Connect afresh next time.
+                    self.store = None;
+                }
+                Err(ClaimError::Store {
+                    sid: sid.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    async fn join(&mut self, sid: &str) -> Result<(), ClaimError> {
+        if let Some(count) = self.members.get_mut(sid) {
+            *count += 1;
+            return Ok(());
+        }
+        self.claim(sid).await?;
+        tracing::info!(%sid, "session claimed in etcd");
+        self.members.insert(sid.to_owned(), 1);
+        Ok(())
+    }
+
+    async fn leave(&mut self, sid: &str) {
+        let Some(count) = self.members.get_mut(sid) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        self.members.remove(sid);
+        let released = match self.store().await {
+            Ok(store) => store.release_session(sid, &self.node_id).await,
+            Err(error) => Err(error),
+        };
+        match released {
+            Ok(()) => tracing::info!(%sid, "session ended; key deleted"),
+            // The key is on the node lease, so it cannot outlive this node anyway.
+            Err(error) => tracing::warn!(%sid, %error, "could not delete the session key"),
+        }
+    }
+
+    /// After a new node lease, every live session moves onto it.
+    async fn reclaim_all(&mut self) {
+        let sids: Vec<String> = self.members.keys().cloned().collect();
+        for sid in sids {
+            if let Err(error) = self.claim(&sid).await {
+                tracing::warn!(%sid, %error, "could not re-claim a live session on the new lease");
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The media engine, on str0m (sans-IO). Each worker thread owns one UDP socket and one event
+//! loop, and sessions are sharded across workers by session id, so everything about a session
+//! lives on one thread and needs no lock. Signaling talks to a worker by [`Command`]s and
+//! hears back through [`PeerEvent`]s.
+//!
+//! Layout: `worker` (the loop and forwarding), `participant` (two PeerConnections and their
+//! negotiation), `session` (tracks and subscriptions), `layers` (simulcast choice),
+//! `keyframe`, `counters`.
+
+pub mod counters;
+mod keyframe;
+mod layers;
+mod participant;
+mod session;
+mod worker;
+
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use str0m::change::{SdpAnswer, SdpOffer};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use counters::{MediaCounters, MediaSampler};
+pub use participant::ParticipantId;
+
+use crate::config::WebrtcConfig;
+
+/// ion-sfu's join options (the Go field names are the wire names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct JoinConfig {
+    #[serde(rename = "NoPublish", default)]
+    pub no_publish: bool,
+    #[serde(rename = "NoSubscribe", default)]
+    pub no_subscribe: bool,
+    #[serde(rename = "NoAutoSubscribe", default)]
+    pub no_auto_subscribe: bool,
+}
+
+/// Which PeerConnection a trickled candidate belongs to (ion-sfu: 0 publisher, 1 subscriber).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Publisher,
+    Subscriber,
+}
+
+/// Requests from signaling to the worker that owns the session.
+pub enum Command {
+    Join {
+        participant: ParticipantId,
+        sid: Arc<str>,
+        uid: String,
+        offer: SdpOffer,
+        config: JoinConfig,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    Offer {
+        participant: ParticipantId,
+        offer: SdpOffer,
+        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    Answer {
+        participant: ParticipantId,
+        answer: SdpAnswer,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Trickle {
+        participant: ParticipantId,
+        target: Target,
+        candidate: String,
+    },
+    Leave {
+        participant: ParticipantId,
+    },
+}
+
+/// What a worker tells a participant's signaling connection.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A new offer for the subscriber PeerConnection.
+    SubscriberOffer(SdpOffer),
+    /// The participant was removed by the worker (ICE failure, timeout).
+    Removed(String),
+}
+
+#[derive(Debug, Error)]
+pub enum SfuError {
+    #[error("invalid SDP: {0}")]
+    BadSdp(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown participant; join first")]
+    UnknownParticipant,
+    #[error("the media worker is gone (the agent is shutting down)")]
+    WorkerGone,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A handle on the running workers.
+#[derive(Clone)]
+pub struct Sfu {
+    workers: Arc<Vec<mpsc::Sender<Command>>>,
+    addrs: Arc<Vec<SocketAddr>>,
+    next_participant: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sfu {
+    /// Binds one UDP socket per worker and starts the worker threads. They stop when
+    /// `shutdown` flips.
+    pub fn start(
+        config: &WebrtcConfig,
+        candidate_ips: &[IpAddr],
+        counters: &MediaCounters,
+        workers: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let mut senders = Vec::with_capacity(workers);
+        let mut addrs = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let port = match config.udp_port {
+                0 => 0,
+                first => first.checked_add(u16::try_from(index)?).ok_or_else(|| {
+                    anyhow::anyhow!("[webrtc] udp_port {first} + {index} workers passes 65535")
+                })?,
+            };
+            let socket =
+                std::net::UdpSocket::bind(SocketAddr::new(config.bind, port)).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot bind the media socket {}:{port}: {e}; pick another [webrtc] \
+                         udp_port",
+                        config.bind
+                    )
+                })?;
+            socket.set_nonblocking(true)?;
+            let local = socket.local_addr()?;
+            let candidates: Vec<SocketAddr> = candidate_ips
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, local.port()))
+                .collect();
+            let (tx, rx) = mpsc::channel(1024);
+            let worker = worker::Worker::new(
+                index,
+                socket,
+                candidates,
+                rx,
+                counters.worker(index),
+                shutdown.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("media-{index}"))
+                .spawn(move || worker.run())?;
+            senders.push(tx);
+            addrs.push(local);
+        }
+        Ok(Self {
+            workers: Arc::new(senders),
+            addrs: Arc::new(addrs),
+            next_participant: Arc::default(),
+        })
+    }
+
+    pub fn media_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn new_participant_id(&self) -> ParticipantId {
+        ParticipantId(
+            self.next_participant
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The worker that owns session `sid`.
+    pub fn worker_for(&self, sid: &str) -> mpsc::Sender<Command> {
+        // SipHash with fixed keys: the same sid always lands on the same worker.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        sid.hash(&mut hasher);
+        let index = (hasher.finish() % self.workers.len() as u64) as usize;
+        self.workers[index].clone()
+    }
+}

@@ -1,0 +1,286 @@
+//! One participant: a publisher PeerConnection (the client offers) and a subscriber
+//! PeerConnection (the server offers and renegotiates as tracks come and go), each a str0m
+//! `Rtc` owned by the worker thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::{Candidate, Rtc, RtcError};
+use tokio::sync::mpsc;
+
+use super::session::TrackId;
+use super::{JoinConfig, PeerEvent, SfuError};
+
+/// The data channel ion-sdk-js waits for on the subscriber PeerConnection before `join`
+/// resolves.
+pub const API_CHANNEL: &str = "ion-sfu";
+
+/// A worker-unique participant id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(pub u64);
+
+/// Which of a participant's two PeerConnections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Publisher,
+    Subscriber,
+}
+
+/// A str0m `Rtc` and when it next wants a timeout.
+pub struct Pc {
+    pub rtc: Rtc,
+    pub timeout: Instant,
+}
+
+impl Pc {
+    pub fn new(now: Instant, candidates: &[SocketAddr]) -> Result<Self, SfuError> {
+        let mut rtc = Rtc::builder()
+            // The server has public host candidates; the client does the checks and
+            // nominates, so mDNS or hidden client addresses do not matter.
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .build(now);
+        for addr in candidates {
+            let candidate = Candidate::host(*addr, "udp")
+                .map_err(|e| SfuError::Internal(format!("host candidate {addr}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        Ok(Self { rtc, timeout: now })
+    }
+}
+
+/// Negotiation state of one track sent to this participant (chat.rs's lifecycle: open,
+/// negotiate, stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    ToOpen,
+    Negotiating(Mid),
+    Open(Mid),
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackOut {
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub stream_id: String,
+    pub state: OutState,
+    /// The publisher left while this was being negotiated: stop it once the answer is in.
+    pub orphaned: bool,
+}
+
+pub struct Participant {
+    pub id: ParticipantId,
+    pub sid: Arc<str>,
+    pub uid: String,
+    pub config: JoinConfig,
+    pub publisher: Pc,
+    pub subscriber: Option<Pc>,
+    pub events: mpsc::UnboundedSender<PeerEvent>,
+    pub outs: Vec<TrackOut>,
+    pending_offer: Option<SdpPendingOffer>,
+    api_channel_offered: bool,
+    pub joined_at: Instant,
+    pub connected: bool,
+    pub disconnected_since: Option<Instant>,
+    /// Set when the participant must go; the worker removes it after the current pass.
+    pub failed: Option<String>,
+    /// Queued in the worker's dirty list; avoids queueing twice.
+    pub dirty: bool,
+}
+
+/// How long ICE may stay disconnected before the participant is removed.
+const DISCONNECTED_GRACE: Duration = Duration::from_secs(15);
+/// How long a new participant has to connect at all.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+
+impl Participant {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: ParticipantId,
+        sid: Arc<str>,
+        uid: String,
+        config: JoinConfig,
+        publisher: Pc,
+        subscriber: Option<Pc>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            id,
+            sid,
+            uid,
+            config,
+            publisher,
+            subscriber,
+            events,
+            outs: Vec::new(),
+            pending_offer: None,
+            api_channel_offered: false,
+            joined_at: now,
+            connected: false,
+            disconnected_since: None,
+            failed: None,
+            dirty: false,
+        }
+    }
+
+    pub fn pc(&self, role: Role) -> Option<&Pc> {
+        match role {
+            Role::Publisher => Some(&self.publisher),
+            Role::Subscriber => self.subscriber.as_ref(),
+        }
+    }
+
+    pub fn pc_mut(&mut self, role: Role) -> Option<&mut Pc> {
+        match role {
+            Role::Publisher => Some(&mut self.publisher),
+            Role::Subscriber => self.subscriber.as_mut(),
+        }
+    }
+
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        if self.failed.is_none() {
+            self.failed = Some(reason.into());
+        }
+    }
+
+    /// Why the participant should be removed now, if it should.
+    pub fn expired(&self, now: Instant) -> Option<String> {
+        if let Some(reason) = &self.failed {
+            return Some(reason.clone());
+        }
+        if !self.publisher.rtc.is_alive() {
+            return Some("the publisher connection closed".to_owned());
+        }
+        if let Some(since) = self.disconnected_since
+            && now.saturating_duration_since(since) >= DISCONNECTED_GRACE
+        {
+            return Some(format!(
+                "ICE stayed disconnected for {}s",
+                DISCONNECTED_GRACE.as_secs()
+            ));
+        }
+        if !self.connected && now.saturating_duration_since(self.joined_at) >= CONNECT_DEADLINE {
+            return Some(format!(
+                "ICE did not connect within {}s of the join",
+                CONNECT_DEADLINE.as_secs()
+            ));
+        }
+        None
+    }
+
+    /// The client's (re)offer on the publisher connection.
+    pub fn accept_publisher_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, RtcError> {
+        self.publisher.rtc.sdp_api().accept_offer(offer)
+    }
+
+    /// Starts a subscriber renegotiation when tracks are waiting to open or stop and none is
+    /// in flight; returns the offer to send.
+    pub fn negotiate(&mut self) -> Option<SdpOffer> {
+        if self.pending_offer.is_some() {
+            return None;
+        }
+        let subscriber = self.subscriber.as_mut()?;
+        let mut change = subscriber.rtc.sdp_api();
+        let mut opening_channel = false;
+        if !self.api_channel_offered {
+            change.add_channel(API_CHANNEL.to_owned());
+            opening_channel = true;
+        }
+        for out in &mut self.outs {
+            match out.state {
+                OutState::ToOpen => {
+                    let mid = change.add_media(
+                        out.kind,
+                        Direction::SendOnly,
+                        Some(out.stream_id.clone()),
+                        Some(format!("{}-{}", out.stream_id, out.track.0)),
+                        None,
+                    );
+                    out.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    out.state = OutState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return None;
+        }
+        let (offer, pending) = change.apply()?;
+        self.api_channel_offered |= opening_channel;
+        self.pending_offer = Some(pending);
+        Some(offer)
+    }
+
+    /// The client's answer to our subscriber offer. Returns the tracks that are now open, and
+    /// on which m-line, for the caller to start forwarding.
+    pub fn accept_subscriber_answer(
+        &mut self,
+        answer: SdpAnswer,
+    ) -> Result<Vec<(TrackId, Mid)>, SfuError> {
+        let pending = self.pending_offer.take().ok_or_else(|| {
+            SfuError::BadRequest("there is no subscriber offer waiting for an answer".to_owned())
+        })?;
+        let subscriber = self.subscriber.as_mut().ok_or_else(|| {
+            SfuError::BadRequest("this participant does not subscribe".to_owned())
+        })?;
+        subscriber
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let mut opened = Vec::new();
+        for out in &mut self.outs {
+            if let OutState::Negotiating(mid) = out.state {
+                if out.orphaned {
+                    out.state = OutState::ToStop(mid);
+                } else {
+                    out.state = OutState::Open(mid);
+                    opened.push((out.track, mid));
+                }
+            }
+        }
+        self.outs
+            .retain(|o| !matches!(o.state, OutState::NegotiatingStop(_)));
+        Ok(opened)
+    }
+
+    /// The publisher of `track` left: stop sending it.
+    pub fn drop_track(&mut self, track: TrackId) {
+        self.outs.retain_mut(|out| {
+            if out.track != track {
+                return true;
+            }
+            match out.state {
+                OutState::ToOpen => false,
+                OutState::Negotiating(_) => {
+                    out.orphaned = true;
+                    true
+                }
+                OutState::Open(mid) => {
+                    out.state = OutState::ToStop(mid);
+                    true
+                }
+                OutState::ToStop(_) | OutState::NegotiatingStop(_) => true,
+            }
+        });
+    }
+
+    pub fn open_out_count(&self) -> usize {
+        self.outs
+            .iter()
+            .filter(|o| matches!(o.state, OutState::Open(_)))
+            .count()
+    }
+}

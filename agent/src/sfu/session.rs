@@ -1,0 +1,56 @@
+//! A session on one worker: its participants and the tracks they publish. Each published
+//! track lists its subscriptions, so forwarding a frame walks one short list and looks up
+//! nothing else.
+
+use std::time::Instant;
+
+use str0m::media::{MediaKind, Mid, Rid};
+
+use super::layers::{LayerChoice, LayerMeter};
+use super::participant::ParticipantId;
+
+/// A worker-unique track id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrackId(pub u64);
+
+/// One open forward of a track to a subscriber's m-line.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub participant: ParticipantId,
+    pub mid: Mid,
+    pub layer: LayerChoice<Rid>,
+}
+
+/// A track published into the session.
+#[derive(Debug)]
+pub struct TrackIn {
+    pub id: TrackId,
+    pub origin: ParticipantId,
+    /// The m-line on the publisher's PeerConnection.
+    pub mid: Mid,
+    pub kind: MediaKind,
+    /// The msid stream id subscribers see, so a browser groups audio and video of one
+    /// participant into one MediaStream.
+    pub stream_id: String,
+    pub layers: LayerMeter<Rid>,
+    pub subscriptions: Vec<Subscription>,
+    pub last_keyframe_request: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct Session {
+    pub members: Vec<ParticipantId>,
+    pub tracks: Vec<TrackIn>,
+}
+
+impl Session {
+    pub fn track_mut(&mut self, origin: ParticipantId, mid: Mid) -> Option<&mut TrackIn> {
+        self.tracks
+            .iter_mut()
+            .find(|t| t.origin == origin && t.mid == mid)
+    }
+
+    pub fn track_by_id_mut(&mut self, id: TrackId) -> Option<&mut TrackIn> {
+        self.tracks.iter_mut().find(|t| t.id == id)
+    }
+}

@@ -1,0 +1,843 @@
+//! One media worker: a thread with its own current-thread runtime, one UDP socket, and every
+//! session sharded to it. After any input it polls the touched PeerConnections until they
+//! return a timeout, and passes effects between participants as data (`Effect`), applied one
+//! at a time. Nothing here awaits etcd or takes a lock; per-peer failures remove that peer
+//! and the loop goes on.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use super::counters::WorkerCounters;
+use super::keyframe::is_keyframe;
+use super::participant::{OutState, Participant, ParticipantId, Pc, Role, TrackOut};
+use super::session::{Session, Subscription, TrackId, TrackIn};
+use super::{Command, PeerEvent, SfuError, Target};
+
+/// Keyframe requests to one publisher track are sent at most this often.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// The loop wakes at least this often to expire dead participants.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Datagrams read in one go before the loop polls its peers again.
+const READ_BATCH: usize = 64;
+
+/// Effects passed between participants of a session.
+enum Effect {
+    TrackPublished {
+        origin: ParticipantId,
+        sid: Arc<str>,
+        mid: Mid,
+        kind: MediaKind,
+    },
+    Media {
+        origin: ParticipantId,
+        sid: Arc<str>,
+        data: MediaData,
+    },
+    KeyframeRequest {
+        subscriber: ParticipantId,
+        request: KeyframeRequest,
+    },
+}
+
+pub struct Worker {
+    index: usize,
+    socket: Option<std::net::UdpSocket>,
+    candidates: Vec<SocketAddr>,
+    commands: mpsc::Receiver<Command>,
+    counters: Arc<WorkerCounters>,
+    shutdown: watch::Receiver<bool>,
+    state: State,
+}
+
+#[derive(Default)]
+struct State {
+    participants: HashMap<ParticipantId, Participant>,
+    sessions: HashMap<Arc<str>, Session>,
+    /// Remote address → the PeerConnection that accepted it, so a datagram finds its peer
+    /// without asking every `Rtc`.
+    routes: HashMap<SocketAddr, (ParticipantId, Role)>,
+    dirty: Vec<ParticipantId>,
+    effects: VecDeque<Effect>,
+    next_track: u64,
+}
+
+enum Wake {
+    Shutdown,
+    Command(Option<Command>),
+    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Timer,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        socket: std::net::UdpSocket,
+        candidates: Vec<SocketAddr>,
+        commands: mpsc::Receiver<Command>,
+        counters: Arc<WorkerCounters>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            index,
+            socket: Some(socket),
+            candidates,
+            commands,
+            counters,
+            shutdown,
+            state: State::default(),
+        }
+    }
+
+    /// The thread body.
+    pub fn run(self) {
+        let index = self.index;
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(self.event_loop()),
+            Err(error) => tracing::error!(worker = index, %error, "cannot start a media worker"),
+        }
+    }
+
+    async fn event_loop(mut self) {
+        let socket = match self.socket.take().map(UdpSocket::from_std) {
+            Some(Ok(socket)) => socket,
+            Some(Err(error)) => {
+                tracing::error!(worker = self.index, %error, "cannot register the media socket");
+                return;
+            }
+            None => return,
+        };
+        // Incoming datagrams are matched against this address; with 1:1 NAT it is the public
+        // candidate, not the socket's private address.
+        let destination = self
+            .candidates
+            .first()
+            .copied()
+            .unwrap_or_else(|| socket.local_addr().expect("a bound socket has an address"));
+        tracing::info!(worker = self.index, addr = %destination, "media worker started");
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            self.state.drive(&socket, &self.counters, now);
+            self.state.reap(now, &self.counters);
+            let next = self.state.next_timeout(now + HOUSEKEEPING);
+            let wake = tokio::select! {
+                _ = self.shutdown.changed() => Wake::Shutdown,
+                command = self.commands.recv() => Wake::Command(command),
+                received = socket.recv_from(&mut buf) => Wake::Datagram(received),
+                () = tokio::time::sleep_until(next.into()) => Wake::Timer,
+            };
+            let now = Instant::now();
+            match wake {
+                Wake::Shutdown | Wake::Command(None) => break,
+                Wake::Command(Some(command)) => {
+                    self.state
+                        .command(command, now, &self.candidates, &self.counters);
+                }
+                Wake::Datagram(Ok((len, source))) => {
+                    self.state
+                        .datagram(&buf[..len], source, destination, now, &self.counters);
+                    for _ in 0..READ_BATCH {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((len, source)) => self.state.datagram(
+                                &buf[..len],
+                                source,
+                                destination,
+                                now,
+                                &self.counters,
+                            ),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // ICMP errors (a peer's port closed) surface here on Linux; they concern one
+                // peer, whose ICE will time out, never the socket.
+                Wake::Datagram(Err(error)) => {
+                    tracing::debug!(worker = self.index, %error, "media socket receive error");
+                }
+                Wake::Timer => self.state.timeouts(now),
+            }
+        }
+        let ids: Vec<ParticipantId> = self.state.participants.keys().copied().collect();
+        for id in ids {
+            self.state
+                .remove(id, Some("the agent is shutting down"), &self.counters);
+        }
+        tracing::info!(worker = self.index, "media worker stopped");
+    }
+}
+
+impl State {
+    fn mark(&mut self, id: ParticipantId) {
+        mark(&mut self.participants, &mut self.dirty, id);
+    }
+
+    fn datagram(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        destination: SocketAddr,
+        now: Instant,
+        counters: &WorkerCounters,
+    ) {
+        counters.packets_in.fetch_add(1, Relaxed);
+        counters.bytes_in.fetch_add(data.len() as u64, Relaxed);
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let known = self.routes.get(&source).copied().filter(|(id, role)| {
+            self.participants
+                .get(id)
+                .and_then(|p| p.pc(*role))
+                .is_some_and(|pc| pc.rtc.accepts(&input))
+        });
+        let target = known.or_else(|| {
+            self.participants.iter().find_map(|(id, p)| {
+                [Role::Publisher, Role::Subscriber]
+                    .into_iter()
+                    .find_map(|role| {
+                        p.pc(role)
+                            .filter(|pc| pc.rtc.accepts(&input))
+                            .map(|_| (*id, role))
+                    })
+            })
+        });
+        let Some((id, role)) = target else {
+            tracing::trace!(%source, "no peer accepts this datagram");
+            return;
+        };
+        if known.is_none() {
+            self.routes.insert(source, (id, role));
+        }
+        if let Some(p) = self.participants.get_mut(&id) {
+            if let Some(pc) = p.pc_mut(role)
+                && let Err(error) = pc.rtc.handle_input(input)
+            {
+                p.fail(format!("media input failed: {error}"));
+            }
+        }
+        self.mark(id);
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for (id, p) in &mut self.participants {
+            let mut touched = false;
+            for role in [Role::Publisher, Role::Subscriber] {
+                if let Some(pc) = p.pc_mut(role)
+                    && pc.timeout <= now
+                {
+                    if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
+                        p.fail(format!("timer input failed: {error}"));
+                    }
+                    touched = true;
+                }
+            }
+            if touched {
+                due.push(*id);
+            }
+        }
+        for id in due {
+            self.mark(id);
+        }
+    }
+
+    fn next_timeout(&self, latest: Instant) -> Instant {
+        self.participants
+            .values()
+            .flat_map(|p| [Some(&p.publisher), p.subscriber.as_ref()])
+            .flatten()
+            .map(|pc| pc.timeout)
+            .fold(latest, Instant::min)
+    }
+
+    /// Polls touched peers and applies their effects until nothing is left to do.
+    fn drive(&mut self, socket: &UdpSocket, counters: &WorkerCounters, now: Instant) {
+        loop {
+            while let Some(effect) = self.effects.pop_front() {
+                self.apply(effect, now, counters);
+            }
+            let Some(id) = self.dirty.pop() else {
+                break;
+            };
+            self.poll(id, socket, counters, now);
+        }
+    }
+
+    fn poll(
+        &mut self,
+        id: ParticipantId,
+        socket: &UdpSocket,
+        counters: &WorkerCounters,
+        now: Instant,
+    ) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        p.dirty = false;
+        for role in [Role::Publisher, Role::Subscriber] {
+            loop {
+                let Some(pc) = p.pc_mut(role) else {
+                    break;
+                };
+                if !pc.rtc.is_alive() {
+                    break;
+                }
+                match pc.rtc.poll_output() {
+                    Ok(Output::Timeout(at)) => {
+                        pc.timeout = at;
+                        break;
+                    }
+                    Ok(Output::Transmit(transmit)) => send(socket, &transmit, counters),
+                    Ok(Output::Event(event)) => on_event(p, role, event, now, &mut self.effects),
+                    Err(error) => {
+                        p.fail(format!("media output failed: {error}"));
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(offer) = p.negotiate() {
+            // The change queued output on the subscriber; poll it again.
+            let _ = p.events.send(PeerEvent::SubscriberOffer(offer));
+            self.mark(id);
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, now: Instant, counters: &WorkerCounters) {
+        match effect {
+            Effect::TrackPublished {
+                origin,
+                sid,
+                mid,
+                kind,
+            } => self.publish_track(origin, &sid, mid, kind, counters),
+            Effect::Media { origin, sid, data } => self.forward(origin, &sid, data, now, counters),
+            Effect::KeyframeRequest {
+                subscriber,
+                request,
+            } => self.relay_keyframe_request(subscriber, request, now),
+        }
+    }
+
+    fn publish_track(
+        &mut self,
+        origin: ParticipantId,
+        sid: &Arc<str>,
+        mid: Mid,
+        kind: MediaKind,
+        counters: &WorkerCounters,
+    ) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if session.track_mut(origin, mid).is_some() {
+            return;
+        }
+        let Some(publisher) = self.participants.get(&origin) else {
+            return;
+        };
+        let stream_id = if publisher.uid.is_empty() {
+            format!("p{}", origin.0)
+        } else {
+            publisher.uid.clone()
+        };
+        let id = TrackId(self.next_track);
+        self.next_track += 1;
+        tracing::debug!(sid = %sid, participant = origin.0, %mid, ?kind, "track published");
+        for member in &session.members {
+            if *member == origin {
+                continue;
+            }
+            if let Some(q) = self.participants.get_mut(member)
+                && q.subscriber.is_some()
+                && !q.config.no_auto_subscribe
+            {
+                q.outs.push(TrackOut {
+                    track: id,
+                    kind,
+                    stream_id: stream_id.clone(),
+                    state: OutState::ToOpen,
+                    orphaned: false,
+                });
+                mark(&mut self.participants, &mut self.dirty, *member);
+            }
+        }
+        session.tracks.push(TrackIn {
+            id,
+            origin,
+            mid,
+            kind,
+            stream_id,
+            layers: Default::default(),
+            subscriptions: Vec::new(),
+            last_keyframe_request: None,
+        });
+        update_gauges(&self.sessions, &self.participants, counters);
+    }
+
+    /// The hot path: one incoming frame to every subscription of its track.
+    fn forward(
+        &mut self,
+        origin: ParticipantId,
+        sid: &Arc<str>,
+        data: MediaData,
+        now: Instant,
+        counters: &WorkerCounters,
+    ) {
+        let Some(track) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.track_mut(origin, data.mid))
+        else {
+            return;
+        };
+        track.layers.observe(data.rid, data.data.len(), now);
+        let wanted = track.layers.preferred();
+        let keyframe = data.rid.is_some() && is_keyframe(data.params.spec().codec, &data.data);
+        let mut layer_switch_waiting = false;
+        for sub in &mut track.subscriptions {
+            if sub.layer.current != wanted {
+                layer_switch_waiting = true;
+            }
+            if !sub.layer.accept(data.rid, wanted, keyframe) {
+                continue;
+            }
+            let Some(q) = self.participants.get_mut(&sub.participant) else {
+                continue;
+            };
+            let Some(pc) = q.subscriber.as_mut() else {
+                continue;
+            };
+            let written = pc.rtc.writer(sub.mid).is_some_and(|writer| {
+                writer.match_params(data.params).is_some_and(|pt| {
+                    writer
+                        .write(pt, data.network_time, data.time, data.data.clone())
+                        .is_ok()
+                })
+            });
+            if !written {
+                counters.forward_errors.fetch_add(1, Relaxed);
+            }
+            mark(&mut self.participants, &mut self.dirty, sub.participant);
+        }
+        // A gap in the publisher's stream, or a subscriber waiting to switch layers, needs a
+        // keyframe from the publisher.
+        let need_keyframe =
+            track.kind == MediaKind::Video && (!data.contiguous || layer_switch_waiting);
+        if need_keyframe {
+            let rid = if data.contiguous { wanted } else { data.rid };
+            request_keyframe(
+                track,
+                &mut self.participants,
+                &mut self.dirty,
+                rid,
+                KeyframeRequestKind::Pli,
+                now,
+            );
+        }
+    }
+
+    /// A subscriber's PLI/FIR goes to the publisher of that track, throttled per track.
+    fn relay_keyframe_request(
+        &mut self,
+        subscriber: ParticipantId,
+        request: KeyframeRequest,
+        now: Instant,
+    ) {
+        let Some(q) = self.participants.get(&subscriber) else {
+            return;
+        };
+        let Some(track_id) = q
+            .outs
+            .iter()
+            .find(|o| o.state == OutState::Open(request.mid))
+            .map(|o| o.track)
+        else {
+            return;
+        };
+        let sid = q.sid.clone();
+        let Some(track) = self
+            .sessions
+            .get_mut(&sid)
+            .and_then(|s| s.track_by_id_mut(track_id))
+        else {
+            return;
+        };
+        let rid = track
+            .subscriptions
+            .iter()
+            .find(|s| s.participant == subscriber)
+            .and_then(|s| s.layer.current)
+            .or(track.layers.preferred());
+        request_keyframe(
+            track,
+            &mut self.participants,
+            &mut self.dirty,
+            rid,
+            request.kind,
+            now,
+        );
+    }
+
+    fn command(
+        &mut self,
+        command: Command,
+        now: Instant,
+        candidates: &[SocketAddr],
+        counters: &WorkerCounters,
+    ) {
+        match command {
+            Command::Join {
+                participant,
+                sid,
+                uid,
+                offer,
+                config,
+                events,
+                reply,
+            } => {
+                let result = self.join(
+                    participant,
+                    sid,
+                    uid,
+                    offer,
+                    config,
+                    events,
+                    now,
+                    candidates,
+                );
+                update_gauges(&self.sessions, &self.participants, counters);
+                let _ = reply.send(result);
+            }
+            Command::Offer {
+                participant,
+                offer,
+                reply,
+            } => {
+                let result = match self.participants.get_mut(&participant) {
+                    Some(p) => p
+                        .accept_publisher_offer(offer)
+                        .map_err(|e| SfuError::BadSdp(e.to_string())),
+                    None => Err(SfuError::UnknownParticipant),
+                };
+                self.mark(participant);
+                let _ = reply.send(result);
+            }
+            Command::Answer {
+                participant,
+                answer,
+                reply,
+            } => {
+                let result = self.answer(participant, answer, now);
+                update_gauges(&self.sessions, &self.participants, counters);
+                let _ = reply.send(result);
+            }
+            Command::Trickle {
+                participant,
+                target,
+                candidate,
+            } => self.trickle(participant, target, &candidate),
+            Command::Leave { participant } => self.remove(participant, None, counters),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &mut self,
+        id: ParticipantId,
+        sid: Arc<str>,
+        uid: String,
+        offer: str0m::change::SdpOffer,
+        config: super::JoinConfig,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        now: Instant,
+        candidates: &[SocketAddr],
+    ) -> Result<str0m::change::SdpAnswer, SfuError> {
+        let mut publisher = Pc::new(now, candidates)?;
+        let answer = publisher
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let subscriber = if config.no_subscribe {
+            None
+        } else {
+            Some(Pc::new(now, candidates)?)
+        };
+        let mut p = Participant::new(
+            id,
+            sid.clone(),
+            uid,
+            config,
+            publisher,
+            subscriber,
+            events,
+            now,
+        );
+        let session = self.sessions.entry(sid.clone()).or_default();
+        if p.subscriber.is_some() && !config.no_auto_subscribe {
+            for track in &session.tracks {
+                p.outs.push(TrackOut {
+                    track: track.id,
+                    kind: track.kind,
+                    stream_id: track.stream_id.clone(),
+                    state: OutState::ToOpen,
+                    orphaned: false,
+                });
+            }
+        }
+        session.members.push(id);
+        tracing::info!(%sid, participant = id.0, uid = %p.uid, "joined");
+        self.participants.insert(id, p);
+        self.mark(id);
+        Ok(answer)
+    }
+
+    fn answer(
+        &mut self,
+        id: ParticipantId,
+        answer: str0m::change::SdpAnswer,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let opened = p.accept_subscriber_answer(answer)?;
+        let sid = p.sid.clone();
+        self.mark(id);
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return Ok(());
+        };
+        for (track_id, mid) in opened {
+            let Some(track) = session.track_by_id_mut(track_id) else {
+                continue;
+            };
+            track.subscriptions.push(Subscription {
+                participant: id,
+                mid,
+                layer: Default::default(),
+            });
+            // A new subscriber can decode nothing until the next keyframe.
+            if track.kind == MediaKind::Video {
+                let rid = track.layers.preferred();
+                request_keyframe(
+                    track,
+                    &mut self.participants,
+                    &mut self.dirty,
+                    rid,
+                    KeyframeRequestKind::Pli,
+                    now,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn trickle(&mut self, id: ParticipantId, target: Target, candidate: &str) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let role = match target {
+            Target::Publisher => Role::Publisher,
+            Target::Subscriber => Role::Subscriber,
+        };
+        let text = candidate.trim().trim_start_matches("a=");
+        match Candidate::from_sdp_string(text) {
+            Ok(candidate) => {
+                if let Some(pc) = p.pc_mut(role) {
+                    pc.rtc.add_remote_candidate(candidate);
+                }
+                self.mark(id);
+            }
+            // mDNS (.local) candidates cannot be resolved here, and an ICE-lite server does
+            // not need them: the client's checks reveal its address.
+            Err(error) => {
+                tracing::debug!(participant = id.0, %error, candidate = text, "ignoring candidate")
+            }
+        }
+    }
+
+    /// Removes a participant: its tracks end for everyone, its subscriptions go.
+    fn remove(&mut self, id: ParticipantId, reason: Option<&str>, counters: &WorkerCounters) {
+        let Some(p) = self.participants.remove(&id) else {
+            return;
+        };
+        self.routes.retain(|_, (owner, _)| *owner != id);
+        if let Some(reason) = reason {
+            let _ = p.events.send(PeerEvent::Removed(reason.to_owned()));
+        }
+        tracing::info!(sid = %p.sid, participant = id.0, reason = reason.unwrap_or("left"), "participant removed");
+        if let Some(session) = self.sessions.get_mut(&p.sid) {
+            session.members.retain(|m| *m != id);
+            let gone: Vec<TrackId> = session
+                .tracks
+                .iter()
+                .filter(|t| t.origin == id)
+                .map(|t| t.id)
+                .collect();
+            session.tracks.retain(|t| t.origin != id);
+            for track in &mut session.tracks {
+                track.subscriptions.retain(|s| s.participant != id);
+            }
+            for member in session.members.clone() {
+                if let Some(q) = self.participants.get_mut(&member) {
+                    for track in &gone {
+                        q.drop_track(*track);
+                    }
+                }
+                if !gone.is_empty() {
+                    mark(&mut self.participants, &mut self.dirty, member);
+                }
+            }
+            if session.members.is_empty() {
+                self.sessions.remove(&p.sid);
+            }
+        }
+        update_gauges(&self.sessions, &self.participants, counters);
+    }
+
+    fn reap(&mut self, now: Instant, counters: &WorkerCounters) {
+        let expired: Vec<(ParticipantId, String)> = self
+            .participants
+            .values()
+            .filter_map(|p| p.expired(now).map(|reason| (p.id, reason)))
+            .collect();
+        for (id, reason) in expired {
+            self.remove(id, Some(&reason), counters);
+        }
+    }
+}
+
+fn mark(
+    participants: &mut HashMap<ParticipantId, Participant>,
+    dirty: &mut Vec<ParticipantId>,
+    id: ParticipantId,
+) {
+    if let Some(p) = participants.get_mut(&id)
+        && !p.dirty
+    {
+        p.dirty = true;
+        dirty.push(id);
+    }
+}
+
+fn request_keyframe(
+    track: &mut TrackIn,
+    participants: &mut HashMap<ParticipantId, Participant>,
+    dirty: &mut Vec<ParticipantId>,
+    rid: Option<str0m::media::Rid>,
+    kind: KeyframeRequestKind,
+    now: Instant,
+) {
+    if track
+        .last_keyframe_request
+        .is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_REQUEST_INTERVAL)
+    {
+        return;
+    }
+    let Some(publisher) = participants.get_mut(&track.origin) else {
+        return;
+    };
+    if let Some(mut writer) = publisher.publisher.rtc.writer(track.mid) {
+        // Fails only when the rid is unknown (a layer that stopped); nothing to do then.
+        let _ = writer.request_keyframe(rid, kind);
+        track.last_keyframe_request = Some(now);
+    }
+    mark(participants, dirty, track.origin);
+}
+
+fn on_event(
+    p: &mut Participant,
+    role: Role,
+    event: Event,
+    now: Instant,
+    effects: &mut VecDeque<Effect>,
+) {
+    match event {
+        Event::IceConnectionStateChange(state) => match state {
+            IceConnectionState::Connected | IceConnectionState::Completed => {
+                p.connected = true;
+                p.disconnected_since = None;
+            }
+            IceConnectionState::Disconnected => {
+                p.disconnected_since.get_or_insert(now);
+            }
+            _ => {}
+        },
+        Event::MediaAdded(added) if role == Role::Publisher => {
+            if p.config.no_publish {
+                tracing::debug!(participant = p.id.0, mid = %added.mid, "NoPublish: ignoring a published track");
+            } else {
+                effects.push_back(Effect::TrackPublished {
+                    origin: p.id,
+                    sid: p.sid.clone(),
+                    mid: added.mid,
+                    kind: added.kind,
+                });
+            }
+        }
+        Event::MediaData(data) if role == Role::Publisher && !p.config.no_publish => {
+            effects.push_back(Effect::Media {
+                origin: p.id,
+                sid: p.sid.clone(),
+                data,
+            });
+        }
+        Event::KeyframeRequest(request) if role == Role::Subscriber => {
+            effects.push_back(Effect::KeyframeRequest {
+                subscriber: p.id,
+                request,
+            });
+        }
+        _ => {}
+    }
+}
+
+fn send(socket: &UdpSocket, transmit: &Transmit, counters: &WorkerCounters) {
+    match socket.try_send_to(&transmit.contents, transmit.destination) {
+        Ok(len) => {
+            counters.packets_out.fetch_add(1, Relaxed);
+            counters.bytes_out.fetch_add(len as u64, Relaxed);
+        }
+        // UDP: a full buffer or an unreachable peer loses this datagram, as the network
+        // would; retransmission is the protocols' business.
+        Err(_) => {
+            counters.send_drops.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn update_gauges(
+    sessions: &HashMap<Arc<str>, Session>,
+    participants: &HashMap<ParticipantId, Participant>,
+    counters: &WorkerCounters,
+) {
+    let tracks_in: usize = sessions.values().map(|s| s.tracks.len()).sum();
+    let tracks_out: usize = participants.values().map(Participant::open_out_count).sum();
+    counters.sessions.store(sessions.len() as u64, Relaxed);
+    counters.peers.store(participants.len() as u64, Relaxed);
+    counters.tracks_in.store(tracks_in as u64, Relaxed);
+    counters.tracks_out.store(tracks_out as u64, Relaxed);
+}

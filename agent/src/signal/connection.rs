@@ -1,0 +1,360 @@
+//! One signaling WebSocket: one participant. It parses each message, checks it, claims the
+//! session in etcd on join, and relays between the client and the session's media worker.
+//! Bad input gets a JSON-RPC error; repeated bad input closes this connection only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use ion_cluster::model::keys::validate_id;
+use serde_json::Value;
+use str0m::change::{SdpAnswer, SdpOffer};
+use tokio::sync::{mpsc, oneshot};
+
+use super::SignalContext;
+use super::jsonrpc::{
+    self, INVALID_PARAMS, INVALID_REQUEST, Incoming, RpcError, SERVER_ERROR, SessionDescription,
+};
+use crate::sfu::{Command, ParticipantId, PeerEvent, SfuError, Target};
+
+/// How often the server pings an idle client.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// RFC 6455 close codes.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+struct Joined {
+    participant: ParticipantId,
+    sid: String,
+    worker: mpsc::Sender<Command>,
+}
+
+struct Connection {
+    context: Arc<SignalContext>,
+    joined: Option<Joined>,
+    errors: u32,
+    events_tx: mpsc::UnboundedSender<PeerEvent>,
+}
+
+enum Wake {
+    Message(Option<Result<Message, axum::Error>>),
+    Event(Option<PeerEvent>),
+    Ping,
+}
+
+/// What to do after a message.
+enum Next {
+    Continue,
+    Close(u16, String),
+}
+
+pub async fn serve(mut socket: WebSocket, context: Arc<SignalContext>) {
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let mut connection = Connection {
+        context: context.clone(),
+        joined: None,
+        errors: 0,
+        events_tx,
+    };
+    metrics::gauge!("ion_agent_signal_connections").increment(1.0);
+    let idle_timeout = context.config.idle_timeout;
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        let wake = tokio::select! {
+            message = socket.recv() => Wake::Message(message),
+            event = events_rx.recv() => Wake::Event(event),
+            _ = ping.tick() => Wake::Ping,
+        };
+        let next = match wake {
+            Wake::Message(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
+            Wake::Message(Some(Ok(message))) => {
+                last_heard = Instant::now();
+                match message {
+                    Message::Text(text) => connection.on_text(&mut socket, text.as_str()).await,
+                    Message::Binary(_) => {
+                        let error = RpcError::new(
+                            Value::Null,
+                            INVALID_REQUEST,
+                            "binary messages are not supported; send JSON-RPC as text",
+                        );
+                        connection.reply_error(&mut socket, error).await
+                    }
+                    // axum answers pings itself; a pong only proves liveness.
+                    _ => Next::Continue,
+                }
+            }
+            Wake::Event(Some(PeerEvent::SubscriberOffer(offer))) => {
+                let description = SessionDescription {
+                    kind: "offer".to_owned(),
+                    sdp: offer.to_sdp_string(),
+                };
+                send(&mut socket, jsonrpc::notification("offer", description)).await
+            }
+            Wake::Event(Some(PeerEvent::Removed(reason))) => Next::Close(
+                CLOSE_GOING_AWAY,
+                format!("removed from the session: {reason}"),
+            ),
+            Wake::Event(None) => Next::Continue,
+            Wake::Ping => {
+                if last_heard.elapsed() >= idle_timeout {
+                    Next::Close(
+                        CLOSE_POLICY,
+                        format!("no message or pong for {}s", idle_timeout.as_secs()),
+                    )
+                } else {
+                    let _ = socket.send(Message::Ping(Default::default())).await;
+                    Next::Continue
+                }
+            }
+        };
+        if let Next::Close(code, reason) = next {
+            tracing::info!(code, %reason, "closing signaling connection");
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            break;
+        }
+    }
+    connection.leave().await;
+    metrics::gauge!("ion_agent_signal_connections").decrement(1.0);
+}
+
+async fn send(socket: &mut WebSocket, text: String) -> Next {
+    match socket.send(Message::Text(text.into())).await {
+        Ok(()) => Next::Continue,
+        Err(_) => Next::Close(CLOSE_NORMAL, "the client went away".to_owned()),
+    }
+}
+
+impl Connection {
+    async fn reply_error(&mut self, socket: &mut WebSocket, error: RpcError) -> Next {
+        self.errors += 1;
+        metrics::counter!("ion_agent_signal_errors_total").increment(1);
+        tracing::debug!(code = error.code, message = %error.message, "signaling error");
+        if let Next::Close(code, reason) = send(socket, error.to_json()).await {
+            return Next::Close(code, reason);
+        }
+        let limit = self.context.config.max_errors;
+        if self.errors >= limit {
+            return Next::Close(
+                CLOSE_POLICY,
+                format!("{limit} bad messages on this connection; closing it"),
+            );
+        }
+        Next::Continue
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Next {
+        let limit = self.context.config.max_message_bytes;
+        if text.len() > limit {
+            let error = RpcError::new(
+                Value::Null,
+                INVALID_REQUEST,
+                format!(
+                    "message of {} bytes exceeds the limit of {limit} bytes",
+                    text.len()
+                ),
+            );
+            return self.reply_error(socket, error).await;
+        }
+        let incoming = match jsonrpc::parse(text) {
+            Ok(incoming) => incoming,
+            Err(error) => return self.reply_error(socket, error).await,
+        };
+        let outcome = match incoming {
+            Incoming::Join { id, params } => self.join(id, params).await,
+            Incoming::Offer { id, params } => self.offer(id, params.desc).await,
+            Incoming::Answer(params) => self.answer(params.desc).await.map(|()| None),
+            Incoming::Trickle(params) => self.trickle(params).await.map(|()| None),
+        };
+        match outcome {
+            Ok(Some(reply)) => send(socket, reply).await,
+            Ok(None) => Next::Continue,
+            Err(error) => self.reply_error(socket, error).await,
+        }
+    }
+
+    async fn join(
+        &mut self,
+        id: Value,
+        params: jsonrpc::JoinParams,
+    ) -> Result<Option<String>, RpcError> {
+        let invalid = |message: String| RpcError::new(id.clone(), INVALID_PARAMS, message);
+        if let Some(joined) = &self.joined {
+            return Err(RpcError::new(
+                id.clone(),
+                INVALID_REQUEST,
+                format!(
+                    "this connection already joined session {}; open another connection to join again",
+                    joined.sid
+                ),
+            ));
+        }
+        validate_id("session", &params.sid).map_err(|e| invalid(e.to_string()))?;
+        let offer = parse_offer(&params.offer).map_err(invalid)?;
+        self.context
+            .ownership
+            .join(&params.sid)
+            .await
+            .map_err(|e| RpcError::new(id.clone(), SERVER_ERROR, e.to_string()))?;
+        let sfu = &self.context.sfu;
+        let participant = sfu.new_participant_id();
+        let worker = sfu.worker_for(&params.sid);
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Join {
+            participant,
+            sid: params.sid.as_str().into(),
+            uid: params.uid.clone(),
+            offer,
+            config: params.config.unwrap_or_default(),
+            events: self.events_tx.clone(),
+            reply,
+        };
+        let result = match worker.send(command).await {
+            Ok(()) => answer.await.unwrap_or(Err(SfuError::WorkerGone)),
+            Err(_) => Err(SfuError::WorkerGone),
+        };
+        match result {
+            Ok(answer) => {
+                self.joined = Some(Joined {
+                    participant,
+                    sid: params.sid,
+                    worker,
+                });
+                Ok(Some(jsonrpc::result(&id, answer_description(&answer))))
+            }
+            Err(error) => {
+                self.context.ownership.leave(&params.sid).await;
+                Err(sfu_error(id, error))
+            }
+        }
+    }
+
+    fn joined(&self, id: &Value) -> Result<&Joined, RpcError> {
+        self.joined
+            .as_ref()
+            .ok_or_else(|| RpcError::new(id.clone(), INVALID_REQUEST, "join a session first"))
+    }
+
+    async fn offer(
+        &mut self,
+        id: Value,
+        desc: SessionDescription,
+    ) -> Result<Option<String>, RpcError> {
+        let joined = self.joined(&id)?;
+        let offer = parse_offer(&desc).map_err(|m| RpcError::new(id.clone(), INVALID_PARAMS, m))?;
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Offer {
+            participant: joined.participant,
+            offer,
+            reply,
+        };
+        let result = match joined.worker.send(command).await {
+            Ok(()) => answer.await.unwrap_or(Err(SfuError::WorkerGone)),
+            Err(_) => Err(SfuError::WorkerGone),
+        };
+        result
+            .map(|answer| Some(jsonrpc::result(&id, answer_description(&answer))))
+            .map_err(|e| sfu_error(id, e))
+    }
+
+    async fn answer(&mut self, desc: SessionDescription) -> Result<(), RpcError> {
+        let joined = self.joined(&Value::Null)?;
+        if desc.kind != "answer" {
+            return Err(RpcError::new(
+                Value::Null,
+                INVALID_PARAMS,
+                format!(
+                    "\"answer\" needs a description of type \"answer\", not {:?}",
+                    desc.kind
+                ),
+            ));
+        }
+        let answer = SdpAnswer::from_sdp_string(&desc.sdp).map_err(|e| {
+            RpcError::new(
+                Value::Null,
+                INVALID_PARAMS,
+                format!("invalid SDP answer: {e}"),
+            )
+        })?;
+        let (reply, done) = oneshot::channel();
+        let command = Command::Answer {
+            participant: joined.participant,
+            answer,
+            reply,
+        };
+        let result = match joined.worker.send(command).await {
+            Ok(()) => done.await.unwrap_or(Err(SfuError::WorkerGone)),
+            Err(_) => Err(SfuError::WorkerGone),
+        };
+        result.map_err(|e| sfu_error(Value::Null, e))
+    }
+
+    async fn trickle(&mut self, params: jsonrpc::TrickleParams) -> Result<(), RpcError> {
+        let joined = self.joined(&Value::Null)?;
+        let target = match params.target {
+            0 => Target::Publisher,
+            1 => Target::Subscriber,
+            other => {
+                return Err(RpcError::new(
+                    Value::Null,
+                    INVALID_PARAMS,
+                    format!("trickle target must be 0 (publisher) or 1 (subscriber), not {other}"),
+                ));
+            }
+        };
+        let command = Command::Trickle {
+            participant: joined.participant,
+            target,
+            candidate: params.candidate.candidate,
+        };
+        joined
+            .worker
+            .send(command)
+            .await
+            .map_err(|_| sfu_error(Value::Null, SfuError::WorkerGone))
+    }
+
+    async fn leave(&mut self) {
+        if let Some(joined) = self.joined.take() {
+            let _ = joined
+                .worker
+                .send(Command::Leave {
+                    participant: joined.participant,
+                })
+                .await;
+            self.context.ownership.leave(&joined.sid).await;
+        }
+    }
+}
+
+fn parse_offer(desc: &SessionDescription) -> Result<SdpOffer, String> {
+    if desc.kind != "offer" {
+        return Err(format!(
+            "expected a description of type \"offer\", not {:?}",
+            desc.kind
+        ));
+    }
+    SdpOffer::from_sdp_string(&desc.sdp).map_err(|e| format!("invalid SDP offer: {e}"))
+}
+
+fn answer_description(answer: &SdpAnswer) -> SessionDescription {
+    SessionDescription {
+        kind: "answer".to_owned(),
+        sdp: answer.to_sdp_string(),
+    }
+}
+
+fn sfu_error(id: Value, error: SfuError) -> RpcError {
+    let code = match error {
+        SfuError::BadSdp(_) | SfuError::BadRequest(_) => INVALID_PARAMS,
+        _ => SERVER_ERROR,
+    };
+    RpcError::new(id, code, error.to_string())
+}

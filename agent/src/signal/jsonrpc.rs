@@ -1,0 +1,268 @@
+//! ion-sfu's JSON-RPC 2.0 dialect, parsed strictly enough to give every bad message a clear
+//! error. ion-sdk-js omits the `"jsonrpc": "2.0"` member, so it is optional here.
+//!
+//! Calls: `join {sid, uid, offer, config?}` → answer; `offer {desc}` → answer.
+//! Notifications: `answer {desc}`, `trickle {target, candidate}`. Server to client: `offer`
+//! (a bare session description) and `trickle`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::sfu::JoinConfig;
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+/// Server errors: the request was understood and refused (wrong node, bad SDP, ...).
+pub const SERVER_ERROR: i64 = -32000;
+
+/// A WebRTC session description as browsers serialise it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDescription {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sdp: String,
+}
+
+/// An `RTCIceCandidateInit`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateInit {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub sdp_m_line_index: Option<u32>,
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct JoinParams {
+    pub sid: String,
+    #[serde(default)]
+    pub uid: String,
+    pub offer: SessionDescription,
+    #[serde(default)]
+    pub config: Option<JoinConfig>,
+    /// A join token, when the client does not pass `access_token` in the URL.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DescParams {
+    pub desc: SessionDescription,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TrickleParams {
+    pub target: u8,
+    pub candidate: CandidateInit,
+}
+
+/// A message from the client, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Join { id: Value, params: JoinParams },
+    Offer { id: Value, params: DescParams },
+    Answer(DescParams),
+    Trickle(TrickleParams),
+}
+
+/// Why a message could not be understood, with the id to answer to (null when unknown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    pub id: Value,
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(id: Value, code: i64, message: impl Into<String>) -> Self {
+        Self {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        json!({
+            "jsonrpc": "2.0",
+            "id": self.id,
+            "error": {"code": self.code, "message": self.message},
+        })
+        .to_string()
+    }
+}
+
+pub fn result(id: &Value, result: impl Serialize) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+pub fn notification(method: &str, params: impl Serialize) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    jsonrpc: Option<String>,
+    #[serde(default)]
+    id: Option<Value>,
+    method: Option<Value>,
+    #[serde(default)]
+    params: Option<Value>,
+}
+
+/// Parses one text message.
+pub fn parse(text: &str) -> Result<Incoming, RpcError> {
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| {
+        RpcError::new(
+            Value::Null,
+            PARSE_ERROR,
+            format!("parse error: the message is not a JSON-RPC object ({e})"),
+        )
+    })?;
+    let id = envelope.id.clone().unwrap_or(Value::Null);
+    if let Some(version) = &envelope.jsonrpc
+        && version != "2.0"
+    {
+        return Err(RpcError::new(
+            id,
+            INVALID_REQUEST,
+            format!("unsupported jsonrpc version {version:?}; use \"2.0\""),
+        ));
+    }
+    let method = match &envelope.method {
+        Some(Value::String(m)) => m.as_str(),
+        Some(_) => {
+            return Err(RpcError::new(
+                id,
+                INVALID_REQUEST,
+                "\"method\" must be a string",
+            ));
+        }
+        None => {
+            return Err(RpcError::new(
+                id,
+                INVALID_REQUEST,
+                "the message has no \"method\"",
+            ));
+        }
+    };
+    let params = envelope.params.unwrap_or(Value::Null);
+    let parsed = match method {
+        "join" => Incoming::Join {
+            id: require_id(&envelope.id, method)?,
+            params: params_of(&id, method, params)?,
+        },
+        "offer" => Incoming::Offer {
+            id: require_id(&envelope.id, method)?,
+            params: params_of(&id, method, params)?,
+        },
+        "answer" => Incoming::Answer(params_of(&id, method, params)?),
+        "trickle" => Incoming::Trickle(params_of(&id, method, params)?),
+        other => {
+            return Err(RpcError::new(
+                id,
+                METHOD_NOT_FOUND,
+                format!(
+                    "method {other:?} not found; this SFU speaks ion-sfu JSON-RPC: join, offer, \
+                     answer, trickle"
+                ),
+            ));
+        }
+    };
+    Ok(parsed)
+}
+
+fn require_id(id: &Option<Value>, method: &str) -> Result<Value, RpcError> {
+    match id {
+        Some(id) if !id.is_null() => Ok(id.clone()),
+        _ => Err(RpcError::new(
+            Value::Null,
+            INVALID_REQUEST,
+            format!("{method:?} is a call and needs an \"id\""),
+        )),
+    }
+}
+
+fn params_of<T: serde::de::DeserializeOwned>(
+    id: &Value,
+    method: &str,
+    params: Value,
+) -> Result<T, RpcError> {
+    serde_json::from_value(params).map_err(|e| {
+        RpcError::new(
+            id.clone(),
+            INVALID_PARAMS,
+            format!("invalid params for {method:?}: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ion_sdk_js_join_parses_without_jsonrpc_member() {
+        let text = r#"{"method":"join","params":{"sid":"room","uid":"u1","offer":{"type":"offer","sdp":"v=0"}},"id":"7a3c"}"#;
+        let Incoming::Join { id, params } = parse(text).unwrap() else {
+            panic!("not a join");
+        };
+        assert_eq!(id, "7a3c");
+        assert_eq!(params.sid, "room");
+        assert_eq!(params.offer.kind, "offer");
+        assert_eq!(params.config, None);
+    }
+
+    #[test]
+    fn join_config_uses_ion_sfu_field_names() {
+        let text = r#"{"jsonrpc":"2.0","method":"join","id":1,"params":{"sid":"s","uid":"u","offer":{"type":"offer","sdp":"v=0"},"config":{"NoPublish":true,"NoAutoSubscribe":true}}}"#;
+        let Incoming::Join { params, .. } = parse(text).unwrap() else {
+            panic!("not a join");
+        };
+        let config = params.config.unwrap();
+        assert!(config.no_publish && config.no_auto_subscribe && !config.no_subscribe);
+    }
+
+    #[test]
+    fn trickle_carries_target_and_candidate() {
+        let text = r#"{"method":"trickle","params":{"target":1,"candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abc"}}}"#;
+        let Incoming::Trickle(t) = parse(text).unwrap() else {
+            panic!("not a trickle");
+        };
+        assert_eq!(t.target, 1);
+        assert_eq!(t.candidate.sdp_m_line_index, Some(0));
+    }
+
+    #[test]
+    fn bad_messages_get_the_right_codes() {
+        assert_eq!(parse("{not json").unwrap_err().code, PARSE_ERROR);
+        assert_eq!(parse("[1,2]").unwrap_err().code, PARSE_ERROR);
+        assert_eq!(parse(r#"{"id":1}"#).unwrap_err().code, INVALID_REQUEST);
+        let unknown = parse(r#"{"method":"subscribe","id":3}"#).unwrap_err();
+        assert_eq!(
+            (unknown.code, unknown.id.clone()),
+            (METHOD_NOT_FOUND, Value::from(3))
+        );
+        assert!(unknown.message.contains("subscribe"));
+        let missing = parse(r#"{"method":"join","id":4,"params":{"uid":"u"}}"#).unwrap_err();
+        assert_eq!(missing.code, INVALID_PARAMS);
+        assert!(missing.message.contains("sid"), "{}", missing.message);
+        assert_eq!(
+            parse(r#"{"method":"join","params":{}}"#).unwrap_err().code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            parse(r#"{"jsonrpc":"1.0","method":"offer","id":1}"#)
+                .unwrap_err()
+                .code,
+            INVALID_REQUEST
+        );
+    }
+}

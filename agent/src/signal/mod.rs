@@ -1,0 +1,69 @@
+//! Signaling: ion-sfu's JSON-RPC 2.0 over WebSocket at `/ws`, plus `/metrics` and `/healthz`
+//! on the same HTTP listener. Each WebSocket is one participant ([`connection`]); the
+//! protocol itself is in [`jsonrpc`].
+
+mod connection;
+pub mod jsonrpc;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::config::SignalConfig;
+use crate::metrics::Metrics;
+use crate::ownership::Ownership;
+use crate::sfu::Sfu;
+
+/// What every connection shares.
+pub struct SignalContext {
+    pub sfu: Sfu,
+    pub ownership: Ownership,
+    pub config: SignalConfig,
+    pub metrics: Metrics,
+}
+
+/// tungstenite's own cap, far above ours, so that a message between our limit and this one
+/// still gets a JSON-RPC error instead of a dropped connection.
+const TRANSPORT_MESSAGE_LIMIT: usize = 1 << 20;
+
+pub fn router(context: Arc<SignalContext>) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(context)
+}
+
+async fn upgrade(
+    State(context): State<Arc<SignalContext>>,
+    ws: WebSocketUpgrade,
+) -> impl IntoResponse {
+    ws.max_message_size(TRANSPORT_MESSAGE_LIMIT)
+        .max_frame_size(TRANSPORT_MESSAGE_LIMIT)
+        .on_upgrade(move |socket| connection::serve(socket, context))
+}
+
+async fn metrics(State(context): State<Arc<SignalContext>>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        context.metrics.render(),
+    )
+}
+
+/// Serves until `shutdown` flips.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    context: Arc<SignalContext>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(context))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Session ownership for agents: claiming `sessions/<sid>` on the first join (adopting a
+//! placer's reservation, or creating an unplaced session) and deleting it after the last
+//! leave. The claim moves the session and its placement index onto the node's lease, so a
+//! dead node's sessions disappear with it.
+
+use std::time::SystemTime;
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+
+use super::lease::LeaseId;
+use super::{Store, StoreError};
+use crate::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
+
+/// The result of a claim that etcd answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// A placer reserved the session for this node; it is now live on the node's lease.
+    Adopted(SessionRecord),
+    /// No reservation existed and unplaced sessions are allowed; the agent created it.
+    Created(SessionRecord),
+    /// The session lives on another node.
+    OtherNode {
+        node: String,
+        signal_url: Option<String>,
+    },
+    /// No reservation exists and this agent only takes placed sessions.
+    NotPlaced,
+}
+
+impl Store {
+    /// Claims `sid` for `node_id` on `lease`. Retries a few times when the key changes under
+    /// it (a placer or another claim racing).
+    pub async fn claim_session(
+        &self,
+        sid: &str,
+        node_id: &str,
+        lease: LeaseId,
+        allow_unplaced: bool,
+    ) -> Result<Claim, StoreError> {
+        let key = self.keys.session(sid);
+        let index = self.keys.placement(node_id, sid);
+        let mut client = self.client.clone();
+        for _attempt in 0..5 {
+            let response = client
+                .get(key.as_str(), None)
+                .await
+                .map_err(|e| self.err(e))?;
+            let current = response.kvs().first();
+            let (record, guard) = match current {
+                Some(kv) => {
+                    let mut record: SessionRecord =
+                        serde_json::from_slice(kv.value()).map_err(|source| {
+                            StoreError::Malformed {
+                                key: key.clone(),
+                                source,
+                            }
+                        })?;
+                    if record.node != node_id {
+                        let url = self
+                            .get::<NodeRecord>(&self.keys.node(&record.node))
+                            .await?
+                            .map(|n| n.signal_url);
+                        return Ok(Claim::OtherNode {
+                            node: record.node,
+                            signal_url: url,
+                        });
+                    }
+                    record.state = SessionState::Live;
+                    (
+                        record,
+                        Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision()),
+                    )
+                }
+                None if allow_unplaced => (
+                    SessionRecord {
+                        sid: sid.to_owned(),
+                        // Unplaced sessions carry no demand; the node's CPU (observed
+                        // units) accounts for them.
+                        class: SessionClass::Meeting,
+                        size: 0,
+                        demand: 0,
+                        node: node_id.to_owned(),
+                        state: SessionState::Live,
+                        relays: Vec::new(),
+                        created_at: SystemTime::now(),
+                    },
+                    Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                ),
+                None => return Ok(Claim::NotPlaced),
+            };
+            let on_lease = || Some(PutOptions::new().with_lease(lease));
+            // Serialising our own record types cannot fail.
+            let value = serde_json::to_vec(&record).expect("SessionRecord serialises");
+            let demand = record.demand.to_string();
+            let txn = Txn::new().when([guard]).and_then([
+                TxnOp::put(key.as_str(), value, on_lease()),
+                TxnOp::put(index.as_str(), demand, on_lease()),
+            ]);
+            let response = client.txn(txn).await.map_err(|e| self.err(e))?;
+            if response.succeeded() {
+                return Ok(if current.is_some() {
+                    Claim::Adopted(record)
+                } else {
+                    Claim::Created(record)
+                });
+            }
+        }
+        Err(StoreError::Rejected(format!(
+            "session {sid} kept changing while this node claimed it; try joining again"
+        )))
+    }
+
+    /// Deletes `sid` and its placement index, if the session is still this node's.
+    pub async fn release_session(&self, sid: &str, node_id: &str) -> Result<(), StoreError> {
+        let key = self.keys.session(sid);
+        let mut client = self.client.clone();
+        let response = client
+            .get(key.as_str(), None)
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(kv) = response.kvs().first() else {
+            return Ok(());
+        };
+        let owned =
+            serde_json::from_slice::<SessionRecord>(kv.value()).is_ok_and(|r| r.node == node_id);
+        if !owned {
+            return Ok(());
+        }
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
+            .and_then([
+                TxnOp::delete(key.as_str(), None),
+                TxnOp::delete(self.keys.placement(node_id, sid), None),
+            ]);
+        client.txn(txn).await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
