@@ -1,0 +1,85 @@
+// The browser compatibility test: two Chromium tabs run the unmodified ion-sdk-js 1.8.2
+// against a real ion-agent. Tab A joins and publishes its fake camera and microphone; tab B
+// joins the same session and must receive audio and video, with more than 30 decoded
+// frames. Prints one JSON line with what it saw and exits 0 only when all of that held.
+//
+// Usage: node run.mjs <ws-url> <sid> [timeout-ms]
+import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const [url, sid, timeoutArg] = process.argv.slice(2);
+const timeoutMs = Number(timeoutArg || 45000);
+if (!url || !sid) {
+  console.error('usage: node run.mjs <ws-url> <sid> [timeout-ms]');
+  process.exit(2);
+}
+
+const files = {
+  '/': [join(here, 'page.html'), 'text/html'],
+  '/ion-sdk.min.js': [join(here, 'node_modules/ion-sdk-js/dist/ion-sdk.min.js'), 'text/javascript'],
+  '/json-rpc.min.js': [join(here, 'node_modules/ion-sdk-js/dist/json-rpc.min.js'), 'text/javascript'],
+};
+const server = createServer(async (req, res) => {
+  const entry = files[req.url];
+  if (req.url === '/favicon.ico') {
+    res.writeHead(204).end();
+    return;
+  }
+  if (!entry) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': entry[1] }).end(await readFile(entry[0]));
+});
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const page_url = `http://127.0.0.1:${server.address().port}/`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    // Plain host candidates instead of mDNS names, so nothing is multicast on the network.
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+  ],
+});
+
+const result = { ok: false, publisher: null, subscriber: null, inbound: [], errors: [] };
+const deadline = Date.now() + timeoutMs;
+try {
+  const context = await browser.newContext();
+  const a = await context.newPage();
+  const b = await context.newPage();
+  for (const [name, page] of [['A', a], ['B', b]]) {
+    page.on('console', (m) => { if (m.type() === 'error') result.errors.push(`${name}: ${m.text()}`); });
+    page.on('pageerror', (e) => result.errors.push(`${name}: ${e.message}`));
+    await page.goto(page_url);
+  }
+  await a.evaluate(([u, s]) => window.ionTest.join(u, s, 'tab-a'), [url, sid]);
+  await a.evaluate(() => window.ionTest.publish());
+  await b.evaluate(([u, s]) => window.ionTest.join(u, s, 'tab-b'), [url, sid]);
+  while (Date.now() < deadline) {
+    result.inbound = await b.evaluate(() => window.ionTest.inbound());
+    const video = result.inbound.find((s) => s.kind === 'video');
+    const audio = result.inbound.find((s) => s.kind === 'audio');
+    if (video && audio && video.framesDecoded > 30 && audio.packetsReceived > 0) {
+      result.ok = true;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  result.publisher = await a.evaluate(() => window.ionTest.state);
+  result.subscriber = await b.evaluate(() => window.ionTest.state);
+} catch (e) {
+  result.errors.push(String(e && e.stack || e));
+} finally {
+  await browser.close();
+  server.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
