@@ -114,7 +114,7 @@ mod tests {
         let mut meter: LayerMeter<char> = LayerMeter::default();
         meter.observe(None, 100, Instant::now());
         assert_eq!(meter.preferred(), None);
-        let mut choice = LayerChoice::default();
+        let mut choice = LayerChoice::<char>::default();
         assert!(choice.accept(None, None, false));
     }
 

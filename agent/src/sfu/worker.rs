@@ -30,6 +30,8 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 const READ_BATCH: usize = 64;
 
 /// Effects passed between participants of a session.
+// A frame is large, but boxing it would allocate once per frame on the hot path.
+#[allow(clippy::large_enum_variant)]
 enum Effect {
     TrackPublished {
         origin: ParticipantId,
@@ -229,12 +231,11 @@ impl State {
         if known.is_none() {
             self.routes.insert(source, (id, role));
         }
-        if let Some(p) = self.participants.get_mut(&id) {
-            if let Some(pc) = p.pc_mut(role)
-                && let Err(error) = pc.rtc.handle_input(input)
-            {
-                p.fail(format!("media input failed: {error}"));
-            }
+        if let Some(p) = self.participants.get_mut(&id)
+            && let Some(pc) = p.pc_mut(role)
+            && let Err(error) = pc.rtc.handle_input(input)
+        {
+            p.fail(format!("media input failed: {error}"));
         }
         self.mark(id);
     }
@@ -296,10 +297,7 @@ impl State {
         };
         p.dirty = false;
         for role in [Role::Publisher, Role::Subscriber] {
-            loop {
-                let Some(pc) = p.pc_mut(role) else {
-                    break;
-                };
+            while let Some(pc) = p.pc_mut(role) {
                 if !pc.rtc.is_alive() {
                     break;
                 }
