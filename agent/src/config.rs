@@ -57,6 +57,10 @@ pub struct ClusterConfig {
     /// Capacity units one vCPU carries; `ionctl loadtest --calibrate` measures it.
     pub units_per_vcpu: u32,
     pub labels: BTreeMap<String, String>,
+    /// After SIGTERM (or a preemption notice) the agent drains and waits this long at most
+    /// for its sessions to end.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -70,6 +74,7 @@ impl Default for ClusterConfig {
             // subscribers per n1 vCPU (DESIGN §4).
             units_per_vcpu: 150,
             labels: BTreeMap::new(),
+            shutdown_grace: Duration::from_secs(2 * 3600),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! logging and hands over to [`run`].
 
 mod config;
+mod drain;
 mod metrics;
 mod ownership;
 mod report;
@@ -55,7 +56,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
-    let shutdown = shutdown::install()?;
+    let signalled = shutdown::install()?;
+    // `stop` ends every task; it flips once a stop request has drained the node.
+    let (stop_tx, shutdown) = watch::channel(false);
     // str0m's DTLS and SRTP use aws-lc-rs.
     str0m::crypto::from_feature_flags().install_process_default();
     let sampler = HostSampler::new()?;
@@ -110,12 +113,37 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         etcd = %config.etcd.endpoints.join(","),
         "starting"
     );
+    let (drain_tx, drain_rx) = watch::channel(drain::DrainState::default());
+    let (stop_request_tx, stop_request_rx) = watch::channel(false);
+    let gce_config = config.gce.clone();
+    tokio::spawn(async move {
+        let mut signalled = signalled;
+        tokio::select! {
+            _ = signalled.wait_for(|s| *s) => {}
+            () = metadata::preempted(&gce_config) => {}
+        }
+        let _ = stop_request_tx.send(true);
+    });
+    tokio::spawn(drain::follow_drain_key(
+        config.etcd.clone(),
+        config.cluster.node_id.clone(),
+        drain_tx.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(drain::stop_when_empty(
+        stop_request_rx,
+        drain_tx,
+        counters.clone(),
+        config.cluster.shutdown_grace,
+        stop_tx,
+    ));
     let (lease_tx, lease_rx) = watch::channel(None);
     let ownership = ownership::Ownership::start(
         config.etcd.clone(),
         config.cluster.node_id.clone(),
         config.signal.allow_unplaced,
         lease_rx,
+        drain_rx.clone(),
     );
     let context = Arc::new(signal::SignalContext {
         sfu,
@@ -131,6 +159,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         MediaSampler::new(counters),
         shutdown,
         lease_tx,
+        drain_rx,
     )
     .run()
     .await;

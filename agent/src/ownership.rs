@@ -9,6 +9,8 @@ use ion_cluster::store::{Claim, EtcdOptions, LeaseId, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::drain::DrainState;
+
 #[derive(Debug, Error)]
 pub enum ClaimError {
     #[error("session {sid} lives on node {node}{}; connect there", url.as_ref().map(|u| format!(" ({u})")).unwrap_or_default())]
@@ -23,6 +25,10 @@ pub enum ClaimError {
     NotPlaced { sid: String },
     #[error("this node is not registered in etcd yet; retry in a few seconds")]
     NotRegistered,
+    #[error(
+        "node {node} is draining and takes no new sessions; place session {sid} elsewhere (ionctl place)"
+    )]
+    Draining { node: String, sid: String },
     #[error("cannot claim session {sid} in etcd: {source}")]
     Store { sid: String, source: StoreError },
     #[error("the agent is shutting down")]
@@ -51,6 +57,7 @@ impl Ownership {
         node_id: String,
         allow_unplaced: bool,
         lease: watch::Receiver<Option<LeaseId>>,
+        drain: watch::Receiver<DrainState>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let task = Task {
@@ -58,6 +65,7 @@ impl Ownership {
             node_id,
             allow_unplaced,
             lease,
+            drain,
             store: None,
             members: HashMap::new(),
         };
@@ -94,6 +102,7 @@ struct Task {
     node_id: String,
     allow_unplaced: bool,
     lease: watch::Receiver<Option<LeaseId>>,
+    drain: watch::Receiver<DrainState>,
     store: Option<Store>,
     /// Participants per session on this node.
     members: HashMap<String, usize>,
@@ -164,8 +173,15 @@ impl Task {
 
     async fn join(&mut self, sid: &str) -> Result<(), ClaimError> {
         if let Some(count) = self.members.get_mut(sid) {
+            // Existing sessions keep taking participants while the node drains.
             *count += 1;
             return Ok(());
+        }
+        if self.drain.borrow().draining() {
+            return Err(ClaimError::Draining {
+                node: self.node_id.clone(),
+                sid: sid.to_owned(),
+            });
         }
         self.claim(sid).await?;
         tracing::info!(%sid, "session claimed in etcd");

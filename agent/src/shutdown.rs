@@ -1,10 +1,13 @@
-//! One shutdown signal for the whole agent: SIGINT or SIGTERM flips a `watch` channel that
-//! every task selects on. A second signal exits at once.
+//! Signals. The first SIGINT or SIGTERM asks the agent to drain and leave (see
+//! [`crate::drain`]); a second one exits at once.
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-/// Installs the handlers and returns the receiver tasks select on.
+/// Exit code after a second signal, as shells report an interrupted program.
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// Installs the handlers and returns a receiver that flips on the first signal.
 pub fn install() -> anyhow::Result<watch::Receiver<bool>> {
     let (tx, rx) = watch::channel(false);
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -14,14 +17,14 @@ pub fn install() -> anyhow::Result<watch::Receiver<bool>> {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        tracing::info!("shutting down; a second signal exits at once");
+        tracing::info!("signal received: draining, then exiting; a second signal exits at once");
         let _ = tx.send(true);
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
         tracing::warn!("second signal: exiting now");
-        std::process::exit(130);
+        std::process::exit(EXIT_INTERRUPTED);
     });
     Ok(rx)
 }

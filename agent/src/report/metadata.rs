@@ -10,18 +10,25 @@ pub struct GceIdentity {
     pub machine_type: Option<String>,
 }
 
-/// Asks the metadata server when the config says to; never fails.
-pub async fn lookup(config: &GceConfig) -> GceIdentity {
-    let enabled = match config.metadata {
+fn enabled(config: &GceConfig) -> bool {
+    match config.metadata {
         MetadataMode::Always => true,
         MetadataMode::Never => false,
         MetadataMode::Auto => running_on_gce(),
-    };
-    if !enabled {
+    }
+}
+
+/// google's own libraries honour GCE_METADATA_HOST; so do we, for tests and proxies.
+fn host(config: &GceConfig) -> String {
+    std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| config.metadata_host.clone())
+}
+
+/// Asks the metadata server when the config says to; never fails.
+pub async fn lookup(config: &GceConfig) -> GceIdentity {
+    if !enabled(config) {
         return GceIdentity::default();
     }
-    // google's own libraries honour GCE_METADATA_HOST; so do we, for tests and proxies.
-    let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| config.metadata_host.clone());
+    let host = host(config);
     let client = match reqwest::Client::builder()
         .timeout(config.metadata_timeout)
         .connect_timeout(config.metadata_timeout)
@@ -66,6 +73,42 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<String, String> {
         return Err("the response lacks `Metadata-Flavor: Google`".to_owned());
     }
     response.text().await.map_err(|e| e.to_string())
+}
+
+/// Returns when GCE announces that this (Spot or preemptible) VM is being preempted; never
+/// returns off GCE. It long-polls `instance/preempted`, which answers on change.
+pub async fn preempted(config: &GceConfig) {
+    if !enabled(config) {
+        return std::future::pending().await;
+    }
+    let url = format!(
+        "http://{}/computeMetadata/v1/instance/preempted?wait_for_change=true",
+        host(config)
+    );
+    // No total timeout: the server holds the request until the value changes.
+    let client = match reqwest::Client::builder()
+        .connect_timeout(config.metadata_timeout)
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch for preemption");
+            return std::future::pending().await;
+        }
+    };
+    loop {
+        match get(&client, &url).await {
+            Ok(value) if value.trim().eq_ignore_ascii_case("TRUE") => {
+                tracing::warn!("GCE preemption notice: draining and stopping");
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(%error, "preemption watch failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    }
 }
 
 /// `projects/123/zones/europe-west1-b` → `europe-west1-b`.

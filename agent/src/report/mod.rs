@@ -18,6 +18,7 @@ pub use budget::{LastWrite, Presence, WriteBudget};
 pub use host::HostSampler;
 
 use crate::config::AgentConfig;
+use crate::drain::DrainState;
 use crate::sfu::MediaSampler;
 
 /// The parts of the node record that do not change while the agent runs.
@@ -83,6 +84,7 @@ pub struct Reporter {
     shutdown: watch::Receiver<bool>,
     /// Publishes the current node lease, for session ownership.
     lease_out: watch::Sender<Option<LeaseId>>,
+    drain: watch::Receiver<DrainState>,
     /// The lease of the last registration, reused after an etcd restart when it is still
     /// alive so that keys on it (sessions) survive.
     lease: Option<LeaseId>,
@@ -97,6 +99,7 @@ impl Reporter {
         media: MediaSampler,
         shutdown: watch::Receiver<bool>,
         lease_out: watch::Sender<Option<LeaseId>>,
+        drain: watch::Receiver<DrainState>,
     ) -> Self {
         let report = &config.report;
         Self {
@@ -114,6 +117,7 @@ impl Reporter {
             media,
             shutdown,
             lease_out,
+            drain,
             lease: None,
             last_write: None,
         }
@@ -189,6 +193,10 @@ impl Reporter {
                 _ = sample_tick.tick() => {
                     self.write(&store, lease).await?;
                 }
+                // A drain starting or ending is written at the next chance the budget allows.
+                Ok(()) = self.drain.changed() => {
+                    self.write(&store, lease).await?;
+                }
             }
         }
     }
@@ -209,9 +217,14 @@ impl Reporter {
     async fn write(&mut self, store: &Store, lease: LeaseId) -> anyhow::Result<()> {
         let now = Instant::now();
         let stats = self.stats(now);
-        // Drain and hold arrive with later issues; until then a node is always ready.
+        // Holds arrive with the autoscaling issue.
+        let state = if self.drain.borrow().draining() {
+            NodeState::Draining
+        } else {
+            NodeState::Ready
+        };
         let presence = Presence {
-            state: NodeState::Ready,
+            state,
             hold_for: None,
         };
         if !self
