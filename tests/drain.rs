@@ -6,41 +6,11 @@ mod harness;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use harness::{AgentProcess, AgentSpec, Etcd, unique_prefix, wait_for};
+use harness::{
+    AgentProcess, AgentSpec, Etcd, join_with_placeholder_offer as join, unique_prefix, wait_for,
+};
 use ion_cluster::model::{DrainRequest, NodeRecord, NodeState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
-
-/// An offer that parses as SDP; it is refused or accepted on grounds other than its content.
-const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n";
-
-/// Sends one `join` and returns the JSON-RPC reply.
-async fn join(port: u16, sid: &str) -> serde_json::Value {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
-        .await
-        .expect("connecting to the agent");
-    let request = serde_json::json!({
-        "method": "join", "id": 1,
-        "params": {"sid": sid, "uid": "u", "offer": {"type": "offer", "sdp": OFFER}},
-    });
-    ws.send(Message::text(request.to_string()))
-        .await
-        .expect("sending join");
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a reply within 10 s")
-            .expect("the socket stays open")
-            .expect("a message");
-        if let Message::Text(text) = message {
-            let reply: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-            if reply["id"] == 1 {
-                return reply;
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn drain_key_makes_the_node_draining_and_refuse_new_sessions_until_undrained() {

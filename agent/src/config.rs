@@ -61,6 +61,12 @@ pub struct ClusterConfig {
     /// for its sessions to end.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Reserve this node for one session id (set by `ionctl spawn --hold` and the
+    /// autoscaler); empty for none.
+    pub hold_for: String,
+    /// A hold ends when its session goes live here, or after this long.
+    #[serde(with = "humantime_serde")]
+    pub hold_ttl: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -75,6 +81,8 @@ impl Default for ClusterConfig {
             units_per_vcpu: 150,
             labels: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(2 * 3600),
+            hold_for: String::new(),
+            hold_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -255,6 +263,10 @@ impl AgentConfig {
         let at = file.map_or_else(String::new, |f| format!(" in {}", f.display()));
         validate_id("node", &self.cluster.node_id)
             .with_context(|| format!("bad [cluster] node_id{at}"))?;
+        if !self.cluster.hold_for.is_empty() {
+            validate_id("session", &self.cluster.hold_for)
+                .with_context(|| format!("bad [cluster] hold_for{at}"))?;
+        }
         if self.cluster.units_per_vcpu == 0 {
             bail!("[cluster] units_per_vcpu{at} must be at least 1");
         }

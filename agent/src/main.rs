@@ -3,6 +3,7 @@
 
 mod config;
 mod drain;
+mod hold;
 mod metrics;
 mod ownership;
 mod report;
@@ -137,6 +138,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         config.cluster.shutdown_grace,
         stop_tx,
     ));
+    let (hold_tx, hold_rx) = hold::start(&config.cluster.hold_for, config.cluster.hold_ttl);
     let (lease_tx, lease_rx) = watch::channel(None);
     let ownership = ownership::Ownership::start(
         config.etcd.clone(),
@@ -144,6 +146,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         config.signal.allow_unplaced,
         lease_rx,
         drain_rx.clone(),
+        hold_tx,
     );
     let context = Arc::new(signal::SignalContext {
         sfu,
@@ -160,6 +163,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         shutdown,
         lease_tx,
         drain_rx,
+        hold_rx,
     )
     .run()
     .await;

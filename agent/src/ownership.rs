@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::drain::DrainState;
+use crate::hold::{self, Hold};
 
 #[derive(Debug, Error)]
 pub enum ClaimError {
@@ -29,6 +30,12 @@ pub enum ClaimError {
         "node {node} is draining and takes no new sessions; place session {sid} elsewhere (ionctl place)"
     )]
     Draining { node: String, sid: String },
+    #[error("node {node} is held for session {held}; place session {sid} elsewhere (ionctl place)")]
+    Held {
+        node: String,
+        held: String,
+        sid: String,
+    },
     #[error("cannot claim session {sid} in etcd: {source}")]
     Store { sid: String, source: StoreError },
     #[error("the agent is shutting down")]
@@ -58,6 +65,7 @@ impl Ownership {
         allow_unplaced: bool,
         lease: watch::Receiver<Option<LeaseId>>,
         drain: watch::Receiver<DrainState>,
+        hold: watch::Sender<Hold>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let task = Task {
@@ -66,6 +74,7 @@ impl Ownership {
             allow_unplaced,
             lease,
             drain,
+            hold,
             store: None,
             members: HashMap::new(),
         };
@@ -103,6 +112,7 @@ struct Task {
     allow_unplaced: bool,
     lease: watch::Receiver<Option<LeaseId>>,
     drain: watch::Receiver<DrainState>,
+    hold: watch::Sender<Hold>,
     store: Option<Store>,
     /// Participants per session on this node.
     members: HashMap<String, usize>,
@@ -183,8 +193,19 @@ impl Task {
                 sid: sid.to_owned(),
             });
         }
+        let held = self.hold.borrow().clone();
+        if let Some(held) = held
+            && held != sid
+        {
+            return Err(ClaimError::Held {
+                node: self.node_id.clone(),
+                held,
+                sid: sid.to_owned(),
+            });
+        }
         self.claim(sid).await?;
         tracing::info!(%sid, "session claimed in etcd");
+        hold::release(&self.hold, sid, "its session went live");
         self.members.insert(sid.to_owned(), 1);
         Ok(())
     }

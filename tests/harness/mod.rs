@@ -7,9 +7,11 @@
 
 mod agent;
 mod etcd;
+mod signal;
 
 pub use agent::{AgentProcess, AgentSpec};
 pub use etcd::Etcd;
+pub use signal::join_with_placeholder_offer;
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -19,6 +19,7 @@ pub use host::HostSampler;
 
 use crate::config::AgentConfig;
 use crate::drain::DrainState;
+use crate::hold::Hold;
 use crate::sfu::MediaSampler;
 
 /// The parts of the node record that do not change while the agent runs.
@@ -85,6 +86,7 @@ pub struct Reporter {
     /// Publishes the current node lease, for session ownership.
     lease_out: watch::Sender<Option<LeaseId>>,
     drain: watch::Receiver<DrainState>,
+    hold: watch::Receiver<Hold>,
     /// The lease of the last registration, reused after an etcd restart when it is still
     /// alive so that keys on it (sessions) survive.
     lease: Option<LeaseId>,
@@ -100,6 +102,7 @@ impl Reporter {
         shutdown: watch::Receiver<bool>,
         lease_out: watch::Sender<Option<LeaseId>>,
         drain: watch::Receiver<DrainState>,
+        hold: watch::Receiver<Hold>,
     ) -> Self {
         let report = &config.report;
         Self {
@@ -118,6 +121,7 @@ impl Reporter {
             shutdown,
             lease_out,
             drain,
+            hold,
             lease: None,
             last_write: None,
         }
@@ -193,8 +197,12 @@ impl Reporter {
                 _ = sample_tick.tick() => {
                     self.write(&store, lease).await?;
                 }
-                // A drain starting or ending is written at the next chance the budget allows.
+                // A drain or hold starting or ending is written at the next chance the
+                // budget allows.
                 Ok(()) = self.drain.changed() => {
+                    self.write(&store, lease).await?;
+                }
+                Ok(()) = self.hold.changed() => {
                     self.write(&store, lease).await?;
                 }
             }
@@ -217,7 +225,6 @@ impl Reporter {
     async fn write(&mut self, store: &Store, lease: LeaseId) -> anyhow::Result<()> {
         let now = Instant::now();
         let stats = self.stats(now);
-        // Holds arrive with the autoscaling issue.
         let state = if self.drain.borrow().draining() {
             NodeState::Draining
         } else {
@@ -225,7 +232,7 @@ impl Reporter {
         };
         let presence = Presence {
             state,
-            hold_for: None,
+            hold_for: self.hold.borrow().clone(),
         };
         if !self
             .budget
