@@ -7,10 +7,15 @@
 
 mod agent;
 mod etcd;
+mod peer;
 mod signal;
 
 pub use agent::{AgentProcess, AgentSpec};
 pub use etcd::Etcd;
+pub use peer::{
+    AUDIO_PPS, JoinOptions, Kind, LocalTrack, MAGIC, Media, Peer, RawSignal, RemoteTrack, Reply,
+    RpcError, VIDEO_FPS, packet_number, sdp_tracks,
+};
 pub use signal::join_with_placeholder_offer;
 
 use std::future::Future;
