@@ -29,6 +29,17 @@ pub enum Role {
     Subscriber,
 }
 
+impl Role {
+    pub const BOTH: [Role; 2] = [Role::Publisher, Role::Subscriber];
+
+    pub fn index(self) -> usize {
+        match self {
+            Role::Publisher => 0,
+            Role::Subscriber => 1,
+        }
+    }
+}
+
 /// A str0m `Rtc` and when it next wants a timeout.
 pub struct Pc {
     pub rtc: Rtc,
@@ -92,8 +103,9 @@ pub struct Participant {
     pub disconnected_since: Option<Instant>,
     /// Set when the participant must go; the worker removes it after the current pass.
     pub failed: Option<String>,
-    /// Queued in the worker's dirty list; avoids queueing twice.
-    pub dirty: bool,
+    /// Per PeerConnection (by [`Role::index`]): queued in the worker's dirty list, so it is
+    /// not queued twice.
+    pub dirty: [bool; 2],
 }
 
 /// How long ICE may stay disconnected before the participant is removed.
@@ -128,7 +140,7 @@ impl Participant {
             connected: false,
             disconnected_since: None,
             failed: None,
-            dirty: false,
+            dirty: [false; 2],
         }
     }
 
@@ -185,7 +197,13 @@ impl Participant {
     /// Starts a subscriber renegotiation when tracks are waiting to open or stop and none is
     /// in flight; returns the offer to send.
     pub fn negotiate(&mut self) -> Option<SdpOffer> {
-        if self.pending_offer.is_some() {
+        // Runs after every poll of the subscriber, i.e. for every forwarded frame: settle the
+        // common case without building a change.
+        let waiting = self
+            .outs
+            .iter()
+            .any(|o| matches!(o.state, OutState::ToOpen | OutState::ToStop(_)));
+        if self.pending_offer.is_some() || (self.api_channel_offered && !waiting) {
             return None;
         }
         let subscriber = self.subscriber.as_mut()?;

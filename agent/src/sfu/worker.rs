@@ -67,7 +67,8 @@ struct State {
     /// Remote address → the PeerConnection that accepted it, so a datagram finds its peer
     /// without asking every `Rtc`.
     routes: HashMap<SocketAddr, (ParticipantId, Role)>,
-    dirty: Vec<ParticipantId>,
+    /// PeerConnections with input since their last poll.
+    dirty: Vec<(ParticipantId, Role)>,
     effects: VecDeque<Effect>,
     next_track: u64,
 }
@@ -181,8 +182,11 @@ impl Worker {
 }
 
 impl State {
+    /// Queues both of a participant's PeerConnections for polling.
     fn mark(&mut self, id: ParticipantId) {
-        mark(&mut self.participants, &mut self.dirty, id);
+        for role in Role::BOTH {
+            mark(&mut self.participants, &mut self.dirty, id, role);
+        }
     }
 
     fn datagram(
@@ -237,29 +241,26 @@ impl State {
         {
             p.fail(format!("media input failed: {error}"));
         }
-        self.mark(id);
+        mark(&mut self.participants, &mut self.dirty, id, role);
     }
 
     fn timeouts(&mut self, now: Instant) {
-        let mut due = Vec::new();
         for (id, p) in &mut self.participants {
-            let mut touched = false;
-            for role in [Role::Publisher, Role::Subscriber] {
-                if let Some(pc) = p.pc_mut(role)
-                    && pc.timeout <= now
-                {
-                    if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
-                        p.fail(format!("timer input failed: {error}"));
-                    }
-                    touched = true;
+            for role in Role::BOTH {
+                let Some(pc) = p.pc_mut(role) else {
+                    continue;
+                };
+                if pc.timeout > now {
+                    continue;
+                }
+                if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
+                    p.fail(format!("timer input failed: {error}"));
+                }
+                if !p.dirty[role.index()] {
+                    p.dirty[role.index()] = true;
+                    self.dirty.push((*id, role));
                 }
             }
-            if touched {
-                due.push(*id);
-            }
-        }
-        for id in due {
-            self.mark(id);
         }
     }
 
@@ -278,16 +279,19 @@ impl State {
             while let Some(effect) = self.effects.pop_front() {
                 self.apply(effect, now, counters);
             }
-            let Some(id) = self.dirty.pop() else {
+            let Some((id, role)) = self.dirty.pop() else {
                 break;
             };
-            self.poll(id, socket, counters, now);
+            self.poll(id, role, socket, counters, now);
         }
     }
 
+    /// Polls one PeerConnection until it wants a timeout. Only the touched one: a frame
+    /// forwarded to a subscriber leaves its publisher PeerConnection alone.
     fn poll(
         &mut self,
         id: ParticipantId,
+        role: Role,
         socket: &UdpSocket,
         counters: &WorkerCounters,
         now: Instant,
@@ -295,30 +299,35 @@ impl State {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        p.dirty = false;
-        for role in [Role::Publisher, Role::Subscriber] {
-            while let Some(pc) = p.pc_mut(role) {
-                if !pc.rtc.is_alive() {
+        p.dirty[role.index()] = false;
+        while let Some(pc) = p.pc_mut(role) {
+            if !pc.rtc.is_alive() {
+                break;
+            }
+            match pc.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    pc.timeout = at;
                     break;
                 }
-                match pc.rtc.poll_output() {
-                    Ok(Output::Timeout(at)) => {
-                        pc.timeout = at;
-                        break;
-                    }
-                    Ok(Output::Transmit(transmit)) => send(socket, &transmit, counters),
-                    Ok(Output::Event(event)) => on_event(p, role, event, now, &mut self.effects),
-                    Err(error) => {
-                        p.fail(format!("media output failed: {error}"));
-                        break;
-                    }
+                Ok(Output::Transmit(transmit)) => send(socket, &transmit, counters),
+                Ok(Output::Event(event)) => on_event(p, role, event, now, &mut self.effects),
+                Err(error) => {
+                    p.fail(format!("media output failed: {error}"));
+                    break;
                 }
             }
         }
-        if let Some(offer) = p.negotiate() {
+        if role == Role::Subscriber
+            && let Some(offer) = p.negotiate()
+        {
             // The change queued output on the subscriber; poll it again.
             let _ = p.events.send(PeerEvent::SubscriberOffer(offer));
-            self.mark(id);
+            mark(
+                &mut self.participants,
+                &mut self.dirty,
+                id,
+                Role::Subscriber,
+            );
         }
     }
 
@@ -378,7 +387,12 @@ impl State {
                     state: OutState::ToOpen,
                     orphaned: false,
                 });
-                mark(&mut self.participants, &mut self.dirty, *member);
+                mark(
+                    &mut self.participants,
+                    &mut self.dirty,
+                    *member,
+                    Role::Subscriber,
+                );
             }
         }
         session.tracks.push(TrackIn {
@@ -437,7 +451,12 @@ impl State {
             if !written {
                 counters.forward_errors.fetch_add(1, Relaxed);
             }
-            mark(&mut self.participants, &mut self.dirty, sub.participant);
+            mark(
+                &mut self.participants,
+                &mut self.dirty,
+                sub.participant,
+                Role::Subscriber,
+            );
         }
         // A gap in the publisher's stream, or a subscriber waiting to switch layers, needs a
         // keyframe from the publisher.
@@ -667,7 +686,7 @@ impl State {
                 if let Some(pc) = p.pc_mut(role) {
                     pc.rtc.add_remote_candidate(candidate);
                 }
-                self.mark(id);
+                mark(&mut self.participants, &mut self.dirty, id, role);
             }
             // mDNS (.local) candidates cannot be resolved here, and an ICE-lite server does
             // not need them: the client's checks reveal its address.
@@ -706,7 +725,12 @@ impl State {
                     }
                 }
                 if !gone.is_empty() {
-                    mark(&mut self.participants, &mut self.dirty, member);
+                    mark(
+                        &mut self.participants,
+                        &mut self.dirty,
+                        member,
+                        Role::Subscriber,
+                    );
                 }
             }
             if session.members.is_empty() {
@@ -730,21 +754,22 @@ impl State {
 
 fn mark(
     participants: &mut HashMap<ParticipantId, Participant>,
-    dirty: &mut Vec<ParticipantId>,
+    dirty: &mut Vec<(ParticipantId, Role)>,
     id: ParticipantId,
+    role: Role,
 ) {
     if let Some(p) = participants.get_mut(&id)
-        && !p.dirty
+        && !p.dirty[role.index()]
     {
-        p.dirty = true;
-        dirty.push(id);
+        p.dirty[role.index()] = true;
+        dirty.push((id, role));
     }
 }
 
 fn request_keyframe(
     track: &mut TrackIn,
     participants: &mut HashMap<ParticipantId, Participant>,
-    dirty: &mut Vec<ParticipantId>,
+    dirty: &mut Vec<(ParticipantId, Role)>,
     rid: Option<str0m::media::Rid>,
     kind: KeyframeRequestKind,
     now: Instant,
@@ -763,7 +788,7 @@ fn request_keyframe(
         let _ = writer.request_keyframe(rid, kind);
         track.last_keyframe_request = Some(now);
     }
-    mark(participants, dirty, track.origin);
+    mark(participants, dirty, track.origin, Role::Publisher);
 }
 
 fn on_event(
