@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`model`]: the etcd schema v1 — every record and every key name.
-//! - [`capacity`]: units, node load and (later) classes and machine types.
+//! - [`capacity`]: units, node load, session classes and machine types.
+//! - [`placement`]: the pure `decide(snapshot, request, policy)`.
 //! - [`store`]: the etcd client: typed lists, watches, leases and transactions.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //!
@@ -12,4 +13,5 @@
 pub mod capacity;
 pub mod cli;
 pub mod model;
+pub mod placement;
 pub mod store;
