@@ -5,7 +5,9 @@
 //! - [`model`]: the etcd schema v1 — every record and every key name.
 //! - [`capacity`]: units, node load, session classes and machine types.
 //! - [`placement`]: the pure `decide(snapshot, request, policy)`.
+//! - [`placer`]: the I/O shell around it: read, decide, commit race-free, retry.
 //! - [`store`]: the etcd client: typed lists, watches, leases and transactions.
+//! - [`token`]: join tokens (HS256 JWT bound to session and node): issue and verify.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //!
 //! Library code never prints; the CLI decides what the operator sees.
@@ -14,4 +16,6 @@ pub mod capacity;
 pub mod cli;
 pub mod model;
 pub mod placement;
+pub mod placer;
 pub mod store;
+pub mod token;

@@ -2,17 +2,19 @@
 //! records in [`crate::model`]. Everything that talks to etcd goes through here, so the CLI,
 //! the HTTP API, the autoscaler and the agent share one notion of the schema.
 
+mod commit;
 mod error;
 mod lease;
 mod options;
 mod read;
 mod watch;
 
+pub use commit::{Commit, MAX_RESERVATIONS_PER_TXN, PENDING_TTL};
 pub use error::StoreError;
 pub use lease::{LeaseId, NodeWrite};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, EtcdOptions, TlsOptions};
 pub use read::{Listed, Snapshot};
-pub use watch::{Change, Watch};
+pub use watch::{Change, RawEvent, RawWatch, Watch};
 
 use std::time::Duration;
 
