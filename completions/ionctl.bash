@@ -25,6 +25,9 @@ _ionctl() {
             ionctl,nodes)
                 cmd="ionctl__subcmd__nodes"
                 ;;
+            ionctl,place)
+                cmd="ionctl__subcmd__place"
+                ;;
             ionctl,sessions)
                 cmd="ionctl__subcmd__sessions"
                 ;;
@@ -37,6 +40,9 @@ _ionctl() {
             ionctl__subcmd__help,nodes)
                 cmd="ionctl__subcmd__help__subcmd__nodes"
                 ;;
+            ionctl__subcmd__help,place)
+                cmd="ionctl__subcmd__help__subcmd__place"
+                ;;
             ionctl__subcmd__help,sessions)
                 cmd="ionctl__subcmd__help__subcmd__sessions"
                 ;;
@@ -47,7 +53,7 @@ _ionctl() {
 
     case "${cmd}" in
         ionctl)
-            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions completions help"
+            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions place completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -111,7 +117,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help)
-            opts="nodes sessions completions help"
+            opts="nodes sessions place completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +172,20 @@ _ionctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ionctl__subcmd__help__subcmd__place)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ionctl__subcmd__help__subcmd__sessions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -187,6 +207,68 @@ _ionctl() {
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__place)
+            opts="-o -h --class --size --session --strategy --wait --reservation-ttl --output --etcd --prefix --connect-timeout --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --class)
+                    COMPREPLY=($(compgen -W "group meeting conference livestream recording" -- "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --strategy)
+                    COMPREPLY=($(compgen -W "binpack spread" -- "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reservation-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0

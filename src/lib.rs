@@ -8,10 +8,12 @@
 //! - [`placer`]: the I/O shell around it: read, decide, commit race-free, retry.
 //! - [`store`]: the etcd client: typed lists, watches, leases and transactions.
 //! - [`token`]: join tokens (HS256 JWT bound to session and node): issue and verify.
+//! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //!
 //! Library code never prints; the CLI decides what the operator sees.
 
+pub mod api;
 pub mod capacity;
 pub mod cli;
 pub mod model;

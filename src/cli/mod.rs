@@ -6,6 +6,7 @@ mod context;
 mod exit;
 mod nodes;
 mod output;
+mod place;
 mod sessions;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ pub enum Command {
     Nodes(nodes::NodesArgs),
     /// List sessions and the nodes that carry them.
     Sessions(sessions::SessionsArgs),
+    /// Place a session: pick a node, reserve it, print the node, signal URL and a join token.
+    Place(place::PlaceArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -59,6 +62,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         match cli.command {
             Command::Nodes(args) => nodes::run(&Context::resolve(&cli.global)?, args).await,
             Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Place(args) => place::run(&Context::resolve(&cli.global)?, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })

@@ -6,9 +6,11 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+mod cluster;
 mod etcd;
 
 pub use agent::{AgentProcess, AgentSpec};
+pub use cluster::{audit, node_record, plant};
 pub use etcd::Etcd;
 
 use std::future::Future;
