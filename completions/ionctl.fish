@@ -33,6 +33,7 @@ complete -c ionctl -n "__fish_ionctl_needs_command" -s V -l version -d 'Print ve
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "sessions" -d 'List sessions and the nodes that carry them'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
@@ -68,6 +69,13 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l prefix -d 'Key p
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l listen -d 'Address to listen on (e.g. 0.0.0.0:8080; port 0 picks a free one)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l reservation-ttl -d 'How long a reservation holds if nobody joins' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l dir -d 'Directory to write the script into' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
@@ -75,8 +83,9 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l connect-ti
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l stdout -d 'Print the script on stdout instead of writing a file'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

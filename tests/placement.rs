@@ -651,7 +651,7 @@ async fn bad_requests_get_a_usage_error_and_a_dead_etcd_exit_3() {
     let output = ionctl(&["place", "--class", "group", "--size", "7", "--etcd", &dead]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("--class meeting"),
+        stderr(&output).contains("class meeting"),
         "{}",
         stderr(&output)
     );

@@ -122,11 +122,11 @@ pub enum SizeError {
 fn advice(instead: Option<SessionClass>, size: u32) -> String {
     match instead {
         Some(SessionClass::Livestream) => format!(
-            "; use --class livestream for 1 publisher and {} viewers",
+            "; use class livestream for 1 publisher and {} viewers",
             size.saturating_sub(1)
         ),
         Some(class) => format!(
-            "; use --class {class} (up to {} participants)",
+            "; use class {class} (up to {} participants)",
             ClassSpec::of(class).max_size
         ),
         None => String::new(),
@@ -175,21 +175,18 @@ mod tests {
     fn an_oversized_session_is_told_the_class_that_takes_it() {
         let message = demand(SessionClass::Group, 7).unwrap_err().to_string();
         assert!(
-            message.contains("at most 6") && message.contains("--class meeting"),
+            message.contains("at most 6") && message.contains("class meeting"),
             "{message}"
         );
         let message = demand(SessionClass::Group, 51).unwrap_err().to_string();
-        assert!(message.contains("--class conference"), "{message}");
+        assert!(message.contains("class conference"), "{message}");
         let message = demand(SessionClass::Meeting, 51).unwrap_err().to_string();
-        assert!(
-            message.contains("--class conference (up to 300"),
-            "{message}"
-        );
+        assert!(message.contains("class conference (up to 300"), "{message}");
         let message = demand(SessionClass::Conference, 301)
             .unwrap_err()
             .to_string();
         assert!(
-            message.contains("--class livestream for 1 publisher and 300 viewers"),
+            message.contains("class livestream for 1 publisher and 300 viewers"),
             "{message}"
         );
         let message = demand(SessionClass::Meeting, 1).unwrap_err().to_string();

@@ -7,6 +7,7 @@ mod exit;
 mod nodes;
 mod output;
 mod place;
+mod serve;
 mod sessions;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ pub enum Command {
     Sessions(sessions::SessionsArgs),
     /// Place a session: pick a node, reserve it, print the node, signal URL and a join token.
     Place(place::PlaceArgs),
+    /// Serve placement and cluster reads over HTTP for web front ends.
+    Serve(serve::ServeArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Nodes(args) => nodes::run(&Context::resolve(&cli.global)?, args).await,
             Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
             Command::Place(args) => place::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Serve(args) => serve::run(&Context::resolve(&cli.global)?, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })

@@ -262,7 +262,7 @@ fn an_out_of_range_size_is_refused_naming_the_class() {
         &Policy::default(),
     );
     assert!(
-        matches!(&decision, Decision::Refuse { reason } if reason.contains("--class meeting")),
+        matches!(&decision, Decision::Refuse { reason } if reason.contains("class meeting")),
         "{decision:?}"
     );
 }

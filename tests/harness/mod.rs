@@ -8,10 +8,12 @@
 mod agent;
 mod cluster;
 mod etcd;
+mod serve;
 
 pub use agent::{AgentProcess, AgentSpec};
 pub use cluster::{audit, node_record, plant};
 pub use etcd::Etcd;
+pub use serve::ServeProcess;
 
 use std::future::Future;
 use std::net::TcpListener;
