@@ -16,6 +16,9 @@ _ionctl() {
             ",$1")
                 cmd="ionctl"
                 ;;
+            ionctl,bench)
+                cmd="ionctl__subcmd__bench"
+                ;;
             ionctl,completions)
                 cmd="ionctl__subcmd__completions"
                 ;;
@@ -33,6 +36,21 @@ _ionctl() {
                 ;;
             ionctl,sessions)
                 cmd="ionctl__subcmd__sessions"
+                ;;
+            ionctl__subcmd__bench,help)
+                cmd="ionctl__subcmd__bench__subcmd__help"
+                ;;
+            ionctl__subcmd__bench,place)
+                cmd="ionctl__subcmd__bench__subcmd__place"
+                ;;
+            ionctl__subcmd__bench__subcmd__help,help)
+                cmd="ionctl__subcmd__bench__subcmd__help__subcmd__help"
+                ;;
+            ionctl__subcmd__bench__subcmd__help,place)
+                cmd="ionctl__subcmd__bench__subcmd__help__subcmd__place"
+                ;;
+            ionctl__subcmd__help,bench)
+                cmd="ionctl__subcmd__help__subcmd__bench"
                 ;;
             ionctl__subcmd__help,completions)
                 cmd="ionctl__subcmd__help__subcmd__completions"
@@ -52,6 +70,9 @@ _ionctl() {
             ionctl__subcmd__help,sessions)
                 cmd="ionctl__subcmd__help__subcmd__sessions"
                 ;;
+            ionctl__subcmd__help__subcmd__bench,place)
+                cmd="ionctl__subcmd__help__subcmd__bench__subcmd__place"
+                ;;
             *)
                 ;;
         esac
@@ -59,12 +80,134 @@ _ionctl() {
 
     case "${cmd}" in
         ionctl)
-            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions place serve completions help"
+            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions place serve bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench)
+            opts="-h --etcd --prefix --connect-timeout --config --help place help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__help)
+            opts="place help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__help__subcmd__place)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__place)
+            opts="-o -h --nodes --operations --concurrency --output --etcd --prefix --connect-timeout --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nodes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operations)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --etcd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -123,8 +266,36 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help)
-            opts="nodes sessions place serve completions help"
+            opts="nodes sessions place serve bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__bench)
+            opts="place"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__bench__subcmd__place)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -9,11 +9,13 @@
 //! - [`store`]: the etcd client: typed lists, watches, leases and transactions.
 //! - [`token`]: join tokens (HS256 JWT bound to session and node): issue and verify.
 //! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
+//! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //!
 //! Library code never prints; the CLI decides what the operator sees.
 
 pub mod api;
+pub mod bench;
 pub mod capacity;
 pub mod cli;
 pub mod model;

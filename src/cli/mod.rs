@@ -1,6 +1,7 @@
 //! `ionctl`: argument parsing (clap derive), dispatch to one file per command, and the mapping
 //! of failures to documented exit codes.
 
+mod bench;
 mod completions;
 mod context;
 mod exit;
@@ -38,6 +39,8 @@ pub enum Command {
     Place(place::PlaceArgs),
     /// Serve placement and cluster reads over HTTP for web front ends.
     Serve(serve::ServeArgs),
+    /// Benchmarks: `bench place` measures placements/s against raw etcd txn/s.
+    Bench(bench::BenchArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
             Command::Place(args) => place::run(&Context::resolve(&cli.global)?, args).await,
             Command::Serve(args) => serve::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Bench(args) => bench::run_bench(&Context::resolve(&cli.global)?, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })
