@@ -182,7 +182,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__bench__subcmd__place)
-            opts="-o -h --nodes --operations --concurrency --output --etcd --prefix --connect-timeout --config --help"
+            opts="-o -h --nodes --operations --class --size --concurrency --output --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -193,6 +193,14 @@ _ionctl() {
                     return 0
                     ;;
                 --operations)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --class)
+                    COMPREPLY=($(compgen -W "group meeting conference livestream recording" -- "${cur}"))
+                    return 0
+                    ;;
+                --size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

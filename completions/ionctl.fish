@@ -86,6 +86,12 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l nodes -d 'Synthetic node records to place onto' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l operations -d 'Placements (and raw transactions) per concurrency level' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l class -d 'Class of every placed session' -r -f -a "group\t'2..6 participants, everyone sees everyone'
+meeting\t'2..50 participants, last-N video of 9'
+conference\t'2..300 participants, up to 6 speakers'
+livestream\t'1 publisher and n viewers, on dedicated nodes'
+recording\t'A recorder of n tracks, on a dedicated node'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l size -d 'Size of every placed session; small ones put the most reservations on one node' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l concurrency -d 'Concurrent placers, comma-separated' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'Stable JSON on stdout for scripts'"

@@ -24,6 +24,10 @@ pub struct BenchOptions {
     /// Placements (and raw transactions) per concurrency level.
     pub operations: u32,
     pub concurrency: Vec<u32>,
+    /// What each placement asks for. Small sessions pile many reservations onto one node,
+    /// which is the worst case for the commit's range compare.
+    pub class: SessionClass,
+    pub size: u32,
 }
 
 /// One concurrency level's figures.
@@ -67,8 +71,7 @@ pub async fn run(
             let (raw_rate, raw_lat) = raw_txns(store, concurrency, options.operations).await?;
             clear_sessions(store).await?;
             progress(format!("placements, {concurrency} placers at once"));
-            let (place_rate, place_lat) =
-                placements(store, concurrency, options.operations).await?;
+            let (place_rate, place_lat) = placements(store, concurrency, options).await?;
             clear_sessions(store).await?;
             results.push(LevelResult {
                 concurrency,
@@ -206,14 +209,15 @@ async fn raw_txns(
     Ok((rate, latencies))
 }
 
-/// `total` placements of groups of 2 through one mirrored placer, `concurrency` callers at a
-/// time; the rate and each latency in ms.
+/// `options.operations` placements of `options.class` and `options.size` through one mirrored
+/// placer, `concurrency` callers at a time; the rate and each latency in ms.
 async fn placements(
     store: &Store,
     concurrency: u32,
-    total: u32,
+    options: &BenchOptions,
 ) -> Result<(f64, Vec<f64>), BenchError> {
-    let options = PlacerOptions {
+    let (total, class, size) = (options.operations, options.class, options.size);
+    let placer_options = PlacerOptions {
         // The synthetic nodes send no heartbeats; their planted stats must not go stale.
         policy: Policy {
             stats_max_age: Duration::from_secs(24 * 3600),
@@ -222,7 +226,7 @@ async fn placements(
         mirror: true,
         ..PlacerOptions::default()
     };
-    let placer = Arc::new(Placer::start(store.clone(), options).await?);
+    let placer = Arc::new(Placer::start(store.clone(), placer_options).await?);
     let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let run = uuid::Uuid::new_v4().simple().to_string();
     let started = Instant::now();
@@ -238,8 +242,8 @@ async fn placements(
                 }
                 let request = Request {
                     sid: format!("{run}-{i}"),
-                    class: SessionClass::Group,
-                    size: 2,
+                    class,
+                    size,
                     strategy: Strategy::Binpack,
                 };
                 let begun = Instant::now();

@@ -8,6 +8,8 @@ use clap::{Args, Subcommand};
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
 use super::{CliError, Context};
 use crate::bench::{BenchError, BenchOptions, run};
+use crate::capacity::ClassSpec;
+use crate::model::SessionClass;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -30,6 +32,12 @@ pub struct PlaceBenchArgs {
     /// Placements (and raw transactions) per concurrency level.
     #[arg(long, default_value_t = 2000)]
     pub operations: u32,
+    /// Class of every placed session.
+    #[arg(long, value_enum, default_value_t = SessionClass::Group)]
+    pub class: SessionClass,
+    /// Size of every placed session; small ones put the most reservations on one node.
+    #[arg(long, default_value_t = 2)]
+    pub size: u32,
     /// Concurrent placers, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     pub concurrency: Vec<u32>,
@@ -39,6 +47,9 @@ pub struct PlaceBenchArgs {
 
 pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliError> {
     let BenchWhat::Place(args) = args.what;
+    ClassSpec::of(args.class)
+        .demand(args.size)
+        .map_err(|e| CliError::usage(anyhow::anyhow!("--size {}: {e}", args.size)))?;
     // Everything goes under a prefix of its own, deleted at the end, so a real cluster under
     // the configured prefix is never touched.
     let mut etcd = context.etcd.clone();
@@ -52,6 +63,8 @@ pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliErro
         nodes: args.nodes,
         operations: args.operations,
         concurrency: args.concurrency,
+        class: args.class,
+        size: args.size,
     };
     let results = run(&store, &options, |step| {
         let _ = writeln!(std::io::stderr(), "bench: {step}");

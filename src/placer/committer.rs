@@ -57,26 +57,31 @@ pub(super) async fn run(
         }
         let take = queue.len().min(MAX_RESERVATIONS_PER_TXN);
         let batch: Vec<Job> = queue.drain(..take).collect();
-        let snapshot = match view.snapshot(&store, fresh).await {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
+        let round = match view
+            .with_snapshot(&store, fresh, batch, |snapshot, batch| {
+                decide_batch(snapshot, batch, &options)
+            })
+            .await
+        {
+            Ok(round) => round,
+            Err((error, batch)) => {
                 fail_all(batch, error);
                 continue;
             }
         };
         fresh = false;
-        let round = decide_batch(snapshot, batch, &options);
         for job in round.later.into_iter().rev() {
             queue.push_front(job);
         }
         if round.commits.is_empty() {
             continue;
         }
-        let sessions: Vec<SessionRecord> = round.commits.iter().map(|c| c.1.clone()).collect();
+        let sessions: Vec<SessionRecord> =
+            round.commits.iter().map(|c| c.session.clone()).collect();
         let result = match leases.current(&store).await {
             Ok(lease) => {
                 store
-                    .commit_reservations(&sessions, round.snapshot.revision, lease)
+                    .commit_reservations(&sessions, round.revision, lease)
                     .await
             }
             Err(error) => Err(error),
@@ -85,13 +90,12 @@ pub(super) async fn run(
             Ok(Commit::Committed { revision }) => {
                 metrics::counter!("ion_placements_committed_total")
                     .increment(sessions.len() as u64);
-                for (job, session) in round.commits {
-                    let signal_url = round
-                        .snapshot
-                        .nodes
-                        .iter()
-                        .find(|n| n.id == session.node)
-                        .map(|n| n.signal_url.clone());
+                for Reserved {
+                    job,
+                    session,
+                    signal_url,
+                } in round.commits
+                {
                     let _ = job.reply.send(Ok(Decided {
                         decision: Decision::Place {
                             node: session.node.clone(),
@@ -115,7 +119,7 @@ pub(super) async fn run(
                 );
                 fresh = true;
                 let mut retry = Vec::new();
-                for (mut job, _) in round.commits {
+                for Reserved { mut job, .. } in round.commits {
                     job.attempts += 1;
                     if job.attempts >= options.max_attempts {
                         let _ = job.reply.send(Err(PlaceError::Conflicts {
@@ -135,32 +139,51 @@ pub(super) async fn run(
             Err(error) if error.to_string().contains("lease not found") => {
                 // The shared lease lapsed between grant and commit; take a new one.
                 leases.forget();
-                for (job, _) in round.commits.into_iter().rev() {
+                for Reserved { job, .. } in round.commits.into_iter().rev() {
                     queue.push_front(job);
                 }
             }
-            Err(error) => fail_all(round.commits.into_iter().map(|c| c.0), error),
+            Err(error) => fail_all(round.commits.into_iter().map(|c| c.job), error),
         }
     }
 }
 
+/// A reservation decided this round, waiting for its commit.
+struct Reserved {
+    job: Job,
+    session: SessionRecord,
+    signal_url: Option<String>,
+}
+
 struct Round {
-    snapshot: Snapshot,
-    commits: Vec<(Job, SessionRecord)>,
+    /// The revision of the snapshot the round was decided on.
+    revision: i64,
+    commits: Vec<Reserved>,
     /// Jobs to decide again next round: a second request for a session this round reserves.
     later: Vec<Job>,
 }
 
-/// Decides each job in turn on `snapshot`, adding every reservation to it before the next
-/// decision. Answers everything that needs no commit at once.
-fn decide_batch(mut snapshot: Snapshot, batch: Vec<Job>, options: &PlacerOptions) -> Round {
-    let mut commits: Vec<(Job, SessionRecord)> = Vec::new();
+/// Decides each job in turn on `snapshot`; once a reservation is made and more jobs follow,
+/// they are decided on a copy that includes it. Answers everything that needs no commit at
+/// once.
+fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -> Round {
+    let mut commits: Vec<Reserved> = Vec::new();
     let mut later = Vec::new();
-    let first_new = snapshot.sessions.len();
-    for job in batch {
-        let decision = decide(&snapshot, &job.request, &options.policy);
+    let mut overlay: Option<Snapshot> = None;
+    let count = batch.len();
+    for (k, job) in batch.into_iter().enumerate() {
+        let current = overlay.as_ref().unwrap_or(snapshot);
+        let decision = decide(current, &job.request, &options.policy);
+        let signal_url_of = |node: &str| {
+            current
+                .nodes
+                .iter()
+                .find(|n| n.id == node)
+                .map(|n| n.signal_url.clone())
+        };
         match decision {
             Decision::Place { node, demand } => {
+                let signal_url = signal_url_of(&node);
                 let session = SessionRecord {
                     sid: job.request.sid.clone(),
                     class: job.request.class,
@@ -169,26 +192,31 @@ fn decide_batch(mut snapshot: Snapshot, batch: Vec<Job>, options: &PlacerOptions
                     node,
                     state: SessionState::Reserved,
                     relays: Vec::new(),
-                    created_at: snapshot.now,
+                    created_at: current.now,
                 };
-                snapshot.sessions.push(session.clone());
-                commits.push((job, session));
+                if k + 1 < count {
+                    overlay
+                        .get_or_insert_with(|| snapshot.clone())
+                        .sessions
+                        .push(session.clone());
+                }
+                commits.push(Reserved {
+                    job,
+                    session,
+                    signal_url,
+                });
             }
             Decision::Existing { node } => {
-                let index = snapshot
-                    .sessions
-                    .iter()
-                    .position(|s| s.sid == job.request.sid);
-                if index.is_some_and(|i| i >= first_new) {
+                if commits.iter().any(|c| c.session.sid == job.request.sid) {
                     later.push(job);
                     continue;
                 }
-                let session = index.map(|i| snapshot.sessions[i].clone());
-                let signal_url = snapshot
-                    .nodes
+                let session = current
+                    .sessions
                     .iter()
-                    .find(|n| n.id == node)
-                    .map(|n| n.signal_url.clone());
+                    .find(|s| s.sid == job.request.sid)
+                    .cloned();
+                let signal_url = signal_url_of(&node);
                 let attempts = job.attempts + 1;
                 let _ = job.reply.send(Ok(Decided {
                     decision: Decision::Existing { node },
@@ -211,7 +239,7 @@ fn decide_batch(mut snapshot: Snapshot, batch: Vec<Job>, options: &PlacerOptions
         }
     }
     Round {
-        snapshot,
+        revision: snapshot.revision,
         commits,
         later,
     }

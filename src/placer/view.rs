@@ -4,8 +4,8 @@
 //! placer (`ionctl serve`, `ionctl bench place`) decides without reading etcd. Either way the
 //! snapshot's revision is one at which it is exact, which is what the commit compares against.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
@@ -21,15 +21,29 @@ pub(super) enum View {
 }
 
 impl View {
-    /// The cluster as of now. `fresh` forces a read from etcd (after a conflict).
-    pub(super) async fn snapshot(
+    /// Runs `decide` with `input` on the cluster as of now, stamped with the current time.
+    /// `fresh` forces a read from etcd (after a conflict). The mirror lends its snapshot
+    /// without copying it. When etcd cannot be read, `input` comes back with the error.
+    pub(super) async fn with_snapshot<I, R>(
         &self,
         store: &Store,
         fresh: bool,
-    ) -> Result<Snapshot, StoreError> {
+        input: I,
+        decide: impl FnOnce(&Snapshot, I) -> R,
+    ) -> Result<R, (StoreError, I)> {
+        let now = SystemTime::now();
         match self {
-            View::Mirror(mirror) if !fresh => Ok(mirror.snapshot(SystemTime::now())),
-            _ => Ok(Snapshot::new(store.snapshot().await?, SystemTime::now())),
+            View::Mirror(mirror) if !fresh => {
+                // A poisoned lock means a panic while applying events: a bug, not a state to
+                // go on in.
+                let mut state = mirror.shared.state.lock().expect("mirror lock");
+                state.snapshot.now = now;
+                Ok(decide(&state.snapshot, input))
+            }
+            _ => match store.snapshot().await {
+                Ok(read) => Ok(decide(&Snapshot::new(read, now), input)),
+                Err(error) => Err((error, input)),
+            },
         }
     }
 
@@ -42,17 +56,48 @@ impl View {
     }
 }
 
-#[derive(Default)]
+/// A record's id within its collection.
+trait Keyed {
+    fn id(&self) -> &str;
+}
+
+impl Keyed for NodeRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for SessionRecord {
+    fn id(&self) -> &str {
+        &self.sid
+    }
+}
+
+impl Keyed for PendingDemand {
+    fn id(&self) -> &str {
+        &self.sid
+    }
+}
+
+/// The mirrored snapshot, with the position of each record in its vector so an event updates
+/// it in place. Order within the vectors is arbitrary; `decide` does not depend on it.
 struct State {
-    revision: i64,
-    nodes: BTreeMap<String, NodeRecord>,
-    sessions: BTreeMap<String, SessionRecord>,
-    drains: BTreeSet<String>,
-    pending: BTreeMap<String, PendingDemand>,
+    snapshot: Snapshot,
+    nodes_at: HashMap<String, usize>,
+    sessions_at: HashMap<String, usize>,
+    pending_at: HashMap<String, usize>,
+}
+
+fn positions<T: Keyed>(items: &[T]) -> HashMap<String, usize> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (item.id().to_owned(), i))
+        .collect()
 }
 
 struct Shared {
-    state: RwLock<State>,
+    state: Mutex<State>,
     revision: watch::Sender<i64>,
 }
 
@@ -66,9 +111,9 @@ impl Mirror {
     /// Lists the cluster once, then follows it with a watch in a task of its own.
     pub(super) async fn start(store: &Store) -> Result<Self, StoreError> {
         let state = list(store).await?;
-        let (revision, _) = watch::channel(state.revision);
+        let (revision, _) = watch::channel(state.snapshot.revision);
         let shared = Arc::new(Shared {
-            state: RwLock::new(state),
+            state: Mutex::new(state),
             revision,
         });
         let (stop, stopped) = oneshot::channel();
@@ -78,37 +123,15 @@ impl Mirror {
             _stop: stop,
         })
     }
-
-    fn snapshot(&self, now: SystemTime) -> Snapshot {
-        // A poisoned lock means a panic while applying events: a bug, not a state to go on in.
-        let state = self.shared.state.read().expect("mirror lock");
-        Snapshot {
-            revision: state.revision,
-            now,
-            nodes: state.nodes.values().cloned().collect(),
-            sessions: state.sessions.values().cloned().collect(),
-            drains: state.drains.clone(),
-            pending: state.pending.values().cloned().collect(),
-        }
-    }
 }
 
 async fn list(store: &Store) -> Result<State, StoreError> {
-    let read = store.snapshot().await?;
+    let snapshot = Snapshot::new(store.snapshot().await?, SystemTime::now());
     Ok(State {
-        revision: read.revision,
-        nodes: read.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
-        sessions: read
-            .sessions
-            .into_iter()
-            .map(|s| (s.sid.clone(), s))
-            .collect(),
-        drains: read.drains.into_iter().map(|(id, _)| id).collect(),
-        pending: read
-            .pending
-            .into_iter()
-            .map(|p| (p.sid.clone(), p))
-            .collect(),
+        nodes_at: positions(&snapshot.nodes),
+        sessions_at: positions(&snapshot.sessions),
+        pending_at: positions(&snapshot.pending),
+        snapshot,
     })
 }
 
@@ -116,7 +139,7 @@ async fn list(store: &Store) -> Result<State, StoreError> {
 async fn follow(store: Store, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
     let keys = store.keys().clone();
     loop {
-        let after = shared.state.read().expect("mirror lock").revision;
+        let after = shared.state.lock().expect("mirror lock").snapshot.revision;
         let error = tokio::select! {
             _ = &mut stopped => return,
             error = watch_until_error(&store, &keys, &shared, after) => error,
@@ -131,8 +154,8 @@ async fn follow(store: Store, shared: Arc<Shared>, mut stopped: oneshot::Receive
         };
         match relisted {
             Ok(state) => {
-                let revision = state.revision;
-                *shared.state.write().expect("mirror lock") = state;
+                let revision = state.snapshot.revision;
+                *shared.state.lock().expect("mirror lock") = state;
                 shared.revision.send_replace(revision);
             }
             Err(error) => tracing::warn!(%error, "placement mirror cannot list the cluster"),
@@ -151,44 +174,62 @@ async fn watch_until_error(store: &Store, keys: &Keys, shared: &Shared, after: i
             Ok(events) => events,
             Err(error) => return error,
         };
-        let mut state = shared.state.write().expect("mirror lock");
+        let mut state = shared.state.lock().expect("mirror lock");
         for event in &events {
             apply(keys, &mut state, event);
         }
-        let revision = state.revision;
+        let revision = state.snapshot.revision;
         drop(state);
         shared.revision.send_replace(revision);
     }
 }
 
 fn apply(keys: &Keys, state: &mut State, event: &RawEvent) {
-    state.revision = state.revision.max(event.revision);
+    let snapshot = &mut state.snapshot;
+    snapshot.revision = snapshot.revision.max(event.revision);
     let value = event.value.as_deref();
     if let Some(id) = keys.id_under(&keys.nodes(), &event.key) {
-        upsert(&mut state.nodes, id, value);
+        upsert(&mut snapshot.nodes, &mut state.nodes_at, id, value);
     } else if let Some(sid) = keys.id_under(&keys.sessions(), &event.key) {
-        upsert(&mut state.sessions, sid, value);
+        upsert(&mut snapshot.sessions, &mut state.sessions_at, sid, value);
     } else if let Some(sid) = keys.id_under(&keys.pendings(), &event.key) {
-        upsert(&mut state.pending, sid, value);
+        upsert(&mut snapshot.pending, &mut state.pending_at, sid, value);
     } else if let Some(id) = keys.id_under(&keys.drains(), &event.key) {
         match value {
-            Some(_) => state.drains.insert(id.to_owned()),
-            None => state.drains.remove(id),
+            Some(_) => snapshot.drains.insert(id.to_owned()),
+            None => snapshot.drains.remove(id),
         };
     }
 }
 
-fn upsert<T: DeserializeOwned>(map: &mut BTreeMap<String, T>, id: &str, value: Option<&[u8]>) {
+fn upsert<T: DeserializeOwned + Keyed>(
+    items: &mut Vec<T>,
+    at: &mut HashMap<String, usize>,
+    id: &str,
+    value: Option<&[u8]>,
+) {
     match value.map(serde_json::from_slice::<T>) {
-        Some(Ok(record)) => {
-            map.insert(id.to_owned(), record);
-        }
+        Some(Ok(record)) => match at.get(id) {
+            Some(&i) => items[i] = record,
+            None => {
+                at.insert(id.to_owned(), items.len());
+                items.push(record);
+            }
+        },
         Some(Err(error)) => {
             tracing::warn!(%id, %error, "malformed record in the placement mirror; treated as absent");
-            map.remove(id);
+            remove(items, at, id);
         }
-        None => {
-            map.remove(id);
+        None => remove(items, at, id),
+    }
+}
+
+/// Removes `id` by moving the last record into its place.
+fn remove<T: Keyed>(items: &mut Vec<T>, at: &mut HashMap<String, usize>, id: &str) {
+    if let Some(i) = at.remove(id) {
+        items.swap_remove(i);
+        if let Some(moved) = items.get(i) {
+            at.insert(moved.id().to_owned(), i);
         }
     }
 }
