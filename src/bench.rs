@@ -68,7 +68,7 @@ pub async fn run(
         for &concurrency in &options.concurrency {
             let concurrency = concurrency.max(1);
             progress(format!("raw etcd transactions, {concurrency} at once"));
-            let (raw_rate, raw_lat) = raw_txns(store, concurrency, options.operations).await?;
+            let (raw_rate, raw_lat) = raw_txns(store, concurrency, options).await?;
             clear_sessions(store).await?;
             progress(format!("placements, {concurrency} placers at once"));
             let (place_rate, place_lat) = placements(store, concurrency, options).await?;
@@ -95,7 +95,7 @@ pub async fn run(
             Some(DeleteOptions::new().with_prefix()),
         )
         .await
-        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        .map_err(|e| store.classify(e))?;
     outcome.map(|()| results)
 }
 
@@ -133,7 +133,7 @@ async fn plant_nodes(store: &Store, count: u32) -> Result<(), StoreError> {
         client
             .txn(Txn::new().and_then(ops))
             .await
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            .map_err(|e| store.classify(e))?;
     }
     Ok(())
 }
@@ -144,18 +144,20 @@ async fn clear_sessions(store: &Store) -> Result<(), StoreError> {
         client
             .delete(prefix, Some(DeleteOptions::new().with_prefix()))
             .await
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            .map_err(|e| store.classify(e))?;
     }
     Ok(())
 }
 
-/// `total` transactions shaped like a reservation (two compares, two puts on a lease, one
-/// delete), `concurrency` at a time; the rate and each latency in ms.
+/// `options.operations` transactions shaped like a reservation (two compares, two puts on a
+/// lease, one delete), spread over the synthetic nodes, `concurrency` at a time; the rate and
+/// each latency in ms.
 async fn raw_txns(
     store: &Store,
     concurrency: u32,
-    total: u32,
+    options: &BenchOptions,
 ) -> Result<(f64, Vec<f64>), StoreError> {
+    let (total, nodes) = (options.operations, options.nodes.max(1));
     let lease = store.grant_lease(Duration::from_secs(120)).await?;
     let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let started = Instant::now();
@@ -171,7 +173,7 @@ async fn raw_txns(
                 if i >= total {
                     return Ok::<_, StoreError>(latencies);
                 }
-                let (node, sid) = (format!("bench-{:05}", i % 1000), format!("raw-{i}"));
+                let (node, sid) = (format!("bench-{:05}", i % nodes), format!("raw-{i}"));
                 let txn = Txn::new()
                     .when([
                         Compare::create_revision(keys.session(&sid), CompareOp::Equal, 0),
@@ -192,10 +194,7 @@ async fn raw_txns(
                         TxnOp::delete(keys.pending(&sid), None),
                     ]);
                 let begun = Instant::now();
-                client
-                    .txn(txn)
-                    .await
-                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
+                client.txn(txn).await.map_err(|e| store.classify(e))?;
                 latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
             }
         }));

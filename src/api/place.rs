@@ -12,10 +12,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{ApiError, ApiState, PlaceAnswer};
-use crate::capacity::ClassSpec;
-use crate::model::{SessionClass, keys::validate_id};
-use crate::placement::{Request, Strategy};
-use crate::placer::Outcome;
+use crate::model::SessionClass;
+use crate::placement::Strategy;
+use crate::placer::{Outcome, checked_request};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,22 +38,8 @@ pub async fn place(
             rejection.body_text()
         ))
     })?;
-    ClassSpec::of(body.class)
-        .demand(body.size)
-        .map_err(|e| ApiError::bad_request(format!("size {}: {e}", body.size)))?;
-    let sid = match body.session {
-        Some(sid) => {
-            validate_id("session", &sid).map_err(ApiError::bad_request)?;
-            sid
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
-    let request = Request {
-        sid,
-        class: body.class,
-        size: body.size,
-        strategy: body.strategy,
-    };
+    let request = checked_request(body.session, body.class, body.size, body.strategy)
+        .map_err(ApiError::bad_request)?;
     let outcome = state.placer.place(request.clone()).await?;
     let status = match &outcome {
         Outcome::Placed { .. } => StatusCode::OK,

@@ -8,8 +8,9 @@ use clap::{Args, Subcommand};
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
 use super::{CliError, Context};
 use crate::bench::{BenchError, BenchOptions, run};
-use crate::capacity::ClassSpec;
 use crate::model::SessionClass;
+use crate::placement::Strategy;
+use crate::placer::checked_request;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -47,9 +48,7 @@ pub struct PlaceBenchArgs {
 
 pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliError> {
     let BenchWhat::Place(args) = args.what;
-    ClassSpec::of(args.class)
-        .demand(args.size)
-        .map_err(|e| CliError::usage(anyhow::anyhow!("--size {}: {e}", args.size)))?;
+    checked_request(None, args.class, args.size, Strategy::Binpack).map_err(CliError::usage)?;
     // Everything goes under a prefix of its own, deleted at the end, so a real cluster under
     // the configured prefix is never touched.
     let mut etcd = context.etcd.clone();
@@ -71,7 +70,8 @@ pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliErro
     })
     .await
     .map_err(|e| match e {
-        BenchError::Store(e) => CliError::from(e),
+        BenchError::Store(e) => e.into(),
+        BenchError::Place(e) => e.into(),
         other => CliError::other(other),
     })?;
     match args.output.output {

@@ -11,10 +11,9 @@ use clap::Args;
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
 use super::{CliError, Context, Exit};
 use crate::api::PlaceAnswer;
-use crate::capacity::ClassSpec;
-use crate::model::{SessionClass, keys::validate_id};
-use crate::placement::{Request, Strategy};
-use crate::placer::{Outcome, Placer, PlacerOptions, Progress};
+use crate::model::SessionClass;
+use crate::placement::Strategy;
+use crate::placer::{Outcome, Placer, PlacerOptions, Progress, checked_request};
 
 #[derive(Debug, Args)]
 pub struct PlaceArgs {
@@ -42,23 +41,9 @@ pub struct PlaceArgs {
 
 pub async fn run(context: &Context, args: PlaceArgs) -> Result<(), CliError> {
     // Everything about the request is checked before etcd is contacted.
-    ClassSpec::of(args.class)
-        .demand(args.size)
-        .map_err(|e| CliError::usage(anyhow!("--size {}: {e}", args.size)))?;
-    let sid = match args.session {
-        Some(sid) => {
-            validate_id("session", &sid).map_err(CliError::usage)?;
-            sid
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let request = checked_request(args.session, args.class, args.size, args.strategy)
+        .map_err(CliError::usage)?;
     let secret = context.join_secret()?;
-    let request = Request {
-        sid,
-        class: args.class,
-        size: args.size,
-        strategy: args.strategy,
-    };
     let store = context.store().await?;
     let options = PlacerOptions {
         policy: context.policy.clone(),
@@ -76,14 +61,7 @@ pub async fn run(context: &Context, args: PlaceArgs) -> Result<(), CliError> {
             progress.finish();
             outcome
         }
-    }
-    .map_err(|e| {
-        if e.is_unreachable() {
-            CliError::new(Exit::EtcdUnreachable, e)
-        } else {
-            CliError::other(e)
-        }
-    })?;
+    }?;
     if secret.is_none() && matches!(outcome, Outcome::Placed { .. }) {
         eprintln!(
             "note: no join token: set [auth] secret in the config file or {} to get one",

@@ -6,6 +6,7 @@
 
 mod committer;
 mod lease;
+mod request;
 mod view;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::model::{PendingDemand, SessionRecord};
 use crate::placement::{Decision, Policy, Request};
 use crate::store::{Store, StoreError};
 use committer::{Decided, Job};
+pub use request::{InvalidRequest, checked_request};
 use view::{Mirror, View};
 
 /// How a placer runs.

@@ -89,6 +89,11 @@ impl Store {
         self.client.clone()
     }
 
+    /// Sorts an error of the raw client into unreachable or rejected, naming the endpoints.
+    pub fn classify(&self, e: etcd_client::Error) -> StoreError {
+        self.err(e)
+    }
+
     fn err(&self, e: etcd_client::Error) -> StoreError {
         StoreError::classify(e, &self.endpoints)
     }
