@@ -34,8 +34,6 @@ impl View {
         let now = SystemTime::now();
         match self {
             View::Mirror(mirror) if !fresh => {
-                // A poisoned lock means a panic while applying events: a bug, not a state to
-                // go on in.
                 let mut state = mirror.shared.state.lock().expect("mirror lock");
                 state.snapshot.now = now;
                 Ok(decide(&state.snapshot, input))
@@ -96,6 +94,8 @@ fn positions<T: Keyed>(items: &[T]) -> HashMap<String, usize> {
         .collect()
 }
 
+/// Every `lock().expect(..)` on `state` below fails only if a thread panicked while holding
+/// the lock, which is a bug: there is no consistent mirror to go on with.
 struct Shared {
     state: Mutex<State>,
     revision: watch::Sender<i64>,

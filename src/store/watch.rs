@@ -46,21 +46,31 @@ impl Store {
         collection: &str,
         after_revision: i64,
     ) -> Result<Watch<T>, StoreError> {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(after_revision + 1);
-        let stream = self
-            .client
-            .clone()
-            .watch(collection, Some(options))
-            .await
-            .map_err(|e| self.err(e))?;
+        let stream = self.watch_prefix(collection, after_revision).await?;
         Ok(Watch {
             stream,
             keys: self.keys.clone(),
             collection: collection.to_owned(),
             _record: PhantomData,
         })
+    }
+
+    /// The raw stream of every change under `prefix` after `after_revision`.
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+    ) -> Result<WatchStream, StoreError> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(after_revision + 1);
+        let stream = self
+            .client
+            .clone()
+            .watch(prefix, Some(options))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(stream)
     }
 }
 
@@ -153,15 +163,7 @@ impl Store {
     /// Watches every key under the prefix for changes after `after_revision`.
     pub async fn watch_all(&self, after_revision: i64) -> Result<RawWatch, StoreError> {
         let prefix = self.keys.prefix().to_owned();
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(after_revision + 1);
-        let stream = self
-            .client
-            .clone()
-            .watch(prefix.as_str(), Some(options))
-            .await
-            .map_err(|e| self.err(e))?;
+        let stream = self.watch_prefix(&prefix, after_revision).await?;
         Ok(RawWatch { stream, prefix })
     }
 }
