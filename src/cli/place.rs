@@ -133,27 +133,41 @@ fn print_answer(answer: &PlaceAnswer) -> Result<(), CliError> {
     print_table(&mut out)
 }
 
-/// Progress of `--wait` on stderr: one line redrawn in place on a terminal, plain lines
-/// otherwise.
+/// Progress of `--wait` on stderr: on a terminal, one line redrawn in place on every report;
+/// otherwise a plain line at most every 10 s.
 struct ProgressLine {
     tty: bool,
     drawn: bool,
+    last_plain: Option<std::time::Instant>,
 }
+
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
 impl ProgressLine {
     fn new() -> Self {
         Self {
             tty: std::io::stderr().is_terminal(),
             drawn: false,
+            last_plain: None,
         }
     }
 
     fn show(&mut self, progress: &Progress) {
+        if !self.tty {
+            let due = self.last_plain.is_none_or(|at| at.elapsed() >= PLAIN_EVERY);
+            if !due || !matches!(progress, Progress::Waiting { .. }) {
+                return;
+            }
+            self.last_plain = Some(std::time::Instant::now());
+        }
         let text = match progress {
             Progress::Waiting { pending, remaining } => format!(
                 "waiting for capacity for {} units ({} left; pending/{} written)",
                 pending.demand,
-                humantime::format_duration(Duration::from_secs(remaining.as_secs())),
+                // Whole seconds, rounded up: "1s left" until the very end.
+                humantime::format_duration(Duration::from_secs(
+                    remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0)
+                )),
                 pending.sid
             ),
             Progress::Changed { revision } => {

@@ -17,10 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{PendingDemand, SessionRecord};
 use crate::placement::{Decision, Policy, Request};
-use crate::store::{Store, StoreError};
+use crate::store::{PENDING_TTL, Store, StoreError};
 use committer::{Decided, Job};
 pub use request::{InvalidRequest, checked_request};
 use view::{Mirror, View};
+
+/// The shortest gap between two decisions of one waiting request: a cluster of many nodes
+/// changes many times a second, and each change need not cost a decision.
+pub const RECHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How a placer runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,10 +134,16 @@ impl Placer {
 
     /// Places one session: answers at once, writing `pending/<sid>` when no node fits.
     pub async fn place(&self, request: Request) -> Result<Outcome, PlaceError> {
-        Ok(self.place_once(request).await?.0)
+        Ok(self.place_once(request, true).await?.0)
     }
 
-    async fn place_once(&self, request: Request) -> Result<(Outcome, i64), PlaceError> {
+    /// One decision (and commit). On `NeedCapacity`, writes `pending/<sid>` when
+    /// `write_pending`.
+    async fn place_once(
+        &self,
+        request: Request,
+        write_pending: bool,
+    ) -> Result<(Outcome, i64), PlaceError> {
         let started = Instant::now();
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -170,7 +180,9 @@ impl Placer {
                     machine_type: Some(machine_type),
                     since: std::time::SystemTime::now(),
                 };
-                self.store.put_pending(&pending).await?;
+                if write_pending {
+                    self.store.put_pending(&pending).await?;
+                }
                 Outcome::NoCapacity {
                     pending,
                     count,
@@ -194,8 +206,10 @@ impl Placer {
         Ok((outcome, revision))
     }
 
-    /// Places one session, and when no node fits, watches the cluster and decides again on
-    /// every change until one does or `wait` runs out. `progress` hears about each wait.
+    /// Places one session, and when no node fits, watches the cluster and decides again after
+    /// changes until one does or `wait` runs out. `progress` hears about the wait once a second
+    /// and about each change. However busy the cluster, it decides at most every
+    /// [`RECHECK_INTERVAL`], and it rewrites `pending/<sid>` only when its lease is half gone.
     pub async fn place_waiting(
         &self,
         request: Request,
@@ -203,23 +217,36 @@ impl Placer {
         mut progress: impl FnMut(Progress),
     ) -> Result<Outcome, PlaceError> {
         let deadline = Instant::now() + wait;
+        let mut pending_written: Option<Instant> = None;
         loop {
-            let (outcome, revision) = self.place_once(request.clone()).await?;
+            let write_pending = pending_written.is_none_or(|at| at.elapsed() >= PENDING_TTL / 2);
+            let decided = Instant::now();
+            let (outcome, revision) = self.place_once(request.clone(), write_pending).await?;
             let Outcome::NoCapacity { pending, .. } = &outcome else {
                 return Ok(outcome);
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Ok(outcome);
+            if write_pending {
+                pending_written = Some(decided);
             }
-            progress(Progress::Waiting {
-                pending: pending.clone(),
-                remaining,
-            });
-            match tokio::time::timeout(remaining, self.next_change(revision)).await {
-                Err(_) => return Ok(outcome),
-                Ok(changed) => progress(Progress::Changed { revision: changed? }),
-            }
+            let change = self.next_change(revision);
+            tokio::pin!(change);
+            let changed = loop {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Ok(outcome);
+                }
+                progress(Progress::Waiting {
+                    pending: pending.clone(),
+                    remaining,
+                });
+                let tick = remaining.min(Duration::from_secs(1));
+                if let Ok(changed) = tokio::time::timeout(tick, &mut change).await {
+                    break changed?;
+                }
+            };
+            progress(Progress::Changed { revision: changed });
+            let next = (decided + RECHECK_INTERVAL).min(deadline);
+            tokio::time::sleep_until(next.into()).await;
         }
     }
 
