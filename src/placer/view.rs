@@ -233,3 +233,111 @@ fn remove<T: Keyed>(items: &mut Vec<T>, at: &mut HashMap<String, usize>, id: &st
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{SessionClass, SessionState};
+
+    fn session(sid: &str, demand: u32) -> SessionRecord {
+        SessionRecord {
+            sid: sid.to_owned(),
+            class: SessionClass::Group,
+            size: 2,
+            demand,
+            node: "n1".to_owned(),
+            state: SessionState::Reserved,
+            relays: Vec::new(),
+            created_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn empty() -> State {
+        State {
+            snapshot: Snapshot::new(crate::store::Snapshot::default(), SystemTime::UNIX_EPOCH),
+            nodes_at: HashMap::new(),
+            sessions_at: HashMap::new(),
+            pending_at: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn events_keep_the_mirror_equal_to_the_store() {
+        let keys = Keys::default();
+        let mut state = empty();
+        let mut expected: BTreeMap<String, u32> = BTreeMap::new();
+        let mut revision = 0;
+        let mut event = |state: &mut State, sid: &str, demand: Option<u32>| {
+            revision += 1;
+            let value = demand.map(|d| serde_json::to_vec(&session(sid, d)).expect("JSON"));
+            let raw = RawEvent {
+                key: keys.session(sid),
+                value,
+                revision,
+            };
+            apply(&keys, state, &raw);
+        };
+        // Puts, deletes from the front, middle and back (each moves the last record), updates
+        // of moved records, and a delete of something absent.
+        let script: &[(&str, Option<u32>)] = &[
+            ("a", Some(1)),
+            ("b", Some(2)),
+            ("c", Some(3)),
+            ("d", Some(4)),
+            ("a", None),
+            ("d", Some(40)),
+            ("c", None),
+            ("e", Some(5)),
+            ("b", Some(20)),
+            ("zz", None),
+            ("e", None),
+            ("f", Some(6)),
+        ];
+        for &(sid, demand) in script {
+            event(&mut state, sid, demand);
+            match demand {
+                Some(d) => expected.insert(sid.to_owned(), d),
+                None => expected.remove(sid),
+            };
+            let mirrored: BTreeMap<String, u32> = state
+                .snapshot
+                .sessions
+                .iter()
+                .map(|s| (s.sid.clone(), s.demand))
+                .collect();
+            assert_eq!(mirrored, expected, "after {sid} {demand:?}");
+            assert_eq!(
+                state.snapshot.sessions.len(),
+                expected.len(),
+                "no duplicates"
+            );
+            for (sid, &i) in &state.sessions_at {
+                assert_eq!(&state.snapshot.sessions[i].sid, sid, "index of {sid}");
+            }
+        }
+        assert_eq!(state.snapshot.revision, script.len() as i64);
+        // Malformed values count as absent; drains are tracked by id.
+        apply(
+            &keys,
+            &mut state,
+            &RawEvent {
+                key: keys.session("f"),
+                value: Some(b"{".to_vec()),
+                revision: 100,
+            },
+        );
+        assert!(state.snapshot.sessions.iter().all(|s| s.sid != "f"));
+        apply(
+            &keys,
+            &mut state,
+            &RawEvent {
+                key: keys.drain("n1"),
+                value: Some(b"{}".to_vec()),
+                revision: 101,
+            },
+        );
+        assert!(state.snapshot.drains.contains("n1"));
+    }
+}
