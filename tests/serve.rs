@@ -6,7 +6,11 @@ mod harness;
 
 use std::time::SystemTime;
 
-use harness::{Etcd, ServeProcess, audit, ionctl, node_record, plant, stderr, unique_prefix};
+use std::time::Duration;
+
+use harness::{
+    Etcd, ServeProcess, audit, ionctl, node_record, plant, stderr, unique_prefix, wait_for,
+};
 use ion_cluster::api::PlaceAnswer;
 use ion_cluster::model::{PendingDemand, SessionRecord};
 use ion_cluster::token::{JoinSecret, verify};
@@ -253,4 +257,65 @@ async fn two_replicas_never_overbook() {
     );
     let committed = audit(&store).await;
     assert_eq!(committed.len(), 3, "{committed:?}");
+}
+
+/// The server decides from a watched mirror of the cluster: reservations that expire there
+/// free their capacity for its next decision too.
+#[tokio::test]
+async fn the_mirror_sees_reservations_expire() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("serve-expiry");
+    let store = etcd.store(&prefix).await;
+    plant(&store, &[node_record("only", 1, 0.0)]).await;
+    let serve = ServeProcess::start_with(&etcd, &prefix, &[], &["--reservation-ttl", "2s"]).await;
+    let client = reqwest::Client::new();
+    // 150 units × 0.90 hold four groups of 6 (30 units), not five.
+    for i in 0..4 {
+        let (status, body) = post(
+            &client,
+            &serve,
+            &json!({"class": "group", "size": 6, "session": format!("s{i}")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, _) = post(
+        &client,
+        &serve,
+        &json!({"class": "group", "size": 6, "session": "late"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    wait_for(
+        "the reservations to expire",
+        Duration::from_secs(15),
+        || async {
+            store
+                .sessions()
+                .await
+                .expect("sessions")
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, body) = wait_for(
+        "the server to see the capacity",
+        Duration::from_secs(5),
+        || async {
+            let (status, body) = post(
+                &client,
+                &serve,
+                &json!({"class": "group", "size": 6, "session": "late"}),
+            )
+            .await;
+            (status == StatusCode::OK).then_some((status, body))
+        },
+    )
+    .await;
+    assert_eq!(
+        (status, body["node"].as_str()),
+        (StatusCode::OK, Some("only"))
+    );
 }

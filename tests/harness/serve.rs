@@ -14,11 +14,22 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `ionctl serve` against `etcd` under `prefix` and waits until `/healthz` is 200.
     pub async fn start(etcd: &Etcd, prefix: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(etcd, prefix, env, &[]).await
+    }
+
+    /// The same, with extra `serve` arguments.
+    pub async fn start_with(
+        etcd: &Etcd,
+        prefix: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = Command::new(env!("CARGO_BIN_EXE_ionctl"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--etcd", &etcd.endpoint(), "--prefix", prefix])
+            .args(args)
             .env_remove("IONCTL_JOIN_SECRET")
             .env("XDG_CONFIG_HOME", "/nonexistent-ionctl-test-config")
             .env("IONCTL_LOG", "info")
