@@ -32,6 +32,9 @@ complete -c ionctl -n "__fish_ionctl_needs_command" -s h -l help -d 'Print help 
 complete -c ionctl -n "__fish_ionctl_needs_command" -s V -l version -d 'Print version'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "sessions" -d 'List sessions and the nodes that carry them'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
@@ -49,6 +52,56 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l prefix -d 'Ke
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l class -d 'Session class; it sets the size limits, demand and headroom' -r -f -a "group\t'2..6 participants, everyone sees everyone'
+meeting\t'2..50 participants, last-N video of 9'
+conference\t'2..300 participants, up to 6 speakers'
+livestream\t'1 publisher and n viewers, on dedicated nodes'
+recording\t'A recorder of n tracks, on a dedicated node'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l size -d 'Participants (viewers for livestream, tracks for recording)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l session -d 'Session id [default: a new UUID]. Placing an existing session returns its node' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l strategy -d 'How to pick among the nodes that fit' -r -f -a "binpack\t'Fill used nodes first, the fullest after placement wins, so empty nodes can go'
+spread\t'The least utilised node after placement wins'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l wait -d 'When no node fits, watch the cluster this long for one (e.g. 30s, 5m)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l reservation-ttl -d 'How long the reservation holds if nobody joins' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'Stable JSON on stdout for scripts'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l listen -d 'Address to listen on (e.g. 0.0.0.0:8080; port 0 picks a free one)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l reservation-ttl -d 'How long a reservation holds if nobody joins' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -s h -l help -d 'Print help'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l nodes -d 'Synthetic node records to place onto' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l operations -d 'Placements (and raw transactions) per concurrency level' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l class -d 'Class of every placed session' -r -f -a "group\t'2..6 participants, everyone sees everyone'
+meeting\t'2..50 participants, last-N video of 9'
+conference\t'2..300 participants, up to 6 speakers'
+livestream\t'1 publisher and n viewers, on dedicated nodes'
+recording\t'A recorder of n tracks, on a dedicated node'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l size -d 'Size of every placed session; small ones put the most reservations on one node' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l concurrency -d 'Concurrent placers, comma-separated' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'Stable JSON on stdout for scripts'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l dir -d 'Directory to write the script into' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
@@ -56,7 +109,11 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l connect-ti
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l stdout -d 'Print the script on stdout instead of writing a file'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench completions help" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'

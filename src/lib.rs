@@ -3,13 +3,23 @@
 //!
 //! # Layout
 //! - [`model`]: the etcd schema v1 — every record and every key name.
-//! - [`capacity`]: units, node load and (later) classes and machine types.
+//! - [`capacity`]: units, node load, session classes and machine types.
+//! - [`placement`]: the pure `decide(snapshot, request, policy)`.
+//! - [`placer`]: the I/O shell around it: read, decide, commit race-free, retry.
 //! - [`store`]: the etcd client: typed lists, watches, leases and transactions.
+//! - [`token`]: join tokens (HS256 JWT bound to session and node): issue and verify.
+//! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
+//! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //!
 //! Library code never prints; the CLI decides what the operator sees.
 
+pub mod api;
+pub mod bench;
 pub mod capacity;
 pub mod cli;
 pub mod model;
+pub mod placement;
+pub mod placer;
 pub mod store;
+pub mod token;

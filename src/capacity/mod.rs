@@ -1,5 +1,11 @@
-//! The capacity model of DESIGN §4: what a node can carry and what it carries now, in units.
+//! The capacity model of DESIGN §4: what a node can carry and what it carries now, in units;
+//! the session classes with their size limits, demand and headroom; and the GCE machine types
+//! that new capacity comes in.
 
+mod classes;
 mod load;
+mod machines;
 
+pub use classes::{ClassSpec, MAX_LIVESTREAM_VIEWERS, MAX_RECORDING_TRACKS, SizeError};
 pub use load::{NodeLoad, committed_units, node_load};
+pub use machines::{CATALOGUE, DEFAULT_UNITS_PER_VCPU, MachineType, largest, smallest_fitting};

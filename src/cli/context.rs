@@ -9,7 +9,12 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::CliError;
+use crate::placement::Policy;
 use crate::store::{EtcdOptions, Store};
+use crate::token::{AuthOptions, JoinSecret};
+
+/// The environment variable that carries the join secret; it beats `[auth] secret`.
+pub const JOIN_SECRET_ENV: &str = "IONCTL_JOIN_SECRET";
 
 /// Flags valid before or after any subcommand.
 #[derive(Debug, Clone, Args)]
@@ -38,23 +43,39 @@ pub struct GlobalArgs {
 #[serde(default, deny_unknown_fields)]
 struct ConfigFile {
     etcd: EtcdOptions,
+    auth: AuthOptions,
+    placement: Policy,
 }
 
-/// What commands run with: the resolved etcd options.
+/// What commands run with: the resolved etcd options, join-token settings and placement
+/// policy.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub etcd: EtcdOptions,
+    pub auth: AuthOptions,
+    pub policy: Policy,
 }
 
 impl Context {
     pub fn resolve(global: &GlobalArgs) -> Result<Self, CliError> {
-        let mut etcd = match &global.config {
-            Some(path) => load_config(path)?.etcd,
+        let file = match &global.config {
+            Some(path) => load_config(path)?,
             None => match default_config_path() {
-                Some(path) if path.exists() => load_config(&path)?.etcd,
-                _ => EtcdOptions::default(),
+                Some(path) if path.exists() => load_config(&path)?,
+                _ => ConfigFile::default(),
             },
         };
+        let ConfigFile {
+            mut etcd,
+            mut auth,
+            placement: policy,
+        } = file;
+        if let Some(secret) = std::env::var(JOIN_SECRET_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            auth.secret = Some(secret);
+        }
         if !global.etcd.is_empty() {
             etcd.endpoints = global.etcd.clone();
         }
@@ -64,7 +85,17 @@ impl Context {
         if let Some(timeout) = global.connect_timeout {
             etcd.connect_timeout = timeout;
         }
-        Ok(Self { etcd })
+        Ok(Self { etcd, auth, policy })
+    }
+
+    /// The join secret, when one is configured; a weak one is a usage error.
+    pub fn join_secret(&self) -> Result<Option<JoinSecret>, CliError> {
+        self.auth
+            .secret
+            .as_deref()
+            .map(JoinSecret::new)
+            .transpose()
+            .map_err(CliError::usage)
     }
 
     pub async fn store(&self) -> Result<Store, CliError> {

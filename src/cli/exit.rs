@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::placer::PlaceError;
 use crate::store::StoreError;
 
 /// What a failed command tells its caller through the exit code.
@@ -61,12 +62,29 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// etcd could not be reached: the cause, and where to point ionctl instead.
+    fn unreachable(error: &dyn std::fmt::Display) -> Self {
+        let hint = "is etcd running? Point ionctl at it with --etcd, IONCTL_ETCD_ENDPOINTS \
+                    or [etcd] endpoints in ~/.config/ionctl/config.toml";
+        Self::new(Exit::EtcdUnreachable, anyhow::anyhow!("{error}; {hint}"))
+    }
+}
+
 impl From<StoreError> for CliError {
     fn from(error: StoreError) -> Self {
         if error.is_unreachable() {
-            let hint = "is etcd running? Point ionctl at it with --etcd, IONCTL_ETCD_ENDPOINTS \
-                        or [etcd] endpoints in ~/.config/ionctl/config.toml";
-            Self::new(Exit::EtcdUnreachable, anyhow::anyhow!("{error}; {hint}"))
+            Self::unreachable(&error)
+        } else {
+            Self::other(error)
+        }
+    }
+}
+
+impl From<PlaceError> for CliError {
+    fn from(error: PlaceError) -> Self {
+        if error.is_unreachable() {
+            Self::unreachable(&error)
         } else {
             Self::other(error)
         }

@@ -1,11 +1,14 @@
 //! `ionctl`: argument parsing (clap derive), dispatch to one file per command, and the mapping
 //! of failures to documented exit codes.
 
+mod bench;
 mod completions;
 mod context;
 mod exit;
 mod nodes;
 mod output;
+mod place;
+mod serve;
 mod sessions;
 
 use std::process::ExitCode;
@@ -32,6 +35,12 @@ pub enum Command {
     Nodes(nodes::NodesArgs),
     /// List sessions and the nodes that carry them.
     Sessions(sessions::SessionsArgs),
+    /// Place a session: pick a node, reserve it, print the node, signal URL and a join token.
+    Place(place::PlaceArgs),
+    /// Serve placement and cluster reads over HTTP for web front ends.
+    Serve(serve::ServeArgs),
+    /// Benchmarks: `bench place` measures placements/s against raw etcd txn/s.
+    Bench(bench::BenchArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -59,6 +68,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         match cli.command {
             Command::Nodes(args) => nodes::run(&Context::resolve(&cli.global)?, args).await,
             Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Place(args) => place::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Serve(args) => serve::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Bench(args) => bench::run_bench(&Context::resolve(&cli.global)?, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })

@@ -3,12 +3,10 @@
 use std::time::SystemTime;
 
 use clap::Args;
-use serde::Serialize;
 
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, short_age, table};
 use super::{CliError, Context};
-use crate::capacity::{NodeLoad, node_load};
-use crate::model::NodeRecord;
+use crate::api::node_views;
 
 #[derive(Debug, Args)]
 pub struct NodesArgs {
@@ -16,50 +14,12 @@ pub struct NodesArgs {
     pub output: OutputArgs,
 }
 
-/// One node as `-o json` shows it: the record plus the load derived from it.
-#[derive(Debug, Serialize)]
-struct NodeView<'a> {
-    #[serde(flatten)]
-    record: &'a NodeRecord,
-    load: LoadView,
-    stats_age_secs: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct LoadView {
-    observed_units: f64,
-    committed_units: u32,
-    effective_units: f64,
-    capacity: u32,
-    utilisation: f64,
-}
-
-impl From<NodeLoad> for LoadView {
-    fn from(load: NodeLoad) -> Self {
-        Self {
-            observed_units: load.observed,
-            committed_units: load.committed,
-            effective_units: load.effective(),
-            capacity: load.capacity,
-            utilisation: load.utilisation(),
-        }
-    }
-}
-
 pub async fn run(context: &Context, args: NodesArgs) -> Result<(), CliError> {
     let store = context.store().await?;
     let mut snapshot = store.snapshot().await?;
     snapshot.nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let now = SystemTime::now();
-    let views: Vec<NodeView> = snapshot
-        .nodes
-        .iter()
-        .map(|record| NodeView {
-            record,
-            load: node_load(record, &snapshot.sessions).into(),
-            stats_age_secs: record.stats_age(now).as_secs_f64(),
-        })
-        .collect();
+    let views = node_views(&snapshot.nodes, &snapshot.sessions, now);
     match args.output.output {
         OutputFormat::Json => print_json(&views),
         OutputFormat::Table => {

@@ -72,6 +72,11 @@ impl Keys {
         format!("{}drain/{node_id}", self.prefix)
     }
 
+    /// The placement index of every node.
+    pub fn placements(&self) -> String {
+        format!("{}placements/", self.prefix)
+    }
+
     /// The placement index of one node: every session committed to it, keyed for the
     /// race-free commit of DESIGN §5.
     pub fn placements_of(&self, node_id: &str) -> String {
@@ -148,6 +153,7 @@ mod tests {
         assert_eq!(k.drain("n1"), "/t/drain/n1");
         assert_eq!(k.placement("n1", "s1"), "/t/placements/n1/s1");
         assert!(k.placement("n1", "s1").starts_with(&k.placements_of("n1")));
+        assert!(k.placements_of("n1").starts_with(&k.placements()));
         assert_eq!(k.pending("s1"), "/t/pending/s1");
         assert_eq!(k.instance("i1"), "/t/instances/i1");
         assert_eq!(k.autoscaler_election(), "/t/election/autoscaler");

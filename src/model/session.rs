@@ -8,13 +8,30 @@ use serde::{Deserialize, Serialize};
 use super::Units;
 
 /// The kinds of session the capacity model knows (DESIGN §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionClass {
+    /// 2..6 participants, everyone sees everyone.
     Group,
+    /// 2..50 participants, last-N video of 9.
     Meeting,
+    /// 2..300 participants, up to 6 speakers.
     Conference,
+    /// 1 publisher and n viewers, on dedicated nodes.
     Livestream,
+    /// A recorder of n tracks, on a dedicated node.
     Recording,
 }
 

@@ -2,6 +2,7 @@
 //! records in [`crate::model`]. Everything that talks to etcd goes through here, so the CLI,
 //! the HTTP API, the autoscaler and the agent share one notion of the schema.
 
+mod commit;
 mod error;
 mod lease;
 mod options;
@@ -9,12 +10,13 @@ mod read;
 mod sessions;
 mod watch;
 
+pub use commit::{Commit, MAX_RESERVATIONS_PER_TXN, PENDING_TTL};
 pub use error::StoreError;
 pub use lease::{LeaseId, NodeWrite};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, EtcdOptions, TlsOptions};
 pub use read::{Listed, Snapshot};
 pub use sessions::Claim;
-pub use watch::{Change, Watch};
+pub use watch::{Change, RawEvent, RawWatch, Watch};
 
 use std::time::Duration;
 
@@ -87,6 +89,11 @@ impl Store {
     /// store does not wrap.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// Sorts an error of the raw client into unreachable or rejected, naming the endpoints.
+    pub fn classify(&self, e: etcd_client::Error) -> StoreError {
+        self.err(e)
     }
 
     fn err(&self, e: etcd_client::Error) -> StoreError {

@@ -76,6 +76,20 @@ impl Store {
         self.list(&self.keys.sessions(), None).await
     }
 
+    /// Proves etcd answers; returns its current revision.
+    pub async fn ping(&self) -> Result<i64, StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(
+                self.keys.prefix(),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
     /// Reads one record; `None` when the key is absent.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let response = self

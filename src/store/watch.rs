@@ -1,4 +1,6 @@
-//! Typed watches on one collection: each etcd event becomes a [`Change`] of the record type.
+//! Watches: typed ones on one collection, where each etcd event becomes a [`Change`] of the
+//! record type, and a raw one on the whole cluster prefix for caches that mirror several
+//! collections at one revision.
 
 use std::marker::PhantomData;
 
@@ -44,21 +46,31 @@ impl Store {
         collection: &str,
         after_revision: i64,
     ) -> Result<Watch<T>, StoreError> {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(after_revision + 1);
-        let stream = self
-            .client
-            .clone()
-            .watch(collection, Some(options))
-            .await
-            .map_err(|e| self.err(e))?;
+        let stream = self.watch_prefix(collection, after_revision).await?;
         Ok(Watch {
             stream,
             keys: self.keys.clone(),
             collection: collection.to_owned(),
             _record: PhantomData,
         })
+    }
+
+    /// The raw stream of every change under `prefix` after `after_revision`.
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+    ) -> Result<WatchStream, StoreError> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(after_revision + 1);
+        let stream = self
+            .client
+            .clone()
+            .watch(prefix, Some(options))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(stream)
     }
 }
 
@@ -67,29 +79,8 @@ impl<T: DeserializeOwned> Watch<T> {
     /// and starts a new watch.
     pub async fn next(&mut self) -> Result<Vec<Change<T>>, StoreError> {
         loop {
-            let response = self
-                .stream
-                .message()
-                .await
-                .map_err(|e| StoreError::classify(e, &[]))?
-                .ok_or_else(|| StoreError::WatchEnded {
-                    prefix: self.collection.clone(),
-                    reason: "the server closed the stream".to_owned(),
-                })?;
-            if response.compact_revision() > 0 {
-                return Err(StoreError::Compacted {
-                    prefix: self.collection.clone(),
-                    revision: response.compact_revision(),
-                });
-            }
-            if response.canceled() {
-                return Err(StoreError::WatchEnded {
-                    prefix: self.collection.clone(),
-                    reason: response.cancel_reason().to_owned(),
-                });
-            }
-            let changes: Vec<Change<T>> = response
-                .events()
+            let events = next_events(&mut self.stream, &self.collection).await?;
+            let changes: Vec<Change<T>> = events
                 .iter()
                 .filter_map(|event| self.change(event))
                 .collect();
@@ -118,5 +109,79 @@ impl<T: DeserializeOwned> Watch<T> {
                 }
             },
         })
+    }
+}
+
+/// The next non-empty batch of events, in revision order; events of one revision always come
+/// in one batch.
+async fn next_events(
+    stream: &mut WatchStream,
+    prefix: &str,
+) -> Result<Vec<etcd_client::Event>, StoreError> {
+    loop {
+        let response = stream
+            .message()
+            .await
+            .map_err(|e| StoreError::classify(e, &[]))?
+            .ok_or_else(|| StoreError::WatchEnded {
+                prefix: prefix.to_owned(),
+                reason: "the server closed the stream".to_owned(),
+            })?;
+        if response.compact_revision() > 0 {
+            return Err(StoreError::Compacted {
+                prefix: prefix.to_owned(),
+                revision: response.compact_revision(),
+            });
+        }
+        if response.canceled() {
+            return Err(StoreError::WatchEnded {
+                prefix: prefix.to_owned(),
+                reason: response.cancel_reason().to_owned(),
+            });
+        }
+        if !response.events().is_empty() {
+            return Ok(response.events().to_vec());
+        }
+    }
+}
+
+/// One put (`value` set) or delete anywhere under the cluster prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+    pub revision: i64,
+}
+
+/// A watch on every key under the cluster prefix.
+pub struct RawWatch {
+    stream: WatchStream,
+    prefix: String,
+}
+
+impl Store {
+    /// Watches every key under the prefix for changes after `after_revision`.
+    pub async fn watch_all(&self, after_revision: i64) -> Result<RawWatch, StoreError> {
+        let prefix = self.keys.prefix().to_owned();
+        let stream = self.watch_prefix(&prefix, after_revision).await?;
+        Ok(RawWatch { stream, prefix })
+    }
+}
+
+impl RawWatch {
+    /// The next batch of events. An error means the watch is over.
+    pub async fn next(&mut self) -> Result<Vec<RawEvent>, StoreError> {
+        let events = next_events(&mut self.stream, &self.prefix).await?;
+        Ok(events
+            .iter()
+            .filter_map(|event| {
+                let kv = event.kv()?;
+                Some(RawEvent {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    value: (event.event_type() == EventType::Put).then(|| kv.value().to_vec()),
+                    revision: kv.mod_revision(),
+                })
+            })
+            .collect())
     }
 }

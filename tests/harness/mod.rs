@@ -6,16 +6,20 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+mod cluster;
 mod etcd;
 mod peer;
+mod serve;
 mod signal;
 
 pub use agent::{AgentProcess, AgentSpec};
+pub use cluster::{audit, node_record, plant};
 pub use etcd::Etcd;
 pub use peer::{
     AUDIO_PPS, JoinOptions, Kind, LocalTrack, MAGIC, Media, Peer, RawSignal, RemoteTrack, Reply,
     RpcError, VIDEO_FPS, packet_number, sdp_tracks,
 };
+pub use serve::ServeProcess;
 pub use signal::join_with_placeholder_offer;
 
 use std::future::Future;

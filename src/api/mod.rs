@@ -1,0 +1,46 @@
+//! `ionctl serve`: the placer over HTTP for web front ends. `POST /v1/place` takes and returns
+//! JSON, `GET /v1/nodes` and `GET /v1/sessions` read the cluster, `GET /healthz` says whether
+//! etcd answers, and `GET /metrics` exposes Prometheus text. Several replicas can serve one
+//! etcd: every reservation goes through the same race-free commit.
+
+mod answer;
+mod error;
+mod metrics;
+mod place;
+mod read;
+mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use answer::PlaceAnswer;
+pub use error::ApiError;
+pub use metrics::install as install_metrics;
+pub use place::PlaceBody;
+pub use views::{LoadView, NodeView, node_views};
+
+use crate::placer::Placer;
+use crate::token::JoinSecret;
+
+/// What every handler shares.
+pub struct ApiState {
+    pub placer: Placer,
+    pub secret: Option<JoinSecret>,
+    pub token_ttl: Duration,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/v1/place", post(place::place))
+        .route("/v1/nodes", get(read::nodes))
+        .route("/v1/sessions", get(read::sessions))
+        .route("/healthz", get(read::healthz))
+        .route("/metrics", get(metrics::render))
+        .route_layer(axum::middleware::from_fn(metrics::count_requests))
+        .with_state(state)
+}

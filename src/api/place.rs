@@ -1,0 +1,58 @@
+//! `POST /v1/place`: `{"class": "group", "size": 4, "session": "room-1", "strategy":
+//! "binpack"}` in (`session` and `strategy` optional), a [`PlaceAnswer`] out: 200 when the
+//! session has a node, 503 with the `pending` key when no node fits, 400 for bad input.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::{ApiError, ApiState, PlaceAnswer};
+use crate::model::SessionClass;
+use crate::placement::Strategy;
+use crate::placer::{Outcome, checked_request};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceBody {
+    pub class: SessionClass,
+    pub size: u32,
+    #[serde(default)]
+    pub session: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+pub async fn place(
+    State(state): State<Arc<ApiState>>,
+    body: Result<Json<PlaceBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<PlaceAnswer>), ApiError> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "{}; send JSON like {{\"class\": \"group\", \"size\": 4}} with \
+             Content-Type: application/json",
+            rejection.body_text()
+        ))
+    })?;
+    let request = checked_request(body.session, body.class, body.size, body.strategy)
+        .map_err(ApiError::bad_request)?;
+    let outcome = state.placer.place(request.clone()).await?;
+    let status = match &outcome {
+        Outcome::Placed { .. } => StatusCode::OK,
+        Outcome::NoCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Outcome::Refused { reason } => return Err(ApiError::bad_request(reason)),
+    };
+    let answer = PlaceAnswer::new(
+        &request,
+        &outcome,
+        state.placer.store().keys(),
+        state.secret.as_ref(),
+        SystemTime::now(),
+        state.token_ttl,
+    );
+    Ok((status, Json(answer)))
+}

@@ -1,0 +1,79 @@
+//! `ionctl serve`: the placer over HTTP (see [`crate::api`]) until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::{CliError, Context};
+use crate::api::{ApiState, install_metrics, router};
+use crate::placer::{Placer, PlacerOptions};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (e.g. 0.0.0.0:8080; port 0 picks a free one).
+    #[arg(long, env = "IONCTL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// How long a reservation holds if nobody joins.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub reservation_ttl: Duration,
+}
+
+pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
+    let secret = context.join_secret()?;
+    if secret.is_none() {
+        tracing::warn!(
+            "no join secret: answers carry no token; set [auth] secret or IONCTL_JOIN_SECRET"
+        );
+    }
+    let store = context.store().await?;
+    let options = PlacerOptions {
+        policy: context.policy.clone(),
+        reservation_ttl: args.reservation_ttl,
+        mirror: true,
+        ..PlacerOptions::default()
+    };
+    let placer = Placer::start(store, options).await?;
+    let state = Arc::new(ApiState {
+        placer,
+        secret,
+        token_ttl: context.auth.token_ttl,
+        metrics: install_metrics(),
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))
+        .map_err(CliError::other)?;
+    let local = listener.local_addr().map_err(CliError::other)?;
+    tracing::info!(%local, "serving");
+    eprintln!("listening on http://{local}");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("the HTTP server failed")
+        .map_err(CliError::other)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,88 @@
+//! Which nodes may take a session, and how full each would be after taking it. A node is
+//! eligible when it is ready, not draining, not held for another session, its stats are
+//! fresh, and its effective load plus the demand stays within capacity × class headroom.
+//! Sessions of dedicated classes (livestream, recording) take a node that carries nothing
+//! else, and nothing else is placed next to them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Policy, Snapshot};
+use crate::capacity::{ClassSpec, NodeLoad};
+use crate::model::{NodeRecord, NodeState, Units};
+
+/// An eligible node and its figures after placement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate<'a> {
+    pub node: &'a NodeRecord,
+    pub load: NodeLoad,
+    /// (effective + demand) / capacity.
+    pub utilisation_after: f64,
+    /// The node already carries something: committed units or live sessions.
+    pub used: bool,
+    /// The node is held for this very session.
+    pub held_for_this: bool,
+}
+
+/// Per node: committed units, and whether a dedicated session sits on it.
+fn committed_by_node(snapshot: &Snapshot) -> BTreeMap<&str, (Units, bool)> {
+    let mut by_node: BTreeMap<&str, (Units, bool)> = BTreeMap::new();
+    for session in &snapshot.sessions {
+        let entry = by_node.entry(session.node.as_str()).or_default();
+        entry.0 = entry.0.saturating_add(session.demand);
+        entry.1 |= ClassSpec::of(session.class).dedicated;
+    }
+    by_node
+}
+
+/// The eligible nodes for a session `sid` of class `spec` costing `demand`, in snapshot order.
+pub fn candidates<'a>(
+    snapshot: &'a Snapshot,
+    sid: &str,
+    spec: &ClassSpec,
+    demand: Units,
+    policy: &Policy,
+) -> Vec<Candidate<'a>> {
+    let committed = committed_by_node(snapshot);
+    let drains: &BTreeSet<String> = &snapshot.drains;
+    snapshot
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let (committed, carries_dedicated) =
+                committed.get(node.id.as_str()).copied().unwrap_or_default();
+            let held_for_this = node.hold_for.as_deref() == Some(sid);
+            let ready = node.state == NodeState::Ready && !drains.contains(&node.id);
+            let hold_ok = node.hold_for.is_none() || held_for_this;
+            let fresh = node.stats_age(snapshot.now) <= policy.stats_max_age;
+            let used = committed > 0 || node.stats.sessions > 0;
+            let sharing_ok = if spec.dedicated {
+                !used
+            } else {
+                !carries_dedicated
+            };
+            if !(ready && hold_ok && fresh && sharing_ok) || node.capacity == 0 {
+                return None;
+            }
+            let load = NodeLoad {
+                observed: if node.stats.observed_units.is_finite() {
+                    node.stats.observed_units.max(0.0)
+                } else {
+                    f64::from(node.capacity)
+                },
+                committed,
+                capacity: node.capacity,
+            };
+            let after = load.effective() + f64::from(demand);
+            if after > f64::from(spec.limit(node.capacity)) {
+                return None;
+            }
+            Some(Candidate {
+                node,
+                load,
+                utilisation_after: after / f64::from(node.capacity),
+                used,
+                held_for_this,
+            })
+        })
+        .collect()
+}

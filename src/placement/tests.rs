@@ -1,0 +1,390 @@
+//! Examples and properties of `decide`, on snapshots built in memory with simulated time.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+
+use super::{Decision, Policy, Request, Snapshot, Strategy as Pick, candidates, decide};
+use crate::capacity::ClassSpec;
+use crate::model::{
+    NodeRecord, NodeState, NodeStats, SessionClass, SessionRecord, SessionState, Units,
+};
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+}
+
+fn node(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
+    let capacity = vcpus * 150;
+    NodeRecord {
+        id: id.to_owned(),
+        signal_url: format!("ws://{id}/ws"),
+        address: "10.0.0.1".to_owned(),
+        zone: "z".to_owned(),
+        machine_type: format!("n2-highcpu-{vcpus}"),
+        vcpus,
+        capacity,
+        state: NodeState::Ready,
+        hold_for: None,
+        labels: Default::default(),
+        version: "t".to_owned(),
+        started_at: at(0),
+        stats: NodeStats {
+            cpu,
+            observed_units: cpu * f64::from(capacity),
+            ..NodeStats::default()
+        },
+        updated_at: at(100),
+    }
+}
+
+fn session(sid: &str, node: &str, class: SessionClass, demand: Units) -> SessionRecord {
+    SessionRecord {
+        sid: sid.to_owned(),
+        class,
+        size: 2,
+        demand,
+        node: node.to_owned(),
+        state: SessionState::Reserved,
+        relays: Vec::new(),
+        created_at: at(90),
+    }
+}
+
+fn snapshot(nodes: Vec<NodeRecord>, sessions: Vec<SessionRecord>) -> Snapshot {
+    Snapshot {
+        revision: 7,
+        now: at(105),
+        nodes,
+        sessions,
+        drains: BTreeSet::new(),
+        pending: Vec::new(),
+    }
+}
+
+fn request(sid: &str, class: SessionClass, size: u32) -> Request {
+    Request {
+        sid: sid.to_owned(),
+        class,
+        size,
+        strategy: Pick::Binpack,
+    }
+}
+
+fn placed_on(decision: &Decision) -> Option<&str> {
+    match decision {
+        Decision::Place { node, .. } => Some(node),
+        _ => None,
+    }
+}
+
+#[test]
+fn binpack_fills_one_node_before_the_next() {
+    let mut snap = snapshot(
+        vec![node("a", 2, 0.0), node("b", 2, 0.0), node("c", 2, 0.0)],
+        vec![],
+    );
+    let policy = Policy::default();
+    for i in 0..9 {
+        let sid = format!("s{i}");
+        // A group of 6 costs 30 units; a 2-vCPU node holds 270 under 0.90: nine of them.
+        let decision = decide(&snap, &request(&sid, SessionClass::Group, 6), &policy);
+        assert_eq!(placed_on(&decision), Some("a"), "session {i}: {decision:?}");
+        snap.sessions
+            .push(session(&sid, "a", SessionClass::Group, 30));
+    }
+    let decision = decide(&snap, &request("s9", SessionClass::Group, 6), &policy);
+    assert_eq!(placed_on(&decision), Some("b"));
+}
+
+#[test]
+fn spread_takes_the_least_utilised_node() {
+    let snap = snapshot(
+        vec![node("a", 2, 0.5), node("b", 2, 0.2), node("c", 2, 0.3)],
+        vec![],
+    );
+    let mut req = request("s", SessionClass::Group, 3);
+    req.strategy = Pick::Spread;
+    assert_eq!(
+        placed_on(&decide(&snap, &req, &Policy::default())),
+        Some("b")
+    );
+}
+
+#[test]
+fn load_is_compared_in_units_not_raw_cpu() {
+    // The 1-vCPU node at 1% carries 1.5 units and the 16-vCPU node at 10% carries 240, but a
+    // meeting of 15 (135 units) only fits the big one: 1.5 + 135 > 150 × 0.8.
+    let snap = snapshot(vec![node("small", 1, 0.01), node("big", 16, 0.10)], vec![]);
+    let req = request("s", SessionClass::Meeting, 15);
+    assert_eq!(
+        placed_on(&decide(&snap, &req, &Policy::default())),
+        Some("big")
+    );
+}
+
+#[test]
+fn committed_units_count_before_the_cpu_rises() {
+    let snap = snapshot(
+        vec![node("a", 2, 0.0)],
+        vec![session("s1", "a", SessionClass::Group, 250)],
+    );
+    let decision = decide(
+        &snap,
+        &request("s2", SessionClass::Group, 6),
+        &Policy::default(),
+    );
+    assert!(
+        matches!(decision, Decision::NeedCapacity { demand: 30, .. }),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn class_headroom_decides_admission() {
+    // 2 vCPUs = 300 units with 240 effective (80%): a group of 3 (6 units) reaches 82%, under
+    // its 0.90; a meeting of 3 (6 units) would pass 0.80.
+    let snap = snapshot(vec![node("a", 2, 0.80)], vec![]);
+    let policy = Policy::default();
+    assert_eq!(
+        placed_on(&decide(
+            &snap,
+            &request("g", SessionClass::Group, 3),
+            &policy
+        )),
+        Some("a")
+    );
+    let decision = decide(&snap, &request("m", SessionClass::Meeting, 3), &policy);
+    assert!(
+        matches!(decision, Decision::NeedCapacity { .. }),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn draining_held_stale_and_dedicated_nodes_are_skipped() {
+    let mut draining = node("draining", 8, 0.0);
+    draining.state = NodeState::Draining;
+    let mut held = node("held", 8, 0.0);
+    held.hold_for = Some("other".to_owned());
+    let mut stale = node("stale", 8, 0.0);
+    stale.updated_at = at(0);
+    let drained = node("drained", 8, 0.0);
+    let dedicated = node("dedicated", 8, 0.0);
+    let mut snap = snapshot(
+        vec![
+            draining,
+            held,
+            stale,
+            drained,
+            dedicated,
+            node("ok", 1, 0.0),
+        ],
+        vec![session("rec", "dedicated", SessionClass::Recording, 1)],
+    );
+    snap.drains.insert("drained".to_owned());
+    let decision = decide(
+        &snap,
+        &request("s", SessionClass::Group, 2),
+        &Policy::default(),
+    );
+    assert_eq!(placed_on(&decision), Some("ok"));
+}
+
+#[test]
+fn a_dedicated_session_takes_its_held_node_or_asks_for_one() {
+    let mut held = node("held", 2, 0.0);
+    held.hold_for = Some("live".to_owned());
+    let busy = node("busy", 8, 0.0);
+    let snap = snapshot(
+        vec![node("empty", 4, 0.0), held.clone(), busy],
+        vec![session("x", "busy", SessionClass::Group, 2)],
+    );
+    let policy = Policy::default();
+    let req = request("live", SessionClass::Livestream, 100);
+    assert_eq!(placed_on(&decide(&snap, &req, &policy)), Some("held"));
+    // Without the held node it takes the empty one, never the busy one.
+    let mut without = snap.clone();
+    without.nodes.retain(|n| n.id != "held");
+    assert_eq!(placed_on(&decide(&without, &req, &policy)), Some("empty"));
+    without.nodes.retain(|n| n.id != "empty");
+    let decision = decide(&without, &req, &policy);
+    assert_eq!(
+        decision,
+        Decision::NeedCapacity {
+            demand: 100,
+            machine_type: "n1-standard-1".to_owned(),
+            count: 1,
+            hold_for: Some("live".to_owned()),
+        }
+    );
+    // Larger than the largest machine: the relay would split it; for now, how many machines.
+    let huge = request("huge", SessionClass::Livestream, 10_000);
+    let decision = decide(&without, &huge, &policy);
+    assert!(
+        matches!(&decision, Decision::NeedCapacity { machine_type, count: 3, .. } if machine_type == "n2-highcpu-32"),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn no_capacity_names_the_smallest_machine_that_fits() {
+    let snap = snapshot(vec![node("a", 1, 0.0)], vec![]);
+    let decision = decide(
+        &snap,
+        &request("c", SessionClass::Conference, 300),
+        &Policy::default(),
+    );
+    assert_eq!(
+        decision,
+        Decision::NeedCapacity {
+            demand: 1794,
+            machine_type: "n2-highcpu-16".to_owned(),
+            count: 1,
+            hold_for: None,
+        }
+    );
+    let tiny = Policy {
+        units_per_vcpu: 10,
+        ..Policy::default()
+    };
+    let decision = decide(&snap, &request("c", SessionClass::Conference, 300), &tiny);
+    assert!(matches!(&decision, Decision::Refuse { reason } if reason.contains("n2-highcpu-32")));
+}
+
+#[test]
+fn an_out_of_range_size_is_refused_naming_the_class() {
+    let snap = snapshot(vec![node("a", 32, 0.0)], vec![]);
+    let decision = decide(
+        &snap,
+        &request("g", SessionClass::Group, 7),
+        &Policy::default(),
+    );
+    assert!(
+        matches!(&decision, Decision::Refuse { reason } if reason.contains("class meeting")),
+        "{decision:?}"
+    );
+}
+
+// ---- properties ----
+
+fn arb_node(id: usize) -> impl Strategy<Value = NodeRecord> {
+    (
+        prop::sample::select(vec![1u32, 2, 4, 8, 16]),
+        0.0f64..1.0,
+        prop::option::weighted(0.1, Just("held".to_owned())),
+        prop::bool::weighted(0.1),
+        0u64..60,
+    )
+        .prop_map(move |(vcpus, cpu, hold_for, draining, age)| {
+            let mut n = node(&format!("n{id}"), vcpus, cpu);
+            n.hold_for = hold_for;
+            if draining {
+                n.state = NodeState::Draining;
+            }
+            n.updated_at = at(105 - age);
+            n
+        })
+}
+
+fn arb_class() -> impl Strategy<Value = SessionClass> {
+    prop::sample::select(vec![
+        SessionClass::Group,
+        SessionClass::Meeting,
+        SessionClass::Conference,
+        SessionClass::Livestream,
+        SessionClass::Recording,
+    ])
+}
+
+prop_compose! {
+    fn arb_snapshot()(n in 1usize..8)(
+        nodes in (0..n).map(arb_node).collect::<Vec<_>>(),
+        sessions in prop::collection::vec((0..n, arb_class(), 1u32..400), 0..12),
+    ) -> Snapshot {
+        let sessions = sessions
+            .into_iter()
+            .enumerate()
+            .map(|(i, (on, class, demand))| session(&format!("s{i}"), &format!("n{on}"), class, demand))
+            .collect();
+        snapshot(nodes, sessions)
+    }
+}
+
+fn arb_request() -> impl Strategy<Value = Request> {
+    (
+        prop::sample::select(vec!["new", "s0", "s3", "held"]),
+        arb_class(),
+        1u32..400,
+        prop::bool::ANY,
+    )
+        .prop_map(|(sid, class, size, spread)| Request {
+            sid: sid.to_owned(),
+            class,
+            size,
+            strategy: if spread { Pick::Spread } else { Pick::Binpack },
+        })
+}
+
+fn committed(snap: &Snapshot, node: &str) -> Units {
+    crate::capacity::committed_units(node, &snap.sessions)
+}
+
+proptest! {
+    #[test]
+    fn never_above_headroom(snap in arb_snapshot(), req in arb_request()) {
+        let decision = decide(&snap, &req, &Policy::default());
+        if let Decision::Place { node, demand } = &decision {
+            let spec = ClassSpec::of(req.class);
+            prop_assert_eq!(Ok(*demand), spec.demand(req.size));
+            let record = snap.nodes.iter().find(|n| &n.id == node).expect("a known node");
+            let effective = record.stats.observed_units.max(f64::from(committed(&snap, node)));
+            prop_assert!(effective + f64::from(*demand) <= f64::from(spec.limit(record.capacity)));
+            prop_assert!(record.state == NodeState::Ready);
+            prop_assert!(record.hold_for.is_none() || record.hold_for.as_deref() == Some(req.sid.as_str()));
+            prop_assert!(record.stats_age(snap.now) <= Policy::default().stats_max_age);
+        }
+    }
+
+    #[test]
+    fn deterministic_whatever_the_order(snap in arb_snapshot(), req in arb_request(), seed in any::<u64>()) {
+        let policy = Policy::default();
+        let first = decide(&snap, &req, &policy);
+        prop_assert_eq!(&first, &decide(&snap, &req, &policy));
+        let mut shuffled = snap.clone();
+        let len = shuffled.nodes.len();
+        shuffled.nodes.rotate_left((seed as usize) % len);
+        shuffled.nodes.reverse();
+        shuffled.sessions.reverse();
+        prop_assert_eq!(first, decide(&shuffled, &req, &policy));
+    }
+
+    #[test]
+    fn binpack_never_opens_an_empty_node_while_a_used_one_fits(snap in arb_snapshot(), req in arb_request()) {
+        let mut req = req;
+        req.strategy = Pick::Binpack;
+        let decision = decide(&snap, &req, &Policy::default());
+        if let Decision::Place { node, demand } = &decision {
+            let is_used = |id: &str| committed(&snap, id) > 0;
+            let spec = ClassSpec::of(req.class);
+            let eligible = candidates(&snap, &req.sid, &spec, *demand, &Policy::default());
+            let chosen = eligible.iter().find(|c| &c.node.id == node).expect("chosen is eligible");
+            if !is_used(node) && !chosen.held_for_this {
+                prop_assert!(!eligible.iter().any(|c| is_used(&c.node.id) && !c.held_for_this),
+                    "opened {} while a used node fits", node);
+            }
+        }
+    }
+
+    #[test]
+    fn affinity_wins(snap in arb_snapshot(), req in arb_request()) {
+        let decision = decide(&snap, &req, &Policy::default());
+        if let Some(existing) = snap.sessions.iter().find(|s| s.sid == req.sid) {
+            prop_assert_eq!(decision, Decision::Existing { node: existing.node.clone() });
+        } else {
+            let is_existing = matches!(decision, Decision::Existing { .. });
+            prop_assert!(!is_existing);
+        }
+    }
+}

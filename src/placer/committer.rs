@@ -1,0 +1,261 @@
+//! The committer: one task per placer that decides queued requests against one snapshot and
+//! commits the resulting reservations together (group commit). Placers in other processes are
+//! kept out by the transaction's compares; placements within this process are decided one
+//! after another on a snapshot that includes the earlier ones, so they never conflict with
+//! each other.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::lease::Leases;
+use super::view::View;
+use super::{PlaceError, PlacerOptions};
+use crate::model::{SessionRecord, SessionState};
+use crate::placement::{Decision, Request, Snapshot, decide};
+use crate::store::{Commit, MAX_RESERVATIONS_PER_TXN, Store, StoreError};
+
+/// A decision as the committer answers it.
+#[derive(Debug)]
+pub(super) struct Decided {
+    pub decision: Decision,
+    /// The session for `Place` (now committed) and `Existing`.
+    pub session: Option<SessionRecord>,
+    pub signal_url: Option<String>,
+    /// The revision of the snapshot behind the decision.
+    pub revision: i64,
+    pub attempts: u32,
+}
+
+pub(super) struct Job {
+    pub request: Request,
+    pub reply: oneshot::Sender<Result<Decided, PlaceError>>,
+    pub attempts: u32,
+}
+
+pub(super) async fn run(
+    store: Store,
+    view: View,
+    options: PlacerOptions,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut leases = Leases::new(options.reservation_ttl);
+    let mut fresh = false;
+    loop {
+        if queue.is_empty() {
+            match jobs.recv().await {
+                Some(job) => queue.push_back(job),
+                None => return,
+            }
+        }
+        while let Ok(job) = jobs.try_recv() {
+            queue.push_back(job);
+        }
+        let take = queue.len().min(MAX_RESERVATIONS_PER_TXN);
+        let batch: Vec<Job> = queue.drain(..take).collect();
+        let round = match view
+            .with_snapshot(&store, fresh, batch, |snapshot, batch| {
+                decide_batch(snapshot, batch, &options)
+            })
+            .await
+        {
+            Ok(round) => round,
+            Err((error, batch)) => {
+                fail_all(batch, error);
+                continue;
+            }
+        };
+        fresh = false;
+        for job in round.later.into_iter().rev() {
+            queue.push_front(job);
+        }
+        if round.commits.is_empty() {
+            continue;
+        }
+        let sessions: Vec<SessionRecord> =
+            round.commits.iter().map(|c| c.session.clone()).collect();
+        let result = match leases.current(&store).await {
+            Ok(lease) => {
+                store
+                    .commit_reservations(&sessions, round.revision, lease)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(Commit::Committed { revision }) => {
+                metrics::counter!("ion_placements_committed_total")
+                    .increment(sessions.len() as u64);
+                for Reserved {
+                    job,
+                    session,
+                    signal_url,
+                } in round.commits
+                {
+                    let _ = job.reply.send(Ok(Decided {
+                        decision: Decision::Place {
+                            node: session.node.clone(),
+                            demand: session.demand,
+                        },
+                        session: Some(session),
+                        signal_url,
+                        revision,
+                        attempts: job.attempts + 1,
+                    }));
+                }
+                // The next decisions must see these reservations, or they would conflict.
+                view.caught_up(revision, Duration::from_secs(2)).await;
+            }
+            Ok(Commit::Conflict { revision }) => {
+                metrics::counter!("ion_placement_conflicts_total").increment(1);
+                tracing::debug!(
+                    revision,
+                    batch = sessions.len(),
+                    "placement conflict; deciding again"
+                );
+                fresh = true;
+                let mut retry = Vec::new();
+                for Reserved { mut job, .. } in round.commits {
+                    job.attempts += 1;
+                    if job.attempts >= options.max_attempts {
+                        let _ = job.reply.send(Err(PlaceError::Conflicts {
+                            attempts: job.attempts,
+                        }));
+                    } else {
+                        retry.push(job);
+                    }
+                }
+                if let Some(first) = retry.first() {
+                    backoff(first.attempts).await;
+                }
+                for job in retry.into_iter().rev() {
+                    queue.push_front(job);
+                }
+            }
+            Err(error) if error.to_string().contains("lease not found") => {
+                // The shared lease lapsed between grant and commit; take a new one.
+                leases.forget();
+                for Reserved { job, .. } in round.commits.into_iter().rev() {
+                    queue.push_front(job);
+                }
+            }
+            Err(error) => fail_all(round.commits.into_iter().map(|c| c.job), error),
+        }
+    }
+}
+
+/// A reservation decided this round, waiting for its commit.
+struct Reserved {
+    job: Job,
+    session: SessionRecord,
+    signal_url: Option<String>,
+}
+
+struct Round {
+    /// The revision of the snapshot the round was decided on.
+    revision: i64,
+    commits: Vec<Reserved>,
+    /// Jobs to decide again next round: a second request for a session this round reserves.
+    later: Vec<Job>,
+}
+
+/// Decides each job in turn on `snapshot`; once a reservation is made and more jobs follow,
+/// they are decided on a copy that includes it. Answers everything that needs no commit at
+/// once.
+fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -> Round {
+    let mut commits: Vec<Reserved> = Vec::new();
+    let mut later = Vec::new();
+    let mut overlay: Option<Snapshot> = None;
+    let count = batch.len();
+    for (k, job) in batch.into_iter().enumerate() {
+        let current = overlay.as_ref().unwrap_or(snapshot);
+        let decision = decide(current, &job.request, &options.policy);
+        let signal_url_of = |node: &str| {
+            current
+                .nodes
+                .iter()
+                .find(|n| n.id == node)
+                .map(|n| n.signal_url.clone())
+        };
+        match decision {
+            Decision::Place { node, demand } => {
+                let signal_url = signal_url_of(&node);
+                let session = SessionRecord {
+                    sid: job.request.sid.clone(),
+                    class: job.request.class,
+                    size: job.request.size,
+                    demand,
+                    node,
+                    state: SessionState::Reserved,
+                    relays: Vec::new(),
+                    created_at: current.now,
+                };
+                if k + 1 < count {
+                    overlay
+                        .get_or_insert_with(|| snapshot.clone())
+                        .sessions
+                        .push(session.clone());
+                }
+                commits.push(Reserved {
+                    job,
+                    session,
+                    signal_url,
+                });
+            }
+            Decision::Existing { node } => {
+                if commits.iter().any(|c| c.session.sid == job.request.sid) {
+                    later.push(job);
+                    continue;
+                }
+                let session = current
+                    .sessions
+                    .iter()
+                    .find(|s| s.sid == job.request.sid)
+                    .cloned();
+                let signal_url = signal_url_of(&node);
+                let attempts = job.attempts + 1;
+                let _ = job.reply.send(Ok(Decided {
+                    decision: Decision::Existing { node },
+                    session,
+                    signal_url,
+                    revision: snapshot.revision,
+                    attempts,
+                }));
+            }
+            other => {
+                let attempts = job.attempts + 1;
+                let _ = job.reply.send(Ok(Decided {
+                    decision: other,
+                    session: None,
+                    signal_url: None,
+                    revision: snapshot.revision,
+                    attempts,
+                }));
+            }
+        }
+    }
+    Round {
+        revision: snapshot.revision,
+        commits,
+        later,
+    }
+}
+
+fn fail_all(jobs: impl IntoIterator<Item = Job>, error: StoreError) {
+    let error = Arc::new(error);
+    for job in jobs {
+        let _ = job.reply.send(Err(PlaceError::Store(error.clone())));
+    }
+}
+
+/// A short random pause that grows with the attempt, so placers in several processes that
+/// conflicted on one node do not collide again in lockstep.
+async fn backoff(attempt: u32) {
+    let ceiling_ms = 1u64 << attempt.min(6);
+    let jitter = RandomState::new().hash_one(attempt) % (ceiling_ms * 1000);
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
+}

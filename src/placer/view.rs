@@ -1,0 +1,343 @@
+//! Where the placer reads the cluster from. `Fresh` reads etcd at the latest revision for each
+//! decision, which suits a one-shot `ionctl place`. `Mirror` keeps nodes, sessions, drains and
+//! pending demands in memory, current through one watch on the cluster prefix, so a long-lived
+//! placer (`ionctl serve`, `ionctl bench place`) decides without reading etcd. Either way the
+//! snapshot's revision is one at which it is exact, which is what the commit compares against.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use tokio::sync::{oneshot, watch};
+
+use crate::model::{Keys, NodeRecord, PendingDemand, SessionRecord};
+use crate::placement::Snapshot;
+use crate::store::{RawEvent, Store, StoreError};
+
+pub(super) enum View {
+    Fresh,
+    Mirror(Mirror),
+}
+
+impl View {
+    /// Runs `decide` with `input` on the cluster as of now, stamped with the current time.
+    /// `fresh` forces a read from etcd (after a conflict). The mirror lends its snapshot
+    /// without copying it. When etcd cannot be read, `input` comes back with the error.
+    pub(super) async fn with_snapshot<I, R>(
+        &self,
+        store: &Store,
+        fresh: bool,
+        input: I,
+        decide: impl FnOnce(&Snapshot, I) -> R,
+    ) -> Result<R, (StoreError, I)> {
+        let now = SystemTime::now();
+        match self {
+            View::Mirror(mirror) if !fresh => {
+                let mut state = mirror.shared.state.lock().expect("mirror lock");
+                state.snapshot.now = now;
+                Ok(decide(&state.snapshot, input))
+            }
+            _ => match store.snapshot().await {
+                Ok(read) => Ok(decide(&Snapshot::new(read, now), input)),
+                Err(error) => Err((error, input)),
+            },
+        }
+    }
+
+    /// Waits (at most `timeout`) until the view includes `revision`; a fresh view always does.
+    pub(super) async fn caught_up(&self, revision: i64, timeout: Duration) {
+        if let View::Mirror(mirror) = self {
+            let mut seen = mirror.shared.revision.subscribe();
+            let _ = tokio::time::timeout(timeout, seen.wait_for(|r| *r >= revision)).await;
+        }
+    }
+}
+
+/// A record's id within its collection.
+trait Keyed {
+    fn id(&self) -> &str;
+}
+
+impl Keyed for NodeRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for SessionRecord {
+    fn id(&self) -> &str {
+        &self.sid
+    }
+}
+
+impl Keyed for PendingDemand {
+    fn id(&self) -> &str {
+        &self.sid
+    }
+}
+
+/// The mirrored snapshot, with the position of each record in its vector so an event updates
+/// it in place. Order within the vectors is arbitrary; `decide` does not depend on it.
+struct State {
+    snapshot: Snapshot,
+    nodes_at: HashMap<String, usize>,
+    sessions_at: HashMap<String, usize>,
+    pending_at: HashMap<String, usize>,
+}
+
+fn positions<T: Keyed>(items: &[T]) -> HashMap<String, usize> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (item.id().to_owned(), i))
+        .collect()
+}
+
+/// Every `lock().expect(..)` on `state` below fails only if a thread panicked while holding
+/// the lock, which is a bug: there is no consistent mirror to go on with.
+struct Shared {
+    state: Mutex<State>,
+    revision: watch::Sender<i64>,
+}
+
+/// The in-memory copy; its task stops when the mirror is dropped.
+pub(super) struct Mirror {
+    shared: Arc<Shared>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Mirror {
+    /// Lists the cluster once, then follows it with a watch in a task of its own.
+    pub(super) async fn start(store: &Store) -> Result<Self, StoreError> {
+        let state = list(store).await?;
+        let (revision, _) = watch::channel(state.snapshot.revision);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            revision,
+        });
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(follow(store.clone(), shared.clone(), stopped));
+        Ok(Self {
+            shared,
+            _stop: stop,
+        })
+    }
+}
+
+async fn list(store: &Store) -> Result<State, StoreError> {
+    let snapshot = Snapshot::new(store.snapshot().await?, SystemTime::now());
+    Ok(State {
+        nodes_at: positions(&snapshot.nodes),
+        sessions_at: positions(&snapshot.sessions),
+        pending_at: positions(&snapshot.pending),
+        snapshot,
+    })
+}
+
+/// Applies watch events until stopped; after a broken watch, lists again and goes on.
+async fn follow(store: Store, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
+    let keys = store.keys().clone();
+    loop {
+        let after = shared.state.lock().expect("mirror lock").snapshot.revision;
+        let error = tokio::select! {
+            _ = &mut stopped => return,
+            error = watch_until_error(&store, &keys, &shared, after) => error,
+        };
+        tracing::warn!(%error, "placement mirror lost its watch; listing again");
+        let relisted = tokio::select! {
+            _ = &mut stopped => return,
+            relisted = async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                list(&store).await
+            } => relisted,
+        };
+        match relisted {
+            Ok(state) => {
+                let revision = state.snapshot.revision;
+                *shared.state.lock().expect("mirror lock") = state;
+                shared.revision.send_replace(revision);
+            }
+            Err(error) => tracing::warn!(%error, "placement mirror cannot list the cluster"),
+        }
+    }
+}
+
+/// Applies watch events from `after` on; returns what ended the watch.
+async fn watch_until_error(store: &Store, keys: &Keys, shared: &Shared, after: i64) -> StoreError {
+    let mut watch = match store.watch_all(after).await {
+        Ok(watch) => watch,
+        Err(error) => return error,
+    };
+    loop {
+        let events = match watch.next().await {
+            Ok(events) => events,
+            Err(error) => return error,
+        };
+        let mut state = shared.state.lock().expect("mirror lock");
+        for event in &events {
+            apply(keys, &mut state, event);
+        }
+        let revision = state.snapshot.revision;
+        drop(state);
+        shared.revision.send_replace(revision);
+    }
+}
+
+fn apply(keys: &Keys, state: &mut State, event: &RawEvent) {
+    let snapshot = &mut state.snapshot;
+    snapshot.revision = snapshot.revision.max(event.revision);
+    let value = event.value.as_deref();
+    if let Some(id) = keys.id_under(&keys.nodes(), &event.key) {
+        upsert(&mut snapshot.nodes, &mut state.nodes_at, id, value);
+    } else if let Some(sid) = keys.id_under(&keys.sessions(), &event.key) {
+        upsert(&mut snapshot.sessions, &mut state.sessions_at, sid, value);
+    } else if let Some(sid) = keys.id_under(&keys.pendings(), &event.key) {
+        upsert(&mut snapshot.pending, &mut state.pending_at, sid, value);
+    } else if let Some(id) = keys.id_under(&keys.drains(), &event.key) {
+        match value {
+            Some(_) => snapshot.drains.insert(id.to_owned()),
+            None => snapshot.drains.remove(id),
+        };
+    }
+}
+
+fn upsert<T: DeserializeOwned + Keyed>(
+    items: &mut Vec<T>,
+    at: &mut HashMap<String, usize>,
+    id: &str,
+    value: Option<&[u8]>,
+) {
+    match value.map(serde_json::from_slice::<T>) {
+        Some(Ok(record)) => match at.get(id) {
+            Some(&i) => items[i] = record,
+            None => {
+                at.insert(id.to_owned(), items.len());
+                items.push(record);
+            }
+        },
+        Some(Err(error)) => {
+            tracing::warn!(%id, %error, "malformed record in the placement mirror; treated as absent");
+            remove(items, at, id);
+        }
+        None => remove(items, at, id),
+    }
+}
+
+/// Removes `id` by moving the last record into its place.
+fn remove<T: Keyed>(items: &mut Vec<T>, at: &mut HashMap<String, usize>, id: &str) {
+    if let Some(i) = at.remove(id) {
+        items.swap_remove(i);
+        if let Some(moved) = items.get(i) {
+            at.insert(moved.id().to_owned(), i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{SessionClass, SessionState};
+
+    fn session(sid: &str, demand: u32) -> SessionRecord {
+        SessionRecord {
+            sid: sid.to_owned(),
+            class: SessionClass::Group,
+            size: 2,
+            demand,
+            node: "n1".to_owned(),
+            state: SessionState::Reserved,
+            relays: Vec::new(),
+            created_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn empty() -> State {
+        State {
+            snapshot: Snapshot::new(crate::store::Snapshot::default(), SystemTime::UNIX_EPOCH),
+            nodes_at: HashMap::new(),
+            sessions_at: HashMap::new(),
+            pending_at: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn events_keep_the_mirror_equal_to_the_store() {
+        let keys = Keys::default();
+        let mut state = empty();
+        let mut expected: BTreeMap<String, u32> = BTreeMap::new();
+        let mut revision = 0;
+        let mut event = |state: &mut State, sid: &str, demand: Option<u32>| {
+            revision += 1;
+            let value = demand.map(|d| serde_json::to_vec(&session(sid, d)).expect("JSON"));
+            let raw = RawEvent {
+                key: keys.session(sid),
+                value,
+                revision,
+            };
+            apply(&keys, state, &raw);
+        };
+        // Puts, deletes from the front, middle and back (each moves the last record), updates
+        // of moved records, and a delete of something absent.
+        let script: &[(&str, Option<u32>)] = &[
+            ("a", Some(1)),
+            ("b", Some(2)),
+            ("c", Some(3)),
+            ("d", Some(4)),
+            ("a", None),
+            ("d", Some(40)),
+            ("c", None),
+            ("e", Some(5)),
+            ("b", Some(20)),
+            ("zz", None),
+            ("e", None),
+            ("f", Some(6)),
+        ];
+        for &(sid, demand) in script {
+            event(&mut state, sid, demand);
+            match demand {
+                Some(d) => expected.insert(sid.to_owned(), d),
+                None => expected.remove(sid),
+            };
+            let mirrored: BTreeMap<String, u32> = state
+                .snapshot
+                .sessions
+                .iter()
+                .map(|s| (s.sid.clone(), s.demand))
+                .collect();
+            assert_eq!(mirrored, expected, "after {sid} {demand:?}");
+            assert_eq!(
+                state.snapshot.sessions.len(),
+                expected.len(),
+                "no duplicates"
+            );
+            for (sid, &i) in &state.sessions_at {
+                assert_eq!(&state.snapshot.sessions[i].sid, sid, "index of {sid}");
+            }
+        }
+        assert_eq!(state.snapshot.revision, script.len() as i64);
+        // Malformed values count as absent; drains are tracked by id.
+        apply(
+            &keys,
+            &mut state,
+            &RawEvent {
+                key: keys.session("f"),
+                value: Some(b"{".to_vec()),
+                revision: 100,
+            },
+        );
+        assert!(state.snapshot.sessions.iter().all(|s| s.sid != "f"));
+        apply(
+            &keys,
+            &mut state,
+            &RawEvent {
+                key: keys.drain("n1"),
+                value: Some(b"{}".to_vec()),
+                revision: 101,
+            },
+        );
+        assert!(state.snapshot.drains.contains("n1"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The race-free placement commit of DESIGN §5, and pending demands.
+//!
+//! A reservation creates `sessions/<sid>` and `placements/<node>/<sid>` on a reservation lease,
+//! in one transaction that holds only if the session is absent and nothing under
+//! `placements/<node>/` changed after the revision the decision was made at. Several
+//! reservations may share one transaction (group commit); then all hold or none does.
+
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+
+use super::{LeaseId, Store, StoreError};
+use crate::model::{PendingDemand, SessionRecord};
+
+/// The most reservations in one transaction: each takes 3 operations, and etcd allows 128 by
+/// default (`--max-txn-ops`).
+pub const MAX_RESERVATIONS_PER_TXN: usize = 32;
+
+/// How long a pending demand waits for the autoscaler before it lapses.
+pub const PENDING_TTL: Duration = Duration::from_secs(300);
+
+/// What became of a reservation transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Every reservation is written, at this revision.
+    Committed { revision: i64 },
+    /// A session already existed or a chosen node took a placement after the decision; nothing
+    /// was written. `revision` is etcd's revision at the time.
+    Conflict { revision: i64 },
+}
+
+impl Store {
+    /// Writes `sessions` (each naming its node) on `lease`, if each session is absent and no
+    /// chosen node's placement index changed after `decided_at`. Deletes each session's
+    /// `pending/` entry in the same transaction.
+    pub async fn commit_reservations(
+        &self,
+        sessions: &[SessionRecord],
+        decided_at: i64,
+        lease: LeaseId,
+    ) -> Result<Commit, StoreError> {
+        assert!(
+            sessions.len() <= MAX_RESERVATIONS_PER_TXN,
+            "callers batch at most {MAX_RESERVATIONS_PER_TXN} reservations"
+        );
+        let mut compares = Vec::with_capacity(sessions.len() * 2);
+        let mut ops = Vec::with_capacity(sessions.len() * 3);
+        let mut nodes: Vec<&str> = Vec::new();
+        let on_lease = || Some(PutOptions::new().with_lease(lease));
+        for session in sessions {
+            let key = self.keys.session(&session.sid);
+            compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+            // Serialising our own record cannot fail: no maps, no failing Serialize impls.
+            let value = serde_json::to_vec(session).expect("SessionRecord serialises");
+            ops.push(TxnOp::put(key, value, on_lease()));
+            ops.push(TxnOp::put(
+                self.keys.placement(&session.node, &session.sid),
+                session.demand.to_string(),
+                on_lease(),
+            ));
+            ops.push(TxnOp::delete(self.keys.pending(&session.sid), None));
+            if !nodes.contains(&session.node.as_str()) {
+                nodes.push(&session.node);
+            }
+        }
+        for node in nodes {
+            // Every key in the node's placement range must be older than the decision. An
+            // empty range compares as revision 0 and holds.
+            compares.push(
+                Compare::mod_revision(
+                    self.keys.placements_of(node),
+                    CompareOp::Less,
+                    decided_at + 1,
+                )
+                .with_prefix(),
+            );
+        }
+        let txn = Txn::new().when(compares).and_then(ops);
+        let response = self
+            .client
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        Ok(if response.succeeded() {
+            Commit::Committed { revision }
+        } else {
+            Commit::Conflict { revision }
+        })
+    }
+
+    /// Writes `pending/<sid>` on a lease of [`PENDING_TTL`], replacing an earlier one, so the
+    /// autoscaler sees the demand while the caller still wants it.
+    pub async fn put_pending(&self, pending: &PendingDemand) -> Result<(), StoreError> {
+        let lease = self.grant_lease(PENDING_TTL).await?;
+        let value = serde_json::to_vec(pending).expect("PendingDemand serialises");
+        self.client
+            .clone()
+            .put(
+                self.keys.pending(&pending.sid),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Deletes one key; absent is fine.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .clone()
+            .delete(key, None)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! Join tokens: HS256 JWTs that let a client join one session on one node for a short while.
+//! The placer (`ionctl place`, `ionctl serve`) issues them with the cluster's shared secret;
+//! the agent calls [`verify`] before it accepts a join when `[auth] enabled` is set. Both take
+//! `now` as an argument, so expiry is tested without a clock.
+
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// HS256 wants a key at least as long as its 256-bit hash.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// How long a token admits a join.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
+/// Clock difference tolerated between the placer that issued a token and the agent.
+pub const CLOCK_LEEWAY: Duration = Duration::from_secs(10);
+const ISSUER: &str = "ion-cluster";
+
+/// The `[auth]` table of `ionctl`'s and the agent's config files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthOptions {
+    /// The agent refuses joins without a valid token.
+    pub enabled: bool,
+    /// The shared HS256 secret (`IONCTL_JOIN_SECRET` overrides it for `ionctl`).
+    pub secret: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            secret: None,
+            token_ttl: DEFAULT_TOKEN_TTL,
+        }
+    }
+}
+
+/// What a join token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinClaims {
+    pub iss: String,
+    pub sid: String,
+    pub node: String,
+    /// Seconds since the Unix epoch.
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// A checked signing secret. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct JoinSecret(Vec<u8>);
+
+impl std::fmt::Debug for JoinSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JoinSecret({} bytes)", self.0.len())
+    }
+}
+
+impl JoinSecret {
+    pub fn new(secret: &str) -> Result<Self, TokenError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(TokenError::WeakSecret { len: secret.len() });
+        }
+        Ok(Self(secret.as_bytes().to_vec()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TokenError {
+    #[error(
+        "the join secret has {len} bytes; use at least {MIN_SECRET_BYTES} (e.g. the output of \
+         `openssl rand -hex 32`) in [auth] secret or IONCTL_JOIN_SECRET"
+    )]
+    WeakSecret { len: usize },
+    #[error("the join has no token; get one from `ionctl place` or POST /v1/place")]
+    Missing,
+    #[error("the token is not a join token of this cluster: {0}")]
+    Malformed(String),
+    #[error("the token was not signed with this cluster's join secret")]
+    BadSignature,
+    #[error(
+        "the token expired at {}; place the session again for a fresh one",
+        humantime::format_rfc3339_seconds(*expired_at)
+    )]
+    Expired { expired_at: SystemTime },
+    #[error("the token is for session {token} and not {wanted}")]
+    WrongSession { token: String, wanted: String },
+    #[error("the token is for node {token}, not {wanted}; connect to {token} instead")]
+    WrongNode { token: String, wanted: String },
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// A token admitting a join to session `sid` on node `node` until `now + ttl`.
+pub fn issue(secret: &JoinSecret, sid: &str, node: &str, now: SystemTime, ttl: Duration) -> String {
+    let claims = JoinClaims {
+        iss: ISSUER.to_owned(),
+        sid: sid.to_owned(),
+        node: node.to_owned(),
+        iat: unix_secs(now),
+        exp: unix_secs(now + ttl),
+    };
+    // HMAC signing of serialisable claims cannot fail: any key length is valid for HS256.
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret.0),
+    )
+    .expect("HS256 signing does not fail")
+}
+
+/// Checks that `token` was signed with `secret`, admits session `sid` on node `node`, and has
+/// not expired at `now` (give or take [`CLOCK_LEEWAY`]).
+pub fn verify(
+    secret: &JoinSecret,
+    token: Option<&str>,
+    sid: &str,
+    node: &str,
+    now: SystemTime,
+) -> Result<JoinClaims, TokenError> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    // Expiry is checked below against the caller's `now`, not the library's clock.
+    validation.validate_exp = false;
+    validation.required_spec_claims = ["exp", "iss"].into_iter().map(String::from).collect();
+    validation.set_issuer(&[ISSUER]);
+    let data = jsonwebtoken::decode::<JoinClaims>(
+        token,
+        &DecodingKey::from_secret(&secret.0),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        _ => TokenError::Malformed(e.to_string()),
+    })?;
+    let claims = data.claims;
+    let expired_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
+    if expired_at + CLOCK_LEEWAY <= now {
+        return Err(TokenError::Expired { expired_at });
+    }
+    if claims.sid != sid {
+        return Err(TokenError::WrongSession {
+            token: claims.sid,
+            wanted: sid.to_owned(),
+        });
+    }
+    if claims.node != node {
+        return Err(TokenError::WrongNode {
+            token: claims.node,
+            wanted: node.to_owned(),
+        });
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn secret() -> JoinSecret {
+        JoinSecret::new(SECRET).expect("32 bytes")
+    }
+
+    #[test]
+    fn a_fresh_token_admits_its_session_on_its_node() {
+        let token = issue(&secret(), "s1", "n1", at(0), Duration::from_secs(60));
+        let claims = verify(&secret(), Some(&token), "s1", "n1", at(59)).expect("valid");
+        assert_eq!((claims.sid.as_str(), claims.node.as_str()), ("s1", "n1"));
+        assert_eq!(claims.exp - claims.iat, 60);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_after_the_leeway() {
+        let token = issue(&secret(), "s1", "n1", at(0), Duration::from_secs(60));
+        assert!(verify(&secret(), Some(&token), "s1", "n1", at(69)).is_ok());
+        let error = verify(&secret(), Some(&token), "s1", "n1", at(70)).unwrap_err();
+        assert!(matches!(error, TokenError::Expired { .. }), "{error}");
+        assert!(error.to_string().contains("place the session again"));
+    }
+
+    #[test]
+    fn a_token_for_another_session_or_node_is_refused() {
+        let token = issue(&secret(), "s1", "n1", at(0), Duration::from_secs(60));
+        let error = verify(&secret(), Some(&token), "s2", "n1", at(1)).unwrap_err();
+        assert_eq!(
+            error,
+            TokenError::WrongSession {
+                token: "s1".into(),
+                wanted: "s2".into()
+            }
+        );
+        let error = verify(&secret(), Some(&token), "s1", "n2", at(1)).unwrap_err();
+        assert!(error.to_string().contains("connect to n1"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_forged_or_garbled_token_is_refused() {
+        assert_eq!(
+            verify(&secret(), None, "s1", "n1", at(0)),
+            Err(TokenError::Missing)
+        );
+        assert_eq!(
+            verify(&secret(), Some(""), "s1", "n1", at(0)),
+            Err(TokenError::Missing)
+        );
+        let other = JoinSecret::new(&"x".repeat(40)).expect("long enough");
+        let forged = issue(&other, "s1", "n1", at(0), Duration::from_secs(60));
+        assert_eq!(
+            verify(&secret(), Some(&forged), "s1", "n1", at(1)),
+            Err(TokenError::BadSignature)
+        );
+        let error = verify(&secret(), Some("not.a.jwt"), "s1", "n1", at(1)).unwrap_err();
+        assert!(matches!(error, TokenError::Malformed(_)), "{error}");
+        // A token signed with "none" or another algorithm is not accepted either.
+        let unsigned = format!(
+            "{}.{}.",
+            "eyJhbGciOiJub25lIn0",
+            forged.split('.').nth(1).expect("payload")
+        );
+        assert!(verify(&secret(), Some(&unsigned), "s1", "n1", at(1)).is_err());
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_with_advice() {
+        let error = JoinSecret::new("short").unwrap_err();
+        assert!(error.to_string().contains("at least 32"), "{error}");
+        assert!(!format!("{:?}", secret()).contains(SECRET));
+    }
+}

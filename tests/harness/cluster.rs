@@ -1,0 +1,112 @@
+//! Planted cluster state for placement tests: node records written straight into etcd (stats
+//! and capacity are what placement reads), and an audit of what placers committed.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use etcd_client::GetOptions;
+use ion_cluster::capacity::ClassSpec;
+use ion_cluster::model::{NodeRecord, NodeState, NodeStats, SessionRecord};
+use ion_cluster::store::Store;
+
+/// A ready node of `vcpus` × 150 units whose CPU shows `cpu` (0..1 of the machine).
+pub fn node_record(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
+    let capacity = vcpus * 150;
+    NodeRecord {
+        id: id.to_owned(),
+        signal_url: format!("ws://127.0.0.1:7000/ws?node={id}"),
+        address: "127.0.0.1".to_owned(),
+        zone: "test-zone-a".to_owned(),
+        machine_type: format!("n2-highcpu-{vcpus}"),
+        vcpus,
+        capacity,
+        state: NodeState::Ready,
+        hold_for: None,
+        labels: Default::default(),
+        version: "test".to_owned(),
+        started_at: SystemTime::now(),
+        stats: NodeStats {
+            cpu,
+            observed_units: cpu * f64::from(capacity),
+            ..NodeStats::default()
+        },
+        updated_at: SystemTime::now(),
+    }
+}
+
+pub async fn plant(store: &Store, nodes: &[NodeRecord]) {
+    for node in nodes {
+        store
+            .put(&store.keys().node(&node.id), node)
+            .await
+            .expect("planting a node");
+    }
+}
+
+/// Committed units per node, checked in commit order: after every reservation, the units
+/// committed on its node (itself included) stay within capacity × the headroom of its class.
+/// Returns the committed units per node.
+pub async fn audit(store: &Store) -> BTreeMap<String, u32> {
+    let keys = store.keys();
+    let nodes: BTreeMap<String, NodeRecord> = store
+        .nodes()
+        .await
+        .expect("listing nodes")
+        .items
+        .into_iter()
+        .collect();
+    let sessions: BTreeMap<String, SessionRecord> = store
+        .sessions()
+        .await
+        .expect("listing sessions")
+        .items
+        .into_iter()
+        .collect();
+    let prefix = keys.placements();
+    let placements = store
+        .client()
+        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+        .await
+        .expect("listing placements");
+    let mut index: Vec<(i64, String, String, u32)> = placements
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let key = kv.key_str().expect("UTF-8 key");
+            let (node, sid) = key[prefix.len()..].split_once('/').expect("node/sid");
+            let demand = kv.value_str().expect("UTF-8").parse().expect("units");
+            (
+                kv.create_revision(),
+                node.to_owned(),
+                sid.to_owned(),
+                demand,
+            )
+        })
+        .collect();
+    assert_eq!(
+        index.len(),
+        sessions.len(),
+        "every session has exactly one placement index entry"
+    );
+    index.sort();
+    let mut committed: BTreeMap<String, u32> = BTreeMap::new();
+    for (revision, node, sid, demand) in index {
+        let session = &sessions[&sid];
+        assert_eq!(
+            (&session.node, session.demand),
+            (&node, demand),
+            "index of {sid}"
+        );
+        let record = &nodes[&node];
+        let total = committed.entry(node.clone()).or_default();
+        *total += demand;
+        let limit = ClassSpec::of(session.class).limit(record.capacity);
+        assert!(
+            *total <= limit,
+            "{node} overbooked at revision {revision}: {total} units committed, limit {limit} \
+             for the {} {sid}",
+            session.class
+        );
+    }
+    committed
+}

@@ -1,0 +1,80 @@
+//! A real `ionctl serve` process for one test, reachable at `base_url()`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{Etcd, free_port, wait_for};
+
+pub struct ServeProcess {
+    child: Child,
+    log: tempfile::NamedTempFile,
+    pub port: u16,
+}
+
+impl ServeProcess {
+    /// Starts `ionctl serve` against `etcd` under `prefix` and waits until `/healthz` is 200.
+    pub async fn start(etcd: &Etcd, prefix: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(etcd, prefix, env, &[]).await
+    }
+
+    /// The same, with extra `serve` arguments.
+    pub async fn start_with(
+        etcd: &Etcd,
+        prefix: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ionctl"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--etcd", &etcd.endpoint(), "--prefix", prefix])
+            .args(args)
+            .env_remove("IONCTL_JOIN_SECRET")
+            .env("XDG_CONFIG_HOME", "/nonexistent-ionctl-test-config")
+            .env("IONCTL_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log handle"))
+            .stderr(log.reopen().expect("log handle"))
+            .spawn()
+            .expect("starting ionctl serve");
+        let serve = Self { child, log, port };
+        let client = reqwest::Client::new();
+        let url = format!("{}/healthz", serve.base_url());
+        wait_for(
+            "ionctl serve to answer /healthz",
+            Duration::from_secs(15),
+            || {
+                let request = client.get(&url).send();
+                async move {
+                    request
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+        serve
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- log of ionctl serve ---\n{}", self.log());
+        }
+    }
+}
