@@ -20,7 +20,7 @@ use clap::Parser;
 use tokio::sync::watch;
 
 use config::{AgentConfig, Flags};
-use report::{HostSampler, NodeIdentity, Reporter, metadata};
+use report::{HostSampler, NodeIdentity, Reporter, ReporterLinks, metadata};
 use sfu::{MediaCounters, MediaSampler, Sfu};
 
 /// Exit code for a configuration the agent cannot start with.
@@ -159,11 +159,13 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         &config,
         identity,
         sampler,
-        MediaSampler::new(counters),
-        shutdown,
-        lease_tx,
-        drain_rx,
-        hold_rx,
+        ReporterLinks {
+            media: MediaSampler::new(counters),
+            shutdown,
+            lease_out: lease_tx,
+            drain: drain_rx,
+            hold: hold_rx,
+        },
     )
     .run()
     .await;

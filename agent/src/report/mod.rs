@@ -93,17 +93,29 @@ pub struct Reporter {
     last_write: Option<LastWrite>,
 }
 
+/// The channels that connect the reporter to the rest of the agent.
+pub struct ReporterLinks {
+    pub media: MediaSampler,
+    pub shutdown: watch::Receiver<bool>,
+    pub lease_out: watch::Sender<Option<LeaseId>>,
+    pub drain: watch::Receiver<DrainState>,
+    pub hold: watch::Receiver<Hold>,
+}
+
 impl Reporter {
     pub fn new(
         config: &AgentConfig,
         identity: NodeIdentity,
         sampler: HostSampler,
-        media: MediaSampler,
-        shutdown: watch::Receiver<bool>,
-        lease_out: watch::Sender<Option<LeaseId>>,
-        drain: watch::Receiver<DrainState>,
-        hold: watch::Receiver<Hold>,
+        links: ReporterLinks,
     ) -> Self {
+        let ReporterLinks {
+            media,
+            shutdown,
+            lease_out,
+            drain,
+            hold,
+        } = links;
         let report = &config.report;
         Self {
             etcd: config.etcd.clone(),
