@@ -67,6 +67,10 @@ impl From<StoreError> for CliError {
             let hint = "is etcd running? Point ionctl at it with --etcd, IONCTL_ETCD_ENDPOINTS \
                         or [etcd] endpoints in ~/.config/ionctl/config.toml";
             Self::new(Exit::EtcdUnreachable, anyhow::anyhow!("{error}; {hint}"))
+        } else if matches!(error, StoreError::UnknownNode { .. }) {
+            Self::new(Exit::UnknownNode, error)
+        } else if matches!(error, StoreError::Key(_)) {
+            Self::usage(error)
         } else {
             Self::other(error)
         }

@@ -3,6 +3,7 @@
 
 mod completions;
 mod context;
+mod drain;
 mod exit;
 mod nodes;
 mod output;
@@ -32,6 +33,10 @@ pub enum Command {
     Nodes(nodes::NodesArgs),
     /// List sessions and the nodes that carry them.
     Sessions(sessions::SessionsArgs),
+    /// Ask nodes to take no new sessions; their sessions continue (writes drain/<node>).
+    Drain(drain::DrainArgs),
+    /// Return drained nodes to ready (deletes drain/<node>).
+    Undrain(drain::UndrainArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -59,6 +64,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         match cli.command {
             Command::Nodes(args) => nodes::run(&Context::resolve(&cli.global)?, args).await,
             Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Drain(args) => drain::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Undrain(args) => {
+                drain::run_undrain(&Context::resolve(&cli.global)?, args).await
+            }
             Command::Completions(args) => completions::run(args),
         }
     })

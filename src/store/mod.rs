@@ -2,6 +2,7 @@
 //! records in [`crate::model`]. Everything that talks to etcd goes through here, so the CLI,
 //! the HTTP API, the autoscaler and the agent share one notion of the schema.
 
+mod drain;
 mod error;
 mod lease;
 mod options;
@@ -9,6 +10,7 @@ mod read;
 mod sessions;
 mod watch;
 
+pub use drain::{Drained, Undrained};
 pub use error::StoreError;
 pub use lease::{LeaseId, NodeWrite};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, EtcdOptions, TlsOptions};
