@@ -6,6 +6,7 @@
 //! - [`capacity`]: units, node load and (later) classes and machine types.
 //! - [`store`]: the etcd client: typed lists, watches, leases and transactions.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
+//! - [`tui`]: `ionctl top`, the live dashboard (state, events, drawing, etcd feed).
 //!
 //! Library code never prints; the CLI decides what the operator sees.
 
@@ -13,3 +14,4 @@ pub mod capacity;
 pub mod cli;
 pub mod model;
 pub mod store;
+pub mod tui;

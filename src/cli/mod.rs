@@ -8,6 +8,7 @@ mod exit;
 mod nodes;
 mod output;
 mod sessions;
+mod top;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Nodes(nodes::NodesArgs),
     /// List sessions and the nodes that carry them.
     Sessions(sessions::SessionsArgs),
+    /// Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches.
+    Top(top::TopArgs),
     /// Ask nodes to take no new sessions; their sessions continue (writes drain/<node>).
     Drain(drain::DrainArgs),
     /// Return drained nodes to ready (deletes drain/<node>).
@@ -64,6 +67,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         match cli.command {
             Command::Nodes(args) => nodes::run(&Context::resolve(&cli.global)?, args).await,
             Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Top(args) => top::run(&Context::resolve(&cli.global)?, args).await,
             Command::Drain(args) => drain::run(&Context::resolve(&cli.global)?, args).await,
             Command::Undrain(args) => {
                 drain::run_undrain(&Context::resolve(&cli.global)?, args).await
