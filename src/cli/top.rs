@@ -22,6 +22,8 @@ pub async fn run(context: &Context, args: TopArgs) -> Result<(), CliError> {
             "ionctl top needs a terminal; for scripts use `ionctl nodes -o json`"
         )));
     }
+    // A test hook, not a feature: the key named here panics, so the end-to-end test can
+    // prove the terminal is restored after a crash.
     let panic_key = std::env::var("IONCTL_TOP_PANIC_KEY")
         .ok()
         .and_then(|k| k.chars().next());
