@@ -22,6 +22,9 @@ _ionctl() {
             ionctl,completions)
                 cmd="ionctl__subcmd__completions"
                 ;;
+            ionctl,drain)
+                cmd="ionctl__subcmd__drain"
+                ;;
             ionctl,help)
                 cmd="ionctl__subcmd__help"
                 ;;
@@ -36,6 +39,12 @@ _ionctl() {
                 ;;
             ionctl,sessions)
                 cmd="ionctl__subcmd__sessions"
+                ;;
+            ionctl,top)
+                cmd="ionctl__subcmd__top"
+                ;;
+            ionctl,undrain)
+                cmd="ionctl__subcmd__undrain"
                 ;;
             ionctl__subcmd__bench,help)
                 cmd="ionctl__subcmd__bench__subcmd__help"
@@ -55,6 +64,9 @@ _ionctl() {
             ionctl__subcmd__help,completions)
                 cmd="ionctl__subcmd__help__subcmd__completions"
                 ;;
+            ionctl__subcmd__help,drain)
+                cmd="ionctl__subcmd__help__subcmd__drain"
+                ;;
             ionctl__subcmd__help,help)
                 cmd="ionctl__subcmd__help__subcmd__help"
                 ;;
@@ -70,6 +82,12 @@ _ionctl() {
             ionctl__subcmd__help,sessions)
                 cmd="ionctl__subcmd__help__subcmd__sessions"
                 ;;
+            ionctl__subcmd__help,top)
+                cmd="ionctl__subcmd__help__subcmd__top"
+                ;;
+            ionctl__subcmd__help,undrain)
+                cmd="ionctl__subcmd__help__subcmd__undrain"
+                ;;
             ionctl__subcmd__help__subcmd__bench,place)
                 cmd="ionctl__subcmd__help__subcmd__bench__subcmd__place"
                 ;;
@@ -80,7 +98,7 @@ _ionctl() {
 
     case "${cmd}" in
         ionctl)
-            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions place serve bench completions help"
+            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions place serve bench top drain undrain completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,8 +291,50 @@ _ionctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ionctl__subcmd__drain)
+            opts="-o -h --reason --output --etcd --prefix --connect-timeout --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ionctl__subcmd__help)
-            opts="nodes sessions place serve bench completions help"
+            opts="nodes sessions place serve bench top drain undrain completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -316,6 +376,20 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__drain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -386,6 +460,34 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help__subcmd__sessions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__top)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__undrain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -556,6 +658,70 @@ _ionctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__top)
+            opts="-h --drain-reason --etcd --prefix --connect-timeout --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --drain-reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__undrain)
+            opts="-h --etcd --prefix --connect-timeout --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --etcd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -11,6 +11,7 @@
 //! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
 //! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
+//! - [`tui`]: `ionctl top`, the live dashboard (state, events, drawing, etcd feed).
 //!
 //! Library code never prints; the CLI decides what the operator sees.
 
@@ -23,3 +24,4 @@ pub mod placement;
 pub mod placer;
 pub mod store;
 pub mod token;
+pub mod tui;

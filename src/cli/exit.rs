@@ -75,6 +75,10 @@ impl From<StoreError> for CliError {
     fn from(error: StoreError) -> Self {
         if error.is_unreachable() {
             Self::unreachable(&error)
+        } else if matches!(error, StoreError::UnknownNode { .. }) {
+            Self::new(Exit::UnknownNode, error)
+        } else if matches!(error, StoreError::Key(_)) {
+            Self::usage(error)
         } else {
             Self::other(error)
         }

@@ -4,12 +4,14 @@
 mod bench;
 mod completions;
 mod context;
+mod drain;
 mod exit;
 mod nodes;
 mod output;
 mod place;
 mod serve;
 mod sessions;
+mod top;
 
 use std::process::ExitCode;
 
@@ -41,6 +43,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Benchmarks: `bench place` measures placements/s against raw etcd txn/s.
     Bench(bench::BenchArgs),
+    /// Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches.
+    Top(top::TopArgs),
+    /// Ask nodes to take no new sessions; their sessions continue (writes drain/<node>).
+    Drain(drain::DrainArgs),
+    /// Return drained nodes to ready (deletes drain/<node>).
+    Undrain(drain::UndrainArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -71,6 +79,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Place(args) => place::run(&Context::resolve(&cli.global)?, args).await,
             Command::Serve(args) => serve::run(&Context::resolve(&cli.global)?, args).await,
             Command::Bench(args) => bench::run_bench(&Context::resolve(&cli.global)?, args).await,
+            Command::Top(args) => top::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Drain(args) => drain::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Undrain(args) => {
+                drain::run_undrain(&Context::resolve(&cli.global)?, args).await
+            }
             Command::Completions(args) => completions::run(args),
         }
     })

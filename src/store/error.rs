@@ -30,6 +30,8 @@ pub enum StoreError {
     Compacted { prefix: String, revision: i64 },
     #[error("the watch on {prefix} ended: {reason}")]
     WatchEnded { prefix: String, reason: String },
+    #[error("no node {node:?} is registered under {prefix}; `ionctl nodes` lists the nodes there")]
+    UnknownNode { node: String, prefix: String },
     #[error(transparent)]
     Key(#[from] KeyError),
 }

@@ -3,6 +3,7 @@
 //! the HTTP API, the autoscaler and the agent share one notion of the schema.
 
 mod commit;
+mod drain;
 mod error;
 mod lease;
 mod options;
@@ -11,6 +12,7 @@ mod sessions;
 mod watch;
 
 pub use commit::{Commit, MAX_RESERVATIONS_PER_TXN, PENDING_TTL};
+pub use drain::{Drained, Undrained};
 pub use error::StoreError;
 pub use lease::{LeaseId, NodeWrite};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, EtcdOptions, TlsOptions};

@@ -1,0 +1,168 @@
+//! The dashboard's data feed: list every collection once at one revision, then watch them
+//! from that revision on. Only when a watch fails (etcd lost, compaction, a cancelled watch)
+//! does it list again; while etcd is unreachable it reports that and keeps retrying with
+//! backoff. Everything it learns goes into the dashboard's one event channel.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::app::{Delta, Listing};
+use super::event::Event;
+use crate::model::{DrainRequest, InstanceRecord, NodeRecord, PendingDemand, SessionRecord};
+use crate::store::{Change, EtcdOptions, Listed, Store, StoreError, Watch};
+
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// A watch that lived this long counts as healthy: the next failure retries quickly again.
+const HEALTHY: Duration = Duration::from_secs(10);
+
+/// Runs until the receiver of `events` is dropped. `store` is set once etcd answered, for
+/// the commands the operator issues.
+pub async fn run(
+    options: EtcdOptions,
+    events: mpsc::Sender<Event>,
+    store: watch::Sender<Option<Store>>,
+) {
+    let mut backoff = FIRST_RETRY;
+    let connected = loop {
+        match Store::connect(&options).await {
+            Ok(connected) => break connected,
+            Err(error) => {
+                if events
+                    .send(Event::Disconnected(error.to_string()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_RETRY);
+            }
+        }
+    };
+    store.send_replace(Some(connected.clone()));
+    let store = connected;
+    backoff = FIRST_RETRY;
+    loop {
+        let listing = match list(&store).await {
+            Ok(listing) => listing,
+            Err(error) => {
+                if events
+                    .send(Event::Disconnected(error.to_string()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_RETRY);
+                continue;
+            }
+        };
+        let revision = listing.revision;
+        if events
+            .send(Event::Listing(Box::new(listing)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let started = Instant::now();
+        let error = match Watches::open(&store, revision).await {
+            Ok(mut watches) => loop {
+                match watches.next().await {
+                    Ok(deltas) => {
+                        if events.send(Event::Changes(deltas)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => break error,
+                }
+            },
+            Err(error) => error,
+        };
+        tracing::debug!(%error, "watch ended; listing again");
+        if started.elapsed() >= HEALTHY {
+            backoff = FIRST_RETRY;
+        }
+        // A compaction only means the watch fell behind: list again at once. Anything else
+        // may be etcd going away, and the next list will tell; wait a little so a watch
+        // that fails at once cannot turn into a loop of listings.
+        if !matches!(error, StoreError::Compacted { .. }) {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_RETRY);
+        }
+    }
+}
+
+/// Every collection at the revision of the first read.
+async fn list(store: &Store) -> Result<Listing, StoreError> {
+    let keys = store.keys();
+    let nodes: Listed<NodeRecord> = store.list(&keys.nodes(), None).await?;
+    let at = Some(nodes.revision);
+    let sessions: Listed<SessionRecord> = store.list(&keys.sessions(), at).await?;
+    let drains: Listed<DrainRequest> = store.list(&keys.drains(), at).await?;
+    let pending: Listed<PendingDemand> = store.list(&keys.pendings(), at).await?;
+    let instances: Listed<InstanceRecord> = store.list(&keys.instances(), at).await?;
+    Ok(Listing {
+        revision: nodes.revision,
+        malformed: [
+            nodes.malformed,
+            sessions.malformed,
+            drains.malformed,
+            pending.malformed,
+            instances.malformed,
+        ]
+        .concat(),
+        nodes: nodes.items,
+        sessions: sessions.items,
+        drains: drains.items,
+        pending: pending.items,
+        instances: instances.items,
+    })
+}
+
+/// The five watches, read as one stream of deltas.
+struct Watches {
+    nodes: Watch<NodeRecord>,
+    sessions: Watch<SessionRecord>,
+    drains: Watch<DrainRequest>,
+    pending: Watch<PendingDemand>,
+    instances: Watch<InstanceRecord>,
+}
+
+impl Watches {
+    async fn open(store: &Store, revision: i64) -> Result<Self, StoreError> {
+        let keys = store.keys();
+        Ok(Self {
+            nodes: store.watch(&keys.nodes(), revision).await?,
+            sessions: store.watch(&keys.sessions(), revision).await?,
+            drains: store.watch(&keys.drains(), revision).await?,
+            pending: store.watch(&keys.pendings(), revision).await?,
+            instances: store.watch(&keys.instances(), revision).await?,
+        })
+    }
+
+    /// The next batch from whichever watch has one. `Watch::next` only awaits the stream's
+    /// next message, so dropping the others' futures loses nothing.
+    async fn next(&mut self) -> Result<Vec<Delta>, StoreError> {
+        tokio::select! {
+            r = map(self.nodes.next(), Delta::Node) => r,
+            r = map(self.sessions.next(), Delta::Session) => r,
+            r = map(self.drains.next(), Delta::Drain) => r,
+            r = map(self.pending.next(), Delta::Pending) => r,
+            r = map(self.instances.next(), Delta::Instance) => r,
+        }
+    }
+}
+
+async fn map<T: DeserializeOwned>(
+    next: impl Future<Output = Result<Vec<Change<T>>, StoreError>>,
+    wrap: fn(Change<T>) -> Delta,
+) -> Result<Vec<Delta>, StoreError> {
+    Ok(next.await?.into_iter().map(wrap).collect())
+}
