@@ -1,14 +1,17 @@
 //! The GCE provider against a fake Compute Engine v1 API and a fake metadata server
 //! (tests/gce/fake.rs): request shapes, operations, paging, retries, zone fallback without
-//! duplicates, and the three kinds of credentials.
+//! duplicates, the three kinds of credentials, and `ionctl spawn/instances/delete
+//! --provider gce` end to end with a real etcd.
 
 #[path = "gce/fake.rs"]
 mod fake;
+mod harness;
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use fake::{AuthCheck, FakeCompute, FakeMetadata, Fault, Route};
+use harness::{Etcd, stderr, stdout, unique_prefix};
 use ion_cluster::gce::{
     Auth, AuthMode, ClientConfig, ComputeClient, GceError, RetryPolicy, install_crypto_provider,
 };
@@ -589,4 +592,128 @@ async fn a_service_account_key_file_signs_its_own_token() {
     settings.key_file = Some(bad.clone());
     let error = GceProvider::new(settings).expect_err("refused").to_string();
     assert!(error.contains(&bad.display().to_string()), "{error}");
+}
+
+/// `ionctl spawn/instances/delete --provider gce`, with Application Default Credentials
+/// that fall back to the (fake) metadata server through GCE_METADATA_HOST.
+#[tokio::test]
+async fn ionctl_spawn_instances_delete_with_gce() {
+    install_crypto_provider();
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("gce-cli");
+    let metadata = FakeMetadata::start("tok-adc").await;
+    let compute = FakeCompute::start(PROJECT, IMAGE, 10, token_is("tok-adc")).await;
+    let home = tempfile::tempdir().expect("an empty HOME: no gcloud credentials");
+    let endpoint = etcd.endpoint();
+    let run = |args: Vec<&str>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ionctl"));
+        command
+            .args(&args)
+            .args(["--etcd", &endpoint, "--prefix", &prefix])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("no-config"))
+            .env("GCE_METADATA_HOST", &metadata.host)
+            .env("IONCTL_GCE_PROJECT", PROJECT)
+            .env("IONCTL_GCE_ZONES", "zone-a,zone-b")
+            .env("IONCTL_GCE_IMAGE", IMAGE)
+            .env("IONCTL_GCE_CLUSTER", "test")
+            .env("IONCTL_GCE_BASE_URL", &compute.base_url)
+            .kill_on_drop(true);
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), command.output())
+                .await
+                .expect("ionctl finished within 60 s")
+                .expect("running ionctl")
+        }
+    };
+
+    compute.exhaust("zone-a");
+    let output = run(vec![
+        "spawn",
+        "--provider",
+        "gce",
+        "--machine-type",
+        "n2-highcpu-8",
+        "--name",
+        "ion-cli-1",
+        "--hold",
+        "s1",
+        "--spot",
+        "-o",
+        "json",
+    ])
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let spawned: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(spawned["name"], "ion-cli-1");
+    assert_eq!(spawned["provider"], "gce");
+    assert_eq!(spawned["zone"], "zone-b");
+    assert_eq!(spawned["state"], "booting");
+    assert_eq!(spawned["hold_for"], "s1");
+    let progress = stderr(&output);
+    assert!(
+        progress.contains("requested") && progress.contains("booting"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("zone zone-a cannot take it"),
+        "{progress}"
+    );
+    assert!(metadata.hits() >= 1, "ADC used the metadata server");
+    assert_eq!(compute.rejections(), Vec::<String>::new());
+    let insert = compute
+        .seen_on(Route::Insert)
+        .pop()
+        .and_then(|s| s.body)
+        .expect("an insert body");
+    assert_eq!(insert["scheduling"]["provisioningModel"], "SPOT");
+    let script = metadata_item(&insert, "startup-script");
+    assert!(
+        script.contains(&format!("ION_AGENT_ETCD_ENDPOINTS={endpoint}")),
+        "{script}"
+    );
+    assert!(
+        script.contains(&format!("ION_AGENT_ETCD__PREFIX={prefix}")),
+        "{script}"
+    );
+
+    let output = run(vec!["instances", "-o", "json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(listed[0]["name"], "ion-cli-1");
+    assert_eq!(listed[0]["state"], "booting");
+    assert_eq!(listed[0]["node"], Value::Null);
+    let output = run(vec!["instances"]).await;
+    let table = stdout(&output);
+    assert!(
+        table.starts_with("NAME") && table.contains("ion-cli-1"),
+        "{table}"
+    );
+
+    // No node registered (nothing boots here), so the drain has nothing to wait for.
+    let output = run(vec!["delete", "ion-cli-1", "--timeout", "5s"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(compute.instances().is_empty());
+    let store = etcd.store(&prefix).await;
+    let keys = store.keys().clone();
+    assert_eq!(
+        store
+            .get::<Value>(&keys.instance("ion-cli-1"))
+            .await
+            .expect("get"),
+        None
+    );
+    assert_eq!(
+        store
+            .get::<Value>(&keys.drain("ion-cli-1"))
+            .await
+            .expect("get"),
+        None
+    );
+
+    let output = run(vec!["delete", "ion-cli-1"]).await;
+    assert_eq!(output.status.code(), Some(6), "{}", stderr(&output));
+    assert_eq!(compute.rejections(), Vec::<String>::new());
 }

@@ -1,5 +1,6 @@
-//! Resolves what every cluster command needs — etcd connection settings — with the usual
-//! precedence: flag > `IONCTL_*` environment > `~/.config/ionctl/config.toml` > default.
+//! Resolves what every cluster command needs — etcd connection settings, and the providers'
+//! tables for the commands that create machines — with the usual precedence: flag >
+//! `IONCTL_*` environment > `~/.config/ionctl/config.toml` > default.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +10,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::CliError;
+use super::providers::LocalFile;
+use crate::provider::gce::GceSettings;
 use crate::store::{EtcdOptions, Store};
 
 /// Flags valid before or after any subcommand.
@@ -38,23 +41,29 @@ pub struct GlobalArgs {
 #[serde(default, deny_unknown_fields)]
 struct ConfigFile {
     etcd: EtcdOptions,
+    gce: GceSettings,
+    local: LocalFile,
 }
 
-/// What commands run with: the resolved etcd options.
+/// What commands run with: the resolved etcd options, and the providers' config file tables
+/// (their environment variables and flags are applied by the commands that use them).
 #[derive(Debug, Clone)]
 pub struct Context {
     pub etcd: EtcdOptions,
+    pub gce: GceSettings,
+    pub local: LocalFile,
 }
 
 impl Context {
     pub fn resolve(global: &GlobalArgs) -> Result<Self, CliError> {
-        let mut etcd = match &global.config {
-            Some(path) => load_config(path)?.etcd,
+        let file = match &global.config {
+            Some(path) => load_config(path)?,
             None => match default_config_path() {
-                Some(path) if path.exists() => load_config(&path)?.etcd,
-                _ => EtcdOptions::default(),
+                Some(path) if path.exists() => load_config(&path)?,
+                _ => ConfigFile::default(),
             },
         };
+        let mut etcd = file.etcd;
         if !global.etcd.is_empty() {
             etcd.endpoints = global.etcd.clone();
         }
@@ -64,7 +73,11 @@ impl Context {
         if let Some(timeout) = global.connect_timeout {
             etcd.connect_timeout = timeout;
         }
-        Ok(Self { etcd })
+        Ok(Self {
+            etcd,
+            gce: file.gce,
+            local: file.local,
+        })
     }
 
     pub async fn store(&self) -> Result<Store, CliError> {

@@ -3,10 +3,15 @@
 
 mod completions;
 mod context;
+mod delete;
 mod exit;
+mod instances;
 mod nodes;
 mod output;
+mod progress;
+mod providers;
 mod sessions;
+mod spawn;
 
 use std::process::ExitCode;
 
@@ -32,6 +37,12 @@ pub enum Command {
     Nodes(nodes::NodesArgs),
     /// List sessions and the nodes that carry them.
     Sessions(sessions::SessionsArgs),
+    /// Create an instance (GCE VM or local agent process) that joins the cluster.
+    Spawn(spawn::SpawnArgs),
+    /// List the instances created by spawn (or the autoscaler) and their nodes.
+    Instances(instances::InstancesArgs),
+    /// Drain an instance's node, then delete the instance.
+    Delete(delete::DeleteArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -40,6 +51,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    crate::gce::install_crypto_provider();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -59,6 +71,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         match cli.command {
             Command::Nodes(args) => nodes::run(&Context::resolve(&cli.global)?, args).await,
             Command::Sessions(args) => sessions::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Spawn(args) => spawn::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Instances(args) => instances::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Delete(args) => delete::run(&Context::resolve(&cli.global)?, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })
