@@ -186,11 +186,11 @@ async fn create_get_list_delete_follow_compute_v1() {
         "#!/bin/bash",
         "ION_AGENT_NODE_ID=ion-n2-highcpu-4-aaaaaa",
         "ION_AGENT_ETCD_ENDPOINTS=http://10.0.0.2:2379,http://10.0.0.3:2379",
-        "ION_AGENT_ETCD__PREFIX=/ion/v1/",
-        "ION_AGENT_CLUSTER__MACHINE_TYPE=n2-highcpu-4",
-        "ION_AGENT_CLUSTER__ZONE=zone-a",
+        "ION_AGENT_ETCD__PREFIX='\"/ion/v1/\"'",
+        "ION_AGENT_CLUSTER__MACHINE_TYPE='\"n2-highcpu-4\"'",
+        "ION_AGENT_CLUSTER__ZONE='\"zone-a\"'",
         "ION_AGENT_CLUSTER__UNITS_PER_VCPU=180",
-        "ION_AGENT_CLUSTER__HOLD_FOR=s1",
+        "ION_AGENT_CLUSTER__HOLD_FOR='\"s1\"'",
         "ION_AGENT_CLUSTER__HOLD_TTL=2m",
         "ION_AGENT_LISTEN=0.0.0.0:7000",
         "ION_AGENT_WEBRTC__UDP_PORT=50000",
@@ -675,7 +675,7 @@ async fn ionctl_spawn_instances_delete_with_gce() {
         "{script}"
     );
     assert!(
-        script.contains(&format!("ION_AGENT_ETCD__PREFIX={prefix}")),
+        script.contains(&format!("ION_AGENT_ETCD__PREFIX='\"{prefix}\"'")),
         "{script}"
     );
 

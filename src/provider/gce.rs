@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CLUSTER_LABEL, HOLD_LABEL, Instance, InstanceSpec, InstanceStatus, Progress, Provider,
-    ProviderError, ProviderEvent, label_value, validate_name,
+    ProviderError, ProviderEvent, agent_env_string, label_value, validate_name,
 };
 use crate::gce::types::{
     AccessConfig, AttachedDisk, DiskInitializeParams, InsertInstance, Metadata, MetadataItem,
@@ -442,9 +442,15 @@ pub fn startup_script(
         "ION_AGENT_LISTEN",
         format!("0.0.0.0:{}", settings.signal_port),
     );
-    env.insert("ION_AGENT_ETCD__PREFIX", spec.agent.prefix.clone());
-    env.insert("ION_AGENT_CLUSTER__MACHINE_TYPE", spec.machine_type.clone());
-    env.insert("ION_AGENT_CLUSTER__ZONE", zone.to_owned());
+    // systemd's EnvironmentFile drops one level of quotes: single quotes around the
+    // agent's double-quoted strings keep them strings (see `agent_env_string`).
+    let string = |value: &str| format!("'{}'", agent_env_string(value));
+    env.insert("ION_AGENT_ETCD__PREFIX", string(&spec.agent.prefix));
+    env.insert(
+        "ION_AGENT_CLUSTER__MACHINE_TYPE",
+        string(&spec.machine_type),
+    );
+    env.insert("ION_AGENT_CLUSTER__ZONE", string(zone));
     env.insert("ION_AGENT_WEBRTC__BIND", "0.0.0.0".to_owned());
     env.insert("ION_AGENT_WEBRTC__UDP_PORT", settings.udp_port.to_string());
     if let Some(units) = spec.agent.units_per_vcpu.or(settings.units_per_vcpu) {
@@ -454,7 +460,7 @@ pub fn startup_script(
     if let Some(sid) = &spec.hold_for {
         crate::model::keys::validate_id("session", sid)
             .map_err(|e| ProviderError::InvalidSpec(e.to_string()))?;
-        hold.push_str(&format!("ION_AGENT_CLUSTER__HOLD_FOR={sid}\n"));
+        hold.push_str(&format!("ION_AGENT_CLUSTER__HOLD_FOR={}\n", string(sid)));
         if let Some(ttl) = spec.agent.hold_ttl {
             hold.push_str(&format!(
                 "ION_AGENT_CLUSTER__HOLD_TTL={}\n",

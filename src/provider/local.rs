@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Instance, InstanceSpec, InstanceStatus, Progress, Provider, ProviderError, ProviderEvent,
-    catalogue, validate_name,
+    agent_env_string, catalogue, validate_name,
 };
 
 /// How the local provider runs agents.
@@ -138,16 +138,22 @@ impl LocalProvider {
             .arg(spec.agent.etcd_endpoints.join(","))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .env("ION_AGENT_CLUSTER__MACHINE_TYPE", &spec.machine_type)
+            .env(
+                "ION_AGENT_CLUSTER__MACHINE_TYPE",
+                agent_env_string(&spec.machine_type),
+            )
             .env("ION_AGENT_CLUSTER__VCPUS", vcpus.to_string())
-            .env("ION_AGENT_CLUSTER__ZONE", zone)
-            .env("ION_AGENT_ETCD__PREFIX", &spec.agent.prefix)
+            .env("ION_AGENT_CLUSTER__ZONE", agent_env_string(zone))
+            .env(
+                "ION_AGENT_ETCD__PREFIX",
+                agent_env_string(&spec.agent.prefix),
+            )
             .env("ION_AGENT_GCE__METADATA", "never");
         if let Some(units) = spec.agent.units_per_vcpu.or(self.settings.units_per_vcpu) {
             command.env("ION_AGENT_CLUSTER__UNITS_PER_VCPU", units.to_string());
         }
         if let Some(sid) = &spec.hold_for {
-            command.env("ION_AGENT_CLUSTER__HOLD_FOR", sid);
+            command.env("ION_AGENT_CLUSTER__HOLD_FOR", agent_env_string(sid));
             if let Some(ttl) = spec.agent.hold_ttl {
                 command.env(
                     "ION_AGENT_CLUSTER__HOLD_TTL",

@@ -263,6 +263,14 @@ pub fn validate_name(name: &str) -> Result<(), ProviderError> {
     }
 }
 
+/// An `ION_AGENT_<SECTION>__<KEY>` value that the agent must read as a string. The agent's
+/// config layer parses variable values, so `42` would become a number and `true` a bool; a
+/// double-quoted value stays a string. (The flat variables, like `ION_AGENT_NODE_ID`, are
+/// flags and take values as they are.)
+pub fn agent_env_string(value: &str) -> String {
+    format!("\"{value}\"")
+}
+
 /// `ion-<machine type>-<6 random characters>`, e.g. `ion-n2-highcpu-4-k3x9qa`.
 pub fn generate_name(machine_type: &str) -> String {
     let kind: String = machine_type
@@ -323,6 +331,11 @@ mod tests {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
         validate_name("ion-n2-highcpu-4-abc123").expect("valid");
+    }
+
+    #[test]
+    fn agent_string_values_are_quoted() {
+        assert_eq!(agent_env_string("42"), "\"42\"");
     }
 
     #[test]
