@@ -717,3 +717,82 @@ async fn ionctl_spawn_instances_delete_with_gce() {
     assert_eq!(output.status.code(), Some(6), "{}", stderr(&output));
     assert_eq!(compute.rejections(), Vec::<String>::new());
 }
+
+/// Runs `ionctl` with only `PATH` and `env` in its environment.
+async fn ionctl_clean_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ionctl"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("ionctl finished within 60 s")
+        .expect("running ionctl")
+}
+
+/// `[gce]` settings resolve flag > IONCTL_GCE_* > config file, key by key, and a typo in
+/// the table is a usage error naming the file.
+#[tokio::test]
+async fn gce_settings_resolve_flag_then_env_then_file() {
+    install_crypto_provider();
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("gce-precedence");
+    let metadata = FakeMetadata::start("tok").await;
+    let compute = FakeCompute::start(PROJECT, IMAGE, 10, token_is("tok")).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[etcd]\nendpoints = [\"{}\"]\nprefix = \"{prefix}\"\n\n\
+             [gce]\nproject = \"file-project\"\nzones = [\"zone-f\"]\n\
+             image = \"projects/x/global/images/wrong\"\ncluster = \"test\"\n\
+             auth = \"metadata\"\nmetadata_endpoint = \"http://{}\"\nbase_url = \"{}\"\n",
+            etcd.endpoint(),
+            metadata.host,
+            compute.base_url
+        ),
+    )
+    .expect("writing the config");
+    let config = config.display().to_string();
+    let home = dir.path().display().to_string();
+    let output = ionctl_clean_env(
+        &[
+            "spawn",
+            "--config",
+            &config,
+            "--machine-type",
+            "e2-small",
+            "--name",
+            "ion-precedence",
+            "--project",
+            PROJECT,
+        ],
+        &[
+            ("HOME", &home),
+            ("IONCTL_GCE_PROJECT", "env-project"),
+            ("IONCTL_GCE_IMAGE", IMAGE),
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(compute.rejections(), Vec::<String>::new());
+    // The project from the flag, the image from the environment, the zone from the file.
+    assert_eq!(
+        compute.instances(),
+        [("zone-f".to_owned(), "ion-precedence".to_owned())]
+    );
+
+    std::fs::write(dir.path().join("typo.toml"), "[gce]\nzone = [\"a\"]\n").expect("write");
+    let typo = dir.path().join("typo.toml").display().to_string();
+    let output = ionctl_clean_env(&["instances", "--config", &typo], &[("HOME", &home)]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&typo) && stderr(&output).contains("zone"),
+        "{}",
+        stderr(&output)
+    );
+}
