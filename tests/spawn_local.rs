@@ -316,7 +316,8 @@ async fn spawn_local_failures_leave_nothing_behind() {
 
 /// TODO(issue 6, held nodes): the agent on this branch has no `[cluster] hold_for` yet (it
 /// refuses ION_AGENT_CLUSTER__HOLD_FOR as an unknown key); main has it since "Agent holds".
-/// Remove the `ignore` once both are merged.
+/// Remove the `ignore` once both are merged. (Checked by hand against main's agent: the
+/// node registers with vcpus 4 and hold_for "s1".)
 #[tokio::test]
 #[ignore = "TODO: needs the agent's [cluster] hold_for (issue 6, held nodes), which is on main"]
 async fn todo_spawn_local_with_hold_publishes_hold_for() {
