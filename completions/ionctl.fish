@@ -38,6 +38,9 @@ complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "bench" -d 'Benchmarks
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "top" -d 'Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "drain" -d 'Ask nodes to take no new sessions; their sessions continue (writes drain/<node>)'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "undrain" -d 'Return drained nodes to ready (deletes drain/<node>)'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "spawn" -d 'Create an instance (GCE VM or local agent process) that joins the cluster'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
@@ -124,6 +127,46 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l prefix -d 'Key
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -s h -l help -d 'Print help'
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l machine-type -d 'Machine type, e.g. n2-highcpu-4' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l hold -d 'Hold the new node for this session: no other session is placed on it until this one goes live there or the hold expires' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l hold-ttl -d 'How long the hold lasts at most [default: the agent\'s, 5m]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l provider -d 'Where to create the instance' -r -f -a "gce\t'Compute Engine VMs (configured in [gce])'
+local\t'ion-agent processes on this machine'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l zone -d 'Create in this zone only, instead of trying the configured zones in order' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l name -d 'Instance (and node) name [default: ion-<machine type>-<6 random characters>]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l timeout -d 'How long --wait waits for the agent to register' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l project -d 'GCE project [env: IONCTL_GCE_PROJECT; config: [gce] project]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l state-dir -d 'Local provider: where agents\' state files and logs go [env: IONCTL_LOCAL_STATE_DIR; default: ~/.local/state/ionctl/local]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l image -d 'GCE boot image with ion-agent [env: IONCTL_GCE_IMAGE; config: [gce] image]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l boot-delay -d 'Local provider: start the agent after this delay, as a VM boots (e.g. 30s) [env: IONCTL_LOCAL_BOOT_DELAY]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'Stable JSON on stdout for scripts'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l wait -d 'Wait until the instance\'s agent has registered in etcd, showing progress'
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l spot -d 'GCE: create a Spot VM [env: IONCTL_GCE_SPOT; config: [gce] spot]'
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'Stable JSON on stdout for scripts'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l timeout -d 'How long to wait for the node\'s sessions to end before giving up (exit 5)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l provider -d 'Delete a machine that has no `instances/` record (e.g. after a crashed spawn), with this provider' -r -f -a "gce\t'Compute Engine VMs (configured in [gce])'
+local\t'ion-agent processes on this machine'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l zone -d 'The zone of such a machine (GCE)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l project -d 'GCE project [env: IONCTL_GCE_PROJECT; config: [gce] project]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l state-dir -d 'Local provider: where agents\' state files and logs go [env: IONCTL_LOCAL_STATE_DIR; default: ~/.local/state/ionctl/local]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l force -d 'Delete at once, without draining: sessions on the node end abruptly'
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l dir -d 'Directory to write the script into' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
@@ -131,14 +174,17 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l connect-ti
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l stdout -d 'Print the script on stdout instead of writing a file'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "top" -d 'Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "drain" -d 'Ask nodes to take no new sessions; their sessions continue (writes drain/<node>)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "undrain" -d 'Return drained nodes to ready (deletes drain/<node>)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "top" -d 'Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "drain" -d 'Ask nodes to take no new sessions; their sessions continue (writes drain/<node>)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "undrain" -d 'Return drained nodes to ready (deletes drain/<node>)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "spawn" -d 'Create an instance (GCE VM or local agent process) that joins the cluster'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'

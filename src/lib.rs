@@ -10,6 +10,8 @@
 //! - [`token`]: join tokens (HS256 JWT bound to session and node): issue and verify.
 //! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
 //! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
+//! - [`gce`]: the Compute Engine v1 REST client and its credentials.
+//! - [`provider`]: creating and deleting machines for agents: GCE VMs or local processes.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //! - [`tui`]: `ionctl top`, the live dashboard (state, events, drawing, etcd feed).
 //!
@@ -19,9 +21,11 @@ pub mod api;
 pub mod bench;
 pub mod capacity;
 pub mod cli;
+pub mod gce;
 pub mod model;
 pub mod placement;
 pub mod placer;
+pub mod provider;
 pub mod store;
 pub mod token;
 pub mod tui;

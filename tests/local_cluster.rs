@@ -15,7 +15,6 @@ fn local_cluster_script_shows_three_nodes_of_different_sizes() {
     .arg("--check")
     .env("ION_BIN_DIR", harness::bin_dir())
     .env("ION_LOCAL_ETCD_PORT", harness::free_port().to_string())
-    .env("ION_LOCAL_AGENT_PORT", harness::free_port().to_string())
     .env_remove("IONCTL_ETCD_ENDPOINTS")
     .output()
     .expect("running scripts/local-cluster");

@@ -1,5 +1,6 @@
-//! Resolves what every cluster command needs — etcd connection settings — with the usual
-//! precedence: flag > `IONCTL_*` environment > `~/.config/ionctl/config.toml` > default.
+//! Resolves what every cluster command needs — etcd connection settings, and the providers'
+//! tables for the commands that create machines — with the usual precedence: flag >
+//! `IONCTL_*` environment > `~/.config/ionctl/config.toml` > default.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +10,9 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::CliError;
+use super::providers::LocalFile;
 use crate::placement::Policy;
+use crate::provider::gce::GceSettings;
 use crate::store::{EtcdOptions, Store};
 use crate::token::{AuthOptions, JoinSecret};
 
@@ -45,15 +48,20 @@ struct ConfigFile {
     etcd: EtcdOptions,
     auth: AuthOptions,
     placement: Policy,
+    gce: GceSettings,
+    local: LocalFile,
 }
 
-/// What commands run with: the resolved etcd options, join-token settings and placement
-/// policy.
+/// What commands run with: the resolved etcd options, join-token settings, placement policy,
+/// and the providers' config file tables (their environment variables and flags are applied
+/// by the commands that use them).
 #[derive(Debug, Clone)]
 pub struct Context {
     pub etcd: EtcdOptions,
     pub auth: AuthOptions,
     pub policy: Policy,
+    pub gce: GceSettings,
+    pub local: LocalFile,
 }
 
 impl Context {
@@ -69,6 +77,8 @@ impl Context {
             mut etcd,
             mut auth,
             placement: policy,
+            gce,
+            local,
         } = file;
         if let Some(secret) = std::env::var(JOIN_SECRET_ENV)
             .ok()
@@ -85,7 +95,13 @@ impl Context {
         if let Some(timeout) = global.connect_timeout {
             etcd.connect_timeout = timeout;
         }
-        Ok(Self { etcd, auth, policy })
+        Ok(Self {
+            etcd,
+            auth,
+            policy,
+            gce,
+            local,
+        })
     }
 
     /// The join secret, when one is configured; a weak one is a usage error.

@@ -18,7 +18,7 @@ pub enum Exit {
     NoCapacity = 4,
     /// 5: a drain timed out with sessions left.
     DrainTimeout = 5,
-    /// 6: a named node does not exist.
+    /// 6: a named node (or instance) does not exist.
     UnknownNode = 6,
 }
 
@@ -36,7 +36,7 @@ Exit codes:
   3  etcd unreachable (check --etcd / IONCTL_ETCD_ENDPOINTS and that etcd runs)
   4  no capacity: no node can take the session
   5  drain timed out with sessions left
-  6  unknown node";
+  6  unknown node or instance";
 
 /// A command's failure: the error to print and the exit code to return.
 #[derive(Debug)]

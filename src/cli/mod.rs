@@ -4,13 +4,18 @@
 mod bench;
 mod completions;
 mod context;
+mod delete;
 mod drain;
 mod exit;
+mod instances;
 mod nodes;
 mod output;
 mod place;
+mod progress;
+mod providers;
 mod serve;
 mod sessions;
+mod spawn;
 mod top;
 
 use std::process::ExitCode;
@@ -49,6 +54,12 @@ pub enum Command {
     Drain(drain::DrainArgs),
     /// Return drained nodes to ready (deletes drain/<node>).
     Undrain(drain::UndrainArgs),
+    /// Create an instance (GCE VM or local agent process) that joins the cluster.
+    Spawn(spawn::SpawnArgs),
+    /// List the instances created by spawn (or the autoscaler) and their nodes.
+    Instances(instances::InstancesArgs),
+    /// Drain an instance's node, then delete the instance.
+    Delete(delete::DeleteArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -57,6 +68,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    crate::gce::install_crypto_provider();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -84,6 +96,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Undrain(args) => {
                 drain::run_undrain(&Context::resolve(&cli.global)?, args).await
             }
+            Command::Spawn(args) => spawn::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Instances(args) => instances::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Delete(args) => delete::run(&Context::resolve(&cli.global)?, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })

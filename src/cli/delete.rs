@@ -1,0 +1,168 @@
+//! `ionctl delete`: drains an instance's node (unless `--force`), waits until it carries no
+//! session, deletes the machine through its provider, and removes `instances/<name>` and
+//! the drain request.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::anyhow;
+use clap::Args;
+
+use super::progress::Painter;
+use super::providers::{self, ProviderFlags, ProviderKind};
+use super::{CliError, Context, Exit};
+use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord, SessionRecord};
+use crate::provider::{Progress, ProviderEvent};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The instance, as `ionctl instances` names it.
+    #[arg(value_name = "INSTANCE")]
+    pub instance: String,
+    /// Delete at once, without draining: sessions on the node end abruptly.
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait for the node's sessions to end before giving up (exit 5).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Delete a machine that has no `instances/` record (e.g. after a crashed spawn), with
+    /// this provider.
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderKind>,
+    /// The zone of such a machine (GCE).
+    #[arg(long, value_name = "ZONE", requires = "provider")]
+    pub zone: Option<String>,
+    #[command(flatten)]
+    pub provider_flags: ProviderFlags,
+}
+
+pub async fn run(context: &Context, args: DeleteArgs) -> Result<(), CliError> {
+    let store = context.store().await?;
+    let keys = store.keys().clone();
+    let name = args.instance.clone();
+    let key = keys.instance(&name);
+    let recorded = store.get::<InstanceRecord>(&key).await?;
+    let (kind, zone) = match (&recorded, args.provider) {
+        (Some(record), _) => {
+            let kind = ProviderKind::parse_recorded(&record.provider).ok_or_else(|| {
+                CliError::other(anyhow!(
+                    "instance {name} was created by provider {:?}, which this ionctl does not know",
+                    record.provider
+                ))
+            })?;
+            (kind, record.zone.clone())
+        }
+        (None, Some(kind)) => (
+            kind,
+            args.zone.clone().unwrap_or_else(|| "local".to_owned()),
+        ),
+        (None, None) => {
+            return Err(CliError::new(
+                Exit::UnknownNode,
+                anyhow!(
+                    "no instance {name} is recorded under {}; `ionctl instances` lists them \
+                     (add --provider to delete a machine without a record)",
+                    keys.prefix()
+                ),
+            ));
+        }
+    };
+    let provider = providers::build(kind, context, &args.provider_flags, None)?;
+    if let Some(mut record) = recorded {
+        record.state = InstanceState::Deleting;
+        store.put(&key, &record).await?;
+    }
+
+    let mut painter = Painter::new();
+    if !args.force {
+        drain(&store, &name, args.timeout, &mut painter).await?;
+    }
+    let (progress, mut events) = Progress::channel();
+    let delete = provider.delete(&name, &zone, &progress);
+    tokio::pin!(delete);
+    let result = loop {
+        tokio::select! {
+            result = &mut delete => break result,
+            Some(event) = events.recv() => {
+                if let ProviderEvent::Operation { operation, status, .. } = &event {
+                    painter.note(&format!("operation {operation}: {status}"));
+                }
+            }
+        }
+    };
+    result.map_err(|e| {
+        CliError::other(anyhow::Error::new(e).context(format!("cannot delete instance {name}")))
+    })?;
+    painter.step(
+        "deleted",
+        &format!("{name} ({} in zone {zone})", provider.kind()),
+    );
+
+    // The agent revokes its lease when it stops; a killed one's key expires with the lease.
+    let node_key = keys.node(&name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.get::<NodeRecord>(&node_key).await?.is_some() {
+        if Instant::now() >= deadline {
+            tracing::warn!(node = %name, "the node key is still there; it expires with its lease");
+            break;
+        }
+        painter.waiting(&format!("waiting for node {name} to leave etcd"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    store.delete(&keys.drain(&name)).await?;
+    store.delete(&key).await?;
+    painter.step("removed", &format!("instances/{name} and drain/{name}"));
+    Ok(())
+}
+
+/// Writes `drain/<name>` and waits until the node carries no session (by its stats and by
+/// the session records placed on it), or the timeout passes (exit 5, the drain stays).
+async fn drain(
+    store: &Store,
+    name: &str,
+    timeout: Duration,
+    painter: &mut Painter,
+) -> Result<(), CliError> {
+    let keys = store.keys();
+    let now = SystemTime::now();
+    let request = DrainRequest {
+        requested_at: now,
+        deadline: Some(now + timeout),
+        reason: Some("ionctl delete".to_owned()),
+    };
+    store.put(&keys.drain(name), &request).await?;
+    painter.step("draining", &format!("{name}: no new sessions"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let Some(node) = store.get::<NodeRecord>(&keys.node(name)).await? else {
+            // Never registered, or already gone: nothing to drain.
+            return Ok(());
+        };
+        let placed = store
+            .list::<SessionRecord>(&keys.sessions(), None)
+            .await?
+            .items
+            .iter()
+            .filter(|(_, s)| s.node == name)
+            .count();
+        let sessions = (node.stats.sessions as usize).max(placed);
+        if sessions == 0 {
+            painter.step("drained", &format!("{name} carries no session"));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::new(
+                Exit::DrainTimeout,
+                anyhow!(
+                    "node {name} still carries {sessions} session(s) after {}; it stays \
+                     draining. Wait longer with --timeout, or delete anyway with --force",
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        painter.waiting(&format!(
+            "waiting for {sessions} session(s) on {name} to end"
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
