@@ -39,6 +39,13 @@ enum Effect {
         mid: Mid,
         kind: MediaKind,
     },
+    /// The publisher stopped sending on `mid` (ion-sdk-js `unpublish`: its re-offer turns the
+    /// m-line inactive).
+    TrackUnpublished {
+        origin: ParticipantId,
+        sid: Arc<str>,
+        mid: Mid,
+    },
     Media {
         origin: ParticipantId,
         sid: Arc<str>,
@@ -339,6 +346,9 @@ impl State {
                 mid,
                 kind,
             } => self.publish_track(origin, &sid, mid, kind, counters),
+            Effect::TrackUnpublished { origin, sid, mid } => {
+                self.unpublish_track(origin, &sid, mid, counters)
+            }
             Effect::Media { origin, sid, data } => self.forward(origin, &sid, data, now, counters),
             Effect::KeyframeRequest {
                 subscriber,
@@ -405,6 +415,35 @@ impl State {
             subscriptions: Vec::new(),
             last_keyframe_request: None,
         });
+        update_gauges(&self.sessions, &self.participants, counters);
+    }
+
+    /// The publisher stopped sending a track: it ends for every subscriber.
+    fn unpublish_track(
+        &mut self,
+        origin: ParticipantId,
+        sid: &Arc<str>,
+        mid: Mid,
+        counters: &WorkerCounters,
+    ) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let Some(at) = session
+            .tracks
+            .iter()
+            .position(|t| t.origin == origin && t.mid == mid)
+        else {
+            return;
+        };
+        let track = session.tracks.remove(at);
+        tracing::debug!(sid = %sid, participant = origin.0, %mid, "track unpublished");
+        stop_tracks(
+            &session.members,
+            &[track.id],
+            &mut self.participants,
+            &mut self.dirty,
+        );
         update_gauges(&self.sessions, &self.participants, counters);
     }
 
@@ -718,21 +757,12 @@ impl State {
             for track in &mut session.tracks {
                 track.subscriptions.retain(|s| s.participant != id);
             }
-            for member in session.members.clone() {
-                if let Some(q) = self.participants.get_mut(&member) {
-                    for track in &gone {
-                        q.drop_track(*track);
-                    }
-                }
-                if !gone.is_empty() {
-                    mark(
-                        &mut self.participants,
-                        &mut self.dirty,
-                        member,
-                        Role::Subscriber,
-                    );
-                }
-            }
+            stop_tracks(
+                &session.members,
+                &gone,
+                &mut self.participants,
+                &mut self.dirty,
+            );
             if session.members.is_empty() {
                 self.sessions.remove(&p.sid);
             }
@@ -763,6 +793,27 @@ fn mark(
     {
         p.dirty[role.index()] = true;
         dirty.push((id, role));
+    }
+}
+
+/// Stops sending the `gone` tracks to `members`: each one's subscriber PeerConnection
+/// renegotiates their m-lines away.
+fn stop_tracks(
+    members: &[ParticipantId],
+    gone: &[TrackId],
+    participants: &mut HashMap<ParticipantId, Participant>,
+    dirty: &mut Vec<(ParticipantId, Role)>,
+) {
+    if gone.is_empty() {
+        return;
+    }
+    for member in members {
+        if let Some(q) = participants.get_mut(member) {
+            for track in gone {
+                q.drop_track(*track);
+            }
+        }
+        mark(participants, dirty, *member, Role::Subscriber);
     }
 }
 
@@ -812,12 +863,30 @@ fn on_event(
         Event::MediaAdded(added) if role == Role::Publisher => {
             if p.config.no_publish {
                 tracing::debug!(participant = p.id.0, mid = %added.mid, "NoPublish: ignoring a published track");
-            } else {
+            } else if added.direction.is_receiving() {
                 effects.push_back(Effect::TrackPublished {
                     origin: p.id,
                     sid: p.sid.clone(),
                     mid: added.mid,
                     kind: added.kind,
+                });
+            }
+        }
+        // ion-sdk-js `unpublish` re-offers the m-line inactive; publishing again on the same
+        // transceiver turns it back to sending.
+        Event::MediaChanged(changed) if role == Role::Publisher && !p.config.no_publish => {
+            if !changed.direction.is_receiving() {
+                effects.push_back(Effect::TrackUnpublished {
+                    origin: p.id,
+                    sid: p.sid.clone(),
+                    mid: changed.mid,
+                });
+            } else if let Some(kind) = p.publisher.rtc.media(changed.mid).map(|m| m.kind()) {
+                effects.push_back(Effect::TrackPublished {
+                    origin: p.id,
+                    sid: p.sid.clone(),
+                    mid: changed.mid,
+                    kind,
                 });
             }
         }
