@@ -613,7 +613,7 @@ async fn fanout_cpu_per_forwarded_packet() {
             .split_whitespace()
             .map(|f| f.parse().unwrap_or(0))
             .collect();
-        fields[11] + fields[12]
+        (fields[11], fields[12])
     };
     let out =
         |text: &str| sample(text, r#"ion_agent_packets_total{direction="out"}"#).unwrap_or(0.0);
@@ -627,7 +627,9 @@ async fn fanout_cpu_per_forwarded_packet() {
     let sent1 = [publisher.sent(Kind::Audio), publisher.sent(Kind::Video)];
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let cpu = (t1 - t0) as f64 / hz;
+    let user = (t1.0 - t0.0) as f64 / hz;
+    let system = (t1.1 - t0.1) as f64 / hz;
+    let cpu = user + system;
     let packets_out = out(&m1) - out(&m0);
     let packets_in = inbound(&m1) - inbound(&m0);
     let secs = elapsed.as_secs_f64();
@@ -645,7 +647,8 @@ async fn fanout_cpu_per_forwarded_packet() {
     }
     println!("fan-out 1 -> {subscribers}, window {secs:.1} s, CLK_TCK {hz}");
     println!(
-        "agent CPU {cpu:.2} s ({:.1}% of one core); packets out {packets_out:.0} ({:.0}/s), in {packets_in:.0}",
+        "agent CPU {cpu:.2} s (user {user:.2} s, system {system:.2} s; {:.1}% of one core); \
+         packets out {packets_out:.0} ({:.0}/s), in {packets_in:.0}",
         cpu / secs * 100.0,
         packets_out / secs
     );
@@ -655,4 +658,36 @@ async fn fanout_cpu_per_forwarded_packet() {
         worst * 100.0
     );
     assert!(packets_out > 0.0, "nothing was forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpublished_track_ends_and_can_come_back() {
+    let node = Node::start("media-unpublish", AgentSpec::new("unpub-1")).await;
+    let alice = node.join("unpublish", "alice").await;
+    alice.publish(Media::BOTH).await.expect("publishing");
+    let bob = node.join("unpublish", "bob").await;
+    wait_flowing(&bob, &["alice"], Media::BOTH).await;
+    let video = bob
+        .tracks_from("alice")
+        .into_iter()
+        .find(|t| t.kind == Kind::Video)
+        .expect("alice's video")
+        .track_id;
+
+    // ion-sdk-js `unpublish`: the sender goes and the publisher PC renegotiates.
+    alice.unpublish(Kind::Video).await.expect("unpublishing");
+    wait_until(
+        "alice's video to end for bob",
+        Duration::from_secs(10),
+        || bob.offered_tracks().get(&video) == Some(&false),
+    )
+    .await;
+    let left: Vec<Kind> = bob.tracks_from("alice").iter().map(|t| t.kind).collect();
+    assert_eq!(left, [Kind::Audio]);
+    wait_more_packets(&bob, "alice", 50).await;
+
+    alice.publish(Media::VIDEO).await.expect("publishing again");
+    wait_flowing(&bob, &["alice"], Media::BOTH).await;
+    assert!(bob.problems().is_empty(), "{:?}", bob.problems());
+    assert!(alice.problems().is_empty(), "{:?}", alice.problems());
 }

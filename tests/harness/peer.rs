@@ -48,6 +48,7 @@ use webrtc::peer_connection::{
     RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
     Registry, SettingEngineBuilder, register_default_interceptors,
 };
+use webrtc::rtp_transceiver::RtpTransceiver;
 
 /// Marks the packet number inside every generated payload.
 pub const MAGIC: &[u8; 4] = b"ION#";
@@ -159,6 +160,9 @@ pub struct LocalTrack {
     /// Packets handed to webrtc-rs so far; the next packet's number.
     pub sent: Arc<AtomicU32>,
     track: Arc<TrackLocalStaticRTP>,
+    transceiver: Arc<dyn RtpTransceiver>,
+    /// The generator and keyframe-request tasks of this track.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 /// The state the peer's tasks and callbacks share.
@@ -666,7 +670,8 @@ impl Peer {
                     ..Default::default()
                 }],
             )));
-            self.publisher
+            let transceiver = self
+                .publisher
                 .add_transceiver_from_track(
                     track.clone() as Arc<dyn TrackLocal>,
                     Some(RTCRtpTransceiverInit {
@@ -681,8 +686,55 @@ impl Peer {
                 ssrc,
                 sent: Arc::new(AtomicU32::new(0)),
                 track,
+                transceiver,
+                tasks: Vec::new(),
             });
         }
+        self.renegotiate_publisher().await?;
+        let mut tasks = Vec::new();
+        for track in &mut added {
+            let generator = tokio::spawn(generate(track.clone(), self.shared.clone()));
+            track.tasks.push(generator.abort_handle());
+            tasks.push(generator);
+            if track.kind == Kind::Video {
+                let watcher = tokio::spawn(watch_keyframe_requests(
+                    track.track.clone(),
+                    self.shared.clone(),
+                ));
+                track.tasks.push(watcher.abort_handle());
+                tasks.push(watcher);
+            }
+        }
+        self.tasks.lock().expect("lock").extend(tasks);
+        self.local.lock().expect("lock").extend(added);
+        Ok(())
+    }
+
+    /// Stops publishing the track of `kind`, as ion-sdk-js `unpublish` does: the sender is
+    /// removed and the publisher PC renegotiated with the `offer` call.
+    pub async fn unpublish(&self, kind: Kind) -> anyhow::Result<()> {
+        let track = {
+            let mut local = self.local.lock().expect("lock");
+            let at = local
+                .iter()
+                .position(|t| t.kind == kind)
+                .ok_or_else(|| anyhow!("{} publishes no {kind:?} track", self.uid))?;
+            local.remove(at)
+        };
+        for task in &track.tasks {
+            task.abort();
+        }
+        let sender = track
+            .transceiver
+            .sender()
+            .await?
+            .ok_or_else(|| anyhow!("the {kind:?} transceiver has no sender"))?;
+        self.publisher.remove_track(&sender).await?;
+        self.renegotiate_publisher().await
+    }
+
+    /// Offers the publisher PC's current state with the `offer` call and applies the answer.
+    async fn renegotiate_publisher(&self) -> anyhow::Result<()> {
         let offer = self.publisher.create_offer(None).await?;
         self.publisher.set_local_description(offer.clone()).await?;
         let answer = self
@@ -696,19 +748,7 @@ impl Peer {
         self.publisher
             .set_remote_description(RTCSessionDescription::answer(sdp)?)
             .await
-            .context("applying the publish answer")?;
-        let mut tasks = Vec::new();
-        for track in &added {
-            tasks.push(tokio::spawn(generate(track.clone(), self.shared.clone())));
-            if track.kind == Kind::Video {
-                tasks.push(tokio::spawn(watch_keyframe_requests(
-                    track.track.clone(),
-                    self.shared.clone(),
-                )));
-            }
-        }
-        self.tasks.lock().expect("lock").extend(tasks);
-        self.local.lock().expect("lock").extend(added);
+            .context("applying the answer to the publisher's offer")?;
         Ok(())
     }
 
