@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ion_cluster::model::keys::validate_id;
 use ion_cluster::store::EtcdOptions;
+use ion_cluster::token::{AuthOptions, JoinSecret};
 use serde::{Deserialize, Serialize};
 
 /// Flags of `ion-agent`. Each also reads an `ION_AGENT_*` variable.
@@ -41,6 +42,9 @@ pub struct AgentConfig {
     pub webrtc: WebrtcConfig,
     pub report: ReportConfig,
     pub gce: GceConfig,
+    /// Join tokens: with `enabled`, a join needs a token from `ionctl place` signed with
+    /// `secret` (shared with the placers) for this session on this node.
+    pub auth: AuthOptions,
 }
 
 /// Who this node is in the cluster.
@@ -280,6 +284,15 @@ impl AgentConfig {
         if report.sample_interval.is_zero() {
             bail!("[report] sample_interval{at} must be more than 0");
         }
+        if self.auth.enabled {
+            let secret = self.auth.secret.as_deref().with_context(|| {
+                format!(
+                    "[auth] enabled{at} needs [auth] secret (or ION_AGENT_AUTH__SECRET), the \
+                     placers' join secret"
+                )
+            })?;
+            JoinSecret::new(secret).with_context(|| format!("bad [auth] secret{at}"))?;
+        }
         if self.signal.max_message_bytes < 1024 {
             bail!("[signal] max_message_bytes{at} must be at least 1024");
         }
@@ -302,6 +315,20 @@ impl AgentConfig {
             }
         }
         Ok(())
+    }
+
+    /// The join secret when joins must carry a token.
+    pub fn join_secret(&self) -> Option<JoinSecret> {
+        // validate() checked it when auth is enabled.
+        self.auth
+            .enabled
+            .then(|| {
+                self.auth
+                    .secret
+                    .as_deref()
+                    .and_then(|s| JoinSecret::new(s).ok())
+            })
+            .flatten()
     }
 
     /// The IPs announced as ICE host candidates.

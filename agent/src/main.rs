@@ -153,6 +153,8 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         ownership,
         config: config.signal.clone(),
         metrics: metrics::Metrics::install(counters.clone())?,
+        node_id: config.cluster.node_id.clone(),
+        join_secret: config.join_secret(),
     });
     let server = tokio::spawn(signal::serve(listener, context, shutdown.clone()));
     Reporter::new(

@@ -20,7 +20,7 @@ pub use peer::{
     RpcError, VIDEO_FPS, packet_number, sdp_tracks,
 };
 pub use serve::ServeProcess;
-pub use signal::join_with_placeholder_offer;
+pub use signal::{TokenIn, join_with_placeholder_offer, join_with_token};
 
 use std::future::Future;
 use std::net::TcpListener;

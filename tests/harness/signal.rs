@@ -11,13 +11,35 @@ const PLACEHOLDER_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0
 
 /// Sends one `join` with [`PLACEHOLDER_OFFER`] and returns the JSON-RPC reply.
 pub async fn join_with_placeholder_offer(port: u16, sid: &str) -> serde_json::Value {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+    join_with_token(port, sid, TokenIn::None).await
+}
+
+/// Where a join carries its token.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenIn<'a> {
+    None,
+    /// The `token` member of the join params.
+    Params(&'a str),
+    /// The `access_token` query parameter of the WebSocket URL.
+    Url(&'a str),
+}
+
+/// [`join_with_placeholder_offer`] with a join token.
+pub async fn join_with_token(port: u16, sid: &str, token: TokenIn<'_>) -> serde_json::Value {
+    let url = match token {
+        TokenIn::Url(token) => format!("ws://127.0.0.1:{port}/ws?access_token={token}"),
+        _ => format!("ws://127.0.0.1:{port}/ws"),
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connecting to the agent");
-    let request = serde_json::json!({
-        "method": "join", "id": 1,
-        "params": {"sid": sid, "uid": "u", "offer": {"type": "offer", "sdp": PLACEHOLDER_OFFER}},
-    });
+    let mut params = serde_json::json!(
+        {"sid": sid, "uid": "u", "offer": {"type": "offer", "sdp": PLACEHOLDER_OFFER}}
+    );
+    if let TokenIn::Params(token) = token {
+        params["token"] = token.into();
+    }
+    let request = serde_json::json!({"method": "join", "id": 1, "params": params});
     ws.send(Message::text(request.to_string()))
         .await
         .expect("sending join");

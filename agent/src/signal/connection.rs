@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use ion_cluster::model::keys::validate_id;
+use ion_cluster::token;
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpOffer};
 use tokio::sync::{mpsc, oneshot};
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::SignalContext;
 use super::jsonrpc::{
     self, INVALID_PARAMS, INVALID_REQUEST, Incoming, RpcError, SERVER_ERROR, SessionDescription,
+    UNAUTHORIZED,
 };
 use crate::sfu::{Command, ParticipantId, PeerEvent, SfuError, Target};
 
@@ -36,6 +38,8 @@ struct Connection {
     joined: Option<Joined>,
     errors: u32,
     events_tx: mpsc::UnboundedSender<PeerEvent>,
+    /// The token from the URL (`?access_token=`), if any.
+    access_token: Option<String>,
 }
 
 enum Wake {
@@ -50,13 +54,18 @@ enum Next {
     Close(u16, String),
 }
 
-pub async fn serve(mut socket: WebSocket, context: Arc<SignalContext>) {
+pub async fn serve(
+    mut socket: WebSocket,
+    context: Arc<SignalContext>,
+    access_token: Option<String>,
+) {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut connection = Connection {
         context: context.clone(),
         joined: None,
         errors: 0,
         events_tx,
+        access_token,
     };
     metrics::gauge!("ion_agent_signal_connections").increment(1.0);
     let idle_timeout = context.config.idle_timeout;
@@ -197,6 +206,13 @@ impl Connection {
             ));
         }
         validate_id("session", &params.sid).map_err(|e| invalid(e.to_string()))?;
+        if let Some(secret) = &self.context.join_secret {
+            let token = params.token.as_deref().or(self.access_token.as_deref());
+            let now = std::time::SystemTime::now();
+            token::verify(secret, token, &params.sid, &self.context.node_id, now).map_err(|e| {
+                RpcError::new(id.clone(), UNAUTHORIZED, format!("join refused: {e}"))
+            })?;
+        }
         let offer = parse_offer(&params.offer).map_err(invalid)?;
         self.context
             .ownership

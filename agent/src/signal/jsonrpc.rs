@@ -16,6 +16,8 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 /// Server errors: the request was understood and refused (wrong node, bad SDP, ...).
 pub const SERVER_ERROR: i64 = -32000;
+/// A join without a valid join token, when the agent requires one.
+pub const UNAUTHORIZED: i64 = -32001;
 
 /// A WebRTC session description as browsers serialise it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,10 +8,12 @@ pub mod jsonrpc;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
+
+use ion_cluster::token::JoinSecret;
 
 use crate::config::SignalConfig;
 use crate::metrics::Metrics;
@@ -24,6 +26,15 @@ pub struct SignalContext {
     pub ownership: Ownership,
     pub config: SignalConfig,
     pub metrics: Metrics,
+    pub node_id: String,
+    /// Set when joins must carry a join token signed with it.
+    pub join_secret: Option<JoinSecret>,
+}
+
+/// `/ws?access_token=...`: the join token, for clients that cannot put it in the join.
+#[derive(Debug, Default, serde::Deserialize)]
+struct WsQuery {
+    access_token: Option<String>,
 }
 
 /// tungstenite's own cap, far above ours, so that a message between our limit and this one
@@ -40,11 +51,12 @@ pub fn router(context: Arc<SignalContext>) -> Router {
 
 async fn upgrade(
     State(context): State<Arc<SignalContext>>,
+    Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> impl IntoResponse {
     ws.max_message_size(TRANSPORT_MESSAGE_LIMIT)
         .max_frame_size(TRANSPORT_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| connection::serve(socket, context))
+        .on_upgrade(move |socket| connection::serve(socket, context, query.access_token))
 }
 
 async fn metrics(State(context): State<Arc<SignalContext>>) -> impl IntoResponse {
