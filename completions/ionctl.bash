@@ -360,13 +360,17 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__drain)
-            opts="-o -h --reason --output --etcd --prefix --connect-timeout --config --help"
+            opts="-o -h --reason --wait --timeout --output --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -115,12 +115,14 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l connect-timeout -d
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l reason -d 'Why, for whoever looks at the drain request later' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l timeout -d 'How long --wait waits (e.g. 30m, 2h)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l wait -d 'Wait until every node carries no session (exit 5 if --timeout passes first)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::anyhow;
 use clap::Args;
 
+use super::drain::wait_until_empty;
 use super::progress::Painter;
 use super::providers::{self, ProviderFlags, ProviderKind};
 use super::{CliError, Context, Exit};
-use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord, SessionRecord};
+use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord};
 use crate::provider::{Progress, ProviderEvent};
 use crate::store::Store;
 
@@ -132,37 +133,14 @@ async fn drain(
     };
     store.put(&keys.drain(name), &request).await?;
     painter.step("draining", &format!("{name}: no new sessions"));
-    let deadline = Instant::now() + timeout;
-    loop {
-        let Some(node) = store.get::<NodeRecord>(&keys.node(name)).await? else {
-            // Never registered, or already gone: nothing to drain.
-            return Ok(());
-        };
-        let placed = store
-            .list::<SessionRecord>(&keys.sessions(), None)
-            .await?
-            .items
-            .iter()
-            .filter(|(_, s)| s.node == name)
-            .count();
-        let sessions = (node.stats.sessions as usize).max(placed);
-        if sessions == 0 {
-            painter.step("drained", &format!("{name} carries no session"));
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(CliError::new(
-                Exit::DrainTimeout,
-                anyhow!(
-                    "node {name} still carries {sessions} session(s) after {}; it stays \
-                     draining. Wait longer with --timeout, or delete anyway with --force",
-                    humantime::format_duration(timeout)
-                ),
-            ));
-        }
-        painter.waiting(&format!(
-            "waiting for {sessions} session(s) on {name} to end"
-        ));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_until_empty(store, &[name.to_owned()], timeout, painter)
+        .await
+        .map_err(|mut error| {
+            if error.exit == Exit::DrainTimeout {
+                error.source = error.source.context(format!(
+                    "instance {name} was not deleted; delete it anyway with --force"
+                ));
+            }
+            error
+        })
 }

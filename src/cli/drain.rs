@@ -1,16 +1,18 @@
 //! `ionctl drain NODE...` and `ionctl undrain NODE...`: write and delete `drain/<node>`.
 //!
-//! A drain runs in steps — check the arguments, request every drain, report — so that later
-//! steps (waiting for the nodes to empty) slot in after [`request_drains`] without touching
-//! the others.
+//! A drain runs in steps: check the arguments, request every drain, report, and with
+//! `--wait` wait until every drained node carries no session ([`wait_until_empty`], which
+//! `ionctl delete` shares).
 
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::anyhow;
 use clap::Args;
 use serde::Serialize;
 
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
+use super::progress::Painter;
 use super::{CliError, Context, Exit};
 use crate::model::DrainRequest;
 use crate::model::keys::validate_id;
@@ -24,6 +26,12 @@ pub struct DrainArgs {
     /// Why, for whoever looks at the drain request later.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Wait until every node carries no session (exit 5 if --timeout passes first).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 30m, 2h).
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = humantime::parse_duration, requires = "wait")]
+    pub timeout: Duration,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -62,7 +70,74 @@ pub async fn run(context: &Context, args: DrainArgs) -> Result<(), CliError> {
     };
     let requested = request_drains(&store, &nodes, &request).await?;
     print_drains(&requested.drained, args.output.output)?;
+    if args.wait {
+        let drained: Vec<String> = requested.drained.iter().map(|d| d.node.clone()).collect();
+        wait_until_empty(&store, &drained, args.timeout, &mut Painter::new()).await?;
+    }
     unknown_nodes(&store, &requested.unknown)
+}
+
+/// Sessions each of `nodes` still carries: the larger of its own count (stats) and the
+/// session records placed on it. A node that is gone carries none.
+async fn sessions_left(
+    store: &Store,
+    nodes: &[String],
+) -> Result<BTreeMap<String, usize>, CliError> {
+    let snapshot = store.snapshot().await?;
+    Ok(nodes
+        .iter()
+        .map(|id| {
+            let reported = snapshot
+                .nodes
+                .iter()
+                .find(|n| &n.id == id)
+                .map_or(0, |n| n.stats.sessions as usize);
+            let placed = snapshot.sessions.iter().filter(|s| &s.node == id).count();
+            (id.clone(), reported.max(placed))
+        })
+        .filter(|(_, left)| *left > 0)
+        .collect())
+}
+
+/// Waits until none of `nodes` carries a session, showing what is left (one redrawn line on a
+/// terminal, a plain line per change elsewhere). After `timeout` it fails with exit 5, naming
+/// the nodes and their sessions; their drains stay.
+pub async fn wait_until_empty(
+    store: &Store,
+    nodes: &[String],
+    timeout: Duration,
+    painter: &mut Painter,
+) -> Result<(), CliError> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let left = sessions_left(store, nodes).await?;
+        let summary = left
+            .iter()
+            .map(|(node, n)| format!("{node}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if left.is_empty() {
+            painter.step("drained", &format!("{} carry no session", nodes.join(", ")));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::new(
+                Exit::DrainTimeout,
+                anyhow!(
+                    "sessions left after {} (node: sessions): {summary}; the nodes stay \
+                     draining. Wait longer with --timeout, or undrain them",
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        if last.as_ref() != Some(&summary) {
+            painter.step("waiting", &format!("sessions left: {summary}"));
+            last = Some(summary.clone());
+        }
+        painter.waiting(&format!("sessions left: {summary}"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 pub async fn run_undrain(context: &Context, args: UndrainArgs) -> Result<(), CliError> {

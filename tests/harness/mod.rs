@@ -118,9 +118,9 @@ pub async fn ionctl_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (key, value) in env {
         command.env(key, value);
     }
-    tokio::time::timeout(Duration::from_secs(30), command.output())
+    tokio::time::timeout(Duration::from_secs(90), command.output())
         .await
-        .expect("ionctl finished within 30 s")
+        .expect("ionctl finished within 90 s")
         .expect("running ionctl")
 }
 
