@@ -187,10 +187,10 @@ async fn spawn_local_registers_then_delete_drains_and_removes_it() {
         .expect("placing a session");
     let output = cluster.ionctl(&["delete", name, "--timeout", "2s"]).await;
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let message = stderr(&output);
     assert!(
-        stderr(&output).contains("still carries 1 session"),
-        "{}",
-        stderr(&output)
+        message.contains(&format!("{name}: 1")) && message.contains("--force"),
+        "{message}"
     );
     wait_for("the node to drain", Duration::from_secs(10), || {
         let store = store.clone();
