@@ -136,6 +136,9 @@ pub struct WebrtcConfig {
     /// Public IPs to announce as host candidates when the node sits behind 1:1 NAT (GCE
     /// external IPs). Empty announces the bind address (or `[signal] public_host`).
     pub nat1to1: Vec<IpAddr>,
+    /// STUN servers (`stun:host[:port]`) that tell a node behind NAT its public address when
+    /// `nat1to1` is not set. The agent itself is ICE-lite and needs no TURN.
+    pub ice_servers: Vec<String>,
 }
 
 impl Default for WebrtcConfig {
@@ -145,6 +148,7 @@ impl Default for WebrtcConfig {
             udp_port: 0,
             workers: 0,
             nat1to1: Vec::new(),
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -298,11 +302,13 @@ impl AgentConfig {
         }
         if self.webrtc.bind.is_unspecified()
             && self.webrtc.nat1to1.is_empty()
+            && self.webrtc.ice_servers.is_empty()
             && self.signal.public_host.parse::<IpAddr>().is_err()
         {
             bail!(
                 "[webrtc] bind{at} is {}, which is no address clients can reach: set [webrtc] \
-                 nat1to1 to the public IP(s), or [signal] public_host to an IP",
+                 nat1to1 to the public IP(s), [webrtc] ice_servers to a STUN server, or \
+                 [signal] public_host to an IP",
                 self.webrtc.bind
             );
         }

@@ -93,7 +93,10 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
     let identity = NodeIdentity {
         id: config.cluster.node_id.clone(),
         signal_url: config.signal_url(),
-        address: config.signal.public_host.clone(),
+        // Where media goes: nat1to1, the STUN-discovered address, or the bind address.
+        address: sfu
+            .public_ip()
+            .map_or_else(|| config.signal.public_host.clone(), |ip| ip.to_string()),
         zone: gce.zone.unwrap_or_else(|| config.cluster.zone.clone()),
         machine_type: gce
             .machine_type

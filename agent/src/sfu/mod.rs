@@ -12,6 +12,7 @@ mod keyframe;
 mod layers;
 mod participant;
 mod session;
+mod stun;
 mod worker;
 
 use std::hash::{Hash, Hasher};
@@ -106,6 +107,38 @@ pub struct Sfu {
     workers: Arc<Vec<mpsc::Sender<Command>>>,
     addrs: Arc<Vec<SocketAddr>>,
     next_participant: Arc<std::sync::atomic::AtomicU64>,
+    public_ip: Option<IpAddr>,
+}
+
+/// With `ice_servers` and no `nat1to1`, asks the first STUN server that answers for this
+/// socket's public address. No answer from any of them is a start-up error: announcing an
+/// unreachable private address would fail every client silently.
+fn discover_public(
+    config: &WebrtcConfig,
+    socket: &std::net::UdpSocket,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if !config.nat1to1.is_empty() || config.ice_servers.is_empty() {
+        return Ok(None);
+    }
+    let mut failures = Vec::new();
+    for url in &config.ice_servers {
+        let Some(server) = stun::resolve(url) else {
+            failures.push(format!("{url}: not a resolvable stun: URL"));
+            continue;
+        };
+        match stun::discover(socket, server, std::time::Duration::from_secs(3)) {
+            Ok(public) => {
+                tracing::info!(%url, local = %socket.local_addr()?, %public, "discovered the public address");
+                return Ok(Some(public));
+            }
+            Err(error) => failures.push(format!("{url}: {error}")),
+        }
+    }
+    anyhow::bail!(
+        "no [webrtc] ice_servers STUN server told this node its public address ({}); set \
+         [webrtc] nat1to1 to the external IP instead",
+        failures.join("; ")
+    )
 }
 
 impl Sfu {
@@ -120,6 +153,7 @@ impl Sfu {
     ) -> anyhow::Result<Self> {
         let mut senders = Vec::with_capacity(workers);
         let mut addrs = Vec::with_capacity(workers);
+        let mut public_ip = None;
         for index in 0..workers {
             let port = match config.udp_port {
                 0 => 0,
@@ -135,12 +169,18 @@ impl Sfu {
                         config.bind
                     )
                 })?;
-            socket.set_nonblocking(true)?;
             let local = socket.local_addr()?;
-            let candidates: Vec<SocketAddr> = candidate_ips
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, local.port()))
-                .collect();
+            let candidates: Vec<SocketAddr> = match discover_public(config, &socket)? {
+                Some(public) => vec![public],
+                None => candidate_ips
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, local.port()))
+                    .collect(),
+            };
+            if let Some(first) = candidates.first() {
+                public_ip.get_or_insert(first.ip());
+            }
+            socket.set_nonblocking(true)?;
             let (tx, rx) = mpsc::channel(1024);
             let worker = worker::Worker::new(
                 index,
@@ -160,7 +200,13 @@ impl Sfu {
             workers: Arc::new(senders),
             addrs: Arc::new(addrs),
             next_participant: Arc::default(),
+            public_ip,
         })
+    }
+
+    /// The address announced to clients (nat1to1, STUN-discovered, or the bind address).
+    pub fn public_ip(&self) -> Option<IpAddr> {
+        self.public_ip
     }
 
     pub fn media_addrs(&self) -> &[SocketAddr] {
