@@ -4,34 +4,15 @@ mod harness;
 
 use std::time::{Duration, SystemTime};
 
-use harness::{Etcd, ionctl, stderr, stdout, unique_prefix};
-use ion_cluster::model::{DrainRequest, NodeRecord, NodeState, NodeStats};
+use harness::{Etcd, ionctl, node_record, stderr, stdout, unique_prefix};
+use ion_cluster::model::DrainRequest;
 use ion_cluster::store::{Store, StoreError, Undrained};
-
-fn node(id: &str) -> NodeRecord {
-    NodeRecord {
-        id: id.to_owned(),
-        signal_url: "ws://127.0.0.1:7000/ws".to_owned(),
-        address: "127.0.0.1".to_owned(),
-        zone: "z".to_owned(),
-        machine_type: "n2-highcpu-2".to_owned(),
-        vcpus: 2,
-        capacity: 300,
-        state: NodeState::Ready,
-        hold_for: None,
-        labels: Default::default(),
-        version: "test".to_owned(),
-        started_at: SystemTime::now(),
-        stats: NodeStats::default(),
-        updated_at: SystemTime::now(),
-    }
-}
 
 async fn with_nodes(etcd: &Etcd, prefix: &str, ids: &[&str]) -> Store {
     let store = etcd.store(prefix).await;
     for id in ids {
         store
-            .put(&store.keys().node(id), &node(id))
+            .put(&store.keys().node(id), &node_record(id, 2, 0.0))
             .await
             .expect("planting a node");
     }

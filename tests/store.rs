@@ -5,10 +5,8 @@ mod harness;
 
 use std::time::{Duration, SystemTime};
 
-use harness::{Etcd, unique_prefix};
-use ion_cluster::model::{
-    NodeRecord, NodeState, NodeStats, SessionClass, SessionRecord, SessionState,
-};
+use harness::{Etcd, node_record, unique_prefix};
+use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::{Change, NodeWrite};
 
 fn session(sid: &str) -> SessionRecord {
@@ -21,25 +19,6 @@ fn session(sid: &str) -> SessionRecord {
         state: SessionState::Reserved,
         relays: Vec::new(),
         created_at: SystemTime::now(),
-    }
-}
-
-fn node(id: &str) -> NodeRecord {
-    NodeRecord {
-        id: id.to_owned(),
-        signal_url: "ws://127.0.0.1:7000/ws".to_owned(),
-        address: "127.0.0.1".to_owned(),
-        zone: "z".to_owned(),
-        machine_type: "n2-highcpu-2".to_owned(),
-        vcpus: 2,
-        capacity: 300,
-        state: NodeState::Ready,
-        hold_for: None,
-        labels: Default::default(),
-        version: "test".to_owned(),
-        started_at: SystemTime::now(),
-        stats: NodeStats::default(),
-        updated_at: SystemTime::now(),
     }
 }
 
@@ -69,7 +48,10 @@ async fn session_watch_sees_puts_deletes_and_malformed_values() {
         .await
         .expect("delete");
     // A key of another collection must not show up in this watch.
-    store.put(&keys.node("n1"), &node("n1")).await.expect("put");
+    store
+        .put(&keys.node("n1"), &node_record("n1", 2, 0.0))
+        .await
+        .expect("put");
 
     let mut changes = Vec::new();
     while changes.len() < 3 {
@@ -96,7 +78,10 @@ async fn snapshot_reads_every_collection_at_one_revision() {
     let prefix = unique_prefix("store-snapshot");
     let store = etcd.store(&prefix).await;
     let keys = store.keys().clone();
-    store.put(&keys.node("n1"), &node("n1")).await.expect("put");
+    store
+        .put(&keys.node("n1"), &node_record("n1", 2, 0.0))
+        .await
+        .expect("put");
     let revision = store
         .put(&keys.session("s1"), &session("s1"))
         .await
@@ -126,7 +111,7 @@ async fn a_node_key_is_only_written_on_its_own_lease() {
         .await
         .expect("lease");
 
-    let mut record = node("twin");
+    let mut record = node_record("twin", 2, 0.0);
     assert!(matches!(
         store.put_node(&record, first).await,
         Ok(NodeWrite::Written { .. })
@@ -141,7 +126,10 @@ async fn a_node_key_is_only_written_on_its_own_lease() {
         .await
         .expect("get")
         .expect("present");
-    assert_eq!(stored.zone, "z", "the second lease overwrote the first");
+    assert_eq!(
+        stored.zone, "test-zone-a",
+        "the second lease overwrote the first"
+    );
 
     // Revoking the holder frees the id, and the key went with the lease.
     store.revoke_lease(first).await.expect("revoke");
@@ -161,7 +149,7 @@ async fn a_node_key_is_only_written_on_its_own_lease() {
 
 #[test]
 fn records_round_trip_through_json() {
-    let record = node("n1");
+    let record = node_record("n1", 2, 0.0);
     let json = serde_json::to_string(&record).expect("serialise");
     let back: NodeRecord = serde_json::from_str(&json).expect("parse");
     // Timestamps keep millisecond precision.
