@@ -201,7 +201,17 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     // boot_timeout are deleted and no longer count; what they were for is planned again.
     let mut in_flight: Vec<&InstanceRecord> = Vec::new();
     for instance in &snapshot.instances {
-        if instance.state == InstanceState::Deleting || node_ids.contains(instance.name.as_str()) {
+        let registered = node_ids.contains(instance.name.as_str());
+        if instance.state == InstanceState::Deleting && !registered {
+            // A delete that failed or was cut short: try again, so nothing stays stuck in
+            // deleting (providers' deletes are idempotent).
+            out.actions.push(Action::Delete {
+                instance: instance.name.clone(),
+                reason: "finishing an unfinished delete; its node is gone".to_owned(),
+            });
+            continue;
+        }
+        if instance.state == InstanceState::Deleting || registered {
             continue;
         }
         let age = now.duration_since(instance.created_at).unwrap_or_default();
@@ -487,11 +497,8 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             .get(&node.id)
             .and_then(|d| d.reason.as_deref())
             .is_some_and(|r| r.starts_with(DRAIN_REASON_PREFIX));
-        let instance = managed.get(node.id.as_str());
-        if ours
-            && is_idle(node, &committed)
-            && instance.is_some_and(|i| i.state != InstanceState::Deleting)
-        {
+        // A delete of ours that failed leaves the record deleting: it is retried here too.
+        if ours && is_idle(node, &committed) && managed.contains_key(node.id.as_str()) {
             out.actions.push(Action::Delete {
                 instance: node.id.clone(),
                 reason: "drained by the autoscaler and empty".to_owned(),

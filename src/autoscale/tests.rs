@@ -464,3 +464,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_unfinished_delete_is_retried() {
+    let mut snap = empty();
+    snap.instances.push(instance(
+        "gone",
+        "n1-standard-1",
+        InstanceState::Deleting,
+        0,
+    ));
+    let actions = plan(&snap, &Policy::default());
+    assert!(
+        matches!(&actions[..], [Action::Delete { instance, .. }] if instance == "gone"),
+        "{actions:?}"
+    );
+    // Deleting by `ionctl delete` while its node drains with sessions: left alone.
+    snap.nodes.push(node("gone", "n1-standard-1"));
+    snap.sessions.push(session("s", "gone", 10));
+    assert!(plan(&snap, &Policy::default()).is_empty());
+}
