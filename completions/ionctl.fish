@@ -41,6 +41,7 @@ complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "undrain" -d 'Return d
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "spawn" -d 'Create an instance (GCE VM or local agent process) that joins the cluster'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "autoscale" -d 'Leader-elected controller: spawns held and shared instances for pending demand, keeps a warm pool, drains and deletes idle nodes'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
@@ -169,6 +170,29 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l connect-timeout
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l force -d 'Delete at once, without draining: sessions on the node end abruptly'
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l provider -d 'Where to create instances' -r -f -a "gce\t'Compute Engine VMs (configured in [gce])'
+local\t'ion-agent processes on this machine'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l min-nodes -d 'Keep at least this many nodes [config: [autoscale] min_nodes; default 0]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l max-nodes -d 'Never run more than this many nodes and instances in flight [config: max_nodes; default 10]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l warm-pool -d 'Keep N ready idle nodes of TYPE for bursts, e.g. n1-standard-1=1; repeatable [config: [autoscale.warm_pool]]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l idle-timeout -d 'Drain a node idle this long, beyond min and the warm pool [config: idle_timeout; default 5m]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l boot-timeout -d 'Delete and replace an instance whose agent has not registered by then [config: boot_timeout; default 10m]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l pack-machine-type -d 'Type of new shared instances [config: pack_machine_type; default n2-highcpu-4]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l interval -d 'Time between ticks' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l lease-ttl -d 'TTL of the election lease: a dead leader\'s successor takes over within it' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l hold-ttl -d 'How long held instances stay held at most [default: the agent\'s, 5m]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l identity -d 'This replica\'s name in the election [default: ionctl-<pid>]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l project -d 'GCE project [env: IONCTL_GCE_PROJECT; config: [gce] project]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l state-dir -d 'Local provider: where agents\' state files and logs go [env: IONCTL_LOCAL_STATE_DIR; default: ~/.local/state/ionctl/local]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l image -d 'GCE boot image with ion-agent [env: IONCTL_GCE_IMAGE; config: [gce] image]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l boot-delay -d 'Local provider: start the agent after this delay, as a VM boots (e.g. 30s) [env: IONCTL_LOCAL_BOOT_DELAY]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l once -d 'Run one tick once leader, then resign and exit'
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l spot -d 'GCE: create a Spot VM [env: IONCTL_GCE_SPOT; config: [gce] spot]'
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l dir -d 'Directory to write the script into' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
@@ -176,17 +200,18 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l connect-ti
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l stdout -d 'Print the script on stdout instead of writing a file'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "top" -d 'Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "drain" -d 'Ask nodes to take no new sessions; their sessions continue (writes drain/<node>)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "undrain" -d 'Return drained nodes to ready (deletes drain/<node>)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "spawn" -d 'Create an instance (GCE VM or local agent process) that joins the cluster'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "top" -d 'Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "drain" -d 'Ask nodes to take no new sessions; their sessions continue (writes drain/<node>)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "undrain" -d 'Return drained nodes to ready (deletes drain/<node>)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "spawn" -d 'Create an instance (GCE VM or local agent process) that joins the cluster'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "autoscale" -d 'Leader-elected controller: spawns held and shared instances for pending demand, keeps a warm pool, drains and deletes idle nodes'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'

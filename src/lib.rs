@@ -12,12 +12,14 @@
 //! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
 //! - [`gce`]: the Compute Engine v1 REST client and its credentials.
 //! - [`provider`]: creating and deleting machines for agents: GCE VMs or local processes.
+//! - [`autoscale`]: the pure `plan(snapshot, policy)` and the leader-elected loop that runs it.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //! - [`tui`]: `ionctl top`, the live dashboard (state, events, drawing, etcd feed).
 //!
 //! Library code never prints; the CLI decides what the operator sees.
 
 pub mod api;
+pub mod autoscale;
 pub mod bench;
 pub mod capacity;
 pub mod cli;

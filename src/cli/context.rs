@@ -48,6 +48,7 @@ struct ConfigFile {
     etcd: EtcdOptions,
     auth: AuthOptions,
     placement: Policy,
+    autoscale: crate::autoscale::Policy,
     gce: GceSettings,
     local: LocalFile,
 }
@@ -60,6 +61,8 @@ pub struct Context {
     pub etcd: EtcdOptions,
     pub auth: AuthOptions,
     pub policy: Policy,
+    /// The `[autoscale]` table.
+    pub autoscale: crate::autoscale::Policy,
     pub gce: GceSettings,
     pub local: LocalFile,
 }
@@ -77,6 +80,7 @@ impl Context {
             mut etcd,
             mut auth,
             placement: policy,
+            autoscale,
             gce,
             local,
         } = file;
@@ -99,6 +103,7 @@ impl Context {
             etcd,
             auth,
             policy,
+            autoscale,
             gce,
             local,
         })

@@ -1,6 +1,7 @@
 //! `ionctl`: argument parsing (clap derive), dispatch to one file per command, and the mapping
 //! of failures to documented exit codes.
 
+mod autoscale;
 mod bench;
 mod completions;
 mod context;
@@ -60,6 +61,9 @@ pub enum Command {
     Instances(instances::InstancesArgs),
     /// Drain an instance's node, then delete the instance.
     Delete(delete::DeleteArgs),
+    /// Leader-elected controller: spawns held and shared instances for pending demand, keeps a
+    /// warm pool, drains and deletes idle nodes.
+    Autoscale(autoscale::AutoscaleArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Spawn(args) => spawn::run(&Context::resolve(&cli.global)?, args).await,
             Command::Instances(args) => instances::run(&Context::resolve(&cli.global)?, args).await,
             Command::Delete(args) => delete::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Autoscale(args) => autoscale::run(&Context::resolve(&cli.global)?, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })

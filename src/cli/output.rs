@@ -50,7 +50,8 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
     write_stdout(&text)
 }
 
-fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+/// Writes to stdout; a closed pipe is success.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -57,7 +57,7 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
+pub(super) async fn shutdown() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,0 +1,518 @@
+//! The pure planner: [`plan`] turns a snapshot of the cluster (nodes, sessions, drains, pending
+//! demands, recorded instances and how long each node has been idle) and a [`Policy`] into the
+//! actions the loop should take. No I/O, no clock: `now` comes in with the snapshot, and
+//! idleness is tracked by the loop in [`Snapshot::idle_since`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capacity::{
+    CATALOGUE, ClassSpec, DEFAULT_UNITS_PER_VCPU, MachineType, smallest_fitting,
+};
+use crate::model::{
+    DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
+    SessionRecord, Units,
+};
+
+/// Drain requests written by the autoscaler carry a reason starting with this; only such
+/// drains are finished with a delete, so an operator's maintenance drain is left alone.
+pub const DRAIN_REASON_PREFIX: &str = "autoscale:";
+
+/// What the planner sees.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub now: SystemTime,
+    pub nodes: Vec<NodeRecord>,
+    pub sessions: Vec<SessionRecord>,
+    pub drains: BTreeMap<String, DrainRequest>,
+    pub pending: Vec<PendingDemand>,
+    pub instances: Vec<InstanceRecord>,
+    /// Since when each node has been idle (no sessions, nothing committed), as the loop saw it.
+    /// A node missing here is not idle.
+    pub idle_since: BTreeMap<String, SystemTime>,
+}
+
+/// The autoscaler's knobs (`[autoscale]` in the config, or flags).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    pub min_nodes: u32,
+    pub max_nodes: u32,
+    /// Machine type → number of ready, idle nodes kept for bursts.
+    pub warm_pool: BTreeMap<String, u32>,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub boot_timeout: Duration,
+    /// Type of the new shared instances small demands are packed onto (and of min_nodes).
+    pub pack_machine_type: String,
+    pub units_per_vcpu: Units,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            min_nodes: 0,
+            max_nodes: 10,
+            warm_pool: BTreeMap::new(),
+            idle_timeout: Duration::from_secs(300),
+            boot_timeout: Duration::from_secs(600),
+            pack_machine_type: "n2-highcpu-4".to_owned(),
+            units_per_vcpu: DEFAULT_UNITS_PER_VCPU,
+        }
+    }
+}
+
+impl Policy {
+    /// Capacity in units of a catalogue type (0 for an unknown one).
+    fn capacity(&self, machine_type: &str) -> Units {
+        MachineType::by_name(machine_type).map_or(0, |m| m.capacity(self.units_per_vcpu))
+    }
+}
+
+/// One thing to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Spawn {
+        machine_type: String,
+        hold_for: Option<String>,
+        reason: String,
+    },
+    Drain {
+        node: String,
+        reason: String,
+    },
+    Delete {
+        instance: String,
+        reason: String,
+    },
+}
+
+impl Action {
+    pub fn reason(&self) -> &str {
+        match self {
+            Action::Spawn { reason, .. }
+            | Action::Drain { reason, .. }
+            | Action::Delete { reason, .. } => reason,
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Spawn {
+                machine_type,
+                hold_for,
+                reason,
+            } => {
+                write!(f, "spawn {machine_type}")?;
+                if let Some(sid) = hold_for {
+                    write!(f, " held for {sid}")?;
+                }
+                write!(f, ": {reason}")
+            }
+            Action::Drain { node, reason } => write!(f, "drain {node}: {reason}"),
+            Action::Delete { instance, reason } => write!(f, "delete {instance}: {reason}"),
+        }
+    }
+}
+
+/// How a pending demand is covered by the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cover {
+    /// Already placed: a session record exists.
+    Placed,
+    /// A registered node held for it.
+    HeldNode(String),
+    /// An instance in flight held for it.
+    HeldInstance(String),
+    /// Fits on an existing ready node with room.
+    Node(String),
+    /// Packed onto an unheld instance in flight.
+    Instance(String),
+    /// The `n`th action of the plan, a spawn.
+    Spawn(usize),
+    /// Not covered: `max_nodes` reached.
+    AtMax,
+    /// No machine type in the catalogue holds it; placement refuses it.
+    TooLarge,
+}
+
+/// The actions, and how each pending demand is covered (for tests and logs).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub covers: BTreeMap<String, Cover>,
+}
+
+/// The actions for `snapshot` under `policy`.
+pub fn plan(snapshot: &Snapshot, policy: &Policy) -> Vec<Action> {
+    plan_detailed(snapshot, policy).actions
+}
+
+/// A bin demands are packed into: its room left under the class's headroom is computed per
+/// demand from capacity and what is already in it.
+struct Bin {
+    kind: BinKind,
+    capacity: Units,
+    used: f64,
+}
+
+enum BinKind {
+    Node(String),
+    Instance(String),
+    Spawn(usize),
+}
+
+impl Bin {
+    fn takes(&self, demand: Units, spec: &ClassSpec) -> bool {
+        self.used + f64::from(demand) <= f64::from(spec.limit(self.capacity))
+    }
+}
+
+fn is_idle(node: &NodeRecord, committed: &BTreeMap<&str, Units>) -> bool {
+    committed.get(node.id.as_str()).copied().unwrap_or(0) == 0
+        && node.stats.sessions == 0
+        && node.stats.peers == 0
+}
+
+/// [`plan`], with the cover of every pending demand.
+pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
+    let mut out = Plan::default();
+    let now = snapshot.now;
+    let node_ids: BTreeSet<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
+    let mut committed: BTreeMap<&str, Units> = BTreeMap::new();
+    for s in &snapshot.sessions {
+        let c = committed.entry(s.node.as_str()).or_default();
+        *c = c.saturating_add(s.demand);
+    }
+    let placed: BTreeSet<&str> = snapshot.sessions.iter().map(|s| s.sid.as_str()).collect();
+    let managed: BTreeMap<&str, &InstanceRecord> = snapshot
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i))
+        .collect();
+
+    // Instances in flight: recorded, not deleting, without a registered node. Those past
+    // boot_timeout are deleted and no longer count; what they were for is planned again.
+    let mut in_flight: Vec<&InstanceRecord> = Vec::new();
+    for instance in &snapshot.instances {
+        let registered = node_ids.contains(instance.name.as_str());
+        if instance.state == InstanceState::Deleting && !registered {
+            // A delete that failed or was cut short: try again, so nothing stays stuck in
+            // deleting (providers' deletes are idempotent).
+            out.actions.push(Action::Delete {
+                instance: instance.name.clone(),
+                reason: "finishing an unfinished delete; its node is gone".to_owned(),
+            });
+            continue;
+        }
+        if instance.state == InstanceState::Deleting || registered {
+            continue;
+        }
+        let age = now.duration_since(instance.created_at).unwrap_or_default();
+        let waiting = matches!(
+            instance.state,
+            InstanceState::Creating | InstanceState::Booting
+        );
+        if age > policy.boot_timeout {
+            out.actions.push(Action::Delete {
+                instance: instance.name.clone(),
+                reason: format!(
+                    "never registered within boot_timeout {}",
+                    humantime::format_duration(policy.boot_timeout)
+                ),
+            });
+        } else if waiting {
+            in_flight.push(instance);
+        }
+    }
+    let mut count = u32::try_from(snapshot.nodes.len() + in_flight.len()).unwrap_or(u32::MAX);
+    let mut room = policy.max_nodes.saturating_sub(count);
+
+    // Scale up. Oldest demands first, so the ones waiting longest win under max.
+    let mut pending: Vec<&PendingDemand> = snapshot.pending.iter().collect();
+    pending.sort_by(|a, b| a.since.cmp(&b.since).then(a.sid.cmp(&b.sid)));
+    let usable = |n: &NodeRecord| {
+        n.state == NodeState::Ready && !snapshot.drains.contains_key(&n.id) && n.capacity > 0
+    };
+    let max_node_capacity = snapshot
+        .nodes
+        .iter()
+        .filter(|n| usable(n))
+        .map(|n| n.capacity)
+        .max()
+        .unwrap_or(0);
+    let mut small: Vec<&PendingDemand> = Vec::new();
+    for demand in pending {
+        let spec = ClassSpec::of(demand.class);
+        if placed.contains(demand.sid.as_str()) {
+            out.covers.insert(demand.sid.clone(), Cover::Placed);
+            continue;
+        }
+        if let Some(node) = snapshot
+            .nodes
+            .iter()
+            .find(|n| n.hold_for.as_deref() == Some(demand.sid.as_str()))
+        {
+            out.covers
+                .insert(demand.sid.clone(), Cover::HeldNode(node.id.clone()));
+            continue;
+        }
+        if let Some(instance) = in_flight
+            .iter()
+            .find(|i| i.hold_for.as_deref() == Some(demand.sid.as_str()))
+        {
+            out.covers.insert(
+                demand.sid.clone(),
+                Cover::HeldInstance(instance.name.clone()),
+            );
+            continue;
+        }
+        // Too big for any node and for the shared pack type: it gets an instance of its own.
+        let largest_bin = max_node_capacity.max(policy.capacity(&policy.pack_machine_type));
+        let too_big = demand.demand > spec.limit(largest_bin);
+        if !(spec.dedicated || too_big) {
+            small.push(demand);
+            continue;
+        }
+        let machine = demand
+            .machine_type
+            .as_deref()
+            .and_then(MachineType::by_name)
+            .filter(|m| demand.demand <= spec.limit(m.capacity(policy.units_per_vcpu)))
+            .or_else(|| smallest_fitting(demand.demand, policy.units_per_vcpu, &spec));
+        let Some(machine) = machine else {
+            out.covers.insert(demand.sid.clone(), Cover::TooLarge);
+            continue;
+        };
+        if room == 0 {
+            out.covers.insert(demand.sid.clone(), Cover::AtMax);
+            continue;
+        }
+        room -= 1;
+        count += 1;
+        out.covers
+            .insert(demand.sid.clone(), Cover::Spawn(out.actions.len()));
+        out.actions.push(Action::Spawn {
+            machine_type: machine.name.to_owned(),
+            hold_for: Some(demand.sid.clone()),
+            reason: format!(
+                "pending {} {} ({} units) {}",
+                demand.class,
+                demand.sid,
+                demand.demand,
+                if spec.dedicated {
+                    "needs a node of its own"
+                } else {
+                    "fits no existing node"
+                }
+            ),
+        });
+    }
+
+    // Small demands, first-fit decreasing: existing ready nodes with room, then unheld
+    // instances in flight, then new instances of the pack type.
+    small.sort_by(|a, b| b.demand.cmp(&a.demand).then(a.sid.cmp(&b.sid)));
+    let mut bins: Vec<Bin> = Vec::new();
+    let dedicated_on: BTreeSet<&str> = snapshot
+        .sessions
+        .iter()
+        .filter(|s| ClassSpec::of(s.class).dedicated)
+        .map(|s| s.node.as_str())
+        .collect();
+    for node in &snapshot.nodes {
+        if usable(node) && node.hold_for.is_none() && !dedicated_on.contains(node.id.as_str()) {
+            let c = f64::from(committed.get(node.id.as_str()).copied().unwrap_or(0));
+            let observed = if node.stats.observed_units.is_finite() {
+                node.stats.observed_units.max(0.0)
+            } else {
+                f64::from(node.capacity)
+            };
+            bins.push(Bin {
+                kind: BinKind::Node(node.id.clone()),
+                capacity: node.capacity,
+                used: c.max(observed),
+            });
+        }
+    }
+    for instance in in_flight.iter().filter(|i| i.hold_for.is_none()) {
+        bins.push(Bin {
+            kind: BinKind::Instance(instance.name.clone()),
+            capacity: policy.capacity(&instance.machine_type),
+            used: 0.0,
+        });
+    }
+    let mut packed_instances: BTreeSet<String> = BTreeSet::new();
+    let mut packed_nodes: BTreeSet<String> = BTreeSet::new();
+    for demand in small {
+        let spec = ClassSpec::of(demand.class);
+        let bin = match bins.iter_mut().find(|b| b.takes(demand.demand, &spec)) {
+            Some(bin) => bin,
+            None => {
+                let pack = MachineType::by_name(&policy.pack_machine_type)
+                    .filter(|m| demand.demand <= spec.limit(m.capacity(policy.units_per_vcpu)))
+                    .or_else(|| smallest_fitting(demand.demand, policy.units_per_vcpu, &spec));
+                let Some(machine) = pack else {
+                    out.covers.insert(demand.sid.clone(), Cover::TooLarge);
+                    continue;
+                };
+                if room == 0 {
+                    out.covers.insert(demand.sid.clone(), Cover::AtMax);
+                    continue;
+                }
+                room -= 1;
+                count += 1;
+                let index = out.actions.len();
+                out.actions.push(Action::Spawn {
+                    machine_type: machine.name.to_owned(),
+                    hold_for: None,
+                    reason: format!(
+                        "pending {} {} ({} units) fits no node; shared instance",
+                        demand.class, demand.sid, demand.demand
+                    ),
+                });
+                bins.push(Bin {
+                    kind: BinKind::Spawn(index),
+                    capacity: machine.capacity(policy.units_per_vcpu),
+                    used: 0.0,
+                });
+                bins.last_mut().expect("a bin was just pushed")
+            }
+        };
+        bin.used += f64::from(demand.demand);
+        let cover = match &bin.kind {
+            BinKind::Node(id) => {
+                packed_nodes.insert(id.clone());
+                Cover::Node(id.clone())
+            }
+            BinKind::Instance(name) => {
+                packed_instances.insert(name.clone());
+                Cover::Instance(name.clone())
+            }
+            BinKind::Spawn(index) => Cover::Spawn(*index),
+        };
+        out.covers.insert(demand.sid.clone(), cover);
+    }
+
+    // Idle nodes: ready, not drained, not held, carrying nothing, and not about to take a
+    // pending demand.
+    let idle: Vec<&NodeRecord> = snapshot
+        .nodes
+        .iter()
+        .filter(|n| {
+            usable(n)
+                && n.hold_for.is_none()
+                && is_idle(n, &committed)
+                && !packed_nodes.contains(&n.id)
+        })
+        .collect();
+
+    // Minimum and warm pool.
+    for (machine_type, want) in &policy.warm_pool {
+        let warm_nodes = idle
+            .iter()
+            .filter(|n| &n.machine_type == machine_type)
+            .count();
+        let warm_booting = in_flight
+            .iter()
+            .filter(|i| {
+                i.hold_for.is_none()
+                    && &i.machine_type == machine_type
+                    && !packed_instances.contains(&i.name)
+            })
+            .count();
+        let have = u32::try_from(warm_nodes + warm_booting).unwrap_or(u32::MAX);
+        for _ in have..*want {
+            if room == 0 {
+                break;
+            }
+            room -= 1;
+            count += 1;
+            out.actions.push(Action::Spawn {
+                machine_type: machine_type.clone(),
+                hold_for: None,
+                reason: format!("warm pool {machine_type}: {have} idle of {want} wanted"),
+            });
+        }
+    }
+    while count < policy.min_nodes && room > 0 {
+        room -= 1;
+        count += 1;
+        out.actions.push(Action::Spawn {
+            machine_type: policy.pack_machine_type.clone(),
+            hold_for: None,
+            reason: format!("below min_nodes {}", policy.min_nodes),
+        });
+    }
+
+    // Scale down: idle past idle_timeout, beyond min and the warm pool, and only instances
+    // this autoscaler can delete. Longest idle first.
+    let mut expired: Vec<(&NodeRecord, SystemTime)> = idle
+        .iter()
+        .filter(|n| managed.contains_key(n.id.as_str()))
+        .filter_map(|n| {
+            let since = *snapshot.idle_since.get(&n.id)?;
+            let idle_for = now.duration_since(since).unwrap_or_default();
+            (idle_for >= policy.idle_timeout).then_some((*n, since))
+        })
+        .collect();
+    expired.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
+    let mut idle_left: BTreeMap<&str, u32> = BTreeMap::new();
+    for n in &idle {
+        *idle_left.entry(n.machine_type.as_str()).or_default() += 1;
+    }
+    let mut nodes_left = count;
+    for (node, since) in expired {
+        let keep = policy
+            .warm_pool
+            .get(&node.machine_type)
+            .copied()
+            .unwrap_or(0);
+        let left = idle_left.entry(node.machine_type.as_str()).or_default();
+        if nodes_left <= policy.min_nodes || *left <= keep {
+            continue;
+        }
+        *left -= 1;
+        nodes_left -= 1;
+        let idle_for = now.duration_since(since).unwrap_or_default();
+        out.actions.push(Action::Drain {
+            node: node.id.clone(),
+            reason: format!(
+                "{DRAIN_REASON_PREFIX} idle for {}s, past idle_timeout {}",
+                idle_for.as_secs(),
+                humantime::format_duration(policy.idle_timeout)
+            ),
+        });
+    }
+
+    // Drained by us and empty: delete.
+    for node in &snapshot.nodes {
+        let ours = snapshot
+            .drains
+            .get(&node.id)
+            .and_then(|d| d.reason.as_deref())
+            .is_some_and(|r| r.starts_with(DRAIN_REASON_PREFIX));
+        // A delete of ours that failed leaves the record deleting: it is retried here too.
+        if ours && is_idle(node, &committed) && managed.contains_key(node.id.as_str()) {
+            out.actions.push(Action::Delete {
+                instance: node.id.clone(),
+                reason: "drained by the autoscaler and empty".to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// The catalogue's type names, for messages and flag checks.
+pub fn known_types() -> String {
+    CATALOGUE
+        .iter()
+        .map(|m| m.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

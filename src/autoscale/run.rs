@@ -1,0 +1,367 @@
+//! The autoscaler loop: win the etcd election on `election/autoscaler`, then every tick read
+//! a snapshot, keep the instance records and each node's idle time current, [`plan`], and carry
+//! the actions out through the provider, in parallel. It reports what it does through a
+//! callback; it never prints. On shutdown it resigns, so another replica takes over at once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use etcd_client::{LeaderKey, ResignOptions};
+use thiserror::Error;
+use tokio::task::JoinSet;
+
+use super::{Action, DRAIN_REASON_PREFIX, Policy, Snapshot, plan};
+use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord, SessionRecord};
+use crate::provider::{AgentBootstrap, InstanceSpec, Progress, Provider, generate_name};
+use crate::store::{LeaseId, Store, StoreError};
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: Policy,
+    /// Time between ticks.
+    pub interval: Duration,
+    /// TTL of the election lease: a dead leader's successor takes over within it.
+    pub lease_ttl: Duration,
+    /// One tick, then resign and return.
+    pub once: bool,
+    /// This replica's name in the election.
+    pub identity: String,
+    /// The hold TTL passed to agents of held instances.
+    pub hold_ttl: Option<Duration>,
+}
+
+/// What the loop tells its caller.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Campaigning {
+        identity: String,
+    },
+    Leader {
+        identity: String,
+    },
+    /// An action was carried out (`Ok` with what it made) or failed.
+    Acted {
+        action: Action,
+        outcome: Result<String, String>,
+    },
+    /// An instance's agent registered: its record went from booting to ready.
+    Registered {
+        instance: String,
+    },
+    Resigned,
+}
+
+#[derive(Debug, Error)]
+pub enum AutoscaleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("etcd election on {key}: {source}")]
+    Election {
+        key: String,
+        source: etcd_client::Error,
+    },
+    #[error("lost the autoscaler lease; another replica may lead now")]
+    LostLease,
+}
+
+/// Campaigns, then runs ticks until `shutdown` resolves (or after one tick with `once`).
+pub async fn run(
+    store: Store,
+    provider: Arc<dyn Provider>,
+    settings: Settings,
+    report: Arc<dyn Fn(Report) + Send + Sync>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AutoscaleError> {
+    tokio::pin!(shutdown);
+    let election = store.keys().autoscaler_election();
+    let lease = store.grant_lease(settings.lease_ttl).await?;
+    let alive = Arc::new(AtomicBool::new(true));
+    let keeper = keep_alive(store.clone(), lease, settings.lease_ttl, alive.clone()).await?;
+    report(Report::Campaigning {
+        identity: settings.identity.clone(),
+    });
+    let mut client = store.client();
+    let campaign = client.campaign(election.as_str(), settings.identity.as_str(), lease);
+    let leader = tokio::select! {
+        response = campaign => response.map_err(|source| AutoscaleError::Election { key: election.clone(), source })?,
+        () = &mut shutdown => {
+            keeper.abort();
+            let _ = store.revoke_lease(lease).await;
+            return Ok(());
+        }
+    };
+    let Some(leader) = leader.leader().cloned() else {
+        keeper.abort();
+        return Err(AutoscaleError::LostLease);
+    };
+    report(Report::Leader {
+        identity: settings.identity.clone(),
+    });
+    let mut autoscaler = Autoscaler {
+        store: store.clone(),
+        provider,
+        settings: settings.clone(),
+        idle_since: BTreeMap::new(),
+        report: report.clone(),
+    };
+    let result = async {
+        let mut ticker = tokio::time::interval(settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = &mut shutdown => return Ok(()),
+            }
+            if !alive.load(Ordering::SeqCst) || !still_leader(&store, &leader).await? {
+                return Err(AutoscaleError::LostLease);
+            }
+            if let Err(error) = autoscaler.tick().await {
+                tracing::warn!(%error, "autoscaler tick failed; trying again next tick");
+            }
+            if settings.once {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    resign(&store, leader, lease).await;
+    keeper.abort();
+    report(Report::Resigned);
+    result
+}
+
+async fn resign(store: &Store, leader: LeaderKey, lease: LeaseId) {
+    let mut client = store.client();
+    if let Err(error) = client
+        .resign(Some(ResignOptions::new().with_leader(leader)))
+        .await
+    {
+        tracing::warn!(%error, "cannot resign; the lease is revoked instead");
+    }
+    if let Err(error) = store.revoke_lease(lease).await {
+        tracing::warn!(%error, "cannot revoke the autoscaler lease; it expires with its TTL");
+    }
+}
+
+/// The leader key still exists: our lease has not expired.
+async fn still_leader(store: &Store, leader: &LeaderKey) -> Result<bool, AutoscaleError> {
+    let mut client = store.client();
+    let response = client
+        .get(leader.key(), None)
+        .await
+        .map_err(|e| AutoscaleError::Store(store.classify(e)))?;
+    Ok(!response.kvs().is_empty())
+}
+
+/// Keeps the election lease alive at a third of its TTL; clears `alive` when that fails.
+async fn keep_alive(
+    store: Store,
+    lease: LeaseId,
+    ttl: Duration,
+    alive: Arc<AtomicBool>,
+) -> Result<tokio::task::JoinHandle<()>, AutoscaleError> {
+    let (mut keeper, mut stream) = store.keep_alive(lease).await?;
+    Ok(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval((ttl / 3).max(Duration::from_millis(300)));
+        loop {
+            ticker.tick().await;
+            let ok = keeper.keep_alive().await.is_ok()
+                && matches!(stream.message().await, Ok(Some(r)) if r.ttl() > 0);
+            if !ok {
+                alive.store(false, Ordering::SeqCst);
+                return;
+            }
+        }
+    }))
+}
+
+struct Autoscaler {
+    store: Store,
+    provider: Arc<dyn Provider>,
+    settings: Settings,
+    idle_since: BTreeMap<String, SystemTime>,
+    report: Arc<dyn Fn(Report) + Send + Sync>,
+}
+
+fn idle(node: &NodeRecord, sessions: &[SessionRecord]) -> bool {
+    node.stats.sessions == 0 && node.stats.peers == 0 && !sessions.iter().any(|s| s.node == node.id)
+}
+
+impl Autoscaler {
+    async fn tick(&mut self) -> Result<(), AutoscaleError> {
+        let now = SystemTime::now();
+        let read = self.store.snapshot().await?;
+        let keys = self.store.keys().clone();
+        let instances: Vec<InstanceRecord> = self
+            .store
+            .list::<InstanceRecord>(&keys.instances(), Some(read.revision))
+            .await?
+            .items
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        // Idle since: set when a node is first seen idle, cleared the moment it carries anything.
+        self.idle_since
+            .retain(|id, _| read.nodes.iter().any(|n| &n.id == id));
+        for node in &read.nodes {
+            if idle(node, &read.sessions) {
+                self.idle_since.entry(node.id.clone()).or_insert(now);
+            } else {
+                self.idle_since.remove(&node.id);
+            }
+        }
+        // Booting → ready once the agent has registered.
+        let mut current = Vec::with_capacity(instances.len());
+        for mut instance in instances {
+            let registered = read.nodes.iter().any(|n| n.id == instance.name);
+            if registered
+                && matches!(
+                    instance.state,
+                    InstanceState::Creating | InstanceState::Booting
+                )
+            {
+                instance.state = InstanceState::Ready;
+                self.store
+                    .put(&keys.instance(&instance.name), &instance)
+                    .await?;
+                (self.report)(Report::Registered {
+                    instance: instance.name.clone(),
+                });
+            }
+            current.push(instance);
+        }
+        let snapshot = Snapshot {
+            now,
+            nodes: read.nodes,
+            sessions: read.sessions,
+            drains: read.drains.into_iter().collect(),
+            pending: read.pending,
+            instances: current,
+            idle_since: self.idle_since.clone(),
+        };
+        let actions = plan(&snapshot, &self.settings.policy);
+        let mut tasks = JoinSet::new();
+        for action in actions {
+            tracing::info!(%action, "autoscale action");
+            let store = self.store.clone();
+            let provider = self.provider.clone();
+            let hold_ttl = self.settings.hold_ttl;
+            let record = snapshot
+                .instances
+                .iter()
+                .find(|i| matches!(&action, Action::Delete { instance, .. } if instance == &i.name))
+                .cloned();
+            tasks.spawn(async move {
+                let outcome = execute(&store, provider.as_ref(), &action, record, hold_ttl).await;
+                (action, outcome)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((action, outcome)) => {
+                    if let Err(error) = &outcome {
+                        tracing::warn!(%action, %error, "autoscale action failed");
+                    }
+                    (self.report)(Report::Acted { action, outcome });
+                }
+                Err(error) => tracing::error!(%error, "an autoscale action panicked"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Carries one action out; `Ok` names what it made.
+async fn execute(
+    store: &Store,
+    provider: &dyn Provider,
+    action: &Action,
+    record: Option<InstanceRecord>,
+    hold_ttl: Option<Duration>,
+) -> Result<String, String> {
+    let keys = store.keys();
+    match action {
+        Action::Spawn {
+            machine_type,
+            hold_for,
+            ..
+        } => {
+            let name = generate_name(machine_type);
+            let key = keys.instance(&name);
+            let mut record = InstanceRecord {
+                name: name.clone(),
+                provider: provider.kind().to_owned(),
+                zone: String::new(),
+                machine_type: machine_type.clone(),
+                hold_for: hold_for.clone(),
+                state: InstanceState::Creating,
+                created_at: SystemTime::now(),
+            };
+            store.put(&key, &record).await.map_err(|e| e.to_string())?;
+            let spec = InstanceSpec {
+                name: name.clone(),
+                machine_type: machine_type.clone(),
+                zone: None,
+                labels: Default::default(),
+                hold_for: hold_for.clone(),
+                agent: AgentBootstrap {
+                    etcd_endpoints: store.endpoints().to_vec(),
+                    prefix: keys.prefix().to_owned(),
+                    units_per_vcpu: None,
+                    hold_ttl: hold_for.as_ref().and(hold_ttl),
+                },
+            };
+            match provider.create(&spec, &Progress::none()).await {
+                Ok(instance) => {
+                    record.zone = instance.zone;
+                    record.state = InstanceState::Booting;
+                    store.put(&key, &record).await.map_err(|e| e.to_string())?;
+                    Ok(name)
+                }
+                Err(error) => {
+                    // Nothing was created: the record would only count as in flight.
+                    let _ = store.delete(&key).await;
+                    Err(format!("cannot create {name}: {error}"))
+                }
+            }
+        }
+        Action::Drain { node, reason } => {
+            let request = DrainRequest {
+                requested_at: SystemTime::now(),
+                deadline: None,
+                reason: Some(if reason.starts_with(DRAIN_REASON_PREFIX) {
+                    reason.clone()
+                } else {
+                    format!("{DRAIN_REASON_PREFIX} {reason}")
+                }),
+            };
+            store
+                .drain(node, &request)
+                .await
+                .map(|_| node.clone())
+                .map_err(|e| e.to_string())
+        }
+        Action::Delete { instance, .. } => {
+            let key = keys.instance(instance);
+            let zone = record.as_ref().map(|r| r.zone.clone()).unwrap_or_default();
+            if let Some(mut record) = record {
+                record.state = InstanceState::Deleting;
+                store.put(&key, &record).await.map_err(|e| e.to_string())?;
+            }
+            provider
+                .delete(instance, &zone, &Progress::none())
+                .await
+                .map_err(|e| format!("cannot delete {instance}: {e}"))?;
+            store.delete(&key).await.map_err(|e| e.to_string())?;
+            store
+                .delete(&keys.drain(instance))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(instance.clone())
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! `ionctl autoscale --provider local` end to end, with a real etcd and real agent processes:
+//! a burst of held spawns, the warm pool, idle scale-down, and leadership hand-over.
+
+mod harness;
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use harness::{Etcd, ionctl_with_env, stderr, stdout, unique_prefix, wait_for};
+use ion_cluster::model::{InstanceRecord, NodeRecord, SessionClass, SessionRecord, SessionState};
+use ion_cluster::provider::local::{LocalState, process_alive};
+use ion_cluster::store::Store;
+use serde_json::Value;
+
+struct Cluster {
+    etcd: Etcd,
+    prefix: String,
+    dir: tempfile::TempDir,
+    loops: Vec<tokio::process::Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.loops {
+            let _ = child.start_kill();
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if let Ok(state) = serde_json::from_str::<LocalState>(&text)
+                && process_alive(state.pid, &state.name)
+            {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &state.pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+impl Cluster {
+    async fn start(test: &str) -> Self {
+        harness::agent_bin();
+        Self {
+            etcd: Etcd::start().await,
+            prefix: unique_prefix(test),
+            dir: tempfile::tempdir().expect("a state dir"),
+            loops: Vec::new(),
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "IONCTL_LOCAL_STATE_DIR",
+                self.dir.path().display().to_string(),
+            ),
+            (
+                "IONCTL_LOCAL_AGENT_BIN",
+                harness::agent_bin().display().to_string(),
+            ),
+        ]
+    }
+
+    fn with_cluster(&self, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend([
+            "--etcd".to_owned(),
+            self.etcd.endpoint(),
+            "--prefix".to_owned(),
+            self.prefix.clone(),
+        ]);
+        all
+    }
+
+    async fn ionctl(&self, args: &[&str]) -> Output {
+        let all = self.with_cluster(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ionctl_with_env(&all, &env).await
+    }
+
+    /// Starts a long-running `ionctl autoscale`; its stdout goes to `<dir>/<identity>.out`.
+    fn autoscale(&mut self, identity: &str, extra: &[&str]) -> usize {
+        let mut args = vec![
+            "autoscale",
+            "--provider",
+            "local",
+            "--interval",
+            "300ms",
+            "--identity",
+            identity,
+        ];
+        args.extend_from_slice(extra);
+        let all = self.with_cluster(&args);
+        let out = std::fs::File::create(self.out_path(identity)).expect("an output file");
+        let err = std::fs::File::create(self.dir.path().join(format!("{identity}.err")))
+            .expect("an error file");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ionctl"));
+        command
+            .args(&all)
+            .env_remove("IONCTL_ETCD_ENDPOINTS")
+            .env_remove("IONCTL_PREFIX")
+            .env_remove("IONCTL_CONFIG")
+            .env("XDG_CONFIG_HOME", "/nonexistent-ionctl-test-config")
+            .env("IONCTL_LOG", "info")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        for (key, value) in self.env() {
+            command.env(key, value);
+        }
+        self.loops
+            .push(command.spawn().expect("starting ionctl autoscale"));
+        self.loops.len() - 1
+    }
+
+    fn out_path(&self, identity: &str) -> PathBuf {
+        self.dir.path().join(format!("{identity}.out"))
+    }
+
+    fn out(&self, identity: &str) -> String {
+        std::fs::read_to_string(self.out_path(identity)).unwrap_or_default()
+    }
+
+    async fn instances(store: &Store) -> Vec<InstanceRecord> {
+        store
+            .list::<InstanceRecord>(&store.keys().instances(), None)
+            .await
+            .expect("listing instances")
+            .items
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect()
+    }
+
+    async fn nodes(store: &Store) -> Vec<NodeRecord> {
+        store
+            .nodes()
+            .await
+            .expect("listing nodes")
+            .items
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
+    }
+}
+
+fn place_json(output: &Output) -> Value {
+    place_json_or(output, "")
+}
+
+fn place_json_or(output: &Output, context: &str) -> Value {
+    assert!(
+        output.status.success(),
+        "place failed: {}\n{}\n{context}",
+        stderr(output),
+        stdout(output)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+async fn wait_nodes(store: &Store, count: usize, timeout: Duration) -> Vec<NodeRecord> {
+    wait_for(&format!("{count} nodes"), timeout, || {
+        let store = store.clone();
+        async move {
+            let nodes = Cluster::nodes(&store).await;
+            (nodes.len() >= count).then_some(nodes)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_burst_of_livestreams_gets_one_held_node_each() {
+    let cluster = Cluster::start("autoscale-burst").await;
+    let store = cluster.etcd.store(&cluster.prefix).await;
+    // Small livestreams: local agents report the whole host's CPU as observed load, and five
+    // of them share two cores here.
+    let sids: Vec<String> = (0..5).map(|i| format!("live{i}")).collect();
+    let asked = SystemTime::now();
+    for sid in &sids {
+        let output = cluster
+            .ionctl(&[
+                "place",
+                "--class",
+                "livestream",
+                "--size",
+                "5",
+                "--session",
+                sid,
+            ])
+            .await;
+        assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    }
+    let output = cluster
+        .ionctl(&["autoscale", "--provider", "local", "--once"])
+        .await;
+    let printed = stdout(&output);
+    assert!(output.status.success(), "{}\n{printed}", stderr(&output));
+    for sid in &sids {
+        assert!(
+            printed.contains(&format!(
+                "spawn n1-standard-1 held for {sid}: pending livestream"
+            )),
+            "{printed}"
+        );
+    }
+    assert_eq!(printed.matches("-> ok ion-").count(), 5, "{printed}");
+    let instances = Cluster::instances(&store).await;
+    assert_eq!(instances.len(), 5, "{instances:?}");
+    // In parallel: all five were requested within one tick, before any agent registered.
+    let first = instances.iter().map(|i| i.created_at).min().expect("some");
+    let last = instances.iter().map(|i| i.created_at).max().expect("some");
+    assert!(
+        last.duration_since(first).unwrap_or_default() < Duration::from_secs(3),
+        "{instances:?}"
+    );
+
+    wait_nodes(&store, 5, Duration::from_secs(60)).await;
+    // A meeting finds no node: every new node is held for a livestream.
+    let output = cluster
+        .ionctl(&[
+            "place",
+            "--class",
+            "meeting",
+            "--size",
+            "4",
+            "--session",
+            "room",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(4), "{}", stdout(&output));
+    for sid in &sids {
+        let placed = place_json_or(
+            &cluster
+                .ionctl(&[
+                    "place",
+                    "--class",
+                    "livestream",
+                    "--size",
+                    "5",
+                    "--session",
+                    sid,
+                    "-o",
+                    "json",
+                ])
+                .await,
+            &format!("{:#?}", Cluster::nodes(&store).await),
+        );
+        let node = placed["node"].as_str().expect("a node id");
+        let nodes = Cluster::nodes(&store).await;
+        let held = nodes.iter().find(|n| n.id == node).expect("a new node");
+        assert_eq!(held.hold_for.as_deref(), Some(sid.as_str()));
+    }
+    let placed_in = SystemTime::now().duration_since(asked).unwrap_or_default();
+    eprintln!("burst of 5 livestreams: pending to placed in {placed_in:?}");
+}
+
+#[tokio::test]
+async fn idle_nodes_are_drained_and_deleted_and_a_busy_node_is_kept() {
+    let mut cluster = Cluster::start("autoscale-idle").await;
+    let store = cluster.etcd.store(&cluster.prefix).await;
+    for name in ["ion-idle", "ion-busy"] {
+        let output = cluster
+            .ionctl(&[
+                "spawn",
+                "--provider",
+                "local",
+                "--machine-type",
+                "n1-standard-1",
+                "--name",
+                name,
+                "--wait",
+            ])
+            .await;
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let session = SessionRecord {
+        sid: "busy-room".to_owned(),
+        class: SessionClass::Meeting,
+        size: 4,
+        demand: 12,
+        node: "ion-busy".to_owned(),
+        state: SessionState::Live,
+        relays: Vec::new(),
+        created_at: SystemTime::now(),
+    };
+    store
+        .put(&store.keys().session("busy-room"), &session)
+        .await
+        .expect("a session");
+    cluster.autoscale("scaler", &["--idle-timeout", "1s"]);
+    wait_for("the idle instance to go", Duration::from_secs(40), || {
+        let store = store.clone();
+        async move {
+            let instances = Cluster::instances(&store).await;
+            (!instances.iter().any(|i| i.name == "ion-idle")).then_some(())
+        }
+    })
+    .await;
+    let out = cluster.out("scaler");
+    assert!(out.contains("drain ion-idle: autoscale: idle for"), "{out}");
+    assert!(
+        out.contains("delete ion-idle: drained by the autoscaler and empty -> ok"),
+        "{out}"
+    );
+    // A few more ticks: the busy node is never touched.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = cluster.out("scaler");
+    assert!(!out.contains("ion-busy"), "{out}");
+    let instances = Cluster::instances(&store).await;
+    assert_eq!(
+        instances
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["ion-busy"]
+    );
+    assert!(
+        store
+            .get::<ion_cluster::model::DrainRequest>(&store.keys().drain("ion-busy"))
+            .await
+            .expect("a read")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn with_a_warm_pool_a_meeting_is_placed_at_once_while_a_replacement_boots() {
+    let mut cluster = Cluster::start("autoscale-warm").await;
+    let store = cluster.etcd.store(&cluster.prefix).await;
+    cluster.autoscale(
+        "scaler",
+        &["--warm-pool", "n2-highcpu-2=1", "--boot-delay", "3s"],
+    );
+    let nodes = wait_nodes(&store, 1, Duration::from_secs(40)).await;
+    let asked = std::time::Instant::now();
+    let placed = place_json(
+        &cluster
+            .ionctl(&[
+                "place",
+                "--class",
+                "meeting",
+                "--size",
+                "4",
+                "--session",
+                "room",
+                "-o",
+                "json",
+            ])
+            .await,
+    );
+    let took = asked.elapsed();
+    assert_eq!(placed["node"].as_str(), Some(nodes[0].id.as_str()));
+    assert!(took < Duration::from_secs(3), "placing took {took:?}");
+    eprintln!("warm pool: meeting placed in {took:?}");
+    // The warm node now carries a session: a replacement is spawned and boots.
+    let instances = wait_for("a replacement", Duration::from_secs(20), || {
+        let store = store.clone();
+        async move {
+            let instances = Cluster::instances(&store).await;
+            (instances.len() >= 2).then_some(instances)
+        }
+    })
+    .await;
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    let out = cluster.out("scaler");
+    assert!(
+        out.contains("warm pool n2-highcpu-2: 0 idle of 1 wanted"),
+        "{out}"
+    );
+    wait_nodes(&store, 2, Duration::from_secs(40)).await;
+}
+
+#[tokio::test]
+async fn when_the_leader_dies_the_other_replica_takes_over_without_double_spawns() {
+    let mut cluster = Cluster::start("autoscale-leader").await;
+    let store = cluster.etcd.store(&cluster.prefix).await;
+    let a = cluster.autoscale("replica-a", &["--lease-ttl", "3s"]);
+    wait_for("replica-a to lead", Duration::from_secs(10), || {
+        let out = cluster.out("replica-a");
+        async move { out.contains("leader replica-a").then_some(()) }
+    })
+    .await;
+    cluster.autoscale("replica-b", &["--lease-ttl", "3s"]);
+    wait_for("replica-b to campaign", Duration::from_secs(10), || {
+        let out = cluster.out("replica-b");
+        async move { out.contains("campaign replica-b").then_some(()) }
+    })
+    .await;
+    let output = cluster
+        .ionctl(&[
+            "place",
+            "--class",
+            "livestream",
+            "--size",
+            "20",
+            "--session",
+            "first",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    wait_nodes(&store, 1, Duration::from_secs(30)).await;
+    assert!(
+        !cluster.out("replica-b").contains("leader replica-b"),
+        "{}",
+        cluster.out("replica-b")
+    );
+
+    cluster.loops[a].start_kill().expect("killing the leader");
+    let killed = std::time::Instant::now();
+    let output = cluster
+        .ionctl(&[
+            "place",
+            "--class",
+            "livestream",
+            "--size",
+            "20",
+            "--session",
+            "second",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    wait_for("replica-b to lead", Duration::from_secs(10), || {
+        let out = cluster.out("replica-b");
+        async move { out.contains("leader replica-b").then_some(()) }
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(took <= Duration::from_secs(3 + 2), "takeover took {took:?}");
+    wait_nodes(&store, 2, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let instances = Cluster::instances(&store).await;
+    let mut holds: Vec<_> = instances
+        .iter()
+        .filter_map(|i| i.hold_for.clone())
+        .collect();
+    holds.sort();
+    assert_eq!(holds, vec!["first", "second"], "{instances:?}");
+}
