@@ -13,7 +13,12 @@ fn run_agent(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let path = dir.path().join("agent.toml");
     std::fs::write(&path, config).expect("writing config");
     let mut command = Command::new(agent_bin());
-    command.arg("--config").arg(&path);
+    // From the temp dir's parent, a relative path to the file is shorter than the absolute
+    // one; the error must still name the file as it was given.
+    command
+        .arg("--config")
+        .arg(&path)
+        .current_dir(dir.path().parent().expect("the temp dir has a parent"));
     for (k, v) in env {
         command.env(k, v);
     }

@@ -239,7 +239,10 @@ impl AgentConfig {
                 .split("__"),
         );
         let mut config: AgentConfig = figment.extract().map_err(|e| {
-            anyhow::anyhow!("invalid agent configuration: {}", describe_figment_error(e))
+            anyhow::anyhow!(
+                "invalid agent configuration: {}",
+                describe_figment_error(e, flags.config.as_deref())
+            )
         })?;
         if let Some(node_id) = &flags.node_id {
             config.cluster.node_id = node_id.clone();
@@ -361,11 +364,22 @@ impl AgentConfig {
     }
 }
 
-/// figment names the key as `default.section.key`; operators wrote `[section] key`.
-fn describe_figment_error(error: figment::Error) -> String {
+/// figment names the key as `default.section.key` where operators wrote `[section] key`, and
+/// shortens the file to a path relative to the working directory; name both as given.
+fn describe_figment_error(error: figment::Error, file: Option<&Path>) -> String {
+    let relative = file.map(|f| figment::Source::File(f.to_owned()).to_string());
     error
         .into_iter()
-        .map(|e| e.to_string().replace("key \"default.", "key \""))
+        .map(|e| {
+            let text = e.to_string().replace("key \"default.", "key \"");
+            match (file, &relative) {
+                (Some(file), Some(relative)) => text.replace(
+                    &format!(" in {relative} "),
+                    &format!(" in {} ", file.display()),
+                ),
+                _ => text,
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
