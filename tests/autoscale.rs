@@ -7,38 +7,24 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use harness::{Etcd, ionctl_with_env, stderr, stdout, unique_prefix, wait_for};
+use harness::{Etcd, LocalAgents, ionctl_with_env, stderr, stdout, unique_prefix, wait_for};
 use ion_cluster::model::{InstanceRecord, NodeRecord, SessionClass, SessionRecord, SessionState};
-use ion_cluster::provider::local::{LocalState, process_alive};
 use ion_cluster::store::Store;
 use serde_json::Value;
 
 struct Cluster {
     etcd: Etcd,
     prefix: String,
-    dir: tempfile::TempDir,
     loops: Vec<tokio::process::Child>,
+    // After `loops`: fields drop in order, and the loops must stop before their agents go.
+    agents: LocalAgents,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // The loops go first, so none spawns again while `agents` kills what they started.
         for child in &mut self.loops {
             let _ = child.start_kill();
-        }
-        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
-            return;
-        };
-        for path in entries.flatten().map(|e| e.path()) {
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            if let Ok(state) = serde_json::from_str::<LocalState>(&text)
-                && process_alive(state.pid, &state.name)
-            {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &state.pid.to_string()])
-                    .status();
-            }
         }
     }
 }
@@ -49,7 +35,7 @@ impl Cluster {
         Self {
             etcd: Etcd::start().await,
             prefix: unique_prefix(test),
-            dir: tempfile::tempdir().expect("a state dir"),
+            agents: LocalAgents::new(),
             loops: Vec::new(),
         }
     }
@@ -58,7 +44,7 @@ impl Cluster {
         vec![
             (
                 "IONCTL_LOCAL_STATE_DIR",
-                self.dir.path().display().to_string(),
+                self.agents.path().display().to_string(),
             ),
             (
                 "IONCTL_LOCAL_AGENT_BIN",
@@ -100,7 +86,7 @@ impl Cluster {
         args.extend_from_slice(extra);
         let all = self.with_cluster(&args);
         let out = std::fs::File::create(self.out_path(identity)).expect("an output file");
-        let err = std::fs::File::create(self.dir.path().join(format!("{identity}.err")))
+        let err = std::fs::File::create(self.agents.path().join(format!("{identity}.err")))
             .expect("an error file");
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ionctl"));
         command
@@ -122,7 +108,7 @@ impl Cluster {
     }
 
     fn out_path(&self, identity: &str) -> PathBuf {
-        self.dir.path().join(format!("{identity}.out"))
+        self.agents.path().join(format!("{identity}.out"))
     }
 
     fn out(&self, identity: &str) -> String {

@@ -8,63 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant, SystemTime};
 
-use harness::{Etcd, ionctl_with_env, stderr, unique_prefix, wait_for};
+use harness::{Etcd, LocalAgents, ionctl_with_env, stderr, unique_prefix, wait_for};
 use ion_cluster::model::{
     InstanceRecord, NodeRecord, NodeState, SessionClass, SessionRecord, SessionState,
 };
-use ion_cluster::provider::local::{LocalState, process_alive};
+use ion_cluster::provider::local::process_alive;
 use serde_json::Value;
-
-/// Kills whatever agents a failed test left behind in its state dir.
-struct Agents {
-    dir: tempfile::TempDir,
-}
-
-impl Agents {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("a state dir"),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn state(&self, name: &str) -> Option<LocalState> {
-        let text = std::fs::read_to_string(self.path().join(format!("{name}.json"))).ok()?;
-        Some(serde_json::from_str(&text).expect("a valid state file"))
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path().join(format!("{name}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for Agents {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
-            return;
-        };
-        for path in entries.flatten().map(|e| e.path()) {
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            if let Ok(state) = serde_json::from_str::<LocalState>(&text)
-                && process_alive(state.pid, &state.name)
-            {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &state.pid.to_string()])
-                    .status();
-            }
-        }
-    }
-}
 
 struct Cluster {
     etcd: Etcd,
     prefix: String,
-    agents: Agents,
+    agents: LocalAgents,
 }
 
 impl Cluster {
@@ -73,7 +27,7 @@ impl Cluster {
         Self {
             etcd: Etcd::start().await,
             prefix: unique_prefix(test),
-            agents: Agents::new(),
+            agents: LocalAgents::new(),
         }
     }
 

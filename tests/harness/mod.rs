@@ -8,6 +8,7 @@
 mod agent;
 mod cluster;
 mod etcd;
+mod local;
 mod peer;
 mod serve;
 mod signal;
@@ -15,6 +16,7 @@ mod signal;
 pub use agent::{AgentProcess, AgentSpec};
 pub use cluster::{audit, node_record, plant};
 pub use etcd::Etcd;
+pub use local::LocalAgents;
 pub use peer::{
     AUDIO_PPS, JoinOptions, Kind, LocalTrack, MAGIC, Media, Peer, RawSignal, RemoteTrack, Reply,
     RpcError, VIDEO_FPS, packet_number, sdp_tracks,
