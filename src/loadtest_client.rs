@@ -623,7 +623,8 @@ async fn send_video(
 ) {
     let mut ticker =
         tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(shape.fps.max(1))));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Late ticks are caught up, so a busy load generator still sends at the requested rate.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let step = VIDEO_CLOCK / shape.fps.max(1);
     let mut sequence = fastrand::u16(..);
     let mut timestamp = fastrand::u32(..);
@@ -667,7 +668,8 @@ async fn send_video(
 /// Opus packets at 50/s until aborted.
 async fn send_audio(track: Arc<TrackLocalStaticRTP>, ssrc: u32, publish: Publish) {
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / u64::from(AUDIO_PPS)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Late ticks are caught up, so a busy load generator still sends at the requested rate.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let step = AUDIO_CLOCK / AUDIO_PPS;
     let mut sequence = fastrand::u16(..);
     let mut timestamp = fastrand::u32(..);
