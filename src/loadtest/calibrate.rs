@@ -375,6 +375,76 @@ mod tests {
         );
     }
 
+    /// Recorded on 2026-11-23: a release ion-agent pinned to one core (`taskset -c 0`,
+    /// `vcpus = 1`) and `ionctl loadtest --calibrate --subscribers 400 --duration 8s --ramp
+    /// 25` pinned to the other, on a 2-core machine with another build running. The last
+    /// step lost 4.9% (p99 618 ms), so loss bounds the result at the step before it.
+    fn recorded() -> Vec<Sample> {
+        let rows: [(u32, f64, f64, f64); 8] = [
+            (10, 0.042224623886798644, 0.06582073723530381, 0.0),
+            (20, 0.06579387348615831, 0.0968287194701957, 0.0),
+            (32, 0.09438718526507286, 0.12791947476713741, 0.0),
+            (52, 0.1277456239045135, 0.19471905779620122, 0.0),
+            (84, 0.1676625825727407, 0.2819215277334245, 0.0),
+            (135, 0.2744496257215273, 0.4135372188473691, 0.0),
+            (216, 0.45073891882795536, 0.6829377557999319, 0.0),
+            (
+                346,
+                0.5438426035837138,
+                0.6521189590483449,
+                0.04886363636363633,
+            ),
+        ];
+        rows.iter()
+            .map(|&(n, agent, client, loss)| Sample {
+                subscribers: n,
+                units: f64::from(n),
+                agent_cores_busy: agent,
+                agent_vcpus: 1.0,
+                client_cores_busy: client,
+                client_vcpus: 1.0,
+                loss,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recorded_ramp_replays_its_steps_and_result() {
+        let policy = Policy {
+            max_subscribers: 400,
+            ..Policy::default()
+        };
+        let samples = recorded();
+        // Each recorded step is the one next_step chose after the steps before it.
+        for i in 0..samples.len() {
+            assert_eq!(
+                next_step(&samples[..i], &policy),
+                Step::Continue {
+                    subscribers: samples[i].subscribers
+                },
+                "step {i}"
+            );
+        }
+        assert_eq!(next_step(&samples, &policy), Step::Stop(StopReason::Loss));
+        let c = calibrate(&samples, StopReason::Loss, &policy).expect("calibrates");
+        assert_eq!(c.units_per_vcpu, 216);
+        assert_eq!(c.loss_limited_units_per_vcpu, Some(216.0));
+        assert!(!c.extrapolated);
+        // The loss-free steps alone: about 1.9 ms of a core per unit, 0.023 cores fixed.
+        assert!(
+            (c.marginal_cores_per_unit - 0.00193).abs() < 0.00005,
+            "{c:?}"
+        );
+        assert!((c.fixed_cores - 0.0232).abs() < 0.002, "{c:?}");
+        assert!((c.fit_units_per_vcpu - 505.5).abs() < 1.0, "{c:?}");
+        // Without the lossy step the ramp would have gone on, and the fit alone is an
+        // extrapolation from 45% of the core.
+        let clean = &samples[..7];
+        let c = calibrate(clean, StopReason::ClientSaturated, &policy).expect("calibrates");
+        assert_eq!(c.units_per_vcpu, 505);
+        assert!(c.extrapolated);
+    }
+
     fn arb_samples() -> impl Strategy<Value = Vec<Sample>> {
         prop::collection::vec((1u32..2000, 0.0f64..8.0, 1.0f64..8.0, 0.0f64..0.05), 0..8).prop_map(
             |rows| {
