@@ -513,6 +513,17 @@ fn summary_rows(summary: &Summary, agent: &AgentReport, client: &ClientReport) -
             }
         ),
     ]);
+    if agent.send_drops.is_some() || agent.forward_errors.is_some() {
+        let count = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        rows.push([
+            "agent send drops / forward errors".to_owned(),
+            format!(
+                "{} / {}",
+                count(agent.send_drops),
+                count(agent.forward_errors)
+            ),
+        ]);
+    }
     rows.push([
         "sfu cpu-s per million packets".to_owned(),
         agent
@@ -531,7 +542,10 @@ fn summary_rows(summary: &Summary, agent: &AgentReport, client: &ClientReport) -
             (Some(cores), Some(vcpus)) => format!("{cores:.2} cores of {vcpus}"),
             (Some(cores), None) => format!("{cores:.2} cores"),
             _ => "-".to_owned(),
-        },
+        } + &client
+            .host_busy
+            .map(|b| format!(" (its cores {:.0}% busy with all work)", b * 100.0))
+            .unwrap_or_default(),
     ]);
     rows
 }

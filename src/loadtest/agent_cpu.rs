@@ -4,8 +4,10 @@
 //!   then utime + stime from `/proc/<pid>/stat`, VmRSS and the allowed CPUs from
 //!   `/proc/<pid>/status`;
 //! - a remote agent: its node record's `stats.cpu` (a whole-machine fraction) × vcpus;
-//! - the load generator itself: `/proc/self/stat` and its CPU affinity;
-//! - forwarded packets: `ion_agent_packets_total{direction="out"}` on the agent's `/metrics`.
+//! - the load generator itself: `/proc/self/stat` and its CPU affinity, and how busy its
+//!   CPUs were with anything (`/proc/stat`): a core shared with other work starves it too;
+//! - forwarded packets: `ion_agent_packets_total{direction="out"}` on the agent's `/metrics`,
+//!   with its send drops and forward errors, to tell the agent's losses from the client's.
 
 use std::path::Path;
 use std::time::Duration;
@@ -65,6 +67,61 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 pub fn allowed_cpus(pid: Option<u32>) -> Option<u32> {
     let list = status_field(pid, "Cpus_allowed_list")?;
     count_cpu_list(&list)
+}
+
+/// The CPUs a process may run on, by number.
+pub fn allowed_cpu_ids(pid: Option<u32>) -> Vec<u32> {
+    status_field(pid, "Cpus_allowed_list")
+        .map(|list| parse_cpu_list(&list))
+        .unwrap_or_default()
+}
+
+fn parse_cpu_list(list: &str) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<u32>(), hi.parse::<u32>()) {
+                    ids.extend(lo..=hi);
+                }
+            }
+            None => ids.extend(part.parse::<u32>().ok()),
+        }
+    }
+    ids
+}
+
+/// Busy and total jiffies of `cpus` so far, from `/proc/stat` (busy: all but idle and
+/// iowait).
+pub fn cpu_jiffies(cpus: &[u32]) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    jiffies_of(&stat, cpus)
+}
+
+/// [`cpu_jiffies`] on the text of `/proc/stat`.
+pub fn jiffies_of(stat: &str, cpus: &[u32]) -> Option<(u64, u64)> {
+    let (mut busy, mut total, mut found) = (0, 0, 0);
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(id) = fields
+            .next()
+            .and_then(|name| name.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !cpus.contains(&id) {
+            continue;
+        }
+        let values: Vec<u64> = fields.map(|f| f.parse().unwrap_or(0)).collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let all: u64 = values.iter().take(8).sum();
+        let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+        busy += all.saturating_sub(idle);
+        total += all;
+        found += 1;
+    }
+    (found > 0).then_some((busy, total))
 }
 
 /// Counts a CPU list such as `0-3,6,8-9`.
@@ -142,8 +199,16 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
-/// The agent's forwarded packets so far, from its `/metrics`.
-pub async fn packets_out(client: &reqwest::Client, metrics_url: &str) -> Option<f64> {
+/// The agent's counters that matter to a load test, as of one scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AgentCounters {
+    pub packets_out: f64,
+    pub send_drops: Option<f64>,
+    pub forward_errors: Option<f64>,
+}
+
+/// The agent's forwarded packets, send drops and forward errors so far, from `/metrics`.
+pub async fn scrape(client: &reqwest::Client, metrics_url: &str) -> Option<AgentCounters> {
     let text = client
         .get(metrics_url)
         .timeout(Duration::from_secs(3))
@@ -155,7 +220,11 @@ pub async fn packets_out(client: &reqwest::Client, metrics_url: &str) -> Option<
         .text()
         .await
         .ok()?;
-    metric(&text, r#"ion_agent_packets_total{direction="out"}"#)
+    Some(AgentCounters {
+        packets_out: metric(&text, r#"ion_agent_packets_total{direction="out"}"#)?,
+        send_drops: metric(&text, "ion_agent_send_drops_total"),
+        forward_errors: metric(&text, "ion_agent_forward_errors_total"),
+    })
 }
 
 #[cfg(test)]
@@ -175,6 +244,11 @@ mod tests {
 
     #[test]
     fn cpu_lists_are_counted() {
+        assert_eq!(parse_cpu_list("0-2,5"), [0, 1, 2, 5]);
+        let stat = "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 4 0 6 50 5 0 0 0 0 0\ncpu1 1 1 1 97 0 0 0 0 0 0\nintr 1\n";
+        assert_eq!(jiffies_of(stat, &[0]), Some((10, 65)));
+        assert_eq!(jiffies_of(stat, &[0, 1]), Some((13, 165)));
+        assert_eq!(jiffies_of(stat, &[7]), None);
         assert_eq!(count_cpu_list("0-3,6,8-9"), Some(7));
         assert_eq!(count_cpu_list("1"), Some(1));
         assert_eq!(count_cpu_list(""), None);

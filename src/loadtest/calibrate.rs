@@ -19,7 +19,8 @@ pub struct Sample {
     pub agent_cores_busy: f64,
     /// Cores the agent may use.
     pub agent_vcpus: f64,
-    /// The load generator's own CPU, in cores, and the cores it may use.
+    /// The load generator's CPU, in cores: its own, or all the work on the cores it may use
+    /// when that is more (a shared core starves it too); and the cores it may use.
     pub client_cores_busy: f64,
     pub client_vcpus: f64,
     /// Publisher packets lost, 0..=1.

@@ -482,8 +482,10 @@ impl Session {
         let at0 = Instant::now();
         let agent0 = agent_pid.and_then(|pid| agent_cpu::process_cpu_seconds(Some(pid)));
         let client0 = agent_cpu::process_cpu_seconds(None);
+        let client_cpus = agent_cpu::allowed_cpu_ids(None);
+        let host0 = agent_cpu::cpu_jiffies(&client_cpus);
         let out0 = match &metrics {
-            Some(url) => agent_cpu::packets_out(http, url).await,
+            Some(url) => agent_cpu::scrape(http, url).await,
             None => None,
         };
         let counters0 = self.counters();
@@ -505,8 +507,9 @@ impl Session {
         let seconds = at0.elapsed().as_secs_f64();
         let agent1 = agent_pid.and_then(|pid| agent_cpu::process_cpu_seconds(Some(pid)));
         let client1 = agent_cpu::process_cpu_seconds(None);
+        let host1 = agent_cpu::cpu_jiffies(&client_cpus);
         let out1 = match &metrics {
-            Some(url) => agent_cpu::packets_out(http, url).await,
+            Some(url) => agent_cpu::scrape(http, url).await,
             None => None,
         };
         let counters1 = self.counters();
@@ -538,7 +541,17 @@ impl Session {
             snapshots,
             counters0,
             counters1,
-            packets_out: out0.zip(out1).map(|(a, b)| b - a),
+            packets_out: out0.zip(out1).map(|(a, b)| b.packets_out - a.packets_out),
+            send_drops: out0
+                .zip(out1)
+                .and_then(|(a, b)| Some(b.send_drops? - a.send_drops?)),
+            forward_errors: out0
+                .zip(out1)
+                .and_then(|(a, b)| Some(b.forward_errors? - a.forward_errors?)),
+            host_busy: host0.zip(host1).and_then(|((b0, t0), (b1, t1))| {
+                let total = t1.saturating_sub(t0);
+                (total > 0).then(|| b1.saturating_sub(b0) as f64 / total as f64)
+            }),
             agent_pid,
             agent_vcpus,
             cpu_source,
@@ -713,6 +726,8 @@ impl Session {
                 rss_bytes: m.rss,
                 packets_source,
                 packets_forwarded,
+                send_drops: m.send_drops,
+                forward_errors: m.forward_errors,
                 cpu_seconds_per_million_packets: per_million,
                 packets_per_core_second: per_core_second,
             },
@@ -720,6 +735,7 @@ impl Session {
                 cpu_seconds: m.client_cpu_seconds,
                 cores_busy: m.client_cpu_seconds.map(|c| c / m.seconds.max(1e-9)),
                 vcpus: m.client_vcpus,
+                host_busy: m.host_busy,
             },
             publisher_tracks,
             tracks,
@@ -748,6 +764,9 @@ struct Measured {
     counters0: BTreeMap<(usize, u32), (u64, u64)>,
     counters1: BTreeMap<(usize, u32), (u64, u64)>,
     packets_out: Option<f64>,
+    send_drops: Option<f64>,
+    forward_errors: Option<f64>,
+    host_busy: Option<f64>,
     agent_pid: Option<u32>,
     agent_vcpus: Option<f64>,
     cpu_source: CpuSource,
@@ -843,7 +862,11 @@ pub async fn run_calibration(
                 units: f64::from(receiving),
                 agent_cores_busy: agent_cpu / measured.seconds.max(1e-9),
                 agent_vcpus,
-                client_cores_busy: report.client.cores_busy.unwrap_or(0.0),
+                // A core shared with other work starves the load generator as surely as its own
+                // load does: the busier of the two counts.
+                client_cores_busy: report.client.cores_busy.unwrap_or(0.0).max(
+                    report.client.host_busy.unwrap_or(0.0) * report.client.vcpus.unwrap_or(1.0),
+                ),
                 client_vcpus: report.client.vcpus.unwrap_or(1.0),
                 loss: report.summary.loss,
             });

@@ -113,6 +113,10 @@ pub struct AgentReport {
     pub rss_bytes: Option<u64>,
     pub packets_source: PacketSource,
     pub packets_forwarded: f64,
+    /// Datagrams the agent's socket refused, and frames it could not forward, in the window
+    /// (from `/metrics`): losses on the agent's side rather than the load generator's.
+    pub send_drops: Option<f64>,
+    pub forward_errors: Option<f64>,
     pub cpu_seconds_per_million_packets: Option<f64>,
     pub packets_per_core_second: Option<f64>,
 }
@@ -122,6 +126,9 @@ pub struct ClientReport {
     pub cpu_seconds: Option<f64>,
     pub cores_busy: Option<f64>,
     pub vcpus: Option<f64>,
+    /// How busy the load generator's CPUs were with anything (0..1 of them, all processes):
+    /// near 1 means it was starved, whatever its own figure says.
+    pub host_busy: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
