@@ -89,7 +89,9 @@ impl std::fmt::Display for StopReason {
         f.write_str(match self {
             StopReason::AgentCpu => "the agent reached the CPU target",
             StopReason::Loss => "loss exceeded the limit",
-            StopReason::ClientSaturated => "the load generator's own CPU saturated",
+            StopReason::ClientSaturated => {
+                "the load generator's cores saturated (its own work or other processes there)"
+            }
             StopReason::MaxSubscribers => "the subscriber maximum was reached",
         })
     }
