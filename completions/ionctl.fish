@@ -42,6 +42,7 @@ complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "spawn" -d 'Create an 
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "autoscale" -d 'Leader-elected controller: spawns held and shared instances for pending demand, keeps a warm pool, drains and deletes idle nodes'
+complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "loadtest" -d 'Load-test an agent with webrtc-rs participants: loss, latency and the agent\'s CPU per forwarded packet; --calibrate measures units_per_vcpu'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
 complete -c ionctl -n "__fish_ionctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
@@ -193,6 +194,31 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l config -d 'C
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l once -d 'Run one tick once leader, then resign and exit'
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l spot -d 'GCE: create a Spot VM [env: IONCTL_GCE_SPOT; config: [gce] spot]'
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l url -d 'The agent\'s signaling URL, e.g. ws://127.0.0.1:7000/ws' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l class -d 'Session class for --place [default: livestream for one publisher and more than 5 subscribers, else group up to 6 participants, meeting up to 50, conference above]' -r -f -a "group\t'2..6 participants, everyone sees everyone'
+meeting\t'2..50 participants, last-N video of 9'
+conference\t'2..300 participants, up to 6 speakers'
+livestream\t'1 publisher and n viewers, on dedicated nodes'
+recording\t'A recorder of n tracks, on a dedicated node'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l session -d 'Session id [default: loadtest-<random>, or a new UUID with --place]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l publishers -d 'Participants that publish video (and audio) and subscribe to everyone else' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l subscribers -d 'Participants that only subscribe. With --calibrate: the most to ramp to' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l duration -d 'The measurement window (each step\'s, with --calibrate) [default: 30s; 10s with --calibrate]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l video-bitrate -d 'VP8 bitrate per publisher: bits/s, with an optional k or M (500k, 1.5M)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l fps -d 'VP8 frames per second' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l ramp -d 'Joins per second' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l warmup -d 'Time after the joins, once media flows, before the window opens' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'Stable JSON on stdout for scripts'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l place -d 'Get a node from the placer, as `ionctl place` does, and join it with the join token'
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l audio -d 'Publish Opus audio (50 packets/s) beside the video; on unless --no-audio'
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l no-audio -d 'Publish video only'
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l calibrate -d 'Ramp subscribers of one publisher (500 kbps VP8 + Opus) until the agent uses 80% of its cores, loss passes 1% or this machine saturates; print units_per_vcpu'
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l dir -d 'Directory to write the script into' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
@@ -200,18 +226,19 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l connect-ti
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l stdout -d 'Print the script on stdout instead of writing a file'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "top" -d 'Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "drain" -d 'Ask nodes to take no new sessions; their sessions continue (writes drain/<node>)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "undrain" -d 'Return drained nodes to ready (deletes drain/<node>)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "spawn" -d 'Create an instance (GCE VM or local agent process) that joins the cluster'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "autoscale" -d 'Leader-elected controller: spawns held and shared instances for pending demand, keeps a warm pool, drains and deletes idle nodes'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
-complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "nodes" -d 'List the cluster\'s nodes with their state, size and load'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "sessions" -d 'List sessions and the nodes that carry them'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "place" -d 'Place a session: pick a node, reserve it, print the node, signal URL and a join token'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "serve" -d 'Serve placement and cluster reads over HTTP for web front ends'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "bench" -d 'Benchmarks: `bench place` measures placements/s against raw etcd txn/s'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "top" -d 'Live dashboard: nodes, load, sessions, drains and events, updated from etcd watches'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "drain" -d 'Ask nodes to take no new sessions; their sessions continue (writes drain/<node>)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "undrain" -d 'Return drained nodes to ready (deletes drain/<node>)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "spawn" -d 'Create an instance (GCE VM or local agent process) that joins the cluster'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "instances" -d 'List the instances created by spawn (or the autoscaler) and their nodes'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "delete" -d 'Drain an instance\'s node, then delete the instance'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "autoscale" -d 'Leader-elected controller: spawns held and shared instances for pending demand, keeps a warm pool, drains and deletes idle nodes'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "loadtest" -d 'Load-test an agent with webrtc-rs participants: loss, latency and the agent\'s CPU per forwarded packet; --calibrate measures units_per_vcpu'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "completions" -d 'Write shell completion scripts (bash, zsh, fish)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'

@@ -13,6 +13,8 @@
 //! - [`gce`]: the Compute Engine v1 REST client and its credentials.
 //! - [`provider`]: creating and deleting machines for agents: GCE VMs or local processes.
 //! - [`autoscale`]: the pure `plan(snapshot, policy)` and the leader-elected loop that runs it.
+//! - [`loadtest`]: `ionctl loadtest`: webrtc-rs participants against an agent, loss, latency
+//!   and the agent's CPU per forwarded packet; `--calibrate` measures `units_per_vcpu`.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //! - [`tui`]: `ionctl top`, the live dashboard (state, events, drawing, etcd feed).
 //!
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod capacity;
 pub mod cli;
 pub mod gce;
+pub mod loadtest;
 pub mod model;
 pub mod placement;
 pub mod placer;

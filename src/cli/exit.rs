@@ -20,6 +20,8 @@ pub enum Exit {
     DrainTimeout = 5,
     /// 6: a named node (or instance) does not exist.
     UnknownNode = 6,
+    /// 7: the agent could not be reached or refused the join (`ionctl loadtest`).
+    AgentUnreachable = 7,
 }
 
 impl From<Exit> for ExitCode {
@@ -36,7 +38,8 @@ Exit codes:
   3  etcd unreachable (check --etcd / IONCTL_ETCD_ENDPOINTS and that etcd runs)
   4  no capacity: no node can take the session
   5  drain timed out with sessions left
-  6  unknown node or instance";
+  6  unknown node or instance
+  7  agent unreachable or join refused (loadtest)";
 
 /// A command's failure: the error to print and the exit code to return.
 #[derive(Debug)]

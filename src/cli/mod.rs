@@ -9,6 +9,7 @@ mod delete;
 mod drain;
 mod exit;
 mod instances;
+mod loadtest;
 mod nodes;
 mod output;
 mod place;
@@ -20,12 +21,15 @@ mod spawn;
 mod top;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 pub use context::{Context, GlobalArgs};
 pub use exit::{CliError, EXIT_CODES_HELP, Exit};
 pub use output::{OutputArgs, OutputFormat};
+
+use crate::loadtest::peer::Connector;
 
 /// Run a fleet of WebRTC SFU servers as one cluster.
 #[derive(Debug, Parser)]
@@ -64,16 +68,21 @@ pub enum Command {
     /// Leader-elected controller: spawns held and shared instances for pending demand, keeps a
     /// warm pool, drains and deletes idle nodes.
     Autoscale(autoscale::AutoscaleArgs),
+    /// Load-test an agent with webrtc-rs participants: loss, latency and the agent's CPU per
+    /// forwarded packet; --calibrate measures units_per_vcpu.
+    Loadtest(loadtest::LoadtestArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
-pub fn main() -> ExitCode {
+/// `connector` is the WebRTC client of `ionctl loadtest`, which the binary provides (see
+/// [`crate::loadtest::peer`] for why the library has none).
+pub fn main(connector: Option<Arc<dyn Connector>>) -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     crate::gce::install_crypto_provider();
-    match run(cli) {
+    match run(cli, connector) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // `{:#}` prints the whole context chain on one line: what failed and why.
@@ -83,8 +92,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn run(cli: Cli, connector: Option<Arc<dyn Connector>>) -> Result<(), CliError> {
+    // The load test's hundreds of PeerConnections want every core; the other commands one.
+    let mut builder = if matches!(cli.command, Command::Loadtest(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| CliError::other(anyhow::Error::new(e).context("cannot start the runtime")))?;
@@ -104,6 +119,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Instances(args) => instances::run(&Context::resolve(&cli.global)?, args).await,
             Command::Delete(args) => delete::run(&Context::resolve(&cli.global)?, args).await,
             Command::Autoscale(args) => autoscale::run(&Context::resolve(&cli.global)?, args).await,
+            Command::Loadtest(args) => loadtest::run(&cli.global, args, connector).await,
             Command::Completions(args) => completions::run(args),
         }
     })
@@ -111,7 +127,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("IONCTL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // webrtc-rs (the `rtc*` crates) warns about routine moments of a connection's set-up,
+    // hundreds of times in a load test; only its errors are shown unless IONCTL_LOG says so.
+    let filter = EnvFilter::try_from_env("IONCTL_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(
+            "warn,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_sctp=error,rtc_srtp=error,\
+             rtc_interceptor=error,rtc_datachannel=error,webrtc=error",
+        )
+    });
     // Logs go to stderr so that stdout stays clean for `-o json | jq`.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
