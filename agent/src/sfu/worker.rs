@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid};
-use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::counters::WorkerCounters;
 use super::keyframe::is_keyframe;
 use super::participant::{OutState, Participant, ParticipantId, Pc, Role, TrackOut};
+use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
 use super::{Command, PeerEvent, SfuError, Target};
 
@@ -77,6 +78,8 @@ struct State {
     /// PeerConnections with input since their last poll.
     dirty: Vec<(ParticipantId, Role)>,
     effects: VecDeque<Effect>,
+    /// Datagrams produced by this round's polls, sent together when the round ends.
+    outbox: SendBatch,
     next_track: u64,
 }
 
@@ -280,7 +283,8 @@ impl State {
             .fold(latest, Instant::min)
     }
 
-    /// Polls touched peers and applies their effects until nothing is left to do.
+    /// Polls touched peers and applies their effects until nothing is left to do, then sends
+    /// what they produced in as few system calls as possible.
     fn drive(&mut self, socket: &UdpSocket, counters: &WorkerCounters, now: Instant) {
         loop {
             while let Some(effect) = self.effects.pop_front() {
@@ -291,6 +295,7 @@ impl State {
             };
             self.poll(id, role, socket, counters, now);
         }
+        self.outbox.flush(socket, counters);
     }
 
     /// Polls one PeerConnection until it wants a timeout. Only the touched one: a frame
@@ -316,7 +321,7 @@ impl State {
                     pc.timeout = at;
                     break;
                 }
-                Ok(Output::Transmit(transmit)) => send(socket, &transmit, counters),
+                Ok(Output::Transmit(transmit)) => self.outbox.push(transmit, socket, counters),
                 Ok(Output::Event(event)) => on_event(p, role, event, now, &mut self.effects),
                 Err(error) => {
                     p.fail(format!("media output failed: {error}"));
@@ -904,20 +909,6 @@ fn on_event(
             });
         }
         _ => {}
-    }
-}
-
-fn send(socket: &UdpSocket, transmit: &Transmit, counters: &WorkerCounters) {
-    match socket.try_send_to(&transmit.contents, transmit.destination) {
-        Ok(len) => {
-            counters.packets_out.fetch_add(1, Relaxed);
-            counters.bytes_out.fetch_add(len as u64, Relaxed);
-        }
-        // UDP: a full buffer or an unreachable peer loses this datagram, as the network
-        // would; retransmission is the protocols' business.
-        Err(_) => {
-            counters.send_drops.fetch_add(1, Relaxed);
-        }
     }
 }
 
