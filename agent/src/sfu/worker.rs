@@ -29,6 +29,9 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Datagrams read in one go before the loop polls its peers again.
 const READ_BATCH: usize = 64;
+/// Timeouts already due that one poll handles at once before leaving the rest to the
+/// timer; a bound, so a peer that keeps asking for "now" cannot hold the loop.
+const MAX_DUE_TIMEOUTS: usize = 4;
 
 /// Effects passed between participants of a session.
 // A frame is large, but boxing it would allocate once per frame on the hot path.
@@ -312,11 +315,23 @@ impl State {
             return;
         };
         p.dirty[role.index()] = false;
+        let mut due_timeouts = 0;
         while let Some(pc) = p.pc_mut(role) {
             if !pc.rtc.is_alive() {
                 break;
             }
             match pc.rtc.poll_output() {
+                // str0m queues a written frame and packetizes it on its next timeout, which
+                // it asks for at once. Handling that here sends the packets in this round;
+                // leaving it to the timer cost a whole extra pass of the loop per forwarded
+                // frame and subscriber (a wake-up, a futile recvfrom, a scan of every peer).
+                Ok(Output::Timeout(at)) if at <= now && due_timeouts < MAX_DUE_TIMEOUTS => {
+                    due_timeouts += 1;
+                    if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
+                        p.fail(format!("timer input failed: {error}"));
+                        break;
+                    }
+                }
                 Ok(Output::Timeout(at)) => {
                     pc.timeout = at;
                     break;
