@@ -501,13 +501,20 @@ impl State {
                 continue;
             };
             let written = pc.rtc.writer(sub.mid).is_some_and(|writer| {
-                writer.match_params(data.params).is_some_and(|pt| {
+                let pt = match sub.pt_map {
+                    Some((from, to)) if from == data.pt => Some(to),
+                    _ => writer.match_params(data.params),
+                };
+                sub.pt_map = pt.map(|to| (data.pt, to));
+                pt.is_some_and(|pt| {
                     writer
                         .write(pt, data.network_time, data.time, data.data.clone())
                         .is_ok()
                 })
             });
             if !written {
+                // A renegotiation may have moved the codec: match afresh next time.
+                sub.pt_map = None;
                 counters.forward_errors.fetch_add(1, Relaxed);
             }
             mark(
@@ -650,7 +657,7 @@ impl State {
         now: Instant,
         candidates: &[SocketAddr],
     ) -> Result<str0m::change::SdpAnswer, SfuError> {
-        let mut publisher = Pc::new(now, candidates)?;
+        let mut publisher = Pc::new(now, candidates, Role::Publisher)?;
         let answer = publisher
             .rtc
             .sdp_api()
@@ -659,7 +666,7 @@ impl State {
         let subscriber = if config.no_subscribe {
             None
         } else {
-            Some(Pc::new(now, candidates)?)
+            Some(Pc::new(now, candidates, Role::Subscriber)?)
         };
         let mut p = Participant::new(
             id,
@@ -714,6 +721,7 @@ impl State {
                 participant: id,
                 mid,
                 layer: Default::default(),
+                pt_map: None,
             });
             // A new subscriber can decode nothing until the next keyframe.
             if track.kind == MediaKind::Video {
