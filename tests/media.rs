@@ -567,8 +567,9 @@ async fn metrics_count_forwarded_packets() {
 
 /// Not a test: the agent's CPU per forwarded packet for one publisher (VP8 30 fps + Opus 50
 /// packets/s) and `ION_BENCH_SUBSCRIBERS` subscribers (default 32), over `ION_BENCH_SECONDS`
-/// (default 20). The agent is its own process, so its CPU (utime + stime from /proc) excludes
-/// the clients'. Run by `scripts/bench-fanout`, in release.
+/// (default 20). `ION_BENCH_VIDEO_KBPS` makes video frames several full-size packets instead
+/// of one small one. The agent is its own process, so its CPU (utime + stime from /proc)
+/// excludes the clients'. Run by `scripts/bench-fanout`, in release.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark; run scripts/bench-fanout"]
 async fn fanout_cpu_per_forwarded_packet() {
@@ -580,8 +581,13 @@ async fn fanout_cpu_per_forwarded_packet() {
     };
     let subscribers = env("ION_BENCH_SUBSCRIBERS", 32) as usize;
     let window = Duration::from_secs(env("ION_BENCH_SECONDS", 20));
+    // 0: one small packet per video frame (~80 packets/s per track with audio, where fixed
+    // per-peer costs weigh most). Otherwise the video bitrate, as ~1.1 kB packets at 30 fps.
+    let video_kbps = env("ION_BENCH_VIDEO_KBPS", 0);
+    let packets_per_frame = (video_kbps * 1000 / 8 / 30).div_ceil(1100).max(1) as u32;
     let node = Node::start("media-bench", AgentSpec::new("bench-1")).await;
     let publisher = node.join("bench", "pub").await;
+    publisher.set_video_packets_per_frame(packets_per_frame);
     publisher.publish(Media::BOTH).await.expect("publishing");
     let mut viewers = Vec::with_capacity(subscribers);
     for i in 0..subscribers {
@@ -645,7 +651,10 @@ async fn fanout_cpu_per_forwarded_packet() {
             worst = worst.min(got / sent.max(1.0));
         }
     }
-    println!("fan-out 1 -> {subscribers}, window {secs:.1} s, CLK_TCK {hz}");
+    println!(
+        "fan-out 1 -> {subscribers}, window {secs:.1} s, CLK_TCK {hz}, {packets_per_frame} \
+         video packet(s) per frame"
+    );
     println!(
         "agent CPU {cpu:.2} s (user {user:.2} s, system {system:.2} s; {:.1}% of one core); \
          packets out {packets_out:.0} ({:.0}/s), in {packets_in:.0}",

@@ -77,8 +77,12 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// The `ion-agent` binary, built on demand: it belongs to another package of the workspace,
-/// so cargo does not build it for the root package's tests by itself.
+/// so cargo does not build it for the root package's tests by itself. `ION_BENCH_AGENT_BIN`
+/// names another binary instead, so a benchmark can run an old and a new agent back to back.
 pub fn agent_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("ION_BENCH_AGENT_BIN") {
+        return PathBuf::from(path);
+    }
     static BUILT: std::sync::Once = std::sync::Once::new();
     let path = bin_dir().join("ion-agent");
     BUILT.call_once(|| {

@@ -9,7 +9,9 @@
 //! - Published media is generated RTP: VP8 at 30 fps, one packet per frame with the marker
 //!   bit (a valid payload descriptor, and a frame whose first byte marks key or delta), and
 //!   Opus at 50 packets/s. Every packet carries `MAGIC` and a per-track number, so a receiver
-//!   can count exactly which packets arrived.
+//!   can count exactly which packets arrived. A benchmark may ask for larger video frames
+//!   ([`Peer::set_video_packets_per_frame`]); then only a frame's first packet carries the
+//!   number, and numbers count frames.
 //! - Received tracks are counted per track id, and a track ends when the server's latest
 //!   subscriber offer no longer sends it (or webrtc-rs ends it).
 //! - PLI/FIR arriving at the publisher are counted and answered with a keyframe.
@@ -177,6 +179,8 @@ struct Shared {
     /// PLI/FIR that arrived at the publisher PC.
     keyframe_requests: AtomicU64,
     keyframe_wanted: AtomicBool,
+    /// RTP packets per generated video frame; 0 means 1.
+    video_packets_per_frame: AtomicU32,
     publisher_state: Mutex<Option<RTCPeerConnectionState>>,
     subscriber_state: Mutex<Option<RTCPeerConnectionState>>,
     /// Anything that went wrong in a background task, and stray JSON-RPC errors.
@@ -758,6 +762,14 @@ impl Peer {
     }
 
     /// Packets sent so far on this peer's track of `kind` (0 when it does not publish one).
+    /// Makes each video frame published from now on `packets` full-size RTP packets (about
+    /// 1.1 kB each), for a realistic bitrate: 2 packets per frame at 30 fps are ~500 kbit/s.
+    pub fn set_video_packets_per_frame(&self, packets: u32) {
+        self.shared
+            .video_packets_per_frame
+            .store(packets, Ordering::Relaxed);
+    }
+
     pub fn sent(&self, kind: Kind) -> u32 {
         self.local
             .lock()
@@ -1023,33 +1035,61 @@ async fn generate(track: LocalTrack, shared: Arc<Shared>) {
         ticker.tick().await;
         timestamp = timestamp.wrapping_add(step);
         let number = track.sent.load(Ordering::Relaxed);
-        let payload = match track.kind {
+        let payloads = match track.kind {
             Kind::Video => {
                 let key = frame.is_multiple_of(KEYFRAME_EVERY)
                     || shared.keyframe_wanted.swap(false, Ordering::Relaxed);
-                vp8_payload(key, number)
+                let packets = shared.video_packets_per_frame.load(Ordering::Relaxed);
+                if packets > 1 {
+                    vp8_large_frame(key, number, packets)
+                } else {
+                    vec![vp8_payload(key, number)]
+                }
             }
-            Kind::Audio => opus_payload(number),
+            Kind::Audio => vec![opus_payload(number)],
         };
-        let packet = rtc::rtp::packet::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                marker: track.kind == Kind::Video,
-                payload_type: pt,
-                sequence_number: sequence,
-                timestamp,
-                ssrc: track.ssrc,
-                ..Default::default()
-            },
-            payload: bytes::Bytes::from(payload),
-        };
-        // Fails until negotiation has bound the track; nothing was sent then.
-        if track.track.write_rtp(packet).await.is_ok() {
-            track.sent.fetch_add(1, Ordering::Relaxed);
+        let last = payloads.len() - 1;
+        let mut written = true;
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let packet = rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: track.kind == Kind::Video && i == last,
+                    payload_type: pt,
+                    sequence_number: sequence,
+                    timestamp,
+                    ssrc: track.ssrc,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from(payload),
+            };
+            // Fails until negotiation has bound the track; nothing was sent then.
+            if track.track.write_rtp(packet).await.is_err() {
+                written = false;
+                break;
+            }
             sequence = sequence.wrapping_add(1);
+        }
+        if written {
+            track.sent.fetch_add(1, Ordering::Relaxed);
             frame += 1;
         }
     }
+}
+
+/// One VP8 frame in `packets` RTP payloads of about 1.1 kB: the first starts the partition
+/// (S=1) and carries the frame tag and the number, the rest continue it (S=0).
+fn vp8_large_frame(key: bool, number: u32, packets: u32) -> Vec<Vec<u8>> {
+    const PAYLOAD: usize = 1100;
+    let mut first = vp8_payload(key, number);
+    first.resize(PAYLOAD, 0x55);
+    let mut payloads = vec![first];
+    for _ in 1..packets {
+        let mut rest = vec![0x55; PAYLOAD];
+        rest[0] = 0x00;
+        payloads.push(rest);
+    }
+    payloads
 }
 
 /// One VP8 frame in one RTP payload: the payload descriptor (S=1, partition 0), then a frame

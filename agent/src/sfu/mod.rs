@@ -5,12 +5,13 @@
 //!
 //! Layout: `worker` (the loop and forwarding), `participant` (two PeerConnections and their
 //! negotiation), `session` (tracks and subscriptions), `layers` (simulcast choice),
-//! `keyframe`, `counters`.
+//! `send_batch` (one `sendmmsg` per round of output), `keyframe`, `counters`.
 
 pub mod counters;
 mod keyframe;
 mod layers;
 mod participant;
+mod send_batch;
 mod session;
 mod stun;
 mod worker;

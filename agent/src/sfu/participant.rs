@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Rtc, RtcError};
 use tokio::sync::mpsc;
 
@@ -47,7 +48,7 @@ pub struct Pc {
 }
 
 impl Pc {
-    pub fn new(now: Instant, candidates: &[SocketAddr]) -> Result<Self, SfuError> {
+    pub fn new(now: Instant, candidates: &[SocketAddr], role: Role) -> Result<Self, SfuError> {
         let mut rtc = Rtc::builder()
             // The server has public host candidates; the client does the checks and
             // nominates, so mDNS or hidden client addresses do not matter.
@@ -56,6 +57,7 @@ impl Pc {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            .set_extension_map(extensions(role))
             .build(now);
         for addr in candidates {
             let candidate = Candidate::host(*addr, "udp")
@@ -64,6 +66,26 @@ impl Pc {
         }
         Ok(Self { rtc, timeout: now })
     }
+}
+
+/// The RTP header extensions a PeerConnection offers or accepts: str0m's standard set, less
+/// transport-wide sequence numbers on the subscriber side. With them every viewer sends
+/// transport-cc feedback about ten times a second, one datagram each that wakes the worker,
+/// is decrypted and parsed, and is then unused: the agent forwards without estimating
+/// bandwidth. The publisher side keeps them, since the sender's congestion control needs
+/// our feedback. (Put them back here if the agent ever adapts layers to viewer bandwidth.)
+fn extensions(role: Role) -> ExtensionMap {
+    let standard = ExtensionMap::standard();
+    if role == Role::Publisher {
+        return standard;
+    }
+    let mut map = ExtensionMap::empty();
+    for (id, extension) in standard.iter() {
+        if !matches!(extension, Extension::TransportSequenceNumber) {
+            map.set(id, extension.clone());
+        }
+    }
+    map
 }
 
 /// Negotiation state of one track sent to this participant (chat.rs's lifecycle: open,

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use str0m::media::{MediaKind, Mid, Rid};
+use str0m::media::{MediaKind, Mid, Pt, Rid};
 
 use super::layers::{LayerChoice, LayerMeter};
 use super::participant::ParticipantId;
@@ -19,6 +19,9 @@ pub struct Subscription {
     pub participant: ParticipantId,
     pub mid: Mid,
     pub layer: LayerChoice<Rid>,
+    /// The publisher's payload type last seen and the subscriber's matching one: matching
+    /// codec parameters costs more than writing the frame, and the answer rarely changes.
+    pub pt_map: Option<(Pt, Pt)>,
 }
 
 /// A track published into the session.

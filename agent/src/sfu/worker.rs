@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid};
-use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::counters::WorkerCounters;
 use super::keyframe::is_keyframe;
 use super::participant::{OutState, Participant, ParticipantId, Pc, Role, TrackOut};
+use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
 use super::{Command, PeerEvent, SfuError, Target};
 
@@ -28,6 +29,9 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Datagrams read in one go before the loop polls its peers again.
 const READ_BATCH: usize = 64;
+/// Timeouts already due that one poll handles at once before leaving the rest to the
+/// timer; a bound, so a peer that keeps asking for "now" cannot hold the loop.
+const MAX_DUE_TIMEOUTS: usize = 4;
 
 /// Effects passed between participants of a session.
 // A frame is large, but boxing it would allocate once per frame on the hot path.
@@ -77,6 +81,8 @@ struct State {
     /// PeerConnections with input since their last poll.
     dirty: Vec<(ParticipantId, Role)>,
     effects: VecDeque<Effect>,
+    /// Datagrams produced by this round's polls, sent together when the round ends.
+    outbox: SendBatch,
     next_track: u64,
 }
 
@@ -280,7 +286,8 @@ impl State {
             .fold(latest, Instant::min)
     }
 
-    /// Polls touched peers and applies their effects until nothing is left to do.
+    /// Polls touched peers and applies their effects until nothing is left to do, then sends
+    /// what they produced in as few system calls as possible.
     fn drive(&mut self, socket: &UdpSocket, counters: &WorkerCounters, now: Instant) {
         loop {
             while let Some(effect) = self.effects.pop_front() {
@@ -291,6 +298,7 @@ impl State {
             };
             self.poll(id, role, socket, counters, now);
         }
+        self.outbox.flush(socket, counters);
     }
 
     /// Polls one PeerConnection until it wants a timeout. Only the touched one: a frame
@@ -307,16 +315,28 @@ impl State {
             return;
         };
         p.dirty[role.index()] = false;
+        let mut due_timeouts = 0;
         while let Some(pc) = p.pc_mut(role) {
             if !pc.rtc.is_alive() {
                 break;
             }
             match pc.rtc.poll_output() {
+                // str0m queues a written frame and packetizes it on its next timeout, which
+                // it asks for at once. Handling that here sends the packets in this round;
+                // leaving it to the timer cost a whole extra pass of the loop per forwarded
+                // frame and subscriber (a wake-up, a futile recvfrom, a scan of every peer).
+                Ok(Output::Timeout(at)) if at <= now && due_timeouts < MAX_DUE_TIMEOUTS => {
+                    due_timeouts += 1;
+                    if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
+                        p.fail(format!("timer input failed: {error}"));
+                        break;
+                    }
+                }
                 Ok(Output::Timeout(at)) => {
                     pc.timeout = at;
                     break;
                 }
-                Ok(Output::Transmit(transmit)) => send(socket, &transmit, counters),
+                Ok(Output::Transmit(transmit)) => self.outbox.push(transmit, socket, counters),
                 Ok(Output::Event(event)) => on_event(p, role, event, now, &mut self.effects),
                 Err(error) => {
                     p.fail(format!("media output failed: {error}"));
@@ -481,13 +501,20 @@ impl State {
                 continue;
             };
             let written = pc.rtc.writer(sub.mid).is_some_and(|writer| {
-                writer.match_params(data.params).is_some_and(|pt| {
+                let pt = match sub.pt_map {
+                    Some((from, to)) if from == data.pt => Some(to),
+                    _ => writer.match_params(data.params),
+                };
+                sub.pt_map = pt.map(|to| (data.pt, to));
+                pt.is_some_and(|pt| {
                     writer
                         .write(pt, data.network_time, data.time, data.data.clone())
                         .is_ok()
                 })
             });
             if !written {
+                // A renegotiation may have moved the codec: match afresh next time.
+                sub.pt_map = None;
                 counters.forward_errors.fetch_add(1, Relaxed);
             }
             mark(
@@ -630,7 +657,7 @@ impl State {
         now: Instant,
         candidates: &[SocketAddr],
     ) -> Result<str0m::change::SdpAnswer, SfuError> {
-        let mut publisher = Pc::new(now, candidates)?;
+        let mut publisher = Pc::new(now, candidates, Role::Publisher)?;
         let answer = publisher
             .rtc
             .sdp_api()
@@ -639,7 +666,7 @@ impl State {
         let subscriber = if config.no_subscribe {
             None
         } else {
-            Some(Pc::new(now, candidates)?)
+            Some(Pc::new(now, candidates, Role::Subscriber)?)
         };
         let mut p = Participant::new(
             id,
@@ -694,6 +721,7 @@ impl State {
                 participant: id,
                 mid,
                 layer: Default::default(),
+                pt_map: None,
             });
             // A new subscriber can decode nothing until the next keyframe.
             if track.kind == MediaKind::Video {
@@ -904,20 +932,6 @@ fn on_event(
             });
         }
         _ => {}
-    }
-}
-
-fn send(socket: &UdpSocket, transmit: &Transmit, counters: &WorkerCounters) {
-    match socket.try_send_to(&transmit.contents, transmit.destination) {
-        Ok(len) => {
-            counters.packets_out.fetch_add(1, Relaxed);
-            counters.bytes_out.fetch_add(len as u64, Relaxed);
-        }
-        // UDP: a full buffer or an unreachable peer loses this datagram, as the network
-        // would; retransmission is the protocols' business.
-        Err(_) => {
-            counters.send_drops.fetch_add(1, Relaxed);
-        }
     }
 }
 
