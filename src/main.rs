@@ -1,9 +1,8 @@
-//! `ionctl`, the operator's CLI. Everything lives in [`ion_cluster::cli`], except the
-//! webrtc-rs client of `ionctl loadtest`, which is kept out of the library (see
-//! `ion_cluster::loadtest::peer`).
-
-mod loadtest_client;
+//! `ionctl`, the operator's CLI. Everything lives in [`ion_cluster::cli`]; `ionctl loadtest`
+//! joins its participants with the webrtc-rs client of [`ion_cluster::loadtest::client`].
 
 fn main() -> std::process::ExitCode {
-    ion_cluster::cli::main(Some(std::sync::Arc::new(loadtest_client::WebRtcConnector)))
+    ion_cluster::cli::main(Some(std::sync::Arc::new(
+        ion_cluster::loadtest::client::WebRtcConnector,
+    )))
 }

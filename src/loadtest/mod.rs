@@ -18,7 +18,9 @@
 
 pub mod agent_cpu;
 pub mod calibrate;
+pub mod client;
 pub mod media;
+pub mod pc;
 pub mod peer;
 pub mod report;
 pub mod signal;

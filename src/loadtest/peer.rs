@@ -1,10 +1,8 @@
 //! The seam between the load test's orchestration and the WebRTC client that does the
 //! joining: [`Connector`] joins one participant, [`Peer`] is a joined one.
 //!
-//! The client itself (webrtc-rs, `src/loadtest_client.rs`) is compiled into the `ionctl`
-//! binary, not into this library: the library is also a dependency of `ion-agent`, and
-//! webrtc-rs would bring its whole stack (rtc-dtls brings rkyv, whose trait impls change
-//! type inference in code that depends on the library) into the agent's build.
+//! The client itself is webrtc-rs (`client.rs`); the seam keeps the orchestration testable
+//! apart from it.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,7 +18,7 @@
 //!
 //! Only loopback is used: every PC binds 127.0.0.1, has no ICE servers and no mDNS.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -27,15 +27,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
-use rtc::interceptor::{
-    Attribute, Interceptor, Packet as ChainPacket, Slot, StreamInfo, TaggedPacket,
-};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::{Value, json};
@@ -46,18 +41,17 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
-    Registry, SettingEngineBuilder, register_default_interceptors,
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription,
 };
 use webrtc::rtp_transceiver::RtpTransceiver;
+
+use ion_cluster::loadtest::pc::{self, OPUS_PT, VP8_PT, is_keyframe_request, opus, vp8};
 
 /// Marks the packet number inside every generated payload.
 pub const MAGIC: &[u8; 4] = b"ION#";
 pub const VIDEO_FPS: u32 = 30;
 pub const AUDIO_PPS: u32 = 50;
-const VP8_PT: u8 = 96;
-const OPUS_PT: u8 = 111;
 /// A keyframe every this many video frames, besides those asked for by PLI/FIR.
 const KEYFRAME_EVERY: u32 = 60;
 /// How long a JSON-RPC call may wait for its reply.
@@ -295,130 +289,18 @@ pub fn packet_number(payload: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
-/// Marks inbound PLI/FIR for the application, so `TrackLocal::poll` reports them, and lets
-/// every other RTCP packet stop at the interceptors as usual.
-#[derive(Default)]
-struct KeyframeRequestTap {
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
-}
-
-fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
-    let any = packet.as_any();
-    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-}
-
-impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let ChainPacket::Rtcp(packets) = &msg.message.packet {
-            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
-                .iter()
-                .filter(|p| is_keyframe_request(p.as_ref()))
-                .cloned()
-                .collect();
-            if requests.is_empty() {
-                return Ok(());
-            }
-            msg.message.packet = ChainPacket::Rtcp(requests);
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequestTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
-}
-
-fn vp8() -> RTCRtpCodec {
-    let fb = |typ: &str, parameter: &str| RTCPFeedback {
-        typ: typ.to_owned(),
-        parameter: parameter.to_owned(),
-    };
-    RTCRtpCodec {
-        mime_type: "video/VP8".to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![fb("nack", ""), fb("nack", "pli"), fb("ccm", "fir")],
-    }
-}
-
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "audio/opus".to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
 async fn new_pc(
     role: Role,
     shared: &Arc<Shared>,
     candidates: &mpsc::UnboundedSender<(u8, RTCIceCandidateInit)>,
 ) -> anyhow::Result<Arc<dyn PeerConnection>> {
-    let mut media = MediaEngine::default();
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: vp8(),
-            payload_type: VP8_PT,
-        },
-        RtpCodecKind::Video,
-    )?;
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: opus(),
-            payload_type: OPUS_PT,
-        },
-        RtpCodecKind::Audio,
-    )?;
-    let mut registry = register_default_interceptors(Registry::new(), &mut media)?;
-    if role == Role::Publisher {
-        // Last in the chain, so the other interceptors see all inbound RTCP first.
-        registry = registry.with(Slot::from(14_000), KeyframeRequestTap::default());
-    }
+    let handler = Arc::new(Handler {
+        role,
+        shared: shared.clone(),
+        candidates: candidates.clone(),
+    });
     // Loopback only: no mDNS, no ICE servers, one socket on 127.0.0.1.
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
-    let pc = PeerConnectionBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .with_handler(Arc::new(Handler {
-            role,
-            shared: shared.clone(),
-            candidates: candidates.clone(),
-        }))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
+    Ok(pc::peer_connection(handler, role == Role::Publisher, "127.0.0.1").await?)
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>>;

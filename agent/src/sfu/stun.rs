@@ -210,13 +210,16 @@ mod tests {
             let transaction: [u8; 12] = buf[8..20].try_into().unwrap();
             server
                 .send_to(
-                    &response(transaction, "198.51.100.7:5000".parse().unwrap()),
+                    &response(
+                        transaction,
+                        "198.51.100.7:5000".parse::<SocketAddr>().unwrap(),
+                    ),
                     from,
                 )
                 .unwrap();
         });
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mapped = discover(&socket, server_addr, Duration::from_secs(3)).unwrap();
-        assert_eq!(mapped, "198.51.100.7:5000".parse().unwrap());
+        assert_eq!(mapped, "198.51.100.7:5000".parse::<SocketAddr>().unwrap());
     }
 }

@@ -12,22 +12,15 @@
 //! agent and the unspecified address otherwise.
 //!
 //! This module belongs to the `ionctl` binary, not to the library: see
-//! `ion_cluster::loadtest::peer` for why. The library drives it through `Connector` and `Peer`.
+//! `super::peer` for why. The library drives it through `Connector` and `Peer`.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rtc::interceptor::{
-    Attribute, Interceptor, Packet as ChainPacket, Slot, StreamInfo, TaggedPacket,
-};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::{Value, json};
@@ -36,20 +29,17 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
-    Registry, SettingEngineBuilder, register_default_interceptors,
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription,
 };
 
-use ion_cluster::loadtest::media::{
+use super::media::{
     AUDIO_CLOCK, AUDIO_PPS, VIDEO_CLOCK, VideoShape, now_us, opus_packet, vp8_frame,
 };
-use ion_cluster::loadtest::peer::{ClientError, Connector, JoinSpec, Peer, Publish};
-use ion_cluster::loadtest::signal::{Signal, SignalError};
-use ion_cluster::loadtest::stats::{Kind, RemoteTrackStats, Window};
-
-const VP8_PT: u8 = 96;
-const OPUS_PT: u8 = 111;
+use super::pc::{self, OPUS_PT, VP8_PT, is_keyframe_request, opus, vp8};
+use super::peer::{ClientError, Connector, JoinSpec, Peer, Publish};
+use super::signal::{Signal, SignalError};
+use super::stats::{Kind, RemoteTrackStats, Window};
 
 fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
     move |e| ClientError::WebRtc {
@@ -141,135 +131,18 @@ async fn receive(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
     }
 }
 
-/// Marks inbound PLI/FIR for the application, so `TrackLocal::poll` reports them.
-#[derive(Default)]
-struct KeyframeRequestTap {
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
-}
-
-fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
-    let any = packet.as_any();
-    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-}
-
-impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let ChainPacket::Rtcp(packets) = &msg.message.packet {
-            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
-                .iter()
-                .filter(|p| is_keyframe_request(p.as_ref()))
-                .cloned()
-                .collect();
-            if requests.is_empty() {
-                return Ok(());
-            }
-            msg.message.packet = ChainPacket::Rtcp(requests);
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequestTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
-}
-
-fn vp8() -> RTCRtpCodec {
-    let fb = |typ: &str, parameter: &str| RTCPFeedback {
-        typ: typ.to_owned(),
-        parameter: parameter.to_owned(),
-    };
-    RTCRtpCodec {
-        mime_type: "video/VP8".to_owned(),
-        clock_rate: VIDEO_CLOCK,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![fb("nack", ""), fb("nack", "pli"), fb("ccm", "fir")],
-    }
-}
-
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "audio/opus".to_owned(),
-        clock_rate: AUDIO_CLOCK,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
 async fn new_pc(
     role: Role,
     shared: &Arc<Shared>,
     candidates: &tokio::sync::mpsc::UnboundedSender<(u8, RTCIceCandidateInit)>,
     bind: &str,
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
-    let mut media = MediaEngine::default();
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: vp8(),
-                payload_type: VP8_PT,
-            },
-            RtpCodecKind::Video,
-        )
-        .map_err(webrtc("registering VP8"))?;
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: opus(),
-                payload_type: OPUS_PT,
-            },
-            RtpCodecKind::Audio,
-        )
-        .map_err(webrtc("registering Opus"))?;
-    let mut registry = register_default_interceptors(Registry::new(), &mut media)
-        .map_err(webrtc("registering interceptors"))?;
-    if role == Role::Publisher {
-        // Last in the chain, so the other interceptors see all inbound RTCP first.
-        registry = registry.with(Slot::from(14_000), KeyframeRequestTap::default());
-    }
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
-    let pc = PeerConnectionBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .with_handler(Arc::new(Handler {
-            role,
-            shared: shared.clone(),
-            candidates: candidates.clone(),
-        }))
-        .with_udp_addrs(vec![format!("{bind}:0")])
-        .build()
-        .await
-        .map_err(webrtc("creating a PeerConnection"))?;
-    Ok(Arc::new(pc))
+    let handler = Arc::new(Handler {
+        role,
+        shared: shared.clone(),
+        candidates: candidates.clone(),
+    });
+    pc::peer_connection(handler, role == Role::Publisher, bind).await
 }
 
 /// One participant in the load test.
