@@ -25,8 +25,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
@@ -36,7 +36,7 @@ use webrtc::peer_connection::{
 use super::media::{
     AUDIO_CLOCK, AUDIO_PPS, VIDEO_CLOCK, VideoShape, now_us, opus_packet, vp8_frame,
 };
-use super::pc::{self, OPUS_PT, VP8_PT, is_keyframe_request, opus, vp8};
+use super::pc::{self, OPUS_PT, VP8_PT, opus, vp8};
 use super::peer::{ClientError, Connector, JoinSpec, Peer, Publish};
 use super::signal::{Signal, SignalError};
 use super::stats::{Kind, RemoteTrackStats, Window};
@@ -64,6 +64,13 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(what);
+    }
+
+    /// PLI/FIR arrived: count them and have the video generator send a keyframe next.
+    fn keyframe_requested(&self, requests: u64) {
+        self.keyframe_requests
+            .fetch_add(requests, Ordering::Relaxed);
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 }
 
@@ -369,9 +376,10 @@ impl Participant {
                         publish,
                         self.shared.clone(),
                     )));
-                    tasks.push(tokio::spawn(watch_keyframe_requests(
+                    let shared = self.shared.clone();
+                    tasks.push(tokio::spawn(pc::watch_keyframe_requests(
                         track,
-                        self.shared.clone(),
+                        move |requests| shared.keyframe_requested(requests),
                     )));
                 }
                 Kind::Audio => tasks.push(tokio::spawn(send_audio(track, ssrc, publish))),
@@ -462,28 +470,6 @@ async fn answer_offer(
     Ok(())
 }
 
-fn rtp(
-    pt: u8,
-    sequence: u16,
-    timestamp: u32,
-    ssrc: u32,
-    marker: bool,
-    payload: Vec<u8>,
-) -> rtc::rtp::packet::Packet {
-    rtc::rtp::packet::Packet {
-        header: rtc::rtp::header::Header {
-            version: 2,
-            marker,
-            payload_type: pt,
-            sequence_number: sequence,
-            timestamp,
-            ssrc,
-            ..Default::default()
-        },
-        payload: bytes::Bytes::from(payload),
-    }
-}
-
 /// VP8 frames at `shape` until aborted; a keyframe every `keyframe_every` frames and on
 /// request.
 async fn send_video(
@@ -517,7 +503,7 @@ async fn send_video(
         let count = payloads.len();
         let mut first_sent = false;
         for (i, payload) in payloads.into_iter().enumerate() {
-            let packet = rtp(VP8_PT, sequence, timestamp, ssrc, i + 1 == count, payload);
+            let packet = pc::rtp_packet(VP8_PT, sequence, timestamp, ssrc, i + 1 == count, payload);
             match track.write_rtp(packet).await {
                 Ok(()) => {
                     first_sent |= i == 0;
@@ -551,36 +537,15 @@ async fn send_audio(track: Arc<TrackLocalStaticRTP>, ssrc: u32, publish: Publish
         let sent_us = now_us();
         let payload = opus_packet(publish.index, publish.log.next_number(), sent_us);
         if track
-            .write_rtp(rtp(OPUS_PT, sequence, timestamp, ssrc, false, payload))
+            .write_rtp(pc::rtp_packet(
+                OPUS_PT, sequence, timestamp, ssrc, false, payload,
+            ))
             .await
             .is_ok()
         {
             publish.log.record(1, sent_us);
             sequence = sequence.wrapping_add(1);
             timestamp = timestamp.wrapping_add(step);
-        }
-    }
-}
-
-/// Counts PLI/FIR for the publisher's video track and asks the generator for a keyframe.
-async fn watch_keyframe_requests(track: Arc<TrackLocalStaticRTP>, shared: Arc<Shared>) {
-    loop {
-        match track.poll().await {
-            Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
-                let requests = packets
-                    .iter()
-                    .filter(|p| is_keyframe_request(p.as_ref()))
-                    .count() as u64;
-                if requests > 0 {
-                    shared
-                        .keyframe_requests
-                        .fetch_add(requests, Ordering::Relaxed);
-                    shared.keyframe_wanted.store(true, Ordering::Relaxed);
-                }
-            }
-            Some(_) => {}
-            // Not bound yet, or unbound: look again shortly.
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! How a webrtc-rs PeerConnection of the load test (and of the test harness's peers) is built:
 //! the VP8 and Opus codecs ion-sdk-js offers, the default interceptors plus a tap that hands
 //! PLI/FIR to the application, and loopback-friendly settings (no mDNS, no ICE servers, one
-//! UDP socket on the given address).
+//! UDP socket on the given address); and the two things both publishers do with its tracks:
+//! build RTP packets and watch for keyframe requests.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as ChainPacket, Slot, StreamInfo, TaggedPacket,
@@ -15,6 +16,8 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, Registry,
     SettingEngineBuilder, register_default_interceptors,
@@ -89,7 +92,7 @@ pub struct KeyframeRequestTap {
 }
 
 /// Whether an RTCP packet asks for a keyframe (PLI or FIR).
-pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     let any = packet.as_any();
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
@@ -162,5 +165,53 @@ pub fn opus() -> RTCRtpCodec {
         channels: 2,
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
+    }
+}
+
+/// One generated RTP packet.
+pub fn rtp_packet(
+    pt: u8,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+    marker: bool,
+    payload: Vec<u8>,
+) -> rtc::rtp::packet::Packet {
+    rtc::rtp::packet::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: sequence,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload: bytes::Bytes::from(payload),
+    }
+}
+
+/// Watches a publisher's track for the PLI/FIR the tap delivers and reports how many came in
+/// each RTCP batch to `on_requests`, which asks the generator for a keyframe as an encoder
+/// would. Runs until aborted.
+pub async fn watch_keyframe_requests(
+    track: Arc<TrackLocalStaticRTP>,
+    on_requests: impl Fn(u64) + Send + 'static,
+) {
+    loop {
+        match track.poll().await {
+            Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
+                let requests = packets
+                    .iter()
+                    .filter(|p| is_keyframe_request(p.as_ref()))
+                    .count() as u64;
+                if requests > 0 {
+                    on_requests(requests);
+                }
+            }
+            Some(_) => {}
+            // Not bound yet, or unbound: look again shortly.
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }

@@ -37,8 +37,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
@@ -46,7 +46,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpTransceiver;
 
-use ion_cluster::loadtest::pc::{self, OPUS_PT, VP8_PT, is_keyframe_request, opus, vp8};
+use ion_cluster::loadtest::pc::{self, OPUS_PT, VP8_PT, opus, vp8};
 
 /// Marks the packet number inside every generated payload.
 pub const MAGIC: &[u8; 4] = b"ION#";
@@ -185,6 +185,13 @@ struct Shared {
 impl Shared {
     fn problem(&self, what: impl Into<String>) {
         self.problems.lock().expect("lock").push(what.into());
+    }
+
+    /// PLI/FIR arrived: count them and have the video generator send a keyframe next.
+    fn keyframe_requested(&self, requests: u64) {
+        self.keyframe_requests
+            .fetch_add(requests, Ordering::Relaxed);
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 }
 
@@ -583,9 +590,10 @@ impl Peer {
             track.tasks.push(generator.abort_handle());
             tasks.push(generator);
             if track.kind == Kind::Video {
-                let watcher = tokio::spawn(watch_keyframe_requests(
+                let shared = self.shared.clone();
+                let watcher = tokio::spawn(pc::watch_keyframe_requests(
                     track.track.clone(),
-                    self.shared.clone(),
+                    move |requests| shared.keyframe_requested(requests),
                 ));
                 track.tasks.push(watcher.abort_handle());
                 tasks.push(watcher);
@@ -933,18 +941,8 @@ async fn generate(track: LocalTrack, shared: Arc<Shared>) {
         let last = payloads.len() - 1;
         let mut written = true;
         for (i, payload) in payloads.into_iter().enumerate() {
-            let packet = rtc::rtp::packet::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    marker: track.kind == Kind::Video && i == last,
-                    payload_type: pt,
-                    sequence_number: sequence,
-                    timestamp,
-                    ssrc: track.ssrc,
-                    ..Default::default()
-                },
-                payload: bytes::Bytes::from(payload),
-            };
+            let marker = track.kind == Kind::Video && i == last;
+            let packet = pc::rtp_packet(pt, sequence, timestamp, track.ssrc, marker, payload);
             // Fails until negotiation has bound the track; nothing was sent then.
             if track.track.write_rtp(packet).await.is_err() {
                 written = false;
@@ -999,30 +997,6 @@ fn opus_payload(number: u32) -> Vec<u8> {
     p.extend_from_slice(&number.to_be_bytes());
     p.resize(80, 0x33);
     p
-}
-
-/// Counts PLI/FIR arriving for the publisher's video track and asks the generator for a
-/// keyframe, as an encoder would.
-async fn watch_keyframe_requests(track: Arc<TrackLocalStaticRTP>, shared: Arc<Shared>) {
-    loop {
-        match track.poll().await {
-            Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
-                let requests = packets
-                    .iter()
-                    .filter(|p| is_keyframe_request(p.as_ref()))
-                    .count() as u64;
-                if requests > 0 {
-                    shared
-                        .keyframe_requests
-                        .fetch_add(requests, Ordering::Relaxed);
-                    shared.keyframe_wanted.store(true, Ordering::Relaxed);
-                }
-            }
-            Some(_) => {}
-            // Not bound yet, or unbound: look again shortly.
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 fn rand_u32() -> u32 {
