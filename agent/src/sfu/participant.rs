@@ -45,6 +45,9 @@ impl Role {
 pub struct Pc {
     pub rtc: Rtc,
     pub timeout: Instant,
+    /// Media was written since the last poll, so str0m has a frame to packetize and will
+    /// want a timeout at once.
+    pub written: bool,
 }
 
 impl Pc {
@@ -64,7 +67,11 @@ impl Pc {
                 .map_err(|e| SfuError::Internal(format!("host candidate {addr}: {e}")))?;
             rtc.add_local_candidate(candidate);
         }
-        Ok(Self { rtc, timeout: now })
+        Ok(Self {
+            rtc,
+            timeout: now,
+            written: false,
+        })
     }
 }
 

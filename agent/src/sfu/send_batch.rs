@@ -84,7 +84,7 @@ fn send_all(socket: &UdpSocket, transmits: &[Transmit]) -> Sent {
 #[cfg(target_os = "linux")]
 mod mmsg {
     use std::io;
-    use std::mem;
+    use std::mem::{self, MaybeUninit};
     use std::net::SocketAddr;
     use std::os::fd::AsRawFd;
 
@@ -99,43 +99,45 @@ mod mmsg {
     pub(super) fn send(socket: &UdpSocket, chunk: &[Transmit]) -> Sent {
         debug_assert!(chunk.len() <= MAX_BATCH);
         let count = chunk.len();
-        // SAFETY: all-zero is a valid value of these plain C structs.
-        let mut addrs: [libc::sockaddr_storage; MAX_BATCH] = unsafe { mem::zeroed() };
-        let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
-        let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+        // Only the first `count` entries are written and passed to the kernel. Zeroing the
+        // whole arrays (13 KiB) on every call cost 4.5% of the agent's instructions when a
+        // round forwards a few datagrams.
+        let mut addrs = [const { MaybeUninit::<libc::sockaddr_storage>::uninit() }; MAX_BATCH];
+        let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
+        let mut headers = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
         for (i, transmit) in chunk.iter().enumerate() {
-            let addr_len = write_sockaddr(transmit.destination, &mut addrs[i]);
-            iovs[i] = libc::iovec {
+            let addr = addrs[i].as_mut_ptr();
+            let addr_len = write_sockaddr(transmit.destination, addr);
+            let iov = iovs[i].write(libc::iovec {
                 // The kernel only reads through this pointer (sendmmsg).
                 iov_base: transmit.contents.as_ptr() as *mut libc::c_void,
                 iov_len: transmit.contents.len(),
-            };
-            let header = &mut headers[i].msg_hdr;
-            header.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_namelen = addr_len;
-            header.msg_iov = &mut iovs[i];
-            header.msg_iovlen = 1;
+            });
+            // SAFETY: all-zero is a valid value of this plain C struct (no control data, no
+            // flags); the fields that matter are set next.
+            let mut header: libc::mmsghdr = unsafe { mem::zeroed() };
+            header.msg_hdr.msg_name = addr.cast();
+            header.msg_hdr.msg_namelen = addr_len;
+            header.msg_hdr.msg_iov = iov;
+            header.msg_hdr.msg_iovlen = 1;
+            headers[i].write(header);
         }
+        let headers = headers.as_mut_ptr().cast::<libc::mmsghdr>();
         let fd = socket.as_raw_fd();
         let mut sent = Sent::default();
         let mut offset = 0;
         while offset < count {
-            // SAFETY: headers[offset..count] point into `addrs`, `iovs` and the transmits'
-            // buffers, all alive and unmoved for the duration of the call.
+            // SAFETY: headers[..count] are initialised and point into `addrs`, `iovs` and
+            // the transmits' buffers, all alive and unmoved for the duration of the call.
             let result = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    headers.as_mut_ptr().add(offset),
-                    (count - offset) as libc::c_uint,
-                    0,
-                )
+                libc::sendmmsg(fd, headers.add(offset), (count - offset) as libc::c_uint, 0)
             };
             if result > 0 {
                 let done = result as usize;
                 sent.packets += done as u64;
-                sent.bytes += headers[offset..offset + done]
-                    .iter()
-                    .map(|h| u64::from(h.msg_len))
+                sent.bytes += (offset..offset + done)
+                    // SAFETY: initialised above (index < count); the kernel set msg_len.
+                    .map(|i| u64::from(unsafe { (*headers.add(i)).msg_len }))
                     .sum::<u64>();
                 offset += done;
                 continue;
@@ -162,8 +164,9 @@ mod mmsg {
         sent
     }
 
-    /// Writes `addr` as a C socket address into `storage` and returns its length.
-    fn write_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    /// Writes `addr` as a C socket address into `storage`, which may be uninitialised, and
+    /// returns its length.
+    fn write_sockaddr(addr: SocketAddr, storage: *mut libc::sockaddr_storage) -> libc::socklen_t {
         match addr {
             SocketAddr::V4(v4) => {
                 let sin = libc::sockaddr_in {
@@ -174,13 +177,9 @@ mod mmsg {
                     },
                     sin_zero: [0; 8],
                 };
-                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-                unsafe {
-                    std::ptr::write(
-                        (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
-                        sin,
-                    )
-                };
+                // SAFETY: `storage` is valid for writes, and sockaddr_storage is larger than
+                // and aligned for sockaddr_in.
+                unsafe { std::ptr::write(storage.cast::<libc::sockaddr_in>(), sin) };
                 mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
             }
             SocketAddr::V6(v6) => {
@@ -193,13 +192,9 @@ mod mmsg {
                     },
                     sin6_scope_id: v6.scope_id(),
                 };
-                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-                unsafe {
-                    std::ptr::write(
-                        (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(),
-                        sin6,
-                    )
-                };
+                // SAFETY: `storage` is valid for writes, and sockaddr_storage is larger than
+                // and aligned for sockaddr_in6.
+                unsafe { std::ptr::write(storage.cast::<libc::sockaddr_in6>(), sin6) };
                 mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
             }
         }

@@ -5,6 +5,8 @@
 //! and the loop goes on.
 
 use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -71,9 +73,13 @@ pub struct Worker {
     state: State,
 }
 
+/// Participants by id. The ids are the worker's own counter, so the fast non-keyed hash is
+/// safe here; SipHash on these lookups, several per subscriber and forwarded frame, cost 2%.
+type Participants = FxHashMap<ParticipantId, Participant>;
+
 #[derive(Default)]
 struct State {
-    participants: HashMap<ParticipantId, Participant>,
+    participants: Participants,
     sessions: HashMap<Arc<str>, Session>,
     /// Remote address → the PeerConnection that accepted it, so a datagram finds its peer
     /// without asking every `Rtc`.
@@ -316,6 +322,18 @@ impl State {
         };
         p.dirty[role.index()] = false;
         let mut due_timeouts = 0;
+        // A written frame is packetized on a timeout that str0m asks for at once. Giving it
+        // that timeout before the first poll saves the poll that would only ask for it: a
+        // walk of every subsystem of the PeerConnection, per subscriber and forwarded frame.
+        if let Some(pc) = p.pc_mut(role)
+            && std::mem::take(&mut pc.written)
+            && pc.rtc.is_alive()
+        {
+            due_timeouts += 1;
+            if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
+                p.fail(format!("timer input failed: {error}"));
+            }
+        }
         while let Some(pc) = p.pc_mut(role) {
             if !pc.rtc.is_alive() {
                 break;
@@ -512,7 +530,9 @@ impl State {
                         .is_ok()
                 })
             });
-            if !written {
+            if written {
+                pc.written = true;
+            } else {
                 // A renegotiation may have moved the codec: match afresh next time.
                 sub.pt_map = None;
                 counters.forward_errors.fetch_add(1, Relaxed);
@@ -811,7 +831,7 @@ impl State {
 }
 
 fn mark(
-    participants: &mut HashMap<ParticipantId, Participant>,
+    participants: &mut Participants,
     dirty: &mut Vec<(ParticipantId, Role)>,
     id: ParticipantId,
     role: Role,
@@ -829,7 +849,7 @@ fn mark(
 fn stop_tracks(
     members: &[ParticipantId],
     gone: &[TrackId],
-    participants: &mut HashMap<ParticipantId, Participant>,
+    participants: &mut Participants,
     dirty: &mut Vec<(ParticipantId, Role)>,
 ) {
     if gone.is_empty() {
@@ -847,7 +867,7 @@ fn stop_tracks(
 
 fn request_keyframe(
     track: &mut TrackIn,
-    participants: &mut HashMap<ParticipantId, Participant>,
+    participants: &mut Participants,
     dirty: &mut Vec<(ParticipantId, Role)>,
     rid: Option<str0m::media::Rid>,
     kind: KeyframeRequestKind,
@@ -937,7 +957,7 @@ fn on_event(
 
 fn update_gauges(
     sessions: &HashMap<Arc<str>, Session>,
-    participants: &HashMap<ParticipantId, Participant>,
+    participants: &Participants,
     counters: &WorkerCounters,
 ) {
     let tracks_in: usize = sessions.values().map(|s| s.tracks.len()).sum();
