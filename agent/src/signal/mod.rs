@@ -40,6 +40,10 @@ struct WsQuery {
 /// tungstenite's own cap, far above ours, so that a message between our limit and this one
 /// still gets a JSON-RPC error instead of a dropped connection.
 const TRANSPORT_MESSAGE_LIMIT: usize = 1 << 20;
+/// The WebSocket read chunk. Signaling messages are small (an SDP is a few KiB; larger ones
+/// take more reads), and tungstenite's 128 KiB default was zeroed on every read: each
+/// keep-alive pong cost as much as forwarding a dozen packets.
+const SIGNAL_READ_BUFFER: usize = 8 * 1024;
 
 pub fn router(context: Arc<SignalContext>) -> Router {
     Router::new()
@@ -56,6 +60,7 @@ async fn upgrade(
 ) -> impl IntoResponse {
     ws.max_message_size(TRANSPORT_MESSAGE_LIMIT)
         .max_frame_size(TRANSPORT_MESSAGE_LIMIT)
+        .read_buffer_size(SIGNAL_READ_BUFFER)
         .on_upgrade(move |socket| connection::serve(socket, context, query.access_token))
 }
 
