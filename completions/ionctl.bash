@@ -784,7 +784,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__loadtest)
-            opts="-o -h --url --place --class --session --publishers --subscribers --duration --video-bitrate --fps --audio --no-audio --ramp --warmup --calibrate --output --etcd --prefix --connect-timeout --config --help"
+            opts="-o -h --url --place --class --session --publishers --subscribers --duration --video-bitrate --fps --audio --no-audio --ramp --warmup --calibrate --agent-cpu --output --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -828,6 +828,10 @@ _ionctl() {
                     ;;
                 --warmup)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --agent-cpu)
+                    COMPREPLY=($(compgen -W "auto proc metrics etcd" -- "${cur}"))
                     return 0
                     ;;
                 --output)

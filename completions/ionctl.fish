@@ -208,6 +208,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l video-bitrate
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l fps -d 'VP8 frames per second' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l ramp -d 'Joins per second' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l warmup -d 'Time after the joins, once media flows, before the window opens' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l agent-cpu -d 'Where the agent\'s CPU comes from: proc (/proc of a local agent), metrics (the agent\'s own process_cpu_seconds_total on its /metrics, also remote), etcd (its node record: the whole machine); auto takes the first of these that is available' -r -f -a "auto\t'The first available of proc, metrics, etcd'
+proc\t''
+metrics\t''
+etcd\t''"
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r

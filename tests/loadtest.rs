@@ -206,3 +206,64 @@ async fn place_joins_the_placed_node_with_its_token() {
     );
     assert!(stderr.contains("placed group"), "{stderr}");
 }
+
+/// The agent's own `process_cpu_seconds_total`, read the way a remote load test reads it.
+async fn agent_cpu_from_metrics(port: u16) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("the agent answers /metrics")
+        .text()
+        .await
+        .expect("a body");
+    ion_cluster::loadtest::agent_cpu::metric(&text, "process_cpu_seconds_total")
+        .unwrap_or_else(|| panic!("no process_cpu_seconds_total in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_cpu_can_come_from_its_own_metrics() {
+    let node = Node::start("loadtest-metrics-cpu", AgentSpec::new("lt-m")).await;
+    let url = node.url();
+    let (code, stdout, stderr, _) = loadtest(
+        &[
+            "--url",
+            &url,
+            "--subscribers",
+            "2",
+            "--duration",
+            "3s",
+            "--agent-cpu",
+            "metrics",
+            "-o",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(0), "stderr: {stderr}\nstdout: {stdout}");
+    let report = json(&stdout, &stderr);
+    let agent = &report["agent"];
+    assert_eq!(agent["cpu_source"], "metrics", "{agent}");
+    assert!(
+        agent["cpu_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "forwarding for 3 s costs some CPU: {agent}"
+    );
+    assert!(
+        agent["packets_per_core_second"].as_f64().is_some(),
+        "{agent}"
+    );
+    assert!(
+        agent["rss_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{agent}"
+    );
+
+    // The figure is the agent process's own: bracketed by /proc/<pid>/stat read just before
+    // and just after the scrape (both count whole clock ticks).
+    let pid = Some(node.agent.pid());
+    let before = ion_cluster::loadtest::agent_cpu::process_cpu_seconds(pid).expect("/proc");
+    let exposed = agent_cpu_from_metrics(node.agent.port).await;
+    let after = ion_cluster::loadtest::agent_cpu::process_cpu_seconds(pid).expect("/proc");
+    assert!(
+        before - 0.011 <= exposed && exposed <= after + 0.011,
+        "/proc said {before} then {after}, /metrics said {exposed}"
+    );
+}

@@ -1,14 +1,21 @@
 //! Prometheus `/metrics`: the media counters and signaling gauges in the text exposition
-//! format. Workers never touch the registry; values are copied from their atomics when
-//! scraped.
+//! format, and the standard process metrics (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`), so the agent's own CPU can be read remotely, e.g. by
+//! `ionctl loadtest`. Workers never touch the registry; values are copied from their atomics
+//! when scraped.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::sfu::MediaCounters;
 
 pub struct Metrics {
     handle: PrometheusHandle,
     counters: MediaCounters,
+    process: Mutex<System>,
 }
 
 impl Metrics {
@@ -17,7 +24,14 @@ impl Metrics {
             .install_recorder()
             .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
         describe();
-        Ok(Self { handle, counters })
+        Ok(Self {
+            handle,
+            counters,
+            process: Mutex::new(
+                System::new()
+                    .map_err(|e| anyhow::anyhow!("cannot read process statistics: {e}"))?,
+            ),
+        })
     }
 
     /// The exposition text, with media values as of now.
@@ -33,8 +47,45 @@ impl Metrics {
         metrics::counter!("ion_agent_bytes_total", "direction" => "out").absolute(t.bytes_out);
         metrics::counter!("ion_agent_forward_errors_total").absolute(t.forward_errors);
         metrics::counter!("ion_agent_send_drops_total").absolute(t.send_drops);
-        self.handle.render()
+        let mut text = self.handle.render();
+        text.push_str(&self.process_exposition());
+        text
     }
+
+    /// The process collector's two usual samples, written by hand: the `metrics` facade has
+    /// integer counters only, and CPU seconds are fractional.
+    fn process_exposition(&self) -> String {
+        let Ok(pid) = sysinfo::get_current_pid() else {
+            return String::new();
+        };
+        let Ok(mut system) = self.process.lock() else {
+            return String::new();
+        };
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            false,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+        let Some(process) = system.process(pid) else {
+            return String::new();
+        };
+        process_lines(process.accumulated_cpu_time(), process.memory())
+    }
+}
+
+fn process_lines(cpu_millis: u64, rss_bytes: u64) -> String {
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+         # TYPE process_cpu_seconds_total counter\n\
+         process_cpu_seconds_total {}\n\
+         # HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+         # TYPE process_resident_memory_bytes gauge\n\
+         process_resident_memory_bytes {rss_bytes}\n",
+        cpu_millis as f64 / 1000.0,
+    );
+    text
 }
 
 fn describe() {
@@ -69,4 +120,20 @@ fn describe() {
         "ion_agent_signal_errors_total",
         "Signaling messages answered with a JSON-RPC error."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_samples_follow_the_exposition_format() {
+        let text = process_lines(12_340, 4096);
+        assert!(text.contains(
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.34\n"
+        ));
+        assert!(text.contains(
+            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 4096\n"
+        ));
+    }
 }

@@ -19,6 +19,7 @@ use crate::api::PlaceAnswer;
 use crate::loadtest::calibrate::Policy;
 use crate::loadtest::media::VideoShape;
 use crate::loadtest::peer::Connector;
+use crate::loadtest::report::AgentCpuFrom;
 use crate::loadtest::report::{AgentReport, CalibrationReport, ClientReport, Report, Summary};
 use crate::loadtest::{self, AgentProbe, Progress};
 use crate::model::SessionClass;
@@ -77,6 +78,11 @@ pub struct LoadtestArgs {
     /// its cores, loss passes 1% or this machine saturates; print units_per_vcpu.
     #[arg(long, conflicts_with_all = ["publishers", "video_bitrate", "no_audio"])]
     pub calibrate: bool,
+    /// Where the agent's CPU comes from: proc (/proc of a local agent), metrics (the
+    /// agent's own process_cpu_seconds_total on its /metrics, also remote), etcd (its node
+    /// record: the whole machine); auto takes the first of these that is available.
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = AgentCpuFrom::Auto)]
+    pub agent_cpu: AgentCpuFrom,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -182,6 +188,7 @@ pub async fn run(
         warmup: args.warmup,
         join_timeout: Duration::from_secs(5),
         keyframe_interval: Duration::from_secs(2),
+        agent_cpu: args.agent_cpu,
     };
     let mut painter = Painter::new();
     if args.calibrate {
@@ -483,6 +490,9 @@ fn summary_rows(summary: &Summary, agent: &AgentReport, client: &ClientReport) -
             Some(pid) => format!("/proc/{pid}/stat"),
             None => "/proc".to_owned(),
         },
+        crate::loadtest::report::CpuSource::Metrics => {
+            "process_cpu_seconds_total on its /metrics".to_owned()
+        }
         crate::loadtest::report::CpuSource::Etcd => "node record in etcd".to_owned(),
         crate::loadtest::report::CpuSource::Unavailable => "unavailable".to_owned(),
     };

@@ -3,6 +3,8 @@
 //!   socket inode in `/proc/net/tcp{,6}` → the `/proc/<pid>/fd/*` link `socket:[inode]`),
 //!   then utime + stime from `/proc/<pid>/stat`, VmRSS and the allowed CPUs from
 //!   `/proc/<pid>/status`;
+//! - any agent that exposes them: `process_cpu_seconds_total` and
+//!   `process_resident_memory_bytes` on its `/metrics`, per process and readable remotely;
 //! - a remote agent: its node record's `stats.cpu` (a whole-machine fraction) × vcpus;
 //! - the load generator itself: `/proc/self/stat` and its CPU affinity, and how busy its
 //!   CPUs were with anything (`/proc/stat`): a core shared with other work starves it too;
@@ -205,9 +207,13 @@ pub struct AgentCounters {
     pub packets_out: f64,
     pub send_drops: Option<f64>,
     pub forward_errors: Option<f64>,
+    /// The agent process's CPU-seconds so far (absent from agents that predate it).
+    pub cpu_seconds: Option<f64>,
+    pub rss_bytes: Option<f64>,
 }
 
-/// The agent's forwarded packets, send drops and forward errors so far, from `/metrics`.
+/// The agent's forwarded packets, send drops, forward errors and process CPU so far, from
+/// `/metrics`.
 pub async fn scrape(client: &reqwest::Client, metrics_url: &str) -> Option<AgentCounters> {
     let text = client
         .get(metrics_url)
@@ -224,6 +230,8 @@ pub async fn scrape(client: &reqwest::Client, metrics_url: &str) -> Option<Agent
         packets_out: metric(&text, r#"ion_agent_packets_total{direction="out"}"#)?,
         send_drops: metric(&text, "ion_agent_send_drops_total"),
         forward_errors: metric(&text, "ion_agent_forward_errors_total"),
+        cpu_seconds: metric(&text, "process_cpu_seconds_total"),
+        rss_bytes: metric(&text, "process_resident_memory_bytes"),
     })
 }
 

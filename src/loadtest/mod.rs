@@ -38,8 +38,8 @@ use calibrate::{CalibrateError, Policy, Sample, Step, StopReason};
 use media::{VideoShape, now_us};
 use peer::{ClientError, Connector, JoinSpec, Peer, Publish};
 use report::{
-    AgentReport, CalibrationReport, ClientReport, CpuSource, PacketSource, PublisherTrackRow,
-    Report, RunConfig, StepReport, Summary, TrackRow, WindowReport,
+    AgentCpuFrom, AgentReport, CalibrationReport, ClientReport, CpuSource, PacketSource,
+    PublisherTrackRow, Report, RunConfig, StepReport, Summary, TrackRow, WindowReport,
 };
 use signal::SignalError;
 use stats::{Kind, SendLog, Window, account, latency_histogram};
@@ -66,6 +66,8 @@ pub struct Config {
     /// Deadline of each network wait of a join.
     pub join_timeout: Duration,
     pub keyframe_interval: Duration,
+    /// Which source of the agent's CPU to use.
+    pub agent_cpu: AgentCpuFrom,
 }
 
 impl Config {
@@ -523,19 +525,22 @@ impl Session {
             .iter()
             .map(|m| m.participant.tracks().iter().map(|t| t.take()).collect())
             .collect();
-        let rss = agent_pid.and_then(agent_cpu::rss_bytes);
         let agent_vcpus = match probe {
             AgentProbe::Local { pid } => agent_cpu::allowed_cpus(Some(*pid)).map(f64::from),
             _ => record.as_ref().map(|r| f64::from(r.vcpus)),
         };
-        let (cpu_source, agent_cpu_seconds) = match (agent0, agent1, &record) {
-            (Some(a), Some(b), _) => (CpuSource::Proc, Some(b - a)),
-            (_, _, Some(r)) => (
-                CpuSource::Etcd,
-                Some(r.stats.cpu * f64::from(r.vcpus) * seconds),
-            ),
-            _ => (CpuSource::Unavailable, None),
-        };
+        let (cpu_source, agent_cpu_seconds) = report::choose_agent_cpu(
+            self.config.agent_cpu,
+            agent0.zip(agent1).map(|(a, b)| b - a),
+            out0.zip(out1)
+                .and_then(|(a, b)| Some(b.cpu_seconds? - a.cpu_seconds?)),
+            record
+                .as_ref()
+                .map(|r| r.stats.cpu * f64::from(r.vcpus) * seconds),
+        );
+        let rss = agent_pid
+            .and_then(agent_cpu::rss_bytes)
+            .or_else(|| out1.and_then(|o| o.rss_bytes).map(|b| b as u64));
         Measured {
             start_us,
             end_us,

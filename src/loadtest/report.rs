@@ -85,10 +85,51 @@ pub struct ErrorCount {
 pub enum CpuSource {
     /// utime + stime of the local agent process (`/proc/<pid>/stat`).
     Proc,
-    /// The node record's `stats.cpu` × vcpus in etcd.
+    /// The agent's own `process_cpu_seconds_total` on its `/metrics`: per process, and
+    /// readable from another host.
+    Metrics,
+    /// The node record's `stats.cpu` × vcpus in etcd (the whole machine).
     Etcd,
-    /// Neither was available.
+    /// None was available.
     Unavailable,
+}
+
+/// Which source of the agent's CPU to use (`ionctl loadtest --agent-cpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AgentCpuFrom {
+    /// The first available of proc, metrics, etcd.
+    #[default]
+    Auto,
+    Proc,
+    Metrics,
+    Etcd,
+}
+
+/// The agent's CPU-seconds over the window from the preferred source, given what each
+/// source measured.
+pub fn choose_agent_cpu(
+    from: AgentCpuFrom,
+    proc: Option<f64>,
+    metrics: Option<f64>,
+    etcd: Option<f64>,
+) -> (CpuSource, Option<f64>) {
+    let pick = |source, seconds: Option<f64>| match seconds {
+        Some(s) => (source, Some(s)),
+        None => (CpuSource::Unavailable, None),
+    };
+    match from {
+        AgentCpuFrom::Proc => pick(CpuSource::Proc, proc),
+        AgentCpuFrom::Metrics => pick(CpuSource::Metrics, metrics),
+        AgentCpuFrom::Etcd => pick(CpuSource::Etcd, etcd),
+        AgentCpuFrom::Auto => [
+            (CpuSource::Proc, proc),
+            (CpuSource::Metrics, metrics),
+            (CpuSource::Etcd, etcd),
+        ]
+        .into_iter()
+        .find_map(|(source, seconds)| seconds.map(|s| (source, Some(s))))
+        .unwrap_or((CpuSource::Unavailable, None)),
+    }
 }
 
 /// Where the forwarded-packet count came from.
@@ -237,5 +278,32 @@ mod tests {
         let errors = count_errors(["a".to_owned(), "b".to_owned(), "a".to_owned()]);
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].count, 2);
+    }
+
+    #[test]
+    fn the_agent_cpu_source_is_the_preferred_one_available() {
+        use AgentCpuFrom::*;
+        let all = (Some(1.0), Some(2.0), Some(3.0));
+        let choose = |from, (p, m, e)| choose_agent_cpu(from, p, m, e);
+        assert_eq!(choose(Auto, all), (CpuSource::Proc, Some(1.0)));
+        assert_eq!(
+            choose(Auto, (None, Some(2.0), Some(3.0))),
+            (CpuSource::Metrics, Some(2.0))
+        );
+        assert_eq!(
+            choose(Auto, (None, None, Some(3.0))),
+            (CpuSource::Etcd, Some(3.0))
+        );
+        assert_eq!(
+            choose(Auto, (None, None, None)),
+            (CpuSource::Unavailable, None)
+        );
+        assert_eq!(choose(Metrics, all), (CpuSource::Metrics, Some(2.0)));
+        assert_eq!(choose(Etcd, all), (CpuSource::Etcd, Some(3.0)));
+        // A forced source that is missing is reported as such, not replaced.
+        assert_eq!(
+            choose(Metrics, (Some(1.0), None, Some(3.0))),
+            (CpuSource::Unavailable, None)
+        );
     }
 }
