@@ -246,7 +246,8 @@ async fn resolve_target(
                 "--url {url:?} must be a ws:// or wss:// signaling URL, e.g. ws://127.0.0.1:7000/ws"
             )));
         }
-        // A remote agent's CPU comes from its node record: etcd is asked only then.
+        // A remote agent's vcpus (and, with --agent-cpu etcd, its CPU) come from its node
+        // record: etcd is asked only then.
         let store = if loadtest::loopback_port(url).is_some() {
             None
         } else {
@@ -255,8 +256,8 @@ async fn resolve_target(
                 Ok(store) => Some(store),
                 Err(error) => {
                     eprintln!(
-                        "note: no agent CPU figures: the agent is not local and etcd is not \
-                         reachable ({:#})",
+                        "note: the agent is not local and etcd is not reachable ({:#}): its CPU \
+                         can only come from its /metrics, and its vcpus are unknown",
                         error.source
                     );
                     None
