@@ -106,8 +106,8 @@ mod mmsg {
         let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
         let mut headers = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
         for (i, transmit) in chunk.iter().enumerate() {
+            let addr_len = write_sockaddr(transmit.destination, &mut addrs[i]);
             let addr = addrs[i].as_mut_ptr();
-            let addr_len = write_sockaddr(transmit.destination, addr);
             let iov = iovs[i].write(libc::iovec {
                 // The kernel only reads through this pointer (sendmmsg).
                 iov_base: transmit.contents.as_ptr() as *mut libc::c_void,
@@ -164,9 +164,13 @@ mod mmsg {
         sent
     }
 
-    /// Writes `addr` as a C socket address into `storage`, which may be uninitialised, and
-    /// returns its length.
-    fn write_sockaddr(addr: SocketAddr, storage: *mut libc::sockaddr_storage) -> libc::socklen_t {
+    /// Writes `addr` as a C socket address into `storage` (whose bytes past the address stay
+    /// uninitialised; the kernel reads only the returned length) and returns its length.
+    fn write_sockaddr(
+        addr: SocketAddr,
+        storage: &mut MaybeUninit<libc::sockaddr_storage>,
+    ) -> libc::socklen_t {
+        let storage = storage.as_mut_ptr();
         match addr {
             SocketAddr::V4(v4) => {
                 let sin = libc::sockaddr_in {
@@ -177,8 +181,8 @@ mod mmsg {
                     },
                     sin_zero: [0; 8],
                 };
-                // SAFETY: `storage` is valid for writes, and sockaddr_storage is larger than
-                // and aligned for sockaddr_in.
+                // SAFETY: `storage` comes from a live &mut, and sockaddr_storage is larger
+                // than and aligned for sockaddr_in.
                 unsafe { std::ptr::write(storage.cast::<libc::sockaddr_in>(), sin) };
                 mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
             }
@@ -192,8 +196,8 @@ mod mmsg {
                     },
                     sin6_scope_id: v6.scope_id(),
                 };
-                // SAFETY: `storage` is valid for writes, and sockaddr_storage is larger than
-                // and aligned for sockaddr_in6.
+                // SAFETY: `storage` comes from a live &mut, and sockaddr_storage is larger
+                // than and aligned for sockaddr_in6.
                 unsafe { std::ptr::write(storage.cast::<libc::sockaddr_in6>(), sin6) };
                 mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
             }

@@ -5,12 +5,12 @@
 //! and the loop goes on.
 
 use std::collections::{HashMap, VecDeque};
-
-use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
