@@ -1,6 +1,7 @@
 //! The proof of compatibility: Chromium runs the unmodified ion-sdk-js 1.8.2 bundles against a
 //! real agent. Tab A publishes its fake camera and microphone, tab B joins the same session
-//! and must decode more than 30 video frames and receive audio (`tests/browser/run.mjs`).
+//! and must decode more than 30 video frames and receive audio (`tests/browser/run.mjs`); with
+//! simulcast, it must keep decoding while the agent switches it between layers.
 //! `scripts/install-deps --browser` installs Chromium and the npm packages.
 
 mod harness;
@@ -11,8 +12,9 @@ use std::time::Duration;
 use harness::{AgentProcess, AgentSpec, Etcd, unique_prefix, wait_for};
 use ion_cluster::model::SessionRecord;
 
-#[tokio::test]
-async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
+/// Starts etcd and an agent, runs `run.mjs` against it in session `sid` (with `mode`, if
+/// any), and returns its JSON report once the session key is gone again.
+async fn run_tabs(sid: &str, mode: Option<&str>) -> serde_json::Value {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         browser_dir
@@ -37,8 +39,9 @@ async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
     let mut node = tokio::process::Command::new("node");
     node.arg(browser_dir.join("run.mjs"))
         .arg(&url)
-        .arg("browser-room")
+        .arg(sid)
         .arg("60000")
+        .args(mode)
         .kill_on_drop(true);
     let run = node.output();
     // While the tabs are in the session, the agent holds its key.
@@ -55,36 +58,9 @@ async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
         "browser test failed: {report:#}\n{stderr}"
     );
     eprintln!("browser report: {report}");
-    let inbound = report["inbound"].as_array().expect("inbound stats");
-    let video = inbound
-        .iter()
-        .find(|s| s["kind"] == "video")
-        .expect("a video track");
-    assert!(
-        video["framesDecoded"].as_u64().unwrap_or(0) > 30,
-        "{report:#}"
-    );
-    let audio = inbound
-        .iter()
-        .find(|s| s["kind"] == "audio")
-        .expect("an audio track");
-    assert!(
-        audio["packetsReceived"].as_u64().unwrap_or(0) > 0,
-        "{report:#}"
-    );
-    let kinds: Vec<&str> = report["subscriber"]["tracks"]
-        .as_array()
-        .expect("ontrack events")
-        .iter()
-        .filter_map(|t| t["kind"].as_str())
-        .collect();
-    assert!(
-        kinds.contains(&"audio") && kinds.contains(&"video"),
-        "ontrack saw {kinds:?}"
-    );
 
     // Both tabs closed with the browser: the last leave deletes the session key.
-    let key = store.keys().session("browser-room");
+    let key = store.keys().session(sid);
     wait_for(
         "the session key to be deleted",
         Duration::from_secs(45),
@@ -99,4 +75,68 @@ async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
         },
     )
     .await;
+    report
+}
+
+fn inbound<'a>(report: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    report["inbound"]
+        .as_array()
+        .expect("inbound stats")
+        .iter()
+        .find(|s| s["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} track: {report:#}"))
+}
+
+#[tokio::test]
+async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
+    let report = run_tabs("browser-room", None).await;
+    let video = inbound(&report, "video");
+    assert!(
+        video["framesDecoded"].as_u64().unwrap_or(0) > 30,
+        "{report:#}"
+    );
+    let audio = inbound(&report, "audio");
+    assert!(
+        audio["packetsReceived"].as_u64().unwrap_or(0) > 0,
+        "{report:#}"
+    );
+    let kinds: Vec<&str> = report["subscriber"]["tracks"]
+        .as_array()
+        .expect("ontrack events")
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"audio") && kinds.contains(&"video"),
+        "ontrack saw {kinds:?}"
+    );
+}
+
+/// Simulcast from Chromium: the agent forwards one layer at a time and switches on a
+/// keyframe, rewriting sequence numbers and timestamps so the subscriber's decoder sees one
+/// stream. Turning the top layer off and on in the publishing tab forces a switch down and
+/// one back up; the subscriber must keep decoding through both.
+#[tokio::test]
+async fn chromium_simulcast_layers_switch_without_stopping_the_decoder() {
+    let report = run_tabs("browser-simulcast", Some("simulcast")).await;
+    let phases = report["phases"].as_array().expect("simulcast phases");
+    let names: Vec<&str> = phases.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "top layer",
+            "lower layer after f stops",
+            "top layer after f resumes"
+        ],
+        "{report:#}"
+    );
+    assert!(phases.iter().all(|p| p["ok"] == true), "{report:#}");
+    let widths: Vec<u64> = phases
+        .iter()
+        .map(|p| p["inbound"]["frameWidth"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        widths[1] < widths[0] && widths[2] > widths[1],
+        "the decoded width must drop with the top layer and come back: {widths:?}"
+    );
 }

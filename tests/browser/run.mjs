@@ -3,7 +3,12 @@
 // joins the same session and must receive audio and video, with more than 30 decoded
 // frames. Prints one JSON line with what it saw and exits 0 only when all of that held.
 //
-// Usage: node run.mjs <ws-url> <sid> [timeout-ms]
+// With `simulcast`, tab A publishes two VP8 layers (VGA 'f', QVGA 'h') and the agent must
+// switch tab B between them without the decoder stopping: B first decodes the top layer;
+// A then turns 'f' off, and B must go on decoding at the lower width; A turns it back on,
+// and B must return to the top width. Each phase needs 30 more decoded frames.
+//
+// Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast]
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -11,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const [url, sid, timeoutArg] = process.argv.slice(2);
+const [url, sid, timeoutArg, mode] = process.argv.slice(2);
+const simulcast = mode === 'simulcast';
 const timeoutMs = Number(timeoutArg || 45000);
 if (!url || !sid) {
   console.error('usage: node run.mjs <ws-url> <sid> [timeout-ms]');
@@ -61,18 +67,45 @@ try {
     await page.goto(page_url);
   }
   await a.evaluate(([u, s]) => window.ionTest.join(u, s, 'tab-a'), [url, sid]);
-  await a.evaluate(() => window.ionTest.publish());
+  await a.evaluate((s) => window.ionTest.publish(s), simulcast);
   await b.evaluate(([u, s]) => window.ionTest.join(u, s, 'tab-b'), [url, sid]);
-  while (Date.now() < deadline) {
-    result.inbound = await b.evaluate(() => window.ionTest.inbound());
-    const video = result.inbound.find((s) => s.kind === 'video');
-    const audio = result.inbound.find((s) => s.kind === 'audio');
-    if (video && audio && video.framesDecoded > 30 && audio.packetsReceived > 0) {
-      result.ok = true;
-      break;
+  // Polls B's inbound stats until `done(video, audio)` holds; false at the deadline.
+  const until = async (done) => {
+    while (Date.now() < deadline) {
+      result.inbound = await b.evaluate(() => window.ionTest.inbound());
+      const video = result.inbound.find((s) => s.kind === 'video');
+      const audio = result.inbound.find((s) => s.kind === 'audio');
+      if (video && audio && done(video, audio)) return video;
+      await new Promise((r) => setTimeout(r, 250));
     }
-    await new Promise((r) => setTimeout(r, 250));
+    return null;
+  };
+  let video = await until((v, au) => v.framesDecoded > 30 && au.packetsReceived > 0);
+  if (video && simulcast) {
+    result.phases = [];
+    // The top layer's width, as A encodes it (Chromium may lower it under CPU load).
+    const topWidth = async () => {
+      const out = await a.evaluate(() => window.ionTest.outbound());
+      result.outbound = out;
+      return Math.max(...out.map((o) => o.frameWidth));
+    };
+    const phase = async (name, want) => {
+      const from = video.framesDecoded;
+      video = await until((v) => v.framesDecoded >= from + 30 && want(v));
+      result.phases.push({ name, ok: !!video, inbound: video || result.inbound });
+      return !!video;
+    };
+    let top = await topWidth();
+    const ok =
+      (await phase('top layer', (v) => v.frameWidth > 0 && v.frameWidth >= top)) &&
+      (await a.evaluate(() => window.ionTest.setLayerActive('high', false)), true) &&
+      (await phase('lower layer after f stops', (v) => v.frameWidth > 0 && v.frameWidth < top)) &&
+      (await a.evaluate(() => window.ionTest.setLayerActive('high', true)), true) &&
+      (top = await topWidth(), true) &&
+      (await phase('top layer after f resumes', (v) => v.frameWidth >= top));
+    if (!ok) video = null;
   }
+  result.ok = !!video;
   result.publisher = await a.evaluate(() => window.ionTest.state);
   result.subscriber = await b.evaluate(() => window.ionTest.state);
 } catch (e) {

@@ -1,42 +1,136 @@
-//! Whether a depacketized frame is a keyframe, for simulcast switching. Only VP8 and H.264
-//! are forwarded with layer switching; other codecs report `false` and never switch.
+//! Whether an RTP packet starts a keyframe, for simulcast switching: a subscriber may move to
+//! another layer only where that layer's decoder can start. Read from the RTP payload, since
+//! the agent forwards packets without reassembling frames. Only VP8 and H.264 switch layers;
+//! other codecs report `false` and never switch.
 
 use str0m::format::Codec;
 
-pub fn is_keyframe(codec: Codec, frame: &[u8]) -> bool {
+pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
     match codec {
-        // RFC 6386 §9.1: bit 0 of the frame tag is 0 for a key frame.
-        Codec::Vp8 => frame.first().is_some_and(|b| b & 0x01 == 0),
-        // An IDR slice (5) or a sequence parameter set (7) in the Annex B stream.
-        Codec::H264 => annex_b_nal_types(frame).any(|t| t == 5 || t == 7),
+        Codec::Vp8 => vp8_starts_keyframe(payload),
+        Codec::H264 => h264_starts_keyframe(payload),
         _ => false,
     }
 }
 
-fn annex_b_nal_types(frame: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    frame
-        .windows(4)
-        .filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1)
-        .map(|w| w[3] & 0x1f)
+/// RFC 7741 §4.2: the payload descriptor, then, at the start of partition 0, the VP8 payload
+/// header whose bit 0 (P, "inverse key frame flag") is 0 for a key frame.
+fn vp8_starts_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let start_of_partition = first & 0x10 != 0;
+    let partition_index = first & 0x07;
+    if !start_of_partition || partition_index != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        let Some(&extensions) = payload.get(at) else {
+            return false;
+        };
+        at += 1;
+        if extensions & 0x80 != 0 {
+            // PictureID: 7 bits, or 15 with the M bit.
+            let Some(&picture_id) = payload.get(at) else {
+                return false;
+            };
+            at += if picture_id & 0x80 != 0 { 2 } else { 1 };
+        }
+        if extensions & 0x40 != 0 {
+            at += 1; // TL0PICIDX
+        }
+        if extensions & 0x30 != 0 {
+            at += 1; // TID / Y / KEYIDX
+        }
+    }
+    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+}
+
+/// RFC 6184 §5.6–5.8: an IDR slice (5) or a sequence parameter set (7), alone, inside a
+/// STAP-A aggregate, or as the first fragment of an FU-A.
+fn h264_starts_keyframe(payload: &[u8]) -> bool {
+    let is_key = |nal_type: u8| nal_type == 5 || nal_type == 7;
+    let Some(&header) = payload.first() else {
+        return false;
+    };
+    match header & 0x1f {
+        24 => {
+            let mut rest = &payload[1..];
+            while rest.len() >= 3 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if is_key(rest[2] & 0x1f) {
+                    return true;
+                }
+                rest = rest.get(2 + size..).unwrap_or_default();
+            }
+            false
+        }
+        28 => payload
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && is_key(fu & 0x1f)),
+        nal_type => is_key(nal_type),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
-    fn vp8_frame_tag() {
-        assert!(is_keyframe(Codec::Vp8, &[0x10, 0x02]));
-        assert!(!is_keyframe(Codec::Vp8, &[0x11, 0x02]));
-        assert!(!is_keyframe(Codec::Vp8, &[]));
+    fn vp8_descriptor_without_extensions() {
+        // S=1, PID=0, then a key frame tag (P=0) and a delta frame tag (P=1).
+        assert!(starts_keyframe(Codec::Vp8, &[0x10, 0x10, 0x02]));
+        assert!(!starts_keyframe(Codec::Vp8, &[0x10, 0x11, 0x02]));
+        // Not the start of partition 0: a continuation of a key frame.
+        assert!(!starts_keyframe(Codec::Vp8, &[0x00, 0x10, 0x02]));
+        assert!(!starts_keyframe(Codec::Vp8, &[0x11, 0x10, 0x02]));
+        assert!(!starts_keyframe(Codec::Vp8, &[]));
     }
 
     #[test]
-    fn h264_idr_or_sps() {
-        assert!(is_keyframe(
+    fn vp8_descriptor_with_picture_id_and_layers() {
+        // X=1, S=1; I, L, T set; 15-bit PictureID; TL0PICIDX; TID byte; then the frame tag.
+        let key = [0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x9c];
+        assert!(starts_keyframe(Codec::Vp8, &key));
+        let delta = [0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x9d];
+        assert!(!starts_keyframe(Codec::Vp8, &delta));
+        // 7-bit PictureID only.
+        assert!(starts_keyframe(Codec::Vp8, &[0x90, 0x80, 0x12, 0x9c]));
+        // Truncated after the extension byte.
+        assert!(!starts_keyframe(Codec::Vp8, &[0x90, 0x80]));
+    }
+
+    #[test]
+    fn h264_single_aggregate_and_fragment() {
+        assert!(starts_keyframe(Codec::H264, &[0x65, 0x88]));
+        assert!(starts_keyframe(Codec::H264, &[0x67, 0x42]));
+        assert!(!starts_keyframe(Codec::H264, &[0x41, 0x9a]));
+        // STAP-A: a PPS (8), then an SPS (7).
+        assert!(starts_keyframe(
             Codec::H264,
-            &[0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x65]
+            &[0x78, 0, 2, 0x68, 0xce, 0, 2, 0x67, 0x42]
         ));
-        assert!(!is_keyframe(Codec::H264, &[0, 0, 0, 1, 0x41, 0x9a]));
+        assert!(!starts_keyframe(Codec::H264, &[0x78, 0, 2, 0x68, 0xce]));
+        // FU-A: start of an IDR slice; a middle fragment of one; start of a non-IDR slice.
+        assert!(starts_keyframe(Codec::H264, &[0x7c, 0x85, 0x88]));
+        assert!(!starts_keyframe(Codec::H264, &[0x7c, 0x05, 0x88]));
+        assert!(!starts_keyframe(Codec::H264, &[0x7c, 0x81, 0x9a]));
+    }
+
+    #[test]
+    fn other_codecs_never_switch() {
+        assert!(!starts_keyframe(Codec::Opus, &[0x10, 0x10]));
+    }
+
+    proptest! {
+        /// Whatever a client sends, reading it never panics.
+        #[test]
+        fn any_payload_is_read_without_panicking(payload in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = starts_keyframe(Codec::Vp8, &payload);
+            let _ = starts_keyframe(Codec::H264, &payload);
+        }
     }
 }

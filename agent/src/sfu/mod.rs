@@ -5,12 +5,18 @@
 //!
 //! Layout: `worker` (the loop and forwarding), `participant` (two PeerConnections and their
 //! negotiation), `session` (tracks and subscriptions), `layers` (simulcast choice),
-//! `send_batch` (one `sendmmsg` per round of output), `keyframe`, `counters`.
+//! `rewrite` (each subscriber's sequence numbers and timestamps), `send_batch` (one
+//! `sendmmsg` per round of output), `keyframe`, `counters`.
+//!
+//! Media is forwarded as RTP packets (str0m's RTP mode): a packet from a publisher is written
+//! to each subscriber as it is, with the subscriber's own SSRC, payload type, sequence number
+//! and timestamp, so no frame is reassembled and re-packetized per subscriber.
 
 pub mod counters;
 mod keyframe;
 mod layers;
 mod participant;
+mod rewrite;
 mod send_batch;
 mod session;
 mod stun;

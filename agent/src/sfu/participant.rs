@@ -45,8 +45,8 @@ impl Role {
 pub struct Pc {
     pub rtc: Rtc,
     pub timeout: Instant,
-    /// Media was written since the last poll, so str0m has a frame to packetize and will
-    /// want a timeout at once.
+    /// Media was written since the last poll: str0m queues a written packet and sends it
+    /// only after its next timeout, which it will want at once.
     pub written: bool,
 }
 
@@ -56,6 +56,8 @@ impl Pc {
             // The server has public host candidates; the client does the checks and
             // nominates, so mDNS or hidden client addresses do not matter.
             .set_ice_lite(true)
+            // Packets in and out, not frames: see the module doc of `sfu`.
+            .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)

@@ -1,13 +1,15 @@
 //! A session on one worker: its participants and the tracks they publish. Each published
-//! track lists its subscriptions, so forwarding a frame walks one short list and looks up
+//! track lists its subscriptions, so forwarding a packet walks one short list and looks up
 //! nothing else.
 
 use std::time::Instant;
 
+use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 
 use super::layers::{LayerChoice, LayerMeter};
 use super::participant::ParticipantId;
+use super::rewrite::Rewriter;
 
 /// A worker-unique track id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,8 +22,10 @@ pub struct Subscription {
     pub mid: Mid,
     pub layer: LayerChoice<Rid>,
     /// The publisher's payload type last seen and the subscriber's matching one: matching
-    /// codec parameters costs more than writing the frame, and the answer rarely changes.
+    /// codec parameters costs more than writing the packet, and the answer rarely changes.
     pub pt_map: Option<(Pt, Pt)>,
+    /// The subscriber's sequence numbers and timestamps for this track.
+    pub rewriter: Rewriter,
 }
 
 /// A track published into the session.
@@ -38,6 +42,9 @@ pub struct TrackIn {
     pub layers: LayerMeter<Rid>,
     pub subscriptions: Vec<Subscription>,
     pub last_keyframe_request: Option<Instant>,
+    /// The codec parameters of the payload type last received, looked up on the publisher's
+    /// PeerConnection when the payload type changes.
+    pub params: Option<PayloadParams>,
 }
 
 #[derive(Debug, Default)]

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::counters::WorkerCounters;
-use super::keyframe::is_keyframe;
+use super::keyframe::starts_keyframe;
 use super::participant::{OutState, Participant, ParticipantId, Pc, Role, TrackOut};
 use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
@@ -36,7 +37,7 @@ const READ_BATCH: usize = 64;
 const MAX_DUE_TIMEOUTS: usize = 4;
 
 /// Effects passed between participants of a session.
-// A frame is large, but boxing it would allocate once per frame on the hot path.
+// A packet is large, but boxing it would allocate once per packet on the hot path.
 #[allow(clippy::large_enum_variant)]
 enum Effect {
     TrackPublished {
@@ -55,7 +56,10 @@ enum Effect {
     Media {
         origin: ParticipantId,
         sid: Arc<str>,
-        data: MediaData,
+        /// The publisher's m-line and simulcast layer the packet came on.
+        mid: Mid,
+        rid: Option<Rid>,
+        packet: RtpPacket,
     },
     KeyframeRequest {
         subscriber: ParticipantId,
@@ -74,7 +78,7 @@ pub struct Worker {
 }
 
 /// Participants by id. The ids are the worker's own counter, so the fast non-keyed hash is
-/// safe here; SipHash on these lookups, several per subscriber and forwarded frame, cost 2%.
+/// safe here; SipHash on these lookups, several per subscriber and forwarded packet, cost 2%.
 type Participants = FxHashMap<ParticipantId, Participant>;
 
 #[derive(Default)]
@@ -168,17 +172,19 @@ impl Worker {
                         .command(command, now, &self.candidates, &self.counters);
                 }
                 Wake::Datagram(Ok((len, source))) => {
+                    let arrival = Arrival {
+                        destination,
+                        now,
+                        socket: &socket,
+                    };
                     self.state
-                        .datagram(&buf[..len], source, destination, now, &self.counters);
+                        .datagram(&buf[..len], source, &arrival, &self.counters);
                     for _ in 0..READ_BATCH {
                         match socket.try_recv_from(&mut buf) {
-                            Ok((len, source)) => self.state.datagram(
-                                &buf[..len],
-                                source,
-                                destination,
-                                now,
-                                &self.counters,
-                            ),
+                            Ok((len, source)) => {
+                                self.state
+                                    .datagram(&buf[..len], source, &arrival, &self.counters)
+                            }
                             Err(_) => break,
                         }
                     }
@@ -200,6 +206,14 @@ impl Worker {
     }
 }
 
+/// Where and when a batch of datagrams arrived.
+struct Arrival<'a> {
+    /// The address they were sent to (the announced candidate).
+    destination: SocketAddr,
+    now: Instant,
+    socket: &'a UdpSocket,
+}
+
 impl State {
     /// Queues both of a participant's PeerConnections for polling.
     fn mark(&mut self, id: ParticipantId) {
@@ -212,10 +226,10 @@ impl State {
         &mut self,
         data: &[u8],
         source: SocketAddr,
-        destination: SocketAddr,
-        now: Instant,
+        arrival: &Arrival<'_>,
         counters: &WorkerCounters,
     ) {
+        let (destination, now) = (arrival.destination, arrival.now);
         counters.packets_in.fetch_add(1, Relaxed);
         counters.bytes_in.fetch_add(data.len() as u64, Relaxed);
         let Ok(contents) = DatagramRecv::try_from(data) else {
@@ -260,7 +274,13 @@ impl State {
         {
             p.fail(format!("media input failed: {error}"));
         }
-        mark(&mut self.participants, &mut self.dirty, id, role);
+        if role == Role::Publisher {
+            // In RTP mode str0m holds one received packet until the next poll, and the next
+            // datagram's packet would replace it: take it now.
+            self.poll(id, role, arrival.socket, counters, now);
+        } else {
+            mark(&mut self.participants, &mut self.dirty, id, role);
+        }
     }
 
     fn timeouts(&mut self, now: Instant) {
@@ -307,7 +327,7 @@ impl State {
         self.outbox.flush(socket, counters);
     }
 
-    /// Polls one PeerConnection until it wants a timeout. Only the touched one: a frame
+    /// Polls one PeerConnection until it wants a timeout. Only the touched one: a packet
     /// forwarded to a subscriber leaves its publisher PeerConnection alone.
     fn poll(
         &mut self,
@@ -322,9 +342,9 @@ impl State {
         };
         p.dirty[role.index()] = false;
         let mut due_timeouts = 0;
-        // A written frame is packetized on a timeout that str0m asks for at once. Giving it
-        // that timeout before the first poll saves the poll that would only ask for it: a
-        // walk of every subsystem of the PeerConnection, per subscriber and forwarded frame.
+        // A written packet is queued for sending on a timeout that str0m asks for at once.
+        // Giving it that timeout before the first poll saves the poll that would only ask for
+        // it: a walk of every subsystem of the PeerConnection, per subscriber and round.
         if let Some(pc) = p.pc_mut(role)
             && std::mem::take(&mut pc.written)
             && pc.rtc.is_alive()
@@ -339,10 +359,10 @@ impl State {
                 break;
             }
             match pc.rtc.poll_output() {
-                // str0m queues a written frame and packetizes it on its next timeout, which
-                // it asks for at once. Handling that here sends the packets in this round;
-                // leaving it to the timer cost a whole extra pass of the loop per forwarded
-                // frame and subscriber (a wake-up, a futile recvfrom, a scan of every peer).
+                // str0m releases a written packet on its next timeout, which it asks for at
+                // once. Handling that here sends the packets in this round; leaving it to the
+                // timer cost a whole extra pass of the loop per forwarded packet and
+                // subscriber (a wake-up, a futile recvfrom, a scan of every peer).
                 Ok(Output::Timeout(at)) if at <= now && due_timeouts < MAX_DUE_TIMEOUTS => {
                     due_timeouts += 1;
                     if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
@@ -387,7 +407,13 @@ impl State {
             Effect::TrackUnpublished { origin, sid, mid } => {
                 self.unpublish_track(origin, &sid, mid, counters)
             }
-            Effect::Media { origin, sid, data } => self.forward(origin, &sid, data, now, counters),
+            Effect::Media {
+                origin,
+                sid,
+                mid,
+                rid,
+                packet,
+            } => self.forward(origin, &sid, mid, rid, packet, now, counters),
             Effect::KeyframeRequest {
                 subscriber,
                 request,
@@ -452,6 +478,7 @@ impl State {
             layers: Default::default(),
             subscriptions: Vec::new(),
             last_keyframe_request: None,
+            params: None,
         });
         update_gauges(&self.sessions, &self.participants, counters);
     }
@@ -485,52 +512,95 @@ impl State {
         update_gauges(&self.sessions, &self.participants, counters);
     }
 
-    /// The hot path: one incoming frame to every subscription of its track.
+    /// The hot path: one incoming RTP packet to every subscription of its track.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         origin: ParticipantId,
         sid: &Arc<str>,
-        data: MediaData,
+        mid: Mid,
+        rid: Option<Rid>,
+        packet: RtpPacket,
         now: Instant,
         counters: &WorkerCounters,
     ) {
         let Some(track) = self
             .sessions
             .get_mut(sid)
-            .and_then(|s| s.track_mut(origin, data.mid))
+            .and_then(|s| s.track_mut(origin, mid))
         else {
             return;
         };
-        track.layers.observe(data.rid, data.data.len(), now);
+        let pt = packet.header.payload_type;
+        if track.params.is_none_or(|params| params.pt() != pt) {
+            track.params = self.participants.get(&origin).and_then(|p| {
+                p.publisher
+                    .rtc
+                    .codec_config()
+                    .iter()
+                    .find(|params| params.pt() == pt)
+                    .copied()
+            });
+        }
+        let Some(params) = track.params else {
+            // A payload type the publisher never negotiated: nothing can decode it.
+            counters.forward_errors.fetch_add(1, Relaxed);
+            return;
+        };
+        let spec = params.spec();
+        let clock_rate = spec.clock_rate.get();
+        let video = track.kind == MediaKind::Video;
+        track.layers.observe(rid, packet.payload.len(), now);
         let wanted = track.layers.preferred();
-        let keyframe = data.rid.is_some() && is_keyframe(data.params.spec().codec, &data.data);
+        let keyframe = rid.is_some() && starts_keyframe(spec.codec, &packet.payload);
+        let extensions = forwarded_extensions(&packet.header.ext_vals);
         let mut layer_switch_waiting = false;
         for sub in &mut track.subscriptions {
             if sub.layer.current != wanted {
                 layer_switch_waiting = true;
             }
-            if !sub.layer.accept(data.rid, wanted, keyframe) {
+            let layer_before = sub.layer.current;
+            if !sub.layer.accept(rid, wanted, keyframe) {
                 continue;
             }
+            let switched = layer_before.is_some() && sub.layer.current != layer_before;
+            let Some(out) = sub.rewriter.rewrite(
+                *packet.seq_no,
+                packet.header.timestamp,
+                clock_rate,
+                switched,
+                now,
+            ) else {
+                continue;
+            };
             let Some(q) = self.participants.get_mut(&sub.participant) else {
                 continue;
             };
             let Some(pc) = q.subscriber.as_mut() else {
                 continue;
             };
-            let written = pc.rtc.writer(sub.mid).is_some_and(|writer| {
-                let pt = match sub.pt_map {
-                    Some((from, to)) if from == data.pt => Some(to),
-                    _ => writer.match_params(data.params),
-                };
-                sub.pt_map = pt.map(|to| (data.pt, to));
-                pt.is_some_and(|pt| {
-                    writer
-                        .write(pt, data.network_time, data.time, data.data.clone())
-                        .is_ok()
-                })
-            });
-            if written {
+            let to_pt = match sub.pt_map {
+                Some((from, to)) if from == pt => Some(to),
+                _ => pc.rtc.codec_config().match_params(params).map(|p| p.pt()),
+            };
+            sub.pt_map = to_pt.map(|to| (pt, to));
+            let mut direct = pc.rtc.direct_api();
+            let stream = direct.stream_tx_by_mid(sub.mid, None);
+            if let (Some(to_pt), Some(stream)) = (to_pt, stream) {
+                stream.write_rtp(
+                    RtpWrite::new(
+                        to_pt,
+                        out.seq_no.into(),
+                        out.timestamp,
+                        packet.timestamp,
+                        packet.payload.clone(),
+                    )
+                    .marker(packet.header.marker)
+                    .ext_vals(extensions.clone())
+                    // The subscriber's NACKs are answered from str0m's send buffer; audio is
+                    // not worth resending.
+                    .nackable(video),
+                );
                 pc.written = true;
             } else {
                 // A renegotiation may have moved the codec: match afresh next time.
@@ -544,17 +614,15 @@ impl State {
                 Role::Subscriber,
             );
         }
-        // A gap in the publisher's stream, or a subscriber waiting to switch layers, needs a
-        // keyframe from the publisher.
-        let need_keyframe =
-            track.kind == MediaKind::Video && (!data.contiguous || layer_switch_waiting);
-        if need_keyframe {
-            let rid = if data.contiguous { wanted } else { data.rid };
+        // A subscriber waiting to switch layers needs a keyframe of the wanted one. Losses
+        // need nothing here: each subscriber sees the gap itself, NACKs, and asks for a
+        // keyframe (relayed below) when the packet cannot be had.
+        if video && layer_switch_waiting {
             request_keyframe(
                 track,
                 &mut self.participants,
                 &mut self.dirty,
-                rid,
+                wanted,
                 KeyframeRequestKind::Pli,
                 now,
             );
@@ -742,6 +810,7 @@ impl State {
                 mid,
                 layer: Default::default(),
                 pt_map: None,
+                rewriter: Default::default(),
             });
             // A new subscriber can decode nothing until the next keyframe.
             if track.kind == MediaKind::Video {
@@ -882,9 +951,14 @@ fn request_keyframe(
     let Some(publisher) = participants.get_mut(&track.origin) else {
         return;
     };
-    if let Some(mut writer) = publisher.publisher.rtc.writer(track.mid) {
-        // Fails only when the rid is unknown (a layer that stopped); nothing to do then.
-        let _ = writer.request_keyframe(rid, kind);
+    // No stream for the rid: a layer that stopped, or one not seen yet; nothing to ask.
+    if let Some(stream) = publisher
+        .publisher
+        .rtc
+        .direct_api()
+        .stream_rx_by_mid(track.mid, rid)
+    {
+        stream.request_keyframe(kind);
         track.last_keyframe_request = Some(now);
     }
     mark(participants, dirty, track.origin, Role::Publisher);
@@ -938,11 +1012,22 @@ fn on_event(
                 });
             }
         }
-        Event::MediaData(data) if role == Role::Publisher && !p.config.no_publish => {
+        Event::RtpPacket(packet) if role == Role::Publisher && !p.config.no_publish => {
+            let Some((mid, rid)) = p
+                .publisher
+                .rtc
+                .direct_api()
+                .stream_rx(&packet.header.ssrc)
+                .map(|stream| (stream.mid(), stream.rid()))
+            else {
+                return;
+            };
             effects.push_back(Effect::Media {
                 origin: p.id,
                 sid: p.sid.clone(),
-                data,
+                mid,
+                rid,
+                packet,
             });
         }
         Event::KeyframeRequest(request) if role == Role::Subscriber => {
@@ -952,6 +1037,18 @@ fn on_event(
             });
         }
         _ => {}
+    }
+}
+
+/// The header extensions a forwarded packet keeps: what describes the media itself. str0m
+/// sets the subscriber's own MID and RID; the rest (send times, transport sequence numbers)
+/// belonged to the publisher's hop.
+fn forwarded_extensions(incoming: &ExtensionValues) -> ExtensionValues {
+    ExtensionValues {
+        audio_level: incoming.audio_level,
+        voice_activity: incoming.voice_activity,
+        video_orientation: incoming.video_orientation,
+        ..ExtensionValues::default()
     }
 }
 
