@@ -1,6 +1,6 @@
 //! Sequence numbers and RTP timestamps of one forwarded stream, as one subscriber sees them.
-//! Pure: it is told which incoming packet is about to go out and whether the subscriber has
-//! just switched to another simulcast layer, and answers with the numbers to write.
+//! Pure: it is told which incoming packet is about to go out, and from which publisher
+//! stream (SSRC), and answers with the numbers to write.
 //!
 //! The agent forwards RTP packets as they arrive (str0m's RTP mode), so each subscriber's
 //! stream must look like one continuous RTP stream even though its packets come from
@@ -8,8 +8,10 @@
 //! - The first packet goes out with its 16-bit sequence number and a rollover count of 0: a
 //!   receiver that joins a long-running stream knows nothing of the publisher's rollovers,
 //!   and SRTP authenticates with the rollover count.
-//! - A layer switch continues the sequence at the next number and the timestamps by the
-//!   wall-clock time since the last packet, so the receiver sees neither a gap nor a jump.
+//! - A packet from another publisher stream than the last one (a simulcast layer switch, or
+//!   a publisher that restarted its stream) continues the sequence at the next number and the
+//!   timestamps by the wall-clock time since the last packet, so the receiver sees neither a
+//!   gap nor a jump.
 //! - A late packet from before the point where the current layer started is dropped: its
 //!   number would land on one already used for the layer before.
 
@@ -33,20 +35,25 @@ pub struct Rewriter {
     run_start: Option<u64>,
     /// The highest sequence number, with its timestamp and time, written so far.
     last: Option<(u64, u32, Instant)>,
+    /// The publisher stream (SSRC) of the current run.
+    source: Option<u32>,
 }
 
 impl Rewriter {
-    /// Where the packet `in_seq`/`in_ts` goes out. `new_run` says the subscriber switched to
-    /// another publisher stream at this packet (a simulcast layer change on a keyframe);
-    /// `clock_rate` is the codec's RTP clock in Hz. `None`: drop the packet.
+    /// Where the packet `in_seq`/`in_ts` of publisher stream `source` goes out;
+    /// `clock_rate` is the codec's RTP clock in Hz. `None`: drop the packet. The caller
+    /// decides which stream is forwarded (a layer switch waits for a keyframe); a packet of
+    /// another stream than the last starts a new run.
     pub fn rewrite(
         &mut self,
+        source: u32,
         in_seq: u64,
         in_ts: u32,
         clock_rate: u32,
-        new_run: bool,
         now: Instant,
     ) -> Option<Rewritten> {
+        let new_run = self.source.is_some_and(|current| current != source);
+        self.source = Some(source);
         match self.last {
             // The first packet: keep the publisher's 16-bit number and timestamp, start at
             // rollover 0.
@@ -88,6 +95,9 @@ mod tests {
     use super::*;
 
     const VIDEO: u32 = 90_000;
+    /// Two publisher streams (SSRCs), as two simulcast layers.
+    const A: u32 = 0x1111;
+    const B: u32 = 0x2222;
 
     #[test]
     fn a_single_stream_passes_through_at_rollover_zero() {
@@ -95,10 +105,10 @@ mod tests {
         let mut r = Rewriter::default();
         // The publisher has wrapped three times already.
         let base = 3 * 65_536 + 65_000;
-        let first = r.rewrite(base, 1_000, VIDEO, false, t0).unwrap();
+        let first = r.rewrite(A, base, 1_000, VIDEO, t0).unwrap();
         assert_eq!(first.seq_no, 65_000);
         assert_eq!(first.timestamp, 1_000);
-        let later = r.rewrite(base + 1_000, 4_000, VIDEO, false, t0).unwrap();
+        let later = r.rewrite(A, base + 1_000, 4_000, VIDEO, t0).unwrap();
         // Past 65535 the receiver sees rollover 1, as it would count it.
         assert_eq!(later.seq_no, 66_000);
         assert_eq!(later.timestamp, 4_000);
@@ -108,36 +118,41 @@ mod tests {
     fn out_of_order_packets_of_the_run_keep_their_numbers() {
         let t0 = Instant::now();
         let mut r = Rewriter::default();
-        r.rewrite(100, 0, VIDEO, false, t0).unwrap();
-        r.rewrite(102, 0, VIDEO, false, t0).unwrap();
+        r.rewrite(A, 100, 0, VIDEO, t0).unwrap();
+        r.rewrite(A, 102, 0, VIDEO, t0).unwrap();
         // A retransmission of 101 fills its own place.
-        assert_eq!(r.rewrite(101, 0, VIDEO, false, t0).unwrap().seq_no, 101);
-        assert_eq!(r.rewrite(103, 0, VIDEO, false, t0).unwrap().seq_no, 103);
+        assert_eq!(r.rewrite(A, 101, 0, VIDEO, t0).unwrap().seq_no, 101);
+        assert_eq!(r.rewrite(A, 103, 0, VIDEO, t0).unwrap().seq_no, 103);
     }
 
     #[test]
     fn a_switch_continues_numbers_and_time() {
         let t0 = Instant::now();
         let mut r = Rewriter::default();
-        r.rewrite(500, 90_000, VIDEO, false, t0).unwrap();
-        r.rewrite(501, 93_000, VIDEO, false, t0).unwrap();
+        r.rewrite(A, 500, 90_000, VIDEO, t0).unwrap();
+        r.rewrite(A, 501, 93_000, VIDEO, t0).unwrap();
         // Another layer with its own numbering, 33 ms later.
         let at = t0 + Duration::from_millis(33);
-        let switched = r.rewrite(20_000, 7_777_000, VIDEO, true, at).unwrap();
+        let switched = r.rewrite(B, 20_000, 7_777_000, VIDEO, at).unwrap();
         assert_eq!(switched.seq_no, 502);
         assert_eq!(switched.timestamp, 93_000 + 2_970);
-        let next = r.rewrite(20_001, 7_780_000, VIDEO, false, at).unwrap();
+        let next = r.rewrite(B, 20_001, 7_780_000, VIDEO, at).unwrap();
         assert_eq!(next.seq_no, 503);
         assert_eq!(next.timestamp, 93_000 + 2_970 + 3_000);
         // A late packet of the new layer from before the switch has no place.
-        assert_eq!(r.rewrite(19_999, 7_774_000, VIDEO, false, at), None);
+        assert_eq!(r.rewrite(B, 19_999, 7_774_000, VIDEO, at), None);
     }
 
     #[test]
-    fn a_switch_before_any_packet_is_a_first_packet() {
+    fn a_restarted_stream_continues_the_numbers() {
+        let t0 = Instant::now();
         let mut r = Rewriter::default();
-        let out = r.rewrite(70_000, 5, VIDEO, true, Instant::now()).unwrap();
-        assert_eq!(out.seq_no, 70_000 & 0xffff);
+        r.rewrite(A, 40_000, 9_000, VIDEO, t0).unwrap();
+        // The publisher's new stream starts over at a lower number; nothing is dropped.
+        let at = t0 + Duration::from_millis(10);
+        let restarted = r.rewrite(B, 10, 0, VIDEO, at).unwrap();
+        assert_eq!(restarted.seq_no, 40_001);
+        assert_eq!(restarted.timestamp, 9_000 + 900);
     }
 
     proptest! {
@@ -157,7 +172,7 @@ mod tests {
                     let now = t0 + Duration::from_millis(index as u64 * 100 + i);
                     let in_ts = ts.wrapping_add(i as u32 * 3_000);
                     let out = r
-                        .rewrite(start + i, in_ts, VIDEO, i == 0 && index > 0, now)
+                        .rewrite(index as u32, start + i, in_ts, VIDEO, now)
                         .expect("in-order packets are never dropped");
                     match expected {
                         None => prop_assert!(out.seq_no < 65_536),

@@ -559,16 +559,14 @@ impl State {
             if sub.layer.current != wanted {
                 layer_switch_waiting = true;
             }
-            let layer_before = sub.layer.current;
             if !sub.layer.accept(rid, wanted, keyframe) {
                 continue;
             }
-            let switched = layer_before.is_some() && sub.layer.current != layer_before;
             let Some(out) = sub.rewriter.rewrite(
+                *packet.header.ssrc,
                 *packet.seq_no,
                 packet.header.timestamp,
                 clock_rate,
-                switched,
                 now,
             ) else {
                 continue;
