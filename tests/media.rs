@@ -7,8 +7,8 @@ mod harness;
 use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
-    AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinOptions, Kind, Media, Peer, RawSignal, Reply,
-    RpcError, VIDEO_FPS, unique_prefix, wait_for,
+    AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinOptions, Kind, Media, PLACEHOLDER_OFFER, Peer,
+    RawSignal, Reply, RpcError, VIDEO_FPS, unique_prefix, wait_for,
 };
 use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
@@ -563,6 +563,63 @@ async fn metrics_count_forwarded_packets() {
     );
     assert_eq!(sample(body, "ion_agent_peers"), Some(2.0), "{body}");
     assert_eq!(sample(body, "ion_agent_sessions"), Some(1.0), "{body}");
+}
+
+/// A participant whose ICE never connects is removed by the worker's housekeeping, not only
+/// when it leaves: its signaling connection is closed with the reason, and the peer count
+/// falls back while a healthy session beside it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_that_never_connects_is_removed() {
+    let node = Node::start("media-expiry", AgentSpec::new("expiry-1")).await;
+    let alice = node.join("healthy", "alice").await;
+    alice.publish(Media::BOTH).await.expect("publishing");
+    let bob = node.join("healthy", "bob").await;
+    wait_flowing(&bob, &["alice"], Media::BOTH).await;
+
+    let mut ghost = RawSignal::connect(&node.url()).await.expect("connecting");
+    let join = serde_json::json!({"method": "join", "id": 1, "params": {
+        "sid": "ghost-room", "uid": "ghost",
+        "offer": {"type": "offer", "sdp": PLACEHOLDER_OFFER}}});
+    ghost
+        .send_text(join.to_string())
+        .await
+        .expect("sending join");
+    match ghost.next(Duration::from_secs(10)).await.expect("a reply") {
+        Reply::Json(reply) => assert!(reply["result"].is_object(), "{reply}"),
+        Reply::Closed(reason) => panic!("closed instead of answering: {reason:?}"),
+    }
+    wait_for(
+        "the ghost to count as a peer",
+        Duration::from_secs(10),
+        || async {
+            let body = node.metrics().await;
+            (sample(&body, "ion_agent_peers") == Some(3.0)).then_some(())
+        },
+    )
+    .await;
+
+    // 30 s to connect, then removed at the next housekeeping (every second).
+    let reason = loop {
+        match ghost
+            .next(Duration::from_secs(45))
+            .await
+            .expect("the removal")
+        {
+            Reply::Closed(reason) => break reason.unwrap_or_default(),
+            Reply::Json(_) => continue,
+        }
+    };
+    assert!(reason.contains("did not connect within 30s"), "{reason}");
+    wait_for(
+        "the peer count to drop",
+        Duration::from_secs(10),
+        || async {
+            let body = node.metrics().await;
+            (sample(&body, "ion_agent_peers") == Some(2.0)).then_some(())
+        },
+    )
+    .await;
+    wait_more_packets(&bob, "alice", 50).await;
 }
 
 /// Not a test: the agent's CPU per forwarded packet for one publisher (VP8 30 fps + Opus 50

@@ -24,7 +24,7 @@ pub const API_CHANNEL: &str = "ion-sfu";
 pub struct ParticipantId(pub u64);
 
 /// Which of a participant's two PeerConnections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     Publisher,
     Subscriber,
