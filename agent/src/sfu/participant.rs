@@ -78,11 +78,18 @@ impl Pc {
 }
 
 /// The RTP header extensions a PeerConnection offers or accepts: str0m's standard set, less
-/// transport-wide sequence numbers on the subscriber side. With them every viewer sends
-/// transport-cc feedback about ten times a second, one datagram each that wakes the worker,
-/// is decrypted and parsed, and is then unused: the agent forwards without estimating
-/// bandwidth. The publisher side keeps them, since the sender's congestion control needs
-/// our feedback. (Put them back here if the agent ever adapts layers to viewer bandwidth.)
+/// three on the subscriber side.
+/// - Transport-wide sequence numbers: with them every viewer sends transport-cc feedback about
+///   ten times a second, one datagram each that wakes the worker, is decrypted and parsed,
+///   and is then unused, since the agent forwards without estimating bandwidth. (Put them
+///   back if the agent ever adapts layers to viewer bandwidth.)
+/// - MID and RTP stream ids: the agent's offer names every SSRC it sends (`a=ssrc`), so the
+///   viewer binds each stream to its m-line from the SDP (RFC 8843 §9.2), and the agent
+///   sends no simulcast to viewers. str0m 0.25 would otherwise write the MID, a string, on
+///   every video packet: it stops only on a receiver report for an SSRC without RTX.
+///
+/// The publisher side keeps them all: the sender's congestion control needs our feedback,
+/// and simulcast layers arrive identified by their rid.
 fn extensions(role: Role) -> ExtensionMap {
     let standard = ExtensionMap::standard();
     if role == Role::Publisher {
@@ -90,7 +97,14 @@ fn extensions(role: Role) -> ExtensionMap {
     }
     let mut map = ExtensionMap::empty();
     for (id, extension) in standard.iter() {
-        if !matches!(extension, Extension::TransportSequenceNumber) {
+        let unused = matches!(
+            extension,
+            Extension::TransportSequenceNumber
+                | Extension::RtpMid
+                | Extension::RtpStreamId
+                | Extension::RepairedRtpStreamId
+        );
+        if !unused {
             map.set(id, extension.clone());
         }
     }
@@ -331,5 +345,38 @@ impl Participant {
             .iter()
             .filter(|o| matches!(o.state, OutState::Open(_)))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has(map: &ExtensionMap, wanted: &Extension) -> bool {
+        map.iter().any(|(_, extension)| extension == wanted)
+    }
+
+    #[test]
+    fn viewers_get_no_feedback_or_stream_id_extensions_and_publishers_keep_them() {
+        let publisher = extensions(Role::Publisher);
+        let subscriber = extensions(Role::Subscriber);
+        for extension in [
+            Extension::TransportSequenceNumber,
+            Extension::RtpMid,
+            Extension::RtpStreamId,
+            Extension::RepairedRtpStreamId,
+        ] {
+            assert!(has(&publisher, &extension), "publisher lacks {extension:?}");
+            assert!(
+                !has(&subscriber, &extension),
+                "subscriber has {extension:?}"
+            );
+        }
+        for extension in [Extension::AudioLevel, Extension::VideoOrientation] {
+            assert!(
+                has(&subscriber, &extension),
+                "subscriber lacks {extension:?}"
+            );
+        }
     }
 }
