@@ -12,8 +12,8 @@
 //!   a publisher that restarted its stream) continues the sequence at the next number and the
 //!   timestamps by the wall-clock time since the last packet, so the receiver sees neither a
 //!   gap nor a jump.
-//! - A late packet from before the point where the current layer started is dropped: its
-//!   number would land on one already used for the layer before.
+//! - A late packet from before the point where the current run started is dropped: its
+//!   number would land on one already used for the run before.
 
 use std::time::Instant;
 
