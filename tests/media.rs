@@ -7,8 +7,8 @@ mod harness;
 use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
-    AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinOptions, Kind, Media, PLACEHOLDER_OFFER, Peer,
-    RawSignal, Reply, RpcError, VIDEO_FPS, unique_prefix, wait_for,
+    AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinOptions, Kind, Media, Peer, RawSignal, Reply,
+    RpcError, VIDEO_FPS, placeholder_join, unique_prefix, wait_for,
 };
 use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
@@ -577,11 +577,8 @@ async fn a_participant_that_never_connects_is_removed() {
     wait_flowing(&bob, &["alice"], Media::BOTH).await;
 
     let mut ghost = RawSignal::connect(&node.url()).await.expect("connecting");
-    let join = serde_json::json!({"method": "join", "id": 1, "params": {
-        "sid": "ghost-room", "uid": "ghost",
-        "offer": {"type": "offer", "sdp": PLACEHOLDER_OFFER}}});
     ghost
-        .send_text(join.to_string())
+        .send_text(placeholder_join("ghost-room", "ghost").to_string())
         .await
         .expect("sending join");
     match ghost.next(Duration::from_secs(10)).await.expect("a reply") {

@@ -22,7 +22,7 @@ pub use peer::{
     RpcError, VIDEO_FPS, packet_number, sdp_tracks,
 };
 pub use serve::ServeProcess;
-pub use signal::{PLACEHOLDER_OFFER, TokenIn, join_with_placeholder_offer, join_with_token};
+pub use signal::{TokenIn, join_with_placeholder_offer, join_with_token, placeholder_join};
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -7,7 +7,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// An offer that parses as SDP but cannot set up media: for tests of what the agent decides
 /// before the media engine sees the offer (drain, holds, ownership).
-pub const PLACEHOLDER_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n";
+const PLACEHOLDER_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n";
+
+/// A `join` request (id 1) for session `sid` with [`PLACEHOLDER_OFFER`]: the participant
+/// joins, and its ICE never connects.
+pub fn placeholder_join(sid: &str, uid: &str) -> serde_json::Value {
+    serde_json::json!({"method": "join", "id": 1, "params": {
+        "sid": sid, "uid": uid, "offer": {"type": "offer", "sdp": PLACEHOLDER_OFFER}}})
+}
 
 /// Sends one `join` with [`PLACEHOLDER_OFFER`] and returns the JSON-RPC reply.
 pub async fn join_with_placeholder_offer(port: u16, sid: &str) -> serde_json::Value {
@@ -33,13 +40,10 @@ pub async fn join_with_token(port: u16, sid: &str, token: TokenIn<'_>) -> serde_
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connecting to the agent");
-    let mut params = serde_json::json!(
-        {"sid": sid, "uid": "u", "offer": {"type": "offer", "sdp": PLACEHOLDER_OFFER}}
-    );
+    let mut request = placeholder_join(sid, "u");
     if let TokenIn::Params(token) = token {
-        params["token"] = token.into();
+        request["params"]["token"] = token.into();
     }
-    let request = serde_json::json!({"method": "join", "id": 1, "params": params});
     ws.send(Message::text(request.to_string()))
         .await
         .expect("sending join");

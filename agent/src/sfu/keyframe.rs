@@ -4,6 +4,7 @@
 //! other codecs report `false` and never switch.
 
 use str0m::format::Codec;
+use str0m::rtp::Vp8Descriptor;
 
 pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
     match codec {
@@ -14,37 +15,10 @@ pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
 }
 
 /// RFC 7741 §4.2: the payload descriptor, then, at the start of partition 0, the VP8 payload
-/// header whose bit 0 (P, "inverse key frame flag") is 0 for a key frame.
+/// header whose bit 0 (P, "inverse key frame flag") is 0 for a key frame. str0m parses the
+/// descriptor; a malformed or truncated one starts nothing.
 fn vp8_starts_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let start_of_partition = first & 0x10 != 0;
-    let partition_index = first & 0x07;
-    if !start_of_partition || partition_index != 0 {
-        return false;
-    }
-    let mut at = 1;
-    if first & 0x80 != 0 {
-        let Some(&extensions) = payload.get(at) else {
-            return false;
-        };
-        at += 1;
-        if extensions & 0x80 != 0 {
-            // PictureID: 7 bits, or 15 with the M bit.
-            let Some(&picture_id) = payload.get(at) else {
-                return false;
-            };
-            at += if picture_id & 0x80 != 0 { 2 } else { 1 };
-        }
-        if extensions & 0x40 != 0 {
-            at += 1; // TL0PICIDX
-        }
-        if extensions & 0x30 != 0 {
-            at += 1; // TID / Y / KEYIDX
-        }
-    }
-    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+    Vp8Descriptor::parse(payload).is_ok_and(|descriptor| descriptor.starts_keyframe(payload))
 }
 
 /// RFC 6184 §5.6–5.8: an IDR slice (5) or a sequence parameter set (7), alone, inside a

@@ -78,7 +78,7 @@ impl Pc {
 }
 
 /// The RTP header extensions a PeerConnection offers or accepts: str0m's standard set, less
-/// three on the subscriber side.
+/// these on the subscriber side.
 /// - Transport-wide sequence numbers: with them every viewer sends transport-cc feedback about
 ///   ten times a second, one datagram each that wakes the worker, is decrypted and parsed,
 ///   and is then unused, since the agent forwards without estimating bandwidth. (Put them
