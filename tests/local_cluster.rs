@@ -8,13 +8,19 @@ use std::process::Command;
 #[test]
 fn local_cluster_script_shows_three_nodes_of_different_sizes() {
     harness::agent_bin();
+    let client_port = harness::free_port();
+    // The client port + 1 is no free port in a suite that opens sockets in parallel.
+    let peer_port = std::iter::repeat_with(harness::free_port)
+        .find(|port| *port != client_port)
+        .expect("an endless iterator");
     let output = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/scripts/local-cluster"
     ))
     .arg("--check")
     .env("ION_BIN_DIR", harness::bin_dir())
-    .env("ION_LOCAL_ETCD_PORT", harness::free_port().to_string())
+    .env("ION_LOCAL_ETCD_PORT", client_port.to_string())
+    .env("ION_LOCAL_ETCD_PEER_PORT", peer_port.to_string())
     .env_remove("IONCTL_ETCD_ENDPOINTS")
     .output()
     .expect("running scripts/local-cluster");
