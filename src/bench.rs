@@ -114,6 +114,7 @@ async fn plant_nodes(store: &Store, count: u32) -> Result<(), StoreError> {
             capacity: machine.capacity(150),
             state: NodeState::Ready,
             hold_for: None,
+            shared_host: false,
             labels: Default::default(),
             version: "bench".to_owned(),
             started_at: now,

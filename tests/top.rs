@@ -34,6 +34,7 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
         capacity,
         state: NodeState::Ready,
         hold_for: None,
+        shared_host: false,
         labels: Default::default(),
         version: "test".to_owned(),
         started_at: t0() - Duration::from_secs(3600),

@@ -71,6 +71,9 @@ pub struct ClusterConfig {
     /// A hold ends when its session goes live here, or after this long.
     #[serde(with = "humantime_serde")]
     pub hold_ttl: Duration,
+    /// Other agents run on this host (the local provider, tests): the host's CPU is then no
+    /// health signal for this node. Load is the agent's own CPU either way.
+    pub shared_host: bool,
 }
 
 impl Default for ClusterConfig {
@@ -87,6 +90,7 @@ impl Default for ClusterConfig {
             shutdown_grace: Duration::from_secs(2 * 3600),
             hold_for: String::new(),
             hold_ttl: Duration::from_secs(300),
+            shared_host: false,
         }
     }
 }

@@ -105,6 +105,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         capacity: vcpus.saturating_mul(config.cluster.units_per_vcpu),
         labels: config.cluster.labels.clone(),
         started_at: SystemTime::now(),
+        shared_host: config.cluster.shared_host,
     };
     tracing::info!(
         node = %identity.id,

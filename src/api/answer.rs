@@ -37,6 +37,9 @@ pub struct PlaceAnswer {
     pub machine_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
+    /// The instance already booting for this session, which it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booting: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -65,6 +68,7 @@ impl PlaceAnswer {
             pending: None,
             machine_type: None,
             count: None,
+            booting: None,
             reason: None,
         };
         match outcome {
@@ -90,12 +94,14 @@ impl PlaceAnswer {
                 pending,
                 count,
                 hold_for: _,
+                booting,
             } => {
                 answer.decision = "no_capacity".to_owned();
                 answer.demand = Some(pending.demand);
                 answer.pending = Some(keys.pending(&pending.sid));
                 answer.machine_type = pending.machine_type.clone();
                 answer.count = Some(*count);
+                answer.booting = booting.clone();
             }
             Outcome::Refused { reason } => {
                 answer.decision = "refused".to_owned();

@@ -32,6 +32,8 @@ pub struct ApiState {
     pub secret: Option<JoinSecret>,
     pub token_ttl: Duration,
     pub metrics: PrometheusHandle,
+    /// How `GET /v1/nodes` reads load and condition: the placement policy's.
+    pub load_rules: crate::capacity::LoadRules,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {

@@ -18,7 +18,12 @@ use crate::model::SessionRecord;
 pub async fn nodes(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let mut snapshot = state.placer.store().snapshot().await?;
     snapshot.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-    let views = node_views(&snapshot.nodes, &snapshot.sessions, SystemTime::now());
+    let views = node_views(
+        &snapshot.nodes,
+        &snapshot.sessions,
+        SystemTime::now(),
+        &state.load_rules,
+    );
     Ok(Json(views).into_response())
 }
 

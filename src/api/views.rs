@@ -1,11 +1,11 @@
 //! The read views shared by `ionctl nodes -o json` and `GET /v1/nodes`: a node record plus
-//! the load derived from it.
+//! the load and condition placement derives from it.
 
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::capacity::{NodeLoad, node_load};
+use crate::capacity::{Condition, LoadRules, NodeLoad, condition, node_load};
 use crate::model::{NodeRecord, SessionRecord};
 
 /// One node: the record plus its load.
@@ -14,6 +14,11 @@ pub struct NodeView<'a> {
     #[serde(flatten)]
     pub record: &'a NodeRecord,
     pub load: LoadView,
+    /// `ok`, `warming_up` or `host_busy`: what placement makes of the node's own figures.
+    pub condition: &'static str,
+    /// Why, in words, when the condition is not `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition_reason: Option<String>,
     pub stats_age_secs: f64,
 }
 
@@ -38,18 +43,33 @@ impl From<NodeLoad> for LoadView {
     }
 }
 
-/// The views of `nodes`, in the order given, at `now`.
+/// The views of `nodes`, in the order given, at `now`, under `rules`.
 pub fn node_views<'a>(
     nodes: &'a [NodeRecord],
     sessions: &[SessionRecord],
     now: SystemTime,
+    rules: &LoadRules,
 ) -> Vec<NodeView<'a>> {
     nodes
         .iter()
-        .map(|record| NodeView {
-            record,
-            load: node_load(record, sessions).into(),
-            stats_age_secs: record.stats_age(now).as_secs_f64(),
+        .map(|record| {
+            let condition = condition(record, now, rules);
+            NodeView {
+                record,
+                load: node_load(record, sessions, now, rules).into(),
+                condition: condition_name(&condition),
+                condition_reason: (condition != Condition::Ok).then(|| condition.to_string()),
+                stats_age_secs: record.stats_age(now).as_secs_f64(),
+            }
         })
         .collect()
+}
+
+/// The stable machine-readable name of a condition.
+pub fn condition_name(condition: &Condition) -> &'static str {
+    match condition {
+        Condition::Ok => "ok",
+        Condition::WarmingUp { .. } => "warming_up",
+        Condition::HostBusy { .. } => "host_busy",
+    }
 }

@@ -1,7 +1,12 @@
 //! The pure planner: [`plan`] turns a snapshot of the cluster (nodes, sessions, drains, pending
-//! demands, recorded instances and how long each node has been idle) and a [`Policy`] into the
-//! actions the loop should take. No I/O, no clock: `now` comes in with the snapshot, and
-//! idleness is tracked by the loop in [`Snapshot::idle_since`].
+//! demands, recorded instances, how long each node has been idle and when the last spawns
+//! were) and a [`Policy`] into the actions the loop should take. No I/O, no clock: `now` comes
+//! in with the snapshot, and idleness and recent spawns are tracked by the loop.
+//!
+//! It cannot run away: every instance it spawns for pending demands is bound to them, and no
+//! second instance is spawned for a demand while the first boots or for `spawn_grace` after it
+//! registered (the plan says why the demand still waits instead); spawns are capped per
+//! minute; and no node younger than `min_lifetime` is drained.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -9,7 +14,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::{
-    CATALOGUE, ClassSpec, DEFAULT_UNITS_PER_VCPU, MachineType, smallest_fitting,
+    CATALOGUE, ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, believed_observed,
+    condition, smallest_fitting,
 };
 use crate::model::{
     DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
@@ -32,7 +38,12 @@ pub struct Snapshot {
     /// Since when each node has been idle (no sessions, nothing committed), as the loop saw it.
     /// A node missing here is not idle.
     pub idle_since: BTreeMap<String, SystemTime>,
+    /// When the spawns of the last minute were asked for, whether they succeeded or not.
+    pub recent_spawns: Vec<SystemTime>,
 }
+
+/// The window of [`Policy::max_spawns_per_minute`].
+pub const SPAWN_WINDOW: Duration = Duration::from_secs(60);
 
 /// The autoscaler's knobs (`[autoscale]` in the config, or flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +60,19 @@ pub struct Policy {
     /// Type of the new shared instances small demands are packed onto (and of min_nodes).
     pub pack_machine_type: String,
     pub units_per_vcpu: Units,
+    /// After an instance spawned for a demand registers, this long before another instance
+    /// may be spawned for the same demand: its placer needs a moment to take it.
+    #[serde(with = "humantime_serde")]
+    pub spawn_grace: Duration,
+    /// At most this many spawns in any minute, whatever the demand.
+    pub max_spawns_per_minute: u32,
+    /// No node is drained before it has run this long (GCE bills at least a minute, and a
+    /// node drained right after it booted is churn).
+    #[serde(with = "humantime_serde")]
+    pub min_lifetime: Duration,
+    /// How observed load and host health are read: placement's rules (`[placement]`).
+    #[serde(skip)]
+    pub load: LoadRules,
 }
 
 impl Default for Policy {
@@ -61,6 +85,10 @@ impl Default for Policy {
             boot_timeout: Duration::from_secs(600),
             pack_machine_type: "n2-highcpu-4".to_owned(),
             units_per_vcpu: DEFAULT_UNITS_PER_VCPU,
+            spawn_grace: Duration::from_secs(60),
+            max_spawns_per_minute: 10,
+            min_lifetime: Duration::from_secs(120),
+            load: LoadRules::default(),
         }
     }
 }
@@ -76,9 +104,12 @@ impl Policy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
+    /// A new instance; held for `hold_for` and bound to the pending demands `for_demands`.
     Spawn {
         machine_type: String,
         hold_for: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        for_demands: Vec<String>,
         reason: String,
     },
     Drain {
@@ -107,11 +138,20 @@ impl std::fmt::Display for Action {
             Action::Spawn {
                 machine_type,
                 hold_for,
+                for_demands,
                 reason,
             } => {
                 write!(f, "spawn {machine_type}")?;
                 if let Some(sid) = hold_for {
                     write!(f, " held for {sid}")?;
+                }
+                let others: Vec<&str> = for_demands
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| Some(*d) != hold_for.as_deref())
+                    .collect();
+                if !others.is_empty() {
+                    write!(f, " (also for {})", others.join(", "))?;
                 }
                 write!(f, ": {reason}")
             }
@@ -128,8 +168,11 @@ pub enum Cover {
     Placed,
     /// A registered node held for it.
     HeldNode(String),
-    /// An instance in flight held for it.
+    /// An instance in flight spawned for it.
     HeldInstance(String),
+    /// The instance spawned for it registered as `node` less than `spawn_grace` ago and has
+    /// not taken it yet, for the reason `why`: no second instance is spawned meanwhile.
+    BoundNode { node: String, why: String },
     /// Fits on an existing ready node with room.
     Node(String),
     /// Packed onto an unheld instance in flight.
@@ -138,6 +181,8 @@ pub enum Cover {
     Spawn(usize),
     /// Not covered: `max_nodes` reached.
     AtMax,
+    /// Not covered this tick: `max_spawns_per_minute` reached.
+    RateLimited,
     /// No machine type in the catalogue holds it; placement refuses it.
     TooLarge,
 }
@@ -180,6 +225,61 @@ fn is_idle(node: &NodeRecord, committed: &BTreeMap<&str, Units>) -> bool {
         && node.stats.peers == 0
 }
 
+/// Why a registered node bound to `demand` has not taken it: the first placement rule it
+/// fails, or that it could take it and a placer has yet to ask.
+fn why_waiting(
+    node: &NodeRecord,
+    demand: &PendingDemand,
+    snapshot: &Snapshot,
+    committed: Units,
+    policy: &Policy,
+) -> String {
+    let spec = ClassSpec::of(demand.class);
+    if node.state != NodeState::Ready || snapshot.drains.contains_key(&node.id) {
+        return format!("{} is draining", node.id);
+    }
+    if let Some(held) = node.hold_for.as_deref()
+        && held != demand.sid
+        && !snapshot
+            .sessions
+            .iter()
+            .any(|s| s.sid == held && s.node == node.id)
+    {
+        return format!("{} is held for {held}", node.id);
+    }
+    let health = condition(node, snapshot.now, &policy.load);
+    if health.refuses() {
+        return format!("{}: {health}", node.id);
+    }
+    if spec.dedicated && (committed > 0 || node.stats.sessions > 0) {
+        return format!(
+            "{} carries other sessions; a {} needs a node of its own",
+            node.id, demand.class
+        );
+    }
+    let used = f64::from(committed).max(believed_observed(
+        node,
+        committed,
+        snapshot.now,
+        &policy.load,
+    ));
+    let limit = f64::from(spec.limit(node.capacity));
+    if used + f64::from(demand.demand) > limit {
+        return format!(
+            "{} has {:.0} of {limit:.0} usable units left, {} needs {}",
+            node.id,
+            (limit - used).max(0.0),
+            demand.sid,
+            demand.demand
+        );
+    }
+    format!(
+        "{} can take {}; waiting for its placer to decide again (`ionctl place --session {} \
+         --wait`)",
+        node.id, demand.sid, demand.sid
+    )
+}
+
 /// [`plan`], with the cover of every pending demand.
 pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let mut out = Plan::default();
@@ -196,6 +296,12 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
         .iter()
         .map(|i| (i.name.as_str(), i))
         .collect();
+    let age_of = |node: &NodeRecord| {
+        let born = managed
+            .get(node.id.as_str())
+            .map_or(node.started_at, |i| i.created_at.min(node.started_at));
+        now.duration_since(born).unwrap_or_default()
+    };
 
     // Instances in flight: recorded, not deleting, without a registered node. Those past
     // boot_timeout are deleted and no longer count; what they were for is planned again.
@@ -215,10 +321,6 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             continue;
         }
         let age = now.duration_since(instance.created_at).unwrap_or_default();
-        let waiting = matches!(
-            instance.state,
-            InstanceState::Creating | InstanceState::Booting
-        );
         if age > policy.boot_timeout {
             out.actions.push(Action::Delete {
                 instance: instance.name.clone(),
@@ -227,12 +329,51 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                     humantime::format_duration(policy.boot_timeout)
                 ),
             });
-        } else if waiting {
+        } else if instance.in_flight() {
             in_flight.push(instance);
         }
     }
     let mut count = u32::try_from(snapshot.nodes.len() + in_flight.len()).unwrap_or(u32::MAX);
     let mut room = policy.max_nodes.saturating_sub(count);
+    let spawned_lately = snapshot
+        .recent_spawns
+        .iter()
+        .filter(|t| now.duration_since(**t).unwrap_or_default() < SPAWN_WINDOW)
+        .count();
+    let mut budget = policy
+        .max_spawns_per_minute
+        .saturating_sub(u32::try_from(spawned_lately).unwrap_or(u32::MAX));
+    // One spawn takes a slot under max_nodes and one under the per-minute cap.
+    let mut take_slot = |covers: &mut BTreeMap<String, Cover>, sid: &str| -> bool {
+        if room == 0 {
+            covers.insert(sid.to_owned(), Cover::AtMax);
+            return false;
+        }
+        if budget == 0 {
+            covers.insert(sid.to_owned(), Cover::RateLimited);
+            return false;
+        }
+        room -= 1;
+        budget -= 1;
+        count += 1;
+        true
+    };
+
+    // Registered nodes of instances spawned for demands that still wait, within the grace
+    // period: they are the demands' nodes, not idle capacity.
+    let pending_sids: BTreeSet<&str> = snapshot.pending.iter().map(|p| p.sid.as_str()).collect();
+    let bound_nodes: BTreeSet<&str> = snapshot
+        .instances
+        .iter()
+        .filter(|i| node_ids.contains(i.name.as_str()))
+        .filter(|i| {
+            let bound = i.hold_for.iter().chain(&i.demands);
+            bound
+                .into_iter()
+                .any(|sid| pending_sids.contains(sid.as_str()) && !placed.contains(sid.as_str()))
+        })
+        .map(|i| i.name.as_str())
+        .collect();
 
     // Scale up. Oldest demands first, so the ones waiting longest win under max.
     let mut pending: Vec<&PendingDemand> = snapshot.pending.iter().collect();
@@ -263,13 +404,28 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                 .insert(demand.sid.clone(), Cover::HeldNode(node.id.clone()));
             continue;
         }
-        if let Some(instance) = in_flight
-            .iter()
-            .find(|i| i.hold_for.as_deref() == Some(demand.sid.as_str()))
-        {
+        if let Some(instance) = in_flight.iter().find(|i| i.is_for(&demand.sid)) {
             out.covers.insert(
                 demand.sid.clone(),
                 Cover::HeldInstance(instance.name.clone()),
+            );
+            continue;
+        }
+        let bound = snapshot.instances.iter().find_map(|i| {
+            let node = snapshot.nodes.iter().find(|n| n.id == i.name)?;
+            let registered = i.registered_at.unwrap_or(node.started_at);
+            let since = now.duration_since(registered).unwrap_or_default();
+            (i.is_for(&demand.sid) && since < policy.spawn_grace).then_some(node)
+        });
+        if let Some(node) = bound {
+            let on_node = committed.get(node.id.as_str()).copied().unwrap_or(0);
+            let why = why_waiting(node, demand, snapshot, on_node, policy);
+            out.covers.insert(
+                demand.sid.clone(),
+                Cover::BoundNode {
+                    node: node.id.clone(),
+                    why,
+                },
             );
             continue;
         }
@@ -290,17 +446,15 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             out.covers.insert(demand.sid.clone(), Cover::TooLarge);
             continue;
         };
-        if room == 0 {
-            out.covers.insert(demand.sid.clone(), Cover::AtMax);
+        if !take_slot(&mut out.covers, &demand.sid) {
             continue;
         }
-        room -= 1;
-        count += 1;
         out.covers
             .insert(demand.sid.clone(), Cover::Spawn(out.actions.len()));
         out.actions.push(Action::Spawn {
             machine_type: machine.name.to_owned(),
             hold_for: Some(demand.sid.clone()),
+            for_demands: vec![demand.sid.clone()],
             reason: format!(
                 "pending {} {} ({} units) {}",
                 demand.class,
@@ -316,7 +470,9 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     }
 
     // Small demands, first-fit decreasing: existing ready nodes with room, then unheld
-    // instances in flight, then new instances of the pack type.
+    // instances in flight, then new instances of the pack type. A new instance is held for
+    // the largest demand packed onto it and bound to all of them; the hold ends for placement
+    // once that session is reserved there, so the rest follow.
     small.sort_by(|a, b| b.demand.cmp(&a.demand).then(a.sid.cmp(&b.sid)));
     let mut bins: Vec<Bin> = Vec::new();
     let dedicated_on: BTreeSet<&str> = snapshot
@@ -326,17 +482,18 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
         .map(|s| s.node.as_str())
         .collect();
     for node in &snapshot.nodes {
-        if usable(node) && node.hold_for.is_none() && !dedicated_on.contains(node.id.as_str()) {
-            let c = f64::from(committed.get(node.id.as_str()).copied().unwrap_or(0));
-            let observed = if node.stats.observed_units.is_finite() {
-                node.stats.observed_units.max(0.0)
-            } else {
-                f64::from(node.capacity)
-            };
+        let healthy = !condition(node, now, &policy.load).refuses();
+        if usable(node)
+            && healthy
+            && node.hold_for.is_none()
+            && !dedicated_on.contains(node.id.as_str())
+        {
+            let c = committed.get(node.id.as_str()).copied().unwrap_or(0);
+            let observed = believed_observed(node, c, now, &policy.load);
             bins.push(Bin {
                 kind: BinKind::Node(node.id.clone()),
                 capacity: node.capacity,
-                used: c.max(observed),
+                used: f64::from(c).max(observed),
             });
         }
     }
@@ -361,18 +518,16 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                     out.covers.insert(demand.sid.clone(), Cover::TooLarge);
                     continue;
                 };
-                if room == 0 {
-                    out.covers.insert(demand.sid.clone(), Cover::AtMax);
+                if !take_slot(&mut out.covers, &demand.sid) {
                     continue;
                 }
-                room -= 1;
-                count += 1;
                 let index = out.actions.len();
                 out.actions.push(Action::Spawn {
                     machine_type: machine.name.to_owned(),
-                    hold_for: None,
+                    hold_for: Some(demand.sid.clone()),
+                    for_demands: Vec::new(),
                     reason: format!(
-                        "pending {} {} ({} units) fits no node; shared instance",
+                        "pending {} {} ({} units) fits no node",
                         demand.class, demand.sid, demand.demand
                     ),
                 });
@@ -394,7 +549,12 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                 packed_instances.insert(name.clone());
                 Cover::Instance(name.clone())
             }
-            BinKind::Spawn(index) => Cover::Spawn(*index),
+            BinKind::Spawn(index) => {
+                if let Some(Action::Spawn { for_demands, .. }) = out.actions.get_mut(*index) {
+                    for_demands.push(demand.sid.clone());
+                }
+                Cover::Spawn(*index)
+            }
         };
         out.covers.insert(demand.sid.clone(), cover);
     }
@@ -409,6 +569,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                 && n.hold_for.is_none()
                 && is_idle(n, &committed)
                 && !packed_nodes.contains(&n.id)
+                && !bound_nodes.contains(n.id.as_str())
         })
         .collect();
 
@@ -428,33 +589,38 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             .count();
         let have = u32::try_from(warm_nodes + warm_booting).unwrap_or(u32::MAX);
         for _ in have..*want {
-            if room == 0 {
+            if room == 0 || budget == 0 {
                 break;
             }
             room -= 1;
+            budget -= 1;
             count += 1;
             out.actions.push(Action::Spawn {
                 machine_type: machine_type.clone(),
                 hold_for: None,
+                for_demands: Vec::new(),
                 reason: format!("warm pool {machine_type}: {have} idle of {want} wanted"),
             });
         }
     }
-    while count < policy.min_nodes && room > 0 {
+    while count < policy.min_nodes && room > 0 && budget > 0 {
         room -= 1;
+        budget -= 1;
         count += 1;
         out.actions.push(Action::Spawn {
             machine_type: policy.pack_machine_type.clone(),
             hold_for: None,
+            for_demands: Vec::new(),
             reason: format!("below min_nodes {}", policy.min_nodes),
         });
     }
 
-    // Scale down: idle past idle_timeout, beyond min and the warm pool, and only instances
-    // this autoscaler can delete. Longest idle first.
+    // Scale down: idle past idle_timeout, beyond min and the warm pool, older than
+    // min_lifetime, and only instances this autoscaler can delete. Longest idle first.
     let mut expired: Vec<(&NodeRecord, SystemTime)> = idle
         .iter()
         .filter(|n| managed.contains_key(n.id.as_str()))
+        .filter(|n| age_of(n) >= policy.min_lifetime)
         .filter_map(|n| {
             let since = *snapshot.idle_since.get(&n.id)?;
             let idle_for = now.duration_since(since).unwrap_or_default();
@@ -483,9 +649,10 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
         out.actions.push(Action::Drain {
             node: node.id.clone(),
             reason: format!(
-                "{DRAIN_REASON_PREFIX} idle for {}s, past idle_timeout {}",
+                "{DRAIN_REASON_PREFIX} idle for {}s, past idle_timeout {}; up {}s",
                 idle_for.as_secs(),
-                humantime::format_duration(policy.idle_timeout)
+                humantime::format_duration(policy.idle_timeout),
+                age_of(node).as_secs()
             ),
         });
     }

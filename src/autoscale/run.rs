@@ -13,7 +13,7 @@ use etcd_client::{LeaderKey, ResignOptions};
 use thiserror::Error;
 use tokio::task::JoinSet;
 
-use super::{Action, DRAIN_REASON_PREFIX, Policy, Snapshot, plan};
+use super::{Action, Cover, DRAIN_REASON_PREFIX, Policy, SPAWN_WINDOW, Snapshot, plan_detailed};
 use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord, SessionRecord};
 use crate::provider::{AgentBootstrap, InstanceSpec, Progress, Provider, generate_name};
 use crate::store::{LeaseId, Store, StoreError};
@@ -51,6 +51,13 @@ pub enum Report {
     /// An instance's agent registered: its record went from booting to ready.
     Registered {
         instance: String,
+    },
+    /// A demand's own instance registered but has not taken it; no other is spawned for it
+    /// during the grace period. Reported when the reason changes.
+    Waiting {
+        sid: String,
+        node: String,
+        why: String,
     },
     Resigned,
 }
@@ -106,6 +113,7 @@ pub async fn run(
         provider,
         settings: settings.clone(),
         idle_since: BTreeMap::new(),
+        recent_spawns: BTreeMap::new(),
         report: report.clone(),
     };
     let result = async {
@@ -184,6 +192,9 @@ struct Autoscaler {
     provider: Arc<dyn Provider>,
     settings: Settings,
     idle_since: BTreeMap<String, SystemTime>,
+    /// Instance name → when it was asked for, for the spawns-per-minute cap: what this loop
+    /// spawned (failures too) and what the instance records show (a previous leader's).
+    recent_spawns: BTreeMap<String, SystemTime>,
     report: Arc<dyn Fn(Report) + Send + Sync>,
 }
 
@@ -225,6 +236,7 @@ impl Autoscaler {
                 )
             {
                 instance.state = InstanceState::Ready;
+                instance.registered_at = Some(now);
                 self.store
                     .put(&keys.instance(&instance.name), &instance)
                     .await?;
@@ -234,6 +246,13 @@ impl Autoscaler {
             }
             current.push(instance);
         }
+        for instance in &current {
+            self.recent_spawns
+                .entry(instance.name.clone())
+                .or_insert(instance.created_at);
+        }
+        self.recent_spawns
+            .retain(|_, at| now.duration_since(*at).unwrap_or_default() < SPAWN_WINDOW);
         let snapshot = Snapshot {
             now,
             nodes: read.nodes,
@@ -242,10 +261,12 @@ impl Autoscaler {
             pending: read.pending,
             instances: current,
             idle_since: self.idle_since.clone(),
+            recent_spawns: self.recent_spawns.values().copied().collect(),
         };
-        let actions = plan(&snapshot, &self.settings.policy);
+        let planned = plan_detailed(&snapshot, &self.settings.policy);
+        self.note_waiting(&snapshot, &planned.covers).await?;
         let mut tasks = JoinSet::new();
-        for action in actions {
+        for action in planned.actions {
             tracing::info!(%action, "autoscale action");
             let store = self.store.clone();
             let provider = self.provider.clone();
@@ -255,8 +276,17 @@ impl Autoscaler {
                 .iter()
                 .find(|i| matches!(&action, Action::Delete { instance, .. } if instance == &i.name))
                 .cloned();
+            let name = match &action {
+                Action::Spawn { machine_type, .. } => {
+                    let name = generate_name(machine_type);
+                    self.recent_spawns.insert(name.clone(), now);
+                    Some(name)
+                }
+                _ => None,
+            };
             tasks.spawn(async move {
-                let outcome = execute(&store, provider.as_ref(), &action, record, hold_ttl).await;
+                let outcome =
+                    execute(&store, provider.as_ref(), &action, record, name, hold_ttl).await;
                 (action, outcome)
             });
         }
@@ -273,14 +303,59 @@ impl Autoscaler {
         }
         Ok(())
     }
+
+    /// Writes on each registered instance why the demands it was spawned for still wait (or
+    /// clears it), and reports each new reason, so `ionctl top` and the log say why instead
+    /// of another spawn.
+    async fn note_waiting(
+        &self,
+        snapshot: &Snapshot,
+        covers: &BTreeMap<String, Cover>,
+    ) -> Result<(), AutoscaleError> {
+        let keys = self.store.keys().clone();
+        for instance in &snapshot.instances {
+            let waiting: Vec<(&String, &String)> = covers
+                .iter()
+                .filter_map(|(sid, cover)| match cover {
+                    Cover::BoundNode { node, why } if node == &instance.name => Some((sid, why)),
+                    _ => None,
+                })
+                .collect();
+            let note = (!waiting.is_empty()).then(|| {
+                waiting
+                    .iter()
+                    .map(|(sid, why)| format!("{sid} waits: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            if note == instance.note {
+                continue;
+            }
+            for (sid, why) in &waiting {
+                tracing::info!(%sid, node = %instance.name, %why, "demand waits for its own instance");
+                (self.report)(Report::Waiting {
+                    sid: (*sid).clone(),
+                    node: instance.name.clone(),
+                    why: (*why).clone(),
+                });
+            }
+            let mut updated = instance.clone();
+            updated.note = note;
+            self.store
+                .put(&keys.instance(&instance.name), &updated)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
-/// Carries one action out; `Ok` names what it made.
+/// Carries one action out; `Ok` names what it made. A spawn creates the instance `name`.
 async fn execute(
     store: &Store,
     provider: &dyn Provider,
     action: &Action,
     record: Option<InstanceRecord>,
+    name: Option<String>,
     hold_ttl: Option<Duration>,
 ) -> Result<String, String> {
     let keys = store.keys();
@@ -288,9 +363,10 @@ async fn execute(
         Action::Spawn {
             machine_type,
             hold_for,
+            for_demands,
             ..
         } => {
-            let name = generate_name(machine_type);
+            let name = name.unwrap_or_else(|| generate_name(machine_type));
             let key = keys.instance(&name);
             let mut record = InstanceRecord {
                 name: name.clone(),
@@ -298,8 +374,11 @@ async fn execute(
                 zone: String::new(),
                 machine_type: machine_type.clone(),
                 hold_for: hold_for.clone(),
+                demands: for_demands.clone(),
                 state: InstanceState::Creating,
                 created_at: SystemTime::now(),
+                registered_at: None,
+                note: None,
             };
             store.put(&key, &record).await.map_err(|e| e.to_string())?;
             let spec = InstanceSpec {

@@ -28,6 +28,7 @@ fn node(id: &str, machine_type: &str) -> NodeRecord {
         capacity: vcpus * 150,
         state: NodeState::Ready,
         hold_for: None,
+        shared_host: false,
         labels: Default::default(),
         version: "t".to_owned(),
         started_at: at(0),
@@ -43,8 +44,11 @@ fn instance(name: &str, machine_type: &str, state: InstanceState, created: u64) 
         zone: "local".to_owned(),
         machine_type: machine_type.to_owned(),
         hold_for: None,
+        demands: Vec::new(),
         state,
         created_at: at(created),
+        registered_at: None,
+        note: None,
     }
 }
 
@@ -81,6 +85,7 @@ fn empty() -> Snapshot {
         pending: Vec::new(),
         instances: Vec::new(),
         idle_since: BTreeMap::new(),
+        recent_spawns: Vec::new(),
     }
 }
 
@@ -164,7 +169,28 @@ fn small_demands_are_packed_first_fit_decreasing() {
     assert_eq!(spawns(&detailed.actions).len(), 3, "{:?}", detailed.actions);
     assert_eq!(detailed.covers["a"], detailed.covers["d"]);
     assert_ne!(detailed.covers["a"], detailed.covers["b"]);
-    assert!(spawns(&detailed.actions).iter().all(|(_, h)| h.is_none()));
+    // Each new instance is held for its largest demand and bound to all it was packed for.
+    let bound: Vec<(Option<String>, Vec<String>)> = detailed
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn {
+                hold_for,
+                for_demands,
+                ..
+            } => Some((hold_for.clone(), for_demands.clone())),
+            _ => None,
+        })
+        .collect();
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        bound,
+        vec![
+            (Some("a".to_owned()), strings(&["a", "d"])),
+            (Some("b".to_owned()), strings(&["b"])),
+            (Some("c".to_owned()), strings(&["c"])),
+        ]
+    );
 }
 
 #[test]
@@ -419,7 +445,7 @@ proptest! {
     #[test]
     fn every_pending_demand_is_covered(snap in arb_snapshot(), policy in arb_policy()) {
         // With room to grow, every demand is covered by an existing fit or a spawn.
-        let policy = Policy { max_nodes: 1000, ..policy };
+        let policy = Policy { max_nodes: 1000, max_spawns_per_minute: 1000, ..policy };
         let detailed = plan_detailed(&snap, &policy);
         for demand in &snap.pending {
             let cover = detailed.covers.get(&demand.sid);
@@ -443,7 +469,12 @@ proptest! {
                     prop_assert!(demand.demand <= spec.limit(node.capacity));
                     prop_assert!(!snap.drains.contains_key(id));
                 }
-                Cover::HeldNode(_) | Cover::HeldInstance(_) | Cover::Placed | Cover::Instance(_) => {}
+                Cover::HeldNode(_)
+                | Cover::HeldInstance(_)
+                | Cover::BoundNode { .. }
+                | Cover::Placed
+                | Cover::Instance(_) => {}
+                Cover::RateLimited => prop_assert!(false, "1000 spawns a minute reached"),
                 Cover::TooLarge => {
                     prop_assert!(crate::capacity::smallest_fitting(demand.demand, policy.units_per_vcpu, &spec).is_none());
                 }
@@ -483,4 +514,258 @@ fn an_unfinished_delete_is_retried() {
     snap.nodes.push(node("gone", "n1-standard-1"));
     snap.sessions.push(session("s", "gone", 10));
     assert!(plan(&snap, &Policy::default()).is_empty());
+}
+
+// ---- the autoscaler cannot run away ----
+
+/// `plan`'s spawns and deletes carried out as a loop would: an instance record per spawn,
+/// created `now`; deleted instances and their nodes gone.
+fn apply_spawns(snap: &mut Snapshot, actions: &[Action], tick: usize) {
+    for action in actions {
+        if let Action::Delete { instance, .. } = action {
+            snap.instances.retain(|i| &i.name != instance);
+            snap.nodes.retain(|n| &n.id != instance);
+        }
+    }
+    for (i, action) in actions.iter().enumerate() {
+        if let Action::Spawn {
+            machine_type,
+            hold_for,
+            for_demands,
+            ..
+        } = action
+        {
+            let mut record = instance(
+                &format!("t{tick}-{i}"),
+                machine_type,
+                InstanceState::Creating,
+                0,
+            );
+            record.created_at = snap.now;
+            record.hold_for = hold_for.clone();
+            record.demands = for_demands.clone();
+            snap.instances.push(record);
+            snap.recent_spawns.push(snap.now);
+        }
+    }
+}
+
+/// Instances in flight bound to `sid`.
+fn in_flight_for(snap: &Snapshot, sid: &str) -> usize {
+    snap.instances
+        .iter()
+        .filter(|i| i.in_flight() && i.is_for(sid) && !snap.nodes.iter().any(|n| n.id == i.name))
+        .count()
+}
+
+#[test]
+fn a_registered_instance_that_cannot_take_its_demand_says_why_instead_of_spawning() {
+    let mut snap = empty();
+    snap.pending
+        .push(pending("ls1", SessionClass::Livestream, 300));
+    let mut record = instance("i-ls1", "n2-highcpu-4", InstanceState::Ready, 990);
+    record.hold_for = Some("ls1".to_owned());
+    record.demands = vec!["ls1".to_owned()];
+    record.registered_at = Some(at(995));
+    snap.instances.push(record);
+    // Its node registered, held for ls1, but its host is saturated by something else.
+    let mut held = node("i-ls1", "n2-highcpu-4");
+    held.hold_for = Some("ls1".to_owned());
+    held.started_at = at(900);
+    held.stats.other_cpu = 0.97;
+    snap.nodes.push(held.clone());
+    let policy = Policy::default();
+    let detailed = plan_detailed(&snap, &policy);
+    assert!(
+        spawns(&detailed.actions).is_empty(),
+        "{:?}",
+        detailed.actions
+    );
+    // A held node covers its demand whatever its state; without the hold, the binding does.
+    snap.nodes[0].hold_for = None;
+    let detailed = plan_detailed(&snap, &policy);
+    assert!(
+        spawns(&detailed.actions).is_empty(),
+        "{:?}",
+        detailed.actions
+    );
+    let Cover::BoundNode { node, why } = &detailed.covers["ls1"] else {
+        panic!("{:?}", detailed.covers["ls1"]);
+    };
+    assert_eq!(node, "i-ls1");
+    assert!(why.contains("host busy"), "{why}");
+    // Past the grace period another instance may be tried.
+    snap.now = at(995) + policy.spawn_grace;
+    let detailed = plan_detailed(&snap, &policy);
+    assert_eq!(
+        spawns(&detailed.actions),
+        vec![("n2-highcpu-4".to_owned(), Some("ls1".to_owned()))]
+    );
+}
+
+#[test]
+fn spawns_stop_at_the_per_minute_cap() {
+    let mut snap = empty();
+    for i in 0..6 {
+        snap.pending
+            .push(pending(&format!("l{i}"), SessionClass::Livestream, 50));
+    }
+    snap.recent_spawns = vec![at(950), at(900)];
+    let policy = Policy {
+        max_spawns_per_minute: 4,
+        ..Policy::default()
+    };
+    let detailed = plan_detailed(&snap, &policy);
+    // at(900) is more than a minute old: 3 of the 4 are left.
+    assert_eq!(spawns(&detailed.actions).len(), 3);
+    let limited = detailed
+        .covers
+        .values()
+        .filter(|c| **c == Cover::RateLimited)
+        .count();
+    assert_eq!(limited, 3);
+}
+
+#[test]
+fn a_young_idle_node_is_not_drained() {
+    let mut snap = empty();
+    let mut young = node("young", "n2-highcpu-4");
+    young.started_at = at(950);
+    snap.nodes.push(young);
+    snap.instances
+        .push(instance("young", "n2-highcpu-4", InstanceState::Ready, 940));
+    snap.idle_since.insert("young".to_owned(), at(950));
+    let policy = Policy {
+        idle_timeout: Duration::from_secs(20),
+        min_lifetime: Duration::from_secs(120),
+        ..Policy::default()
+    };
+    // Idle 50 s, past idle_timeout, but up only 60 s since its instance was created.
+    assert!(plan(&snap, &policy).is_empty());
+    snap.now = at(1060);
+    let actions = plan(&snap, &policy);
+    assert!(
+        matches!(&actions[..], [Action::Drain { node, reason }] if node == "young" && reason.contains("up 120s")),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_node_that_reports_a_busy_host_cpu_while_empty_still_takes_a_small_demand() {
+    // The scenario: a warm node whose agent reports a busy host and no session. The
+    // meeting packs onto it instead of spawning a new instance for it every few seconds.
+    let mut snap = empty();
+    let mut warm = node("warm", "n2-highcpu-4");
+    warm.shared_host = true;
+    warm.stats.cpu = 0.91;
+    warm.stats.other_cpu = 0.91;
+    warm.stats.observed_units = 0.91 * 600.0;
+    snap.nodes.push(warm);
+    snap.pending.push(pending("m1", SessionClass::Meeting, 20));
+    let detailed = plan_detailed(&snap, &Policy::default());
+    assert_eq!(detailed.covers["m1"], Cover::Node("warm".to_owned()));
+    assert!(spawns(&detailed.actions).is_empty());
+}
+
+prop_compose! {
+    fn arb_bound_snapshot()(
+        snap in arb_snapshot(),
+        bound in prop::collection::vec((0usize..10, 0u64..200, any::<bool>()), 0..6),
+        recent in prop::collection::vec(1900u64..2000, 0..12),
+    ) -> Snapshot {
+        // Some pending demands already have an instance: in flight or registered lately.
+        let mut snap = snap;
+        for (k, (p, ago, registered)) in bound.into_iter().enumerate() {
+            let sid = format!("p{p}");
+            let name = format!("b{k}");
+            let mut record = instance(&name, "n2-highcpu-4", InstanceState::Booting, 2000 - ago);
+            record.demands = vec![sid];
+            if registered {
+                record.state = InstanceState::Ready;
+                record.registered_at = Some(at(2000 - ago));
+                let mut n = node(&name, "n2-highcpu-4");
+                n.updated_at = at(1999);
+                n.started_at = at(2000 - ago);
+                snap.nodes.push(n);
+            }
+            snap.instances.push(record);
+        }
+        snap.recent_spawns = recent.into_iter().map(at).collect();
+        snap
+    }
+}
+
+proptest! {
+    #[test]
+    fn at_most_one_spawn_in_flight_per_pending_demand(
+        snap in arb_bound_snapshot(),
+        policy in arb_policy(),
+    ) {
+        let policy = Policy { max_nodes: 1000, ..policy };
+        let actions = plan(&snap, &policy);
+        let mut after = snap.clone();
+        apply_spawns(&mut after, &actions, 0);
+        for demand in &snap.pending {
+            let sid = demand.sid.as_str();
+            // The generator may start from two already; the plan never adds a second.
+            let before = in_flight_for(&snap, sid);
+            prop_assert!(in_flight_for(&after, sid) <= before.max(1), "{}: {:?}", sid, actions);
+            let new = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Spawn { hold_for, for_demands, .. }
+                    if hold_for.as_deref() == Some(sid) || for_demands.iter().any(|d| d == sid)))
+                .count();
+            prop_assert!(new <= 1, "{}: {:?}", sid, actions);
+            // None while one boots for it (and is not deleted now) or registered lately.
+            let still_booting = in_flight_for(&after, sid) > 0
+                && after.instances.iter().any(|i| i.is_for(sid) && i.in_flight() && !i.name.starts_with("t0-"));
+            let registered_lately = snap.instances.iter().any(|i| {
+                i.is_for(sid)
+                    && i.registered_at.is_some_and(|t| {
+                        snap.now.duration_since(t).unwrap_or_default() < policy.spawn_grace
+                    })
+                    && snap.nodes.iter().any(|n| n.id == i.name)
+            });
+            if still_booting || registered_lately {
+                prop_assert_eq!(new, 0, "{}: {:?}", sid, actions);
+            }
+        }
+    }
+
+    #[test]
+    fn the_spawn_cap_holds_over_a_sequence_of_ticks(
+        snap in arb_snapshot(),
+        policy in arb_policy(),
+        cap in 1u32..6,
+        steps in prop::collection::vec((1u64..30, any::<bool>(), 0usize..4), 1..40),
+    ) {
+        let policy = Policy { max_nodes: 1000, max_spawns_per_minute: cap, ..policy };
+        let mut snap = snap;
+        let mut spawned_at: Vec<SystemTime> = Vec::new();
+        for (tick, (advance, fail_all, new_demands)) in steps.into_iter().enumerate() {
+            let actions = plan(&snap, &policy);
+            for demand in &snap.pending {
+                prop_assert!(in_flight_for(&snap, &demand.sid) <= 1);
+            }
+            apply_spawns(&mut snap, &actions, tick);
+            spawned_at.extend(std::iter::repeat_n(snap.now, spawns(&actions).len()));
+            if fail_all {
+                // Every create failed: the records go, the spawns still count.
+                let prefix = format!("t{tick}-");
+                snap.instances.retain(|i| !i.name.starts_with(&prefix));
+            }
+            for k in 0..new_demands {
+                snap.pending.push(pending(&format!("t{tick}-{k}"), SessionClass::Livestream, 100));
+            }
+            snap.now += Duration::from_secs(advance);
+            snap.recent_spawns.retain(|t| snap.now.duration_since(*t).unwrap_or_default() < super::SPAWN_WINDOW);
+        }
+        for (i, start) in spawned_at.iter().enumerate() {
+            let within = spawned_at[i..]
+                .iter()
+                .filter(|t| t.duration_since(*start).unwrap_or_default() < super::SPAWN_WINDOW)
+                .count();
+            prop_assert!(within <= cap as usize, "{} spawns within a minute of {:?}, cap {}", within, start, cap);
+        }
+    }
 }

@@ -1,7 +1,15 @@
-//! A node's effective load: the larger of what its CPU shows and what has been committed to
-//! it. Committed units count from the moment a reservation is written, so a burst of joins
-//! cannot overrun a node whose CPU has not risen yet; observed units catch load that no
-//! reservation explains.
+//! A node's effective load and health, read from its record. Effective load is the larger of
+//! what the agent's own CPU shows and what has been committed to it. Committed units count
+//! from the moment a reservation is written, so a burst of joins cannot overrun a node whose
+//! CPU has not risen yet; observed units catch load that no reservation explains.
+//!
+//! Observed load is believed only where it can be forwarded media: on a node that carries
+//! something and has finished its warm-up. An empty node's CPU is boot work, a guest agent or
+//! a neighbour, never a participant, so an empty node is never refused for lack of units.
+//! Host CPU that the agent did not spend is a separate health signal: a host saturated by
+//! something else takes no new session, whatever its units say (docs/placement.md).
+
+use std::time::{Duration, SystemTime};
 
 use crate::model::{NodeRecord, SessionRecord, Units};
 
@@ -29,6 +37,81 @@ impl NodeLoad {
     }
 }
 
+/// How observed load and host health are read from node records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadRules {
+    /// After an agent starts, its observed load and host CPU are ignored this long (a booting
+    /// VM runs its guest agent and startup script), like a managed instance group's
+    /// initialization period. Committed demand counts from the first moment.
+    pub warmup: Duration,
+    /// A host whose CPU spent outside the agent reaches this fraction of all its cores is
+    /// busy: its node takes no new session. Ignored on shared hosts.
+    pub host_busy_cpu: f64,
+}
+
+impl Default for LoadRules {
+    fn default() -> Self {
+        Self {
+            warmup: Duration::from_secs(60),
+            host_busy_cpu: 0.9,
+        }
+    }
+}
+
+/// What a node's own figures say about taking a new session, apart from its units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Condition {
+    /// Measured and healthy.
+    Ok,
+    /// Inside the warm-up, `left` to go: observed load and host CPU are not believed yet.
+    WarmingUp { left: Duration },
+    /// Other processes use `other_cpu` of the host, at or above `limit`.
+    HostBusy { other_cpu: f64, limit: f64 },
+}
+
+impl Condition {
+    /// True when the node may not take a new session.
+    pub fn refuses(&self) -> bool {
+        matches!(self, Condition::HostBusy { .. })
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Condition::Ok => f.write_str("ok"),
+            Condition::WarmingUp { left } => {
+                write!(f, "warming up ({}s left)", left.as_secs_f64().ceil())
+            }
+            Condition::HostBusy { other_cpu, limit } => write!(
+                f,
+                "host busy: other processes use {:.0}% of its CPU (limit {:.0}%)",
+                other_cpu * 100.0,
+                limit * 100.0
+            ),
+        }
+    }
+}
+
+/// The node's condition at `now`.
+pub fn condition(node: &NodeRecord, now: SystemTime, rules: &LoadRules) -> Condition {
+    let age = now.duration_since(node.started_at).unwrap_or_default();
+    if age < rules.warmup {
+        return Condition::WarmingUp {
+            left: rules.warmup - age,
+        };
+    }
+    let other = node.stats.other_cpu;
+    // A NaN figure is a broken sampler, not a busy host: the units rule still applies.
+    if !node.shared_host && other >= rules.host_busy_cpu {
+        return Condition::HostBusy {
+            other_cpu: other,
+            limit: rules.host_busy_cpu,
+        };
+    }
+    Condition::Ok
+}
+
 /// The demand of every session reserved or live on `node_id`.
 pub fn committed_units<'a>(
     node_id: &str,
@@ -41,13 +124,38 @@ pub fn committed_units<'a>(
         .fold(0, Units::saturating_add)
 }
 
+/// The observed units placement believes for `node` carrying `committed` units: none while it
+/// warms up or carries nothing, else what its agent reports (a non-finite figure counts as
+/// full, since nothing can be concluded from it).
+pub fn believed_observed(
+    node: &NodeRecord,
+    committed: Units,
+    now: SystemTime,
+    rules: &LoadRules,
+) -> f64 {
+    let carries = committed > 0 || node.stats.sessions > 0 || node.stats.peers > 0;
+    if !carries || matches!(condition(node, now, rules), Condition::WarmingUp { .. }) {
+        return 0.0;
+    }
+    let observed = node.stats.observed_units;
+    if observed.is_finite() {
+        observed.max(0.0)
+    } else {
+        f64::from(node.capacity)
+    }
+}
+
+/// The load of `node` given every session in the cluster, as placement sees it at `now`.
 pub fn node_load<'a>(
     node: &NodeRecord,
     sessions: impl IntoIterator<Item = &'a SessionRecord>,
+    now: SystemTime,
+    rules: &LoadRules,
 ) -> NodeLoad {
+    let committed = committed_units(&node.id, sessions);
     NodeLoad {
-        observed: node.stats.observed_units.max(0.0),
-        committed: committed_units(&node.id, sessions),
+        observed: believed_observed(node, committed, now, rules),
+        committed,
         capacity: node.capacity,
     }
 }
@@ -55,6 +163,38 @@ pub fn node_load<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{NodeState, NodeStats};
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn node(agent_cpu: f64, other_cpu: f64, sessions: u32) -> NodeRecord {
+        NodeRecord {
+            id: "n".to_owned(),
+            signal_url: "ws://n/ws".to_owned(),
+            address: "127.0.0.1".to_owned(),
+            zone: "z".to_owned(),
+            machine_type: "n2-highcpu-4".to_owned(),
+            vcpus: 4,
+            capacity: 600,
+            state: NodeState::Ready,
+            hold_for: None,
+            shared_host: false,
+            labels: Default::default(),
+            version: "t".to_owned(),
+            started_at: at(0),
+            stats: NodeStats {
+                cpu: agent_cpu + other_cpu,
+                agent_cpu,
+                other_cpu,
+                observed_units: agent_cpu * 600.0,
+                sessions,
+                ..NodeStats::default()
+            },
+            updated_at: at(100),
+        }
+    }
 
     #[test]
     fn effective_is_the_larger_of_observed_and_committed() {
@@ -75,5 +215,72 @@ mod tests {
             ..load
         };
         assert_eq!(empty.utilisation(), 1.0);
+    }
+
+    #[test]
+    fn an_empty_node_shows_no_observed_load() {
+        let rules = LoadRules::default();
+        let busy_but_empty = node(0.9, 0.0, 0);
+        assert_eq!(believed_observed(&busy_but_empty, 0, at(100), &rules), 0.0);
+        // The same figures on a node that carries a session are believed.
+        let carrying = node(0.9, 0.0, 1);
+        assert_eq!(believed_observed(&carrying, 0, at(100), &rules), 540.0);
+        assert_eq!(
+            believed_observed(&busy_but_empty, 10, at(100), &rules),
+            540.0
+        );
+    }
+
+    #[test]
+    fn observed_load_waits_for_the_warm_up_committed_does_not() {
+        let rules = LoadRules {
+            warmup: Duration::from_secs(60),
+            ..LoadRules::default()
+        };
+        let fresh = node(0.9, 0.95, 1);
+        let sessions = [SessionRecord {
+            sid: "s".to_owned(),
+            class: crate::model::SessionClass::Meeting,
+            size: 4,
+            demand: 36,
+            node: "n".to_owned(),
+            state: crate::model::SessionState::Reserved,
+            relays: Vec::new(),
+            created_at: at(0),
+        }];
+        let early = node_load(&fresh, &sessions, at(30), &rules);
+        assert_eq!((early.observed, early.committed), (0.0, 36));
+        assert_eq!(
+            condition(&fresh, at(30), &rules),
+            Condition::WarmingUp {
+                left: Duration::from_secs(30)
+            }
+        );
+        let later = node_load(&fresh, &sessions, at(60), &rules);
+        assert_eq!((later.observed, later.committed), (540.0, 36));
+        assert!(condition(&fresh, at(60), &rules).refuses());
+    }
+
+    #[test]
+    fn only_cpu_the_agent_did_not_spend_makes_a_host_busy() {
+        let rules = LoadRules::default();
+        // The agent itself at 95%: heavy load, but a healthy host.
+        assert_eq!(
+            condition(&node(0.95, 0.02, 3), at(100), &rules),
+            Condition::Ok
+        );
+        let crowded = node(0.01, 0.93, 0);
+        let busy = condition(&crowded, at(100), &rules);
+        assert!(busy.refuses());
+        assert_eq!(
+            busy.to_string(),
+            "host busy: other processes use 93% of its CPU (limit 90%)"
+        );
+        // Agents that share a host with each other ignore the host's CPU.
+        let shared = NodeRecord {
+            shared_host: true,
+            ..crowded
+        };
+        assert_eq!(condition(&shared, at(100), &rules), Condition::Ok);
     }
 }

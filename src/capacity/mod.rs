@@ -7,5 +7,7 @@ mod load;
 mod machines;
 
 pub use classes::{ClassSpec, MAX_LIVESTREAM_VIEWERS, MAX_RECORDING_TRACKS, SizeError};
-pub use load::{NodeLoad, committed_units, node_load};
+pub use load::{
+    Condition, LoadRules, NodeLoad, believed_observed, committed_units, condition, node_load,
+};
 pub use machines::{CATALOGUE, DEFAULT_UNITS_PER_VCPU, MachineType, largest, smallest_fitting};

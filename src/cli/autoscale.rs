@@ -39,6 +39,17 @@ pub struct AutoscaleArgs {
     /// Type of new shared instances [config: pack_machine_type; default n2-highcpu-4].
     #[arg(long, value_name = "TYPE")]
     pub pack_machine_type: Option<String>,
+    /// After an instance spawned for a demand registers, wait this long for the demand to take
+    /// it before spawning another for it [config: spawn_grace; default 1m].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub spawn_grace: Option<Duration>,
+    /// Spawn at most this many instances in any minute [config: max_spawns_per_minute;
+    /// default 10].
+    #[arg(long, value_name = "N")]
+    pub max_spawns_per_minute: Option<u32>,
+    /// Never drain a node younger than this [config: min_lifetime; default 2m].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub min_lifetime: Option<Duration>,
     /// Time between ticks.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
@@ -99,7 +110,22 @@ pub async fn run(context: &Context, args: AutoscaleArgs) -> Result<(), CliError>
     if let Some(t) = &args.pack_machine_type {
         policy.pack_machine_type = t.clone();
     }
+    if let Some(t) = args.spawn_grace {
+        policy.spawn_grace = t;
+    }
+    if let Some(n) = args.max_spawns_per_minute {
+        policy.max_spawns_per_minute = n;
+    }
+    if let Some(t) = args.min_lifetime {
+        policy.min_lifetime = t;
+    }
     policy.units_per_vcpu = context.policy.units_per_vcpu;
+    policy.load = context.policy.load_rules();
+    if policy.max_spawns_per_minute == 0 {
+        return Err(CliError::usage(anyhow!(
+            "--max-spawns-per-minute must be at least 1; to stop spawning, set --max-nodes"
+        )));
+    }
     for machine_type in policy
         .warm_pool
         .keys()
@@ -151,6 +177,9 @@ pub async fn run(context: &Context, args: AutoscaleArgs) -> Result<(), CliError>
             Err(error) => line(format!("{action} -> failed: {error}")),
         },
         Report::Registered { instance } => line(format!("ready {instance}: its agent registered")),
+        Report::Waiting { sid, node, why } => {
+            line(format!("waiting {sid} on {node}, spawned for it: {why}"));
+        }
         Report::Resigned => line("resigned".to_owned()),
     });
     crate::autoscale::run::run(store, provider, settings, report, super::serve::shutdown())

@@ -1,4 +1,5 @@
-//! `ionctl nodes`: every registered node with its size and load.
+//! `ionctl nodes`: every registered node with its size, load and condition (why placement
+//! would pass it over: held, draining, warming up, host busy).
 
 use std::time::SystemTime;
 
@@ -19,7 +20,12 @@ pub async fn run(context: &Context, args: NodesArgs) -> Result<(), CliError> {
     let mut snapshot = store.snapshot().await?;
     snapshot.nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let now = SystemTime::now();
-    let views = node_views(&snapshot.nodes, &snapshot.sessions, now);
+    let views = node_views(
+        &snapshot.nodes,
+        &snapshot.sessions,
+        now,
+        &context.policy.load_rules(),
+    );
     match args.output.output {
         OutputFormat::Json => print_json(&views),
         OutputFormat::Table => {
@@ -36,11 +42,12 @@ pub async fn run(context: &Context, args: NodesArgs) -> Result<(), CliError> {
                 "state",
                 "machine type",
                 "vcpus",
-                "cpu",
+                "cpu agent/host",
                 "load",
                 "sessions",
                 "peers",
                 "stats age",
+                "condition",
             ]);
             for view in &views {
                 let node = view.record;
@@ -53,7 +60,11 @@ pub async fn run(context: &Context, args: NodesArgs) -> Result<(), CliError> {
                     state,
                     node.machine_type.clone(),
                     node.vcpus.to_string(),
-                    format!("{:.0}%", node.stats.cpu * 100.0),
+                    format!(
+                        "{:.0}%/{:.0}%",
+                        node.stats.agent_cpu * 100.0,
+                        node.stats.cpu * 100.0
+                    ),
                     format!(
                         "{:.0}/{} ({:.0}%)",
                         view.load.effective_units,
@@ -63,6 +74,9 @@ pub async fn run(context: &Context, args: NodesArgs) -> Result<(), CliError> {
                     node.stats.sessions.to_string(),
                     node.stats.peers.to_string(),
                     short_age(node.stats_age(now)),
+                    view.condition_reason
+                        .clone()
+                        .unwrap_or_else(|| view.condition.to_owned()),
                 ]);
             }
             print_table(&mut out)

@@ -82,6 +82,22 @@ pub async fn run(context: &Context, args: PlaceArgs) -> Result<(), CliError> {
     }
     match outcome {
         Outcome::Placed { .. } => Ok(()),
+        Outcome::NoCapacity {
+            pending,
+            booting: Some(instance),
+            ..
+        } => Err(CliError::new(
+            Exit::NoCapacity,
+            anyhow!(
+                "instance {instance}, started for session {}, has not registered{}; place again \
+                 with --wait to take it when it does (see `ionctl instances`)",
+                pending.sid,
+                match args.wait {
+                    Some(wait) => format!(" within {}", humantime::format_duration(wait)),
+                    None => " yet".to_owned(),
+                },
+            ),
+        )),
         Outcome::NoCapacity { pending, count, .. } => Err(CliError::new(
             Exit::NoCapacity,
             anyhow!(
@@ -123,6 +139,13 @@ fn print_answer(answer: &PlaceAnswer) -> Result<(), CliError> {
     row("token expires", answer.token_expires_at.clone());
     row("pending", answer.pending.clone());
     row(
+        "booting",
+        answer
+            .booting
+            .as_ref()
+            .map(|i| format!("{i} (started for this session)")),
+    );
+    row(
         "needs",
         answer
             .machine_type
@@ -161,8 +184,16 @@ impl ProgressLine {
             self.last_plain = Some(std::time::Instant::now());
         }
         let text = match progress {
-            Progress::Waiting { pending, remaining } => format!(
-                "waiting for capacity for {} units ({} left; pending/{} written)",
+            Progress::Waiting {
+                pending,
+                booting,
+                remaining,
+            } => format!(
+                "waiting for {} for {} units ({} left; pending/{} written)",
+                match booting {
+                    Some(instance) => format!("instance {instance}, booting for this session,"),
+                    None => "capacity".to_owned(),
+                },
                 pending.demand,
                 // Whole seconds, rounded up: "1s left" until the very end.
                 humantime::format_duration(Duration::from_secs(

@@ -41,6 +41,7 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
         secret,
         token_ttl: context.auth.token_ttl,
         metrics: install_metrics(),
+        load_rules: context.policy.load_rules(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

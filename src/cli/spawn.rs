@@ -97,8 +97,11 @@ pub async fn run(context: &Context, args: SpawnArgs) -> Result<(), CliError> {
         zone: args.zone.clone().unwrap_or_default(),
         machine_type: args.machine_type.clone(),
         hold_for: args.hold.clone(),
+        demands: Vec::new(),
         state: InstanceState::Creating,
         created_at: SystemTime::now(),
+        registered_at: None,
+        note: None,
     };
     store.put(&key, &record).await?;
     let spec = InstanceSpec {

@@ -25,16 +25,23 @@ impl std::fmt::Display for NodeState {
     }
 }
 
-/// The live measurements of a node. CPU is a fraction of the whole machine (all cores), so
-/// nodes of different sizes compare through `observed_units`, never through raw CPU.
+/// The live measurements of a node. Load is what the agent process itself spends
+/// (`agent_cpu`), so nodes of different sizes compare through `observed_units`, never through
+/// raw CPU, and a host busy with something else does not look like forwarded media: that CPU is
+/// `other_cpu`, a health signal (docs/placement.md, "Observed load and host health").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct NodeStats {
-    /// 0.0..=1.0 of all cores together.
+    /// The host's CPU, 0.0..=1.0 of all its cores together.
     pub cpu: f64,
+    /// The agent process's own CPU as a fraction of the node's vCPUs (1.0 = all of them).
+    pub agent_cpu: f64,
+    /// Host CPU the agent did not spend, 0.0..=1.0 of all the host's cores.
+    pub other_cpu: f64,
     pub mem_used_bytes: u64,
     pub mem_total_bytes: u64,
-    /// `cpu × capacity`: the load the node carries, in units, as its CPU sees it.
+    /// `agent_cpu × capacity`: the load the node carries, in units, as the agent's own CPU
+    /// time shows it.
     pub observed_units: f64,
     pub sessions: u32,
     pub peers: u32,
@@ -63,6 +70,10 @@ pub struct NodeRecord {
     /// A node started for one session takes no other until the hold ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_for: Option<String>,
+    /// The agent shares its host with other agents (the local provider, tests): the host's
+    /// CPU then says nothing about this node's health.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_host: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub version: String,

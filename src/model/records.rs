@@ -53,7 +53,33 @@ pub struct InstanceRecord {
     pub machine_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_for: Option<String>,
+    /// The pending demands (session ids) this instance was spawned for: while it boots, and
+    /// for a grace period after it registers, no other instance is spawned for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demands: Vec<String>,
     pub state: InstanceState,
     #[serde(with = "super::time")]
     pub created_at: SystemTime,
+    /// When its agent registered (the record went to `ready`).
+    #[serde(
+        default,
+        with = "super::time::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub registered_at: Option<SystemTime>,
+    /// Why a demand it was spawned for is still waiting, as the autoscaler last saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl InstanceRecord {
+    /// True when the instance was spawned for session `sid`.
+    pub fn is_for(&self, sid: &str) -> bool {
+        self.hold_for.as_deref() == Some(sid) || self.demands.iter().any(|d| d == sid)
+    }
+
+    /// Still on its way: the provider was asked for it and its agent has not registered.
+    pub fn in_flight(&self) -> bool {
+        matches!(self.state, InstanceState::Creating | InstanceState::Booting)
+    }
 }

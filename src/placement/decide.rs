@@ -1,5 +1,6 @@
-//! The decision: affinity first, then the class rules, then the best eligible node by the
-//! request's strategy, else the capacity that would be needed.
+//! The decision: affinity first, then the class rules, then an instance already booting for
+//! the session, then the best eligible node by the request's strategy, else the capacity that
+//! would be needed.
 
 use std::cmp::Ordering;
 
@@ -24,6 +25,16 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
             };
         }
     };
+    if let Some(instance) = snapshot.booting_for(&request.sid, policy.boot_wait) {
+        // Taking another node now would strand the instance started for this session.
+        return Decision::NeedCapacity {
+            demand,
+            machine_type: instance.machine_type.clone(),
+            count: 1,
+            hold_for: instance.hold_for.clone(),
+            booting: Some(instance.name.clone()),
+        };
+    }
     let eligible = candidates(snapshot, &request.sid, &spec, demand, policy);
     if let Some(best) = eligible.iter().min_by(|a, b| rank(a, b, request.strategy)) {
         return Decision::Place {
@@ -38,6 +49,7 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
             machine_type: machine.name.to_owned(),
             count: 1,
             hold_for,
+            booting: None,
         };
     }
     let biggest = largest();
@@ -50,6 +62,7 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
             machine_type: biggest.name.to_owned(),
             count: demand.div_ceil(per_machine),
             hold_for,
+            booting: None,
         };
     }
     Decision::Refuse {

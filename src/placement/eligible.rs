@@ -1,13 +1,16 @@
 //! Which nodes may take a session, and how full each would be after taking it. A node is
 //! eligible when it is ready, not draining, not held for another session, its stats are
-//! fresh, and its effective load plus the demand stays within capacity × class headroom.
+//! fresh, its host is not busy with other work, and its effective load plus the demand stays
+//! within capacity × class headroom. A hold is kept until its session is reserved on the
+//! node: from then on the node was not taken by the wrong session, and shared classes may
+//! fill the rest of it.
 //! Sessions of dedicated classes (livestream, recording) take a node that carries nothing
 //! else, and nothing else is placed next to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Policy, Snapshot};
-use crate::capacity::{ClassSpec, NodeLoad};
+use crate::capacity::{ClassSpec, NodeLoad, believed_observed, condition};
 use crate::model::{NodeRecord, NodeState, Units};
 
 /// An eligible node and its figures after placement.
@@ -44,6 +47,13 @@ pub fn candidates<'a>(
 ) -> Vec<Candidate<'a>> {
     let committed = committed_by_node(snapshot);
     let drains: &BTreeSet<String> = &snapshot.drains;
+    let rules = policy.load_rules();
+    let hold_served = |node: &NodeRecord, held: &str| {
+        snapshot
+            .sessions
+            .iter()
+            .any(|s| s.sid == held && s.node == node.id)
+    };
     snapshot
         .nodes
         .iter()
@@ -52,7 +62,10 @@ pub fn candidates<'a>(
                 committed.get(node.id.as_str()).copied().unwrap_or_default();
             let held_for_this = node.hold_for.as_deref() == Some(sid);
             let ready = node.state == NodeState::Ready && !drains.contains(&node.id);
-            let hold_ok = node.hold_for.is_none() || held_for_this;
+            let hold_ok = match node.hold_for.as_deref() {
+                None => true,
+                Some(held) => held == sid || hold_served(node, held),
+            };
             let fresh = node.stats_age(snapshot.now) <= policy.stats_max_age;
             let used = committed > 0 || node.stats.sessions > 0;
             let sharing_ok = if spec.dedicated {
@@ -63,12 +76,11 @@ pub fn candidates<'a>(
             if !(ready && hold_ok && fresh && sharing_ok) || node.capacity == 0 {
                 return None;
             }
+            if condition(node, snapshot.now, &rules).refuses() {
+                return None;
+            }
             let load = NodeLoad {
-                observed: if node.stats.observed_units.is_finite() {
-                    node.stats.observed_units.max(0.0)
-                } else {
-                    f64::from(node.capacity)
-                },
+                observed: believed_observed(node, committed, snapshot.now, &rules),
                 committed,
                 capacity: node.capacity,
             };

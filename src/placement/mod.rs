@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capacity::DEFAULT_UNITS_PER_VCPU;
-use crate::model::{NodeRecord, PendingDemand, SessionClass, SessionRecord, Units};
+use crate::capacity::{DEFAULT_UNITS_PER_VCPU, LoadRules};
+use crate::model::{InstanceRecord, NodeRecord, PendingDemand, SessionClass, SessionRecord, Units};
 
 pub use decide::decide;
 pub use eligible::{Candidate, candidates};
@@ -27,6 +27,9 @@ pub struct Snapshot {
     /// Ids of nodes with a drain request.
     pub drains: BTreeSet<String>,
     pub pending: Vec<PendingDemand>,
+    /// Instances the autoscaler or `ionctl spawn` started, some for one session: a session
+    /// whose instance is still booting waits for it rather than taking another node.
+    pub instances: Vec<InstanceRecord>,
 }
 
 impl Snapshot {
@@ -39,7 +42,19 @@ impl Snapshot {
             sessions: read.sessions,
             drains: read.drains.into_iter().map(|(id, _)| id).collect(),
             pending: read.pending,
+            instances: read.instances,
         }
+    }
+
+    /// The instance in flight (asked for less than `boot_wait` ago, its agent not registered
+    /// yet) that was spawned for session `sid`, if any.
+    pub fn booting_for(&self, sid: &str, boot_wait: Duration) -> Option<&InstanceRecord> {
+        self.instances.iter().find(|i| {
+            i.in_flight()
+                && i.is_for(sid)
+                && self.now.duration_since(i.created_at).unwrap_or_default() < boot_wait
+                && !self.nodes.iter().any(|n| n.id == i.name)
+        })
     }
 }
 
@@ -73,13 +88,36 @@ pub struct Policy {
     /// Stats older than this make a node ineligible: 3 × the agents' heartbeat of 10 s.
     #[serde(with = "humantime_serde")]
     pub stats_max_age: Duration,
+    /// After an agent starts, its observed load and host CPU are ignored this long.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+    /// A host whose CPU used by other processes reaches this fraction is not chosen.
+    pub host_busy_cpu: f64,
+    /// A session waits at most this long for an instance started for it to register; an
+    /// older one in flight is taken as failed (the autoscaler's default boot_timeout).
+    #[serde(with = "humantime_serde")]
+    pub boot_wait: Duration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
+        let rules = LoadRules::default();
         Self {
             units_per_vcpu: DEFAULT_UNITS_PER_VCPU,
             stats_max_age: Duration::from_secs(30),
+            warmup: rules.warmup,
+            host_busy_cpu: rules.host_busy_cpu,
+            boot_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Policy {
+    /// How observed load and host health are read under this policy.
+    pub fn load_rules(&self) -> LoadRules {
+        LoadRules {
+            warmup: self.warmup,
+            host_busy_cpu: self.host_busy_cpu,
         }
     }
 }
@@ -96,13 +134,17 @@ pub enum Decision {
     /// relay exists; such a livestream answers `NeedCapacity` for now.
     Split { origin: String, edges: Vec<String> },
     /// No node can take it: `count` machines of `machine_type` would, held for `hold_for`
-    /// when the class needs nodes of its own.
+    /// when the class needs nodes of its own. When `booting` names an instance, one was
+    /// already started for this session: the session waits for it rather than taking another
+    /// node that frees up meanwhile.
     NeedCapacity {
         demand: Units,
         machine_type: String,
         count: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hold_for: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        booting: Option<String>,
     },
     /// The request cannot be served at all, whatever capacity is added.
     Refuse { reason: String },

@@ -15,6 +15,8 @@ fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
 }
 
+/// A node whose agent spends `cpu` of its vCPUs; one that spends anything carries a session,
+/// since an empty node's CPU is never taken as load.
 fn node(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
     let capacity = vcpus * 150;
     NodeRecord {
@@ -27,12 +29,15 @@ fn node(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
         capacity,
         state: NodeState::Ready,
         hold_for: None,
+        shared_host: false,
         labels: Default::default(),
         version: "t".to_owned(),
         started_at: at(0),
         stats: NodeStats {
             cpu,
+            agent_cpu: cpu,
             observed_units: cpu * f64::from(capacity),
+            sessions: u32::from(cpu > 0.0),
             ..NodeStats::default()
         },
         updated_at: at(100),
@@ -60,6 +65,7 @@ fn snapshot(nodes: Vec<NodeRecord>, sessions: Vec<SessionRecord>) -> Snapshot {
         sessions,
         drains: BTreeSet::new(),
         pending: Vec::new(),
+        instances: Vec::new(),
     }
 }
 
@@ -193,6 +199,136 @@ fn draining_held_stale_and_dedicated_nodes_are_skipped() {
 }
 
 #[test]
+fn a_host_busy_with_other_work_is_not_chosen_unless_shared() {
+    // "crowded" would win binpack (smaller); other processes use 95% of its host.
+    let mut crowded = node("crowded", 2, 0.0);
+    crowded.stats.cpu = 0.97;
+    crowded.stats.other_cpu = 0.95;
+    let snap = snapshot(vec![crowded.clone(), node("roomy", 8, 0.0)], vec![]);
+    let req = request("g", SessionClass::Group, 2);
+    assert_eq!(
+        placed_on(&decide(&snap, &req, &Policy::default())),
+        Some("roomy")
+    );
+    // The same figures from agents that share their host with each other are no signal.
+    let mut shared = crowded;
+    shared.shared_host = true;
+    let snap = snapshot(vec![shared, node("roomy", 8, 0.0)], vec![]);
+    assert_eq!(
+        placed_on(&decide(&snap, &req, &Policy::default())),
+        Some("crowded")
+    );
+}
+
+#[test]
+fn a_fresh_node_is_judged_by_committed_demand_only() {
+    // Started 20 s before `now`: inside the default 60 s warm-up, its busy CPU (boot work,
+    // a guest agent) is not load, and a busy host is not held against it either.
+    let mut fresh = node("fresh", 2, 0.9);
+    fresh.started_at = at(85);
+    fresh.stats.other_cpu = 0.95;
+    let snap = snapshot(
+        vec![fresh],
+        vec![session("x", "fresh", SessionClass::Group, 200)],
+    );
+    let policy = Policy::default();
+    // 200 committed of 300; a meeting's 0.80 leaves 40: 3 people (6 units) fit, 8 (56) do not.
+    assert_eq!(
+        placed_on(&decide(
+            &snap,
+            &request("m", SessionClass::Meeting, 3),
+            &policy
+        )),
+        Some("fresh")
+    );
+    let decision = decide(&snap, &request("m", SessionClass::Meeting, 8), &policy);
+    assert!(
+        matches!(decision, Decision::NeedCapacity { .. }),
+        "{decision:?}"
+    );
+    // After the warm-up the same CPU counts: 270 observed units leave no room.
+    let mut later = snap.clone();
+    later.now = at(200);
+    later.nodes[0].updated_at = at(199);
+    later.nodes[0].stats.other_cpu = 0.0;
+    let decision = decide(&later, &request("m", SessionClass::Meeting, 3), &policy);
+    assert!(
+        matches!(decision, Decision::NeedCapacity { .. }),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_hold_ends_for_placement_once_its_session_is_reserved_there() {
+    let mut held = node("held", 4, 0.0);
+    held.hold_for = Some("m1".to_owned());
+    let req = request("m2", SessionClass::Meeting, 4);
+    let snap = snapshot(vec![held.clone()], vec![]);
+    assert!(matches!(
+        decide(&snap, &req, &Policy::default()),
+        Decision::NeedCapacity { .. }
+    ));
+    let snap = snapshot(
+        vec![held],
+        vec![session("m1", "held", SessionClass::Meeting, 36)],
+    );
+    assert_eq!(
+        placed_on(&decide(&snap, &req, &Policy::default())),
+        Some("held")
+    );
+}
+
+#[test]
+fn a_session_waits_for_the_instance_booting_for_it() {
+    let instance = |name: &str, hold: &str| crate::model::InstanceRecord {
+        name: name.to_owned(),
+        provider: "local".to_owned(),
+        zone: "z".to_owned(),
+        machine_type: "n2-highcpu-4".to_owned(),
+        hold_for: Some(hold.to_owned()),
+        demands: vec![hold.to_owned()],
+        state: crate::model::InstanceState::Booting,
+        created_at: at(100),
+        registered_at: None,
+        note: None,
+    };
+    let mut snap = snapshot(vec![node("other", 8, 0.0)], vec![]);
+    snap.instances.push(instance("i-ls1", "ls1"));
+    let policy = Policy::default();
+    let req = request("ls1", SessionClass::Livestream, 300);
+    let decision = decide(&snap, &req, &policy);
+    assert_eq!(
+        decision,
+        Decision::NeedCapacity {
+            demand: 300,
+            machine_type: "n2-highcpu-4".to_owned(),
+            count: 1,
+            hold_for: Some("ls1".to_owned()),
+            booting: Some("i-ls1".to_owned()),
+        }
+    );
+    // Another session is not held up by it.
+    assert_eq!(
+        placed_on(&decide(
+            &snap,
+            &request("ls2", SessionClass::Livestream, 300),
+            &policy
+        )),
+        Some("other")
+    );
+    // Once its node registers, that node takes it.
+    let mut registered = node("i-ls1", 4, 0.0);
+    registered.hold_for = Some("ls1".to_owned());
+    snap.nodes.push(registered);
+    assert_eq!(placed_on(&decide(&snap, &req, &policy)), Some("i-ls1"));
+    // An instance in flight past boot_wait is taken as failed.
+    snap.nodes.pop();
+    snap.now = at(100) + policy.boot_wait + Duration::from_secs(1);
+    snap.nodes[0].updated_at = snap.now;
+    assert_eq!(placed_on(&decide(&snap, &req, &policy)), Some("other"));
+}
+
+#[test]
 fn a_dedicated_session_takes_its_held_node_or_asks_for_one() {
     let mut held = node("held", 2, 0.0);
     held.hold_for = Some("live".to_owned());
@@ -217,6 +353,7 @@ fn a_dedicated_session_takes_its_held_node_or_asks_for_one() {
             machine_type: "n1-standard-1".to_owned(),
             count: 1,
             hold_for: Some("live".to_owned()),
+            booting: None,
         }
     );
     // Larger than the largest machine: the relay would split it; for now, how many machines.
@@ -243,6 +380,7 @@ fn no_capacity_names_the_smallest_machine_that_fits() {
             machine_type: "n2-highcpu-16".to_owned(),
             count: 1,
             hold_for: None,
+            booting: None,
         }
     );
     let tiny = Policy {
@@ -339,12 +477,39 @@ proptest! {
             let spec = ClassSpec::of(req.class);
             prop_assert_eq!(Ok(*demand), spec.demand(req.size));
             let record = snap.nodes.iter().find(|n| &n.id == node).expect("a known node");
-            let effective = record.stats.observed_units.max(f64::from(committed(&snap, node)));
+            let on_node = committed(&snap, node);
+            let rules = Policy::default().load_rules();
+            let observed = crate::capacity::believed_observed(record, on_node, snap.now, &rules);
+            let effective = observed.max(f64::from(on_node));
             prop_assert!(effective + f64::from(*demand) <= f64::from(spec.limit(record.capacity)));
             prop_assert!(record.state == NodeState::Ready);
-            prop_assert!(record.hold_for.is_none() || record.hold_for.as_deref() == Some(req.sid.as_str()));
+            prop_assert!(!crate::capacity::condition(record, snap.now, &rules).refuses());
+            let hold_served = |held: &str| snap.sessions.iter().any(|s| s.sid == held && &s.node == node);
+            prop_assert!(record.hold_for.as_deref().is_none_or(|h| h == req.sid || hold_served(h)));
             prop_assert!(record.stats_age(snap.now) <= Policy::default().stats_max_age);
         }
+    }
+
+    #[test]
+    fn an_empty_node_is_never_refused_for_lack_of_units(
+        snap in arb_snapshot(),
+        req in arb_request(),
+        agent_cpu in 0.0f64..3.0,
+    ) {
+        // Whatever its CPU shows, an empty eligible node whose capacity fits the demand takes
+        // the session (or another node does).
+        let mut snap = snap;
+        let mut empty = node("empty", 16, 0.0);
+        empty.stats.agent_cpu = agent_cpu;
+        empty.stats.observed_units = agent_cpu * f64::from(empty.capacity);
+        snap.nodes.push(empty);
+        let spec = ClassSpec::of(req.class);
+        let Ok(demand) = spec.demand(req.size) else { return Ok(()); };
+        if snap.sessions.iter().any(|s| s.sid == req.sid) || demand > spec.limit(16 * 150) {
+            return Ok(());
+        }
+        let decision = decide(&snap, &req, &Policy::default());
+        prop_assert!(matches!(decision, Decision::Place { .. }), "{:?}", decision);
     }
 
     #[test]

@@ -60,11 +60,13 @@ pub enum Outcome {
         signal_url: Option<String>,
         existing: bool,
     },
-    /// No node fits; `pending` was written for the autoscaler.
+    /// No node fits; `pending` was written for the autoscaler. `booting` names the instance
+    /// already started for this session, which it waits for.
     NoCapacity {
         pending: PendingDemand,
         count: u32,
         hold_for: Option<String>,
+        booting: Option<String>,
     },
     /// The request cannot be served whatever capacity is added.
     Refused { reason: String },
@@ -99,9 +101,11 @@ impl From<StoreError> for PlaceError {
 /// What `place_waiting` reports while it waits.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
-    /// No node fits yet; `pending/<sid>` is written and the cluster is watched.
+    /// No node fits yet; `pending/<sid>` is written and the cluster is watched. `booting`
+    /// names the instance started for this session that the wait is for.
     Waiting {
         pending: PendingDemand,
+        booting: Option<String>,
         remaining: Duration,
     },
     /// Something changed in the cluster; deciding again.
@@ -171,6 +175,7 @@ impl Placer {
                 machine_type,
                 count,
                 hold_for,
+                booting,
             } => {
                 let pending = PendingDemand {
                     sid: request.sid.clone(),
@@ -187,6 +192,7 @@ impl Placer {
                     pending,
                     count,
                     hold_for,
+                    booting,
                 }
             }
             Decision::Split { .. } => Outcome::Refused {
@@ -222,7 +228,10 @@ impl Placer {
             let write_pending = pending_written.is_none_or(|at| at.elapsed() >= PENDING_TTL / 2);
             let decided = Instant::now();
             let (outcome, revision) = self.place_once(request.clone(), write_pending).await?;
-            let Outcome::NoCapacity { pending, .. } = &outcome else {
+            let Outcome::NoCapacity {
+                pending, booting, ..
+            } = &outcome
+            else {
                 return Ok(outcome);
             };
             if write_pending {
@@ -237,6 +246,7 @@ impl Placer {
                 }
                 progress(Progress::Waiting {
                     pending: pending.clone(),
+                    booting: booting.clone(),
                     remaining,
                 });
                 let tick = remaining.min(Duration::from_secs(1));

@@ -1,6 +1,6 @@
 //! Where the placer reads the cluster from. `Fresh` reads etcd at the latest revision for each
-//! decision, which suits a one-shot `ionctl place`. `Mirror` keeps nodes, sessions, drains and
-//! pending demands in memory, current through one watch on the cluster prefix, so a long-lived
+//! decision, which suits a one-shot `ionctl place`. `Mirror` keeps nodes, sessions, drains,
+//! pending demands and instances in memory, current through one watch on the cluster prefix, so a long-lived
 //! placer (`ionctl serve`, `ionctl bench place`) decides without reading etcd. Either way the
 //! snapshot's revision is one at which it is exact, which is what the commit compares against.
 
@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
 
-use crate::model::{Keys, NodeRecord, PendingDemand, SessionRecord};
+use crate::model::{InstanceRecord, Keys, NodeRecord, PendingDemand, SessionRecord};
 use crate::placement::Snapshot;
 use crate::store::{RawEvent, Store, StoreError};
 
@@ -77,6 +77,12 @@ impl Keyed for PendingDemand {
     }
 }
 
+impl Keyed for InstanceRecord {
+    fn id(&self) -> &str {
+        &self.name
+    }
+}
+
 /// The mirrored snapshot, with the position of each record in its vector so an event updates
 /// it in place. Order within the vectors is arbitrary; `decide` does not depend on it.
 struct State {
@@ -84,6 +90,7 @@ struct State {
     nodes_at: HashMap<String, usize>,
     sessions_at: HashMap<String, usize>,
     pending_at: HashMap<String, usize>,
+    instances_at: HashMap<String, usize>,
 }
 
 fn positions<T: Keyed>(items: &[T]) -> HashMap<String, usize> {
@@ -131,6 +138,7 @@ async fn list(store: &Store) -> Result<State, StoreError> {
         nodes_at: positions(&snapshot.nodes),
         sessions_at: positions(&snapshot.sessions),
         pending_at: positions(&snapshot.pending),
+        instances_at: positions(&snapshot.instances),
         snapshot,
     })
 }
@@ -194,6 +202,13 @@ fn apply(keys: &Keys, state: &mut State, event: &RawEvent) {
         upsert(&mut snapshot.sessions, &mut state.sessions_at, sid, value);
     } else if let Some(sid) = keys.id_under(&keys.pendings(), &event.key) {
         upsert(&mut snapshot.pending, &mut state.pending_at, sid, value);
+    } else if let Some(name) = keys.id_under(&keys.instances(), &event.key) {
+        upsert(
+            &mut snapshot.instances,
+            &mut state.instances_at,
+            name,
+            value,
+        );
     } else if let Some(id) = keys.id_under(&keys.drains(), &event.key) {
         match value {
             Some(_) => snapshot.drains.insert(id.to_owned()),
@@ -260,6 +275,7 @@ mod tests {
             nodes_at: HashMap::new(),
             sessions_at: HashMap::new(),
             pending_at: HashMap::new(),
+            instances_at: HashMap::new(),
         }
     }
 

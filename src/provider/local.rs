@@ -148,7 +148,9 @@ impl LocalProvider {
                 "ION_AGENT_ETCD__PREFIX",
                 agent_env_string(&spec.agent.prefix),
             )
-            .env("ION_AGENT_GCE__METADATA", "never");
+            .env("ION_AGENT_GCE__METADATA", "never")
+            // Every local agent shares this host: its CPU is no node's health signal.
+            .env("ION_AGENT_CLUSTER__SHARED_HOST", "true");
         if let Some(units) = spec.agent.units_per_vcpu.or(self.settings.units_per_vcpu) {
             command.env("ION_AGENT_CLUSTER__UNITS_PER_VCPU", units.to_string());
         }

@@ -5,7 +5,7 @@ use etcd_client::GetOptions;
 use serde::de::DeserializeOwned;
 
 use super::{Store, StoreError};
-use crate::model::{DrainRequest, NodeRecord, PendingDemand, SessionRecord};
+use crate::model::{DrainRequest, InstanceRecord, NodeRecord, PendingDemand, SessionRecord};
 
 /// The records of one collection at one etcd revision. Records that do not parse are left out
 /// and named in `malformed`, so one bad key cannot hide the rest of the cluster.
@@ -16,7 +16,7 @@ pub struct Listed<T> {
     pub malformed: Vec<String>,
 }
 
-/// Nodes, sessions, drains and pending demands, all read at the same revision.
+/// Nodes, sessions, drains, pending demands and instances, all read at the same revision.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub revision: i64,
@@ -25,6 +25,7 @@ pub struct Snapshot {
     /// Node ids with a drain request, and the request.
     pub drains: Vec<(String, DrainRequest)>,
     pub pending: Vec<PendingDemand>,
+    pub instances: Vec<InstanceRecord>,
     /// Keys whose values did not parse; worth a warning, never fatal.
     pub malformed: Vec<String>,
 }
@@ -133,11 +134,13 @@ impl Store {
         let sessions: Listed<SessionRecord> = self.list(&self.keys.sessions(), revision).await?;
         let drains: Listed<DrainRequest> = self.list(&self.keys.drains(), revision).await?;
         let pending: Listed<PendingDemand> = self.list(&self.keys.pendings(), revision).await?;
+        let instances: Listed<InstanceRecord> = self.list(&self.keys.instances(), revision).await?;
         let malformed = [
             nodes.malformed,
             sessions.malformed,
             drains.malformed,
             pending.malformed,
+            instances.malformed,
         ]
         .concat();
         Ok(Snapshot {
@@ -146,6 +149,7 @@ impl Store {
             sessions: sessions.items.into_iter().map(|(_, s)| s).collect(),
             drains: drains.items,
             pending: pending.items.into_iter().map(|(_, p)| p).collect(),
+            instances: instances.items.into_iter().map(|(_, i)| i).collect(),
             malformed,
         })
     }

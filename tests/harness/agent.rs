@@ -137,6 +137,8 @@ fn config_toml(endpoint: &str, prefix: &str, port: u16, spec: &AgentSpec) -> Str
     let mut root: toml::Table = toml::toml! {
         [cluster]
         zone = "test-zone-a"
+        // Every test's agents share this machine with each other and with other tests.
+        shared_host = true
 
         [etcd]
         connect_timeout = "1s"

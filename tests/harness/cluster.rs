@@ -22,6 +22,7 @@ pub fn node_record(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
         capacity,
         state: NodeState::Ready,
         hold_for: None,
+        shared_host: false,
         labels: Default::default(),
         version: "test".to_owned(),
         started_at: SystemTime::now(),

@@ -59,6 +59,8 @@ impl WriteBudget {
         let mem_total = now.mem_total_bytes.max(1) as f64;
         let mem_delta = now.mem_used_bytes.abs_diff(before.mem_used_bytes) as f64 / mem_total;
         (now.cpu - before.cpu).abs() >= self.cpu_threshold
+            || (now.agent_cpu - before.agent_cpu).abs() >= self.cpu_threshold
+            || (now.other_cpu - before.other_cpu).abs() >= self.cpu_threshold
             || mem_delta >= self.mem_threshold
             || now.sessions != before.sessions
             || now.peers != before.peers

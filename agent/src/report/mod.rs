@@ -34,6 +34,8 @@ pub struct NodeIdentity {
     pub capacity: u32,
     pub labels: std::collections::BTreeMap<String, String>,
     pub started_at: SystemTime,
+    /// Other agents share this host (`[cluster] shared_host`).
+    pub shared_host: bool,
 }
 
 /// Exponential backoff with jitter, so a fleet does not reconnect in lock-step after an etcd
@@ -274,11 +276,15 @@ impl Reporter {
     fn stats(&mut self, now: Instant) -> NodeStats {
         let host = self.sampler.sample();
         let media = self.media.sample(now);
+        // Load is what this process spends, over the vCPUs the node's capacity is made of.
+        let agent_cpu = host.agent_cores / f64::from(self.identity.vcpus.max(1));
         NodeStats {
             cpu: host.cpu,
+            agent_cpu,
+            other_cpu: host.other_cpu(),
             mem_used_bytes: host.mem_used_bytes,
             mem_total_bytes: host.mem_total_bytes,
-            observed_units: host.cpu * f64::from(self.identity.capacity),
+            observed_units: agent_cpu * f64::from(self.identity.capacity),
             sessions: media.sessions,
             peers: media.peers,
             tracks_in: media.tracks_in,
@@ -301,6 +307,7 @@ impl Reporter {
             capacity: id.capacity,
             state: presence.state,
             hold_for: presence.hold_for,
+            shared_host: id.shared_host,
             labels: id.labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: id.started_at,
