@@ -158,7 +158,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__autoscale)
-            opts="-h --provider --min-nodes --max-nodes --warm-pool --idle-timeout --boot-timeout --pack-machine-type --interval --lease-ttl --hold-ttl --identity --once --project --state-dir --image --spot --boot-delay --etcd --prefix --connect-timeout --config --help"
+            opts="-h --provider --min-nodes --max-nodes --warm-pool --idle-timeout --boot-timeout --pack-machine-type --spawn-grace --max-spawns-per-minute --min-lifetime --interval --lease-ttl --hold-ttl --identity --once --project --state-dir --image --spot --boot-delay --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,6 +189,18 @@ _ionctl() {
                     return 0
                     ;;
                 --pack-machine-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spawn-grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-spawns-per-minute)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-lifetime)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

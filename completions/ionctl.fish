@@ -179,6 +179,9 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l warm-pool -d
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l idle-timeout -d 'Drain a node idle this long, beyond min and the warm pool [config: idle_timeout; default 5m]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l boot-timeout -d 'Delete and replace an instance whose agent has not registered by then [config: boot_timeout; default 10m]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l pack-machine-type -d 'Type of new shared instances [config: pack_machine_type; default n2-highcpu-4]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l spawn-grace -d 'After an instance spawned for a demand registers, wait this long for the demand to take it before spawning another for it [config: spawn_grace; default 1m]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l max-spawns-per-minute -d 'Spawn at most this many instances in any minute [config: max_spawns_per_minute; default 10]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l min-lifetime -d 'Never drain a node younger than this [config: min_lifetime; default 2m]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l interval -d 'Time between ticks' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l lease-ttl -d 'TTL of the election lease: a dead leader\'s successor takes over within it' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l hold-ttl -d 'How long held instances stay held at most [default: the agent\'s, 5m]' -r

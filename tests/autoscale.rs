@@ -1,5 +1,6 @@
 //! `ionctl autoscale --provider local` end to end, with a real etcd and real agent processes:
-//! a burst of held spawns, the warm pool, idle scale-down, and leadership hand-over.
+//! a burst of held spawns, the warm pool, idle scale-down, leadership hand-over, and no
+//! runaway on a busy host (issue 13).
 
 mod harness;
 
@@ -7,7 +8,9 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use harness::{Etcd, LocalAgents, ionctl_with_env, stderr, stdout, unique_prefix, wait_for};
+use harness::{
+    CpuBurner, Etcd, LocalAgents, ionctl_with_env, stderr, stdout, unique_prefix, wait_for,
+};
 use ion_cluster::model::{InstanceRecord, NodeRecord, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
 use serde_json::Value;
@@ -282,7 +285,7 @@ async fn idle_nodes_are_drained_and_deleted_and_a_busy_node_is_kept() {
         .put(&store.keys().session("busy-room"), &session)
         .await
         .expect("a session");
-    cluster.autoscale("scaler", &["--idle-timeout", "1s"]);
+    cluster.autoscale("scaler", &["--idle-timeout", "1s", "--min-lifetime", "0s"]);
     wait_for("the idle instance to go", Duration::from_secs(40), || {
         let store = store.clone();
         async move {
@@ -430,4 +433,205 @@ async fn when_the_leader_dies_the_other_replica_takes_over_without_double_spawns
         .collect();
     holds.sort();
     assert_eq!(holds, vec!["first", "second"], "{instances:?}");
+}
+
+/// One line of `ionctl autoscale`'s output: its time stamp and the rest.
+fn stamped(out: &str) -> Vec<(SystemTime, &str)> {
+    out.lines()
+        .filter_map(|line| {
+            let (stamp, text) = line.split_once(' ')?;
+            Some((humantime::parse_rfc3339(stamp).ok()?, text))
+        })
+        .collect()
+}
+
+/// The instance names of successful spawns, with when they were asked for and their line.
+fn spawned(out: &str) -> Vec<(String, SystemTime, String)> {
+    stamped(out)
+        .into_iter()
+        .filter(|(_, text)| text.starts_with("spawn "))
+        .filter_map(|(at, text)| {
+            let name = text.split_once("-> ok ")?.1.trim().to_owned();
+            Some((name, at, text.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn on_a_busy_host_each_pending_demand_gets_one_instance_and_is_placed_on_it() {
+    // The scenario of issue 13: local agents on a host that another process keeps busy, a
+    // warm pool of one, a pending meeting and a pending livestream.
+    let boot_delay = Duration::from_secs(2);
+    // The loop's --interval, set by `Cluster::autoscale`.
+    let tick = Duration::from_millis(300);
+    let min_lifetime = Duration::from_secs(12);
+    let mut cluster = Cluster::start("autoscale-busy-host").await;
+    let store = cluster.etcd.store(&cluster.prefix).await;
+    let _burner = CpuBurner::on_every_core();
+    // An idle node beyond the warm pool, of a type too small for either demand: the
+    // autoscaler drains it, but not before min_lifetime.
+    let output = cluster
+        .ionctl(&[
+            "spawn",
+            "--provider",
+            "local",
+            "--machine-type",
+            "n1-standard-1",
+            "--name",
+            "ion-extra",
+            "--wait",
+        ])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let extra_created = Cluster::instances(&store)
+        .await
+        .into_iter()
+        .find(|i| i.name == "ion-extra")
+        .expect("ion-extra recorded")
+        .created_at;
+    cluster.autoscale(
+        "scaler",
+        &[
+            "--boot-delay",
+            "2s",
+            "--warm-pool",
+            "n2-highcpu-4=1",
+            "--idle-timeout",
+            "2s",
+            "--min-lifetime",
+            "12s",
+            "--max-nodes",
+            "6",
+        ],
+    );
+    let warm = wait_for("the warm node", Duration::from_secs(40), || {
+        let store = store.clone();
+        async move {
+            let nodes = Cluster::nodes(&store).await;
+            nodes.into_iter().find(|n| n.machine_type == "n2-highcpu-4")
+        }
+    })
+    .await;
+    // The host reads busy from the warm agent's side, and its own CPU does not.
+    let seen = wait_for(
+        "the busy host in the warm node's record",
+        Duration::from_secs(30),
+        || {
+            let store = store.clone();
+            let id = warm.id.clone();
+            async move {
+                let nodes = Cluster::nodes(&store).await;
+                nodes.into_iter().find(|n| n.id == id && n.stats.cpu >= 0.8)
+            }
+        },
+    )
+    .await;
+    assert!(seen.shared_host, "{seen:?}");
+    assert!(seen.stats.agent_cpu < 0.5, "{:?}", seen.stats);
+
+    let place = |sid: &'static str, class: &'static str, size: &'static str| {
+        let args = cluster.with_cluster(&[
+            "place",
+            "--class",
+            class,
+            "--size",
+            size,
+            "--session",
+            sid,
+            "--wait",
+            "40s",
+            "-o",
+            "json",
+        ]);
+        let env = cluster.env();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let asked = std::time::Instant::now();
+            let output = ionctl_with_env(&args, &env).await;
+            (output, asked.elapsed())
+        }
+    };
+    let ((meeting, meeting_took), (live, live_took)) = tokio::join!(
+        place("m1", "meeting", "20"),
+        place("ls1", "livestream", "300")
+    );
+    let meeting = place_json(&meeting);
+    let live = place_json(&live);
+    eprintln!("busy host: m1 placed in {meeting_took:?}, ls1 in {live_took:?}");
+    // The meeting takes the warm node at once: an empty node is never full.
+    assert_eq!(
+        meeting["node"].as_str(),
+        Some(warm.id.as_str()),
+        "{meeting}"
+    );
+    assert!(
+        meeting_took < 2 * tick + Duration::from_secs(2),
+        "{meeting_took:?}"
+    );
+    // The livestream takes the node spawned and held for it, within its boot. The local
+    // provider's boot delay is a sleep before the agent starts; the agent's own start and
+    // registration (a debug build on a busy two-core host) come on top.
+    let live_node = live["node"].as_str().expect("a node").to_owned();
+    let allowance = Duration::from_secs(4);
+    assert!(
+        live_took <= boot_delay + 2 * tick + allowance,
+        "ls1 took {live_took:?}"
+    );
+
+    // Let it run past idle_timeout and min_lifetime: the extra node goes, nothing churns.
+    wait_for(
+        "ion-extra drained and deleted",
+        Duration::from_secs(40),
+        || {
+            let store = store.clone();
+            async move {
+                let instances = Cluster::instances(&store).await;
+                (!instances.iter().any(|i| i.name == "ion-extra")).then_some(())
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(3 * tick).await;
+    let out = cluster.out("scaler");
+    let spawns = spawned(&out);
+    let for_ls1: Vec<_> = spawns
+        .iter()
+        .filter(|(_, _, line)| line.contains("held for ls1"))
+        .collect();
+    assert_eq!(for_ls1.len(), 1, "{out}");
+    assert_eq!(for_ls1[0].0, live_node, "{out}");
+    // m1 needed no instance of its own; the warm pool replaced the node it took, once.
+    assert!(!spawns.iter().any(|(_, _, l)| l.contains("m1")), "{out}");
+    let warm_spawns = spawns
+        .iter()
+        .filter(|(_, _, l)| l.contains("warm pool n2-highcpu-4"))
+        .count();
+    assert_eq!(warm_spawns, 2, "{out}");
+    assert_eq!(spawns.len(), 3, "{out}");
+    // Every drain came after the node's minimum lifetime.
+    let mut drained = 0;
+    for (at, text) in stamped(&out) {
+        let Some(rest) = text.strip_prefix("drain ") else {
+            continue;
+        };
+        let node = rest.split(':').next().expect("a node id");
+        drained += 1;
+        let born = if node == "ion-extra" {
+            extra_created
+        } else {
+            spawns
+                .iter()
+                .find(|(name, _, _)| name == node)
+                .map(|(_, at, _)| *at)
+                .expect("a known instance")
+        };
+        let age = at.duration_since(born).unwrap_or_default();
+        // The output's stamps are in milliseconds.
+        assert!(
+            age + Duration::from_millis(1) >= min_lifetime,
+            "{node} drained {age:?} after it was created: {out}"
+        );
+    }
+    assert_eq!(drained, 1, "{out}");
 }

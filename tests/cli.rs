@@ -24,9 +24,11 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
         shared_host: false,
         labels: Default::default(),
         version: "test".to_owned(),
-        started_at: SystemTime::now(),
+        // Past the warm-up, so observed load counts.
+        started_at: SystemTime::now() - std::time::Duration::from_secs(3600),
         stats: NodeStats {
             cpu,
+            agent_cpu: cpu,
             observed_units: cpu * f64::from(capacity),
             sessions: 2,
             peers: 14,

@@ -100,7 +100,7 @@ async fn agent_registers_and_ionctl_nodes_shows_it() {
 }
 
 #[tokio::test]
-async fn busy_cpu_raises_reported_cpu() {
+async fn a_busy_host_raises_host_cpu_but_not_the_agents_load() {
     let etcd = Etcd::start().await;
     let prefix = unique_prefix("cpu");
     let store = etcd.store(&prefix).await;
@@ -132,12 +132,15 @@ async fn busy_cpu_raises_reported_cpu() {
     for burner in burners {
         burner.join().expect("burner thread");
     }
-    // observed_units follows CPU across the whole capacity.
-    let expected = busy.stats.cpu * f64::from(busy.capacity);
+    // The burners are this test's threads, not the agent: the host is busy, the agent is
+    // not, and observed_units follows the agent's own CPU.
+    let expected = busy.stats.agent_cpu * f64::from(busy.capacity);
     assert!(
         (busy.stats.observed_units - expected).abs() < 1e-6,
         "{busy:?}"
     );
+    assert!(busy.stats.agent_cpu < 0.3, "{:?}", busy.stats);
+    assert!(busy.stats.other_cpu >= 0.5, "{:?}", busy.stats);
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
         started_at: t0() - Duration::from_secs(3600),
         stats: NodeStats {
             cpu,
+            agent_cpu: cpu,
             observed_units: cpu * f64::from(capacity),
             peers: 0,
             ..NodeStats::default()
@@ -71,7 +72,7 @@ fn listing(nodes: Vec<NodeRecord>, sessions: Vec<SessionRecord>) -> Listing {
 }
 
 /// Three nodes: a busy one above the headroom line, one whose committed sessions exceed what
-/// its CPU shows, and an idle one with more peers.
+/// its CPU shows, and an idle one whose agent's CPU is not load (it carries nothing).
 fn three_nodes() -> App {
     let mut busy = node("sfu-busy", 400, 0.90);
     busy.stats.peers = 120;
@@ -163,10 +164,10 @@ fn whole_screen_with_gauges_headroom_mark_and_committed_load() {
     let expected = Buffer::with_lines([
         " ionctl top  http://127.0.0.1:2379 /ion/v1/  3 nodes  3 sessions  0 pending  sort: load            20:15:00 UTC ",
         "┌ Nodes (3) ───────────────────────────────────────────────────────────────────────────────────────────────────┐",
-        "│  NODE       STATE    TYPE           CPU           LOAD                       SESS PEERS        OUT  AGE      │",
+        "│  NODE       STATE    TYPE           AGENT CPU     LOAD                       SESS PEERS        OUT  AGE      │",
         "│▶ sfu-busy   ready    n2-highcpu-4   ███████░  90% ████████│░  90% 360/400       1   120  60.0 Mb/s   2s      │",
         "│  sfu-booked ready    n2-highcpu-2   █░░░░░░░  10% █████░░░│░  51% 102/200       2    20   850 kb/s   2s      │",
-        "│  sfu-idle   ready    n2-highcpu-8   ░░░░░░░░   5% █░░░░░░░│░   5% 40/800        0     0      0 b/s  30s      │",
+        "│  sfu-idle   ready    n2-highcpu-8   ░░░░░░░░   5% ░░░░░░░░│░   0% 0/800         0     0      0 b/s  30s      │",
         "│                                                                                                              │",
         "│                                                                                                              │",
         "│                                                                                                              │",
@@ -721,4 +722,50 @@ fn a_listing_after_reconnect_applies_only_the_difference() {
     assert_eq!(app.log().len(), logged + 2);
     app.refresh();
     assert_eq!(app.row_ids().len(), 500);
+}
+
+#[test]
+fn a_busy_host_and_a_demand_waiting_for_its_instance_are_explained() {
+    // sfu-crowded's host is saturated by other processes: state busy, and the reason under its
+    // sessions. The instance spawned for ls1 says why ls1 still waits.
+    let mut crowded = node("sfu-crowded", 400, 0.02);
+    crowded.stats.cpu = 0.97;
+    crowded.stats.other_cpu = 0.96;
+    let instance = ion_cluster::model::InstanceRecord {
+        name: "ion-ls1".to_owned(),
+        provider: "local".to_owned(),
+        zone: "local".to_owned(),
+        machine_type: "n2-highcpu-4".to_owned(),
+        hold_for: Some("ls1".to_owned()),
+        demands: vec!["ls1".to_owned()],
+        state: ion_cluster::model::InstanceState::Ready,
+        created_at: t0() - Duration::from_secs(30),
+        registered_at: Some(t0() - Duration::from_secs(20)),
+        note: Some("ls1 waits: ion-ls1 is draining".to_owned()),
+    };
+    let mut app = App::new("test", t0());
+    update(
+        &mut app,
+        Event::Listing(Box::new(Listing {
+            revision: 3,
+            nodes: vec![("sfu-crowded".to_owned(), crowded)],
+            instances: vec![("ion-ls1".to_owned(), instance)],
+            ..Listing::default()
+        })),
+    );
+    let screen = render(&mut app, 150, 20);
+    let text = lines(&screen).join("\n");
+    let row = find(&screen, "sfu-crowded").expect("the node row");
+    let state = find(&screen, "busy").expect("a busy state");
+    assert_eq!(state.y, row.y, "{text}");
+    assert_eq!(screen[state].fg, Color::Red);
+    assert!(
+        text.contains("host busy: other processes use 96% of its CPU (limit 90%)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ion-ls1 n2-highcpu-4 ready for ls1"),
+        "{text}"
+    );
+    assert!(text.contains("ls1 waits: ion-ls1 is draining"), "{text}");
 }

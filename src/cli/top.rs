@@ -31,6 +31,7 @@ pub async fn run(context: &Context, args: TopArgs) -> Result<(), CliError> {
         etcd: context.etcd.clone(),
         drain_reason: args.drain_reason,
         panic_key,
+        load_rules: context.policy.load_rules(),
     })
     .await
     .context("the dashboard failed")

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::SystemTime;
 
-use crate::capacity::NodeLoad;
+use crate::capacity::{Condition, LoadRules, NodeLoad, believed_observed, condition};
 use crate::model::{
     DrainRequest, InstanceRecord, NodeRecord, NodeState, PendingDemand, SessionRecord, Units,
 };
@@ -148,6 +148,8 @@ pub struct NodeRow<'a> {
     pub drain_requested: bool,
     /// Sessions committed to the node (reserved or live), from `sessions/`.
     pub sessions: usize,
+    /// What placement makes of the node's own figures: warming up, host busy.
+    pub condition: Condition,
 }
 
 impl NodeRow<'_> {
@@ -163,6 +165,8 @@ pub struct App {
     pub source: String,
     /// The clock for stats ages and log stamps; set by ticks, so tests control it.
     pub now: SystemTime,
+    /// How load and condition are read, as placement reads them.
+    pub load_rules: LoadRules,
     nodes: HashMap<String, NodeRecord>,
     sessions: HashMap<String, SessionRecord>,
     /// Session ids per node, for the sessions panel and committed load.
@@ -197,6 +201,7 @@ impl App {
         Self {
             source: source.into(),
             now,
+            load_rules: LoadRules::default(),
             nodes: HashMap::new(),
             sessions: HashMap::new(),
             by_node: HashMap::new(),
@@ -294,6 +299,7 @@ impl App {
             load: self.load_of(record),
             drain_requested: self.drains.contains_key(id),
             sessions: self.by_node.get(id).map_or(0, BTreeSet::len),
+            condition: condition(record, self.now, &self.load_rules),
         })
     }
 
@@ -332,9 +338,10 @@ impl App {
     }
 
     fn load_of(&self, record: &NodeRecord) -> NodeLoad {
+        let committed = self.committed.get(&record.id).copied().unwrap_or(0);
         NodeLoad {
-            observed: record.stats.observed_units.max(0.0),
-            committed: self.committed.get(&record.id).copied().unwrap_or(0),
+            observed: believed_observed(record, committed, self.now, &self.load_rules),
+            committed,
             capacity: record.capacity,
         }
     }
@@ -616,7 +623,7 @@ impl App {
             .map(|row| {
                 let key = match self.sort {
                     SortKey::Load => row.load.utilisation(),
-                    SortKey::Cpu => row.record.stats.cpu,
+                    SortKey::Cpu => row.record.stats.agent_cpu,
                     SortKey::Sessions => row.sessions as f64,
                     SortKey::Name => 0.0,
                 };

@@ -9,6 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
+use crate::capacity::Condition;
 use crate::model::InstanceState;
 
 use super::app::{App, Connection, HEADROOM_MARK, LogKind, Mode};
@@ -150,6 +151,8 @@ fn draw_nodes(frame: &mut Frame<'_>, app: &App, view: &mut View, area: Rect) {
             let node = row.record;
             let (state, state_style) = if row.draining() {
                 ("draining", Style::new().fg(Color::Yellow))
+            } else if row.condition.refuses() {
+                ("busy", Style::new().fg(Color::Red))
             } else if node.hold_for.is_some() {
                 ("held", Style::new().fg(Color::Magenta))
             } else {
@@ -165,7 +168,7 @@ fn draw_nodes(frame: &mut Frame<'_>, app: &App, view: &mut View, area: Rect) {
                 Cell::from(node.id.clone()),
                 Cell::from(Span::styled(state, state_style)),
                 Cell::from(Span::styled(node.machine_type.clone(), dim)),
-                Cell::from(cpu_gauge(node.stats.cpu)),
+                Cell::from(cpu_gauge(node.stats.agent_cpu)),
                 Cell::from(load_gauge(&row.load, HEADROOM_MARK)),
                 Cell::from(Line::from(row.sessions.to_string()).right_aligned()),
                 Cell::from(Line::from(node.stats.peers.to_string()).right_aligned()),
@@ -178,7 +181,7 @@ fn draw_nodes(frame: &mut Frame<'_>, app: &App, view: &mut View, area: Rect) {
         Cell::from("NODE"),
         Cell::from("STATE"),
         Cell::from("TYPE"),
-        Cell::from("CPU"),
+        Cell::from("AGENT CPU"),
         Cell::from("LOAD"),
         Cell::from(Line::from("SESS").right_aligned()),
         Cell::from(Line::from("PEERS").right_aligned()),
@@ -240,9 +243,18 @@ fn draw_sessions(frame: &mut Frame<'_>, app: &App, area: Rect) {
     };
     let node = &row.record.id;
     let sessions = app.sessions_of(node);
-    let block = Block::new()
+    let mut block = Block::new()
         .borders(Borders::ALL)
         .title(format!(" Sessions on {node} ({}) ", sessions.len()));
+    // Why placement passes the node over, where its own figures say so.
+    if row.condition != Condition::Ok {
+        let style = if row.condition.refuses() {
+            Style::new().fg(Color::Red)
+        } else {
+            Style::new().fg(Color::Cyan)
+        };
+        block = block.title_bottom(Line::styled(format!(" {} ", row.condition), style));
+    }
     if sessions.is_empty() {
         frame.render_widget(
             Paragraph::new("none")
@@ -320,10 +332,22 @@ fn draw_queue(frame: &mut Frame<'_>, app: &App, area: Rect) {
             InstanceState::Ready => "ready",
             InstanceState::Deleting => "deleting",
         };
+        let held = i
+            .hold_for
+            .as_ref()
+            .map(|sid| format!(" for {sid}"))
+            .unwrap_or_default();
         lines.push(Line::from(format!(
-            "  {} {} {state}",
+            "  {} {} {state}{held}",
             i.name, i.machine_type
         )));
+        // Why a demand it was spawned for still waits, as the autoscaler last saw it.
+        if let Some(note) = &i.note {
+            lines.push(Line::styled(
+                format!("    {note}"),
+                Style::new().fg(Color::Yellow),
+            ));
+        }
     }
     let block = Block::new().borders(Borders::ALL).title(" Autoscale ");
     frame.render_widget(Paragraph::new(lines).block(block), area);

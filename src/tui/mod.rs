@@ -44,6 +44,8 @@ pub struct Options {
     pub drain_reason: String,
     /// A key that panics, so tests can prove the terminal is restored after a panic.
     pub panic_key: Option<char>,
+    /// How load and node condition are read: the placement policy's rules.
+    pub load_rules: crate::capacity::LoadRules,
 }
 
 /// Runs the dashboard until the operator quits. The terminal is restored before this returns,
@@ -65,6 +67,7 @@ pub async fn run(options: Options) -> io::Result<()> {
     let signals = tokio::spawn(signals(tx.clone()));
 
     let mut app = App::new(source, SystemTime::now());
+    app.load_rules = options.load_rules;
     let mut view = View::default();
     let result = async {
         guard.terminal.draw(|f| draw(f, &app, &mut view))?;

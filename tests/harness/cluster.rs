@@ -9,7 +9,8 @@ use ion_cluster::capacity::ClassSpec;
 use ion_cluster::model::{NodeRecord, NodeState, NodeStats, SessionRecord};
 use ion_cluster::store::Store;
 
-/// A ready node of `vcpus` × 150 units whose CPU shows `cpu` (0..1 of the machine).
+/// A ready node of `vcpus` × 150 units, up for an hour, whose agent spends `cpu` (0..1 of its
+/// vCPUs). One that spends anything carries a session: an empty node's CPU is never load.
 pub fn node_record(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
     let capacity = vcpus * 150;
     NodeRecord {
@@ -25,10 +26,12 @@ pub fn node_record(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
         shared_host: false,
         labels: Default::default(),
         version: "test".to_owned(),
-        started_at: SystemTime::now(),
+        started_at: SystemTime::now() - std::time::Duration::from_secs(3600),
         stats: NodeStats {
             cpu,
+            agent_cpu: cpu,
             observed_units: cpu * f64::from(capacity),
+            sessions: u32::from(cpu > 0.0),
             ..NodeStats::default()
         },
         updated_at: SystemTime::now(),

@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+mod burn;
 mod cluster;
 mod etcd;
 mod local;
@@ -14,6 +15,7 @@ mod serve;
 mod signal;
 
 pub use agent::{AgentProcess, AgentSpec};
+pub use burn::CpuBurner;
 pub use cluster::{audit, node_record, plant};
 pub use etcd::Etcd;
 pub use local::LocalAgents;
