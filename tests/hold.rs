@@ -1,5 +1,6 @@
 //! Held nodes on the agent side: a node started for one session publishes the hold, refuses
-//! other sessions, and releases the hold when its session goes live or the hold expires.
+//! other sessions unless placement put them there, and releases the hold when its session
+//! goes live or the hold expires.
 
 mod harness;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 use harness::{
     AgentProcess, AgentSpec, Etcd, join_with_placeholder_offer, unique_prefix, wait_for,
 };
-use ion_cluster::model::NodeRecord;
+use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
 
 async fn hold_of(store: &Store, id: &str) -> Option<Option<String>> {
@@ -42,6 +43,35 @@ async fn a_held_node_takes_only_its_session_and_releases_the_hold_when_it_goes_l
     let reply = join_with_placeholder_offer(agent.port, "other-room").await;
     let message = reply["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("held for session vip-room"), "{reply}");
+
+    // A session placement reserved here (as it does once the held session is reserved, for
+    // demands packed onto the same new instance) gets in while the hold lasts.
+    let packed = SessionRecord {
+        sid: "packed-room".to_owned(),
+        class: SessionClass::Meeting,
+        size: 4,
+        demand: 12,
+        node: "held-1".to_owned(),
+        state: SessionState::Reserved,
+        relays: Vec::new(),
+        created_at: std::time::SystemTime::now(),
+    };
+    store
+        .put(&store.keys().session("packed-room"), &packed)
+        .await
+        .expect("a reservation");
+    let reply = join_with_placeholder_offer(agent.port, "packed-room").await;
+    assert!(
+        !reply["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("held"),
+        "{reply}"
+    );
+    assert_eq!(
+        hold_of(&store, "held-1").await,
+        Some(Some("vip-room".to_owned()))
+    );
 
     // The held session is claimed (the placeholder offer then fails in the media engine).
     let reply = join_with_placeholder_offer(agent.port, "vip-room").await;

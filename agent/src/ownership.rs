@@ -149,14 +149,15 @@ impl Task {
         Ok(store)
     }
 
-    async fn claim(&mut self, sid: &str) -> Result<(), ClaimError> {
+    /// Claims `sid` on this node; an unplaced session is created only with `allow_unplaced`.
+    async fn claim(&mut self, sid: &str, allow_unplaced: bool) -> Result<(), ClaimError> {
         let lease = (*self.lease.borrow()).ok_or(ClaimError::NotRegistered)?;
         let store = self.store().await.map_err(|source| ClaimError::Store {
             sid: sid.to_owned(),
             source,
         })?;
         let claim = store
-            .claim_session(sid, &self.node_id, lease, self.allow_unplaced)
+            .claim_session(sid, &self.node_id, lease, allow_unplaced)
             .await;
         match claim {
             Ok(Claim::Adopted(_) | Claim::Created(_)) => Ok(()),
@@ -193,17 +194,23 @@ impl Task {
                 sid: sid.to_owned(),
             });
         }
-        let held = self.hold.borrow().clone();
-        if let Some(held) = held
-            && held != sid
-        {
-            return Err(ClaimError::Held {
-                node: self.node_id.clone(),
-                held,
-                sid: sid.to_owned(),
-            });
+        let held_for_other = self.hold.borrow().clone().filter(|held| held != sid);
+        match held_for_other {
+            None => self.claim(sid, self.allow_unplaced).await?,
+            // Only a session placed here gets in: placement puts another session on a held
+            // node once the held session is reserved here (the hold has done its job, and
+            // sessions packed onto the same new instance follow it).
+            Some(held) => match self.claim(sid, false).await {
+                Err(ClaimError::NotPlaced { .. }) => {
+                    return Err(ClaimError::Held {
+                        node: self.node_id.clone(),
+                        held,
+                        sid: sid.to_owned(),
+                    });
+                }
+                other => other?,
+            },
         }
-        self.claim(sid).await?;
         tracing::info!(%sid, "session claimed in etcd");
         hold::release(&self.hold, sid, "its session went live");
         self.members.insert(sid.to_owned(), 1);
@@ -234,7 +241,7 @@ impl Task {
     async fn reclaim_all(&mut self) {
         let sids: Vec<String> = self.members.keys().cloned().collect();
         for sid in sids {
-            if let Err(error) = self.claim(&sid).await {
+            if let Err(error) = self.claim(&sid, self.allow_unplaced).await {
                 tracing::warn!(%sid, %error, "could not re-claim a live session on the new lease");
             }
         }

@@ -166,12 +166,11 @@ impl std::fmt::Display for Action {
 pub enum Cover {
     /// Already placed: a session record exists.
     Placed,
-    /// A registered node held for it.
-    HeldNode(String),
     /// An instance in flight spawned for it.
     HeldInstance(String),
-    /// The instance spawned for it registered as `node` less than `spawn_grace` ago and has
-    /// not taken it yet, for the reason `why`: no second instance is spawned meanwhile.
+    /// Its own node has registered and not taken it yet, for the reason `why`: `node` is held
+    /// for it, or was spawned for it less than `spawn_grace` ago. No other instance is
+    /// spawned for it meanwhile.
     BoundNode { node: String, why: String },
     /// Fits on an existing ready node with room.
     Node(String),
@@ -395,15 +394,6 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             out.covers.insert(demand.sid.clone(), Cover::Placed);
             continue;
         }
-        if let Some(node) = snapshot
-            .nodes
-            .iter()
-            .find(|n| n.hold_for.as_deref() == Some(demand.sid.as_str()))
-        {
-            out.covers
-                .insert(demand.sid.clone(), Cover::HeldNode(node.id.clone()));
-            continue;
-        }
         if let Some(instance) = in_flight.iter().find(|i| i.is_for(&demand.sid)) {
             out.covers.insert(
                 demand.sid.clone(),
@@ -411,11 +401,17 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             );
             continue;
         }
-        let bound = snapshot.instances.iter().find_map(|i| {
-            let node = snapshot.nodes.iter().find(|n| n.id == i.name)?;
-            let registered = i.registered_at.unwrap_or(node.started_at);
-            let since = now.duration_since(registered).unwrap_or_default();
-            (i.is_for(&demand.sid) && since < policy.spawn_grace).then_some(node)
+        let held = snapshot
+            .nodes
+            .iter()
+            .find(|n| n.hold_for.as_deref() == Some(demand.sid.as_str()));
+        let bound = held.or_else(|| {
+            snapshot.instances.iter().find_map(|i| {
+                let node = snapshot.nodes.iter().find(|n| n.id == i.name)?;
+                let registered = i.registered_at.unwrap_or(node.started_at);
+                let since = now.duration_since(registered).unwrap_or_default();
+                (i.is_for(&demand.sid) && since < policy.spawn_grace).then_some(node)
+            })
         });
         if let Some(node) = bound {
             let on_node = committed.get(node.id.as_str()).copied().unwrap_or(0);

@@ -469,8 +469,7 @@ proptest! {
                     prop_assert!(demand.demand <= spec.limit(node.capacity));
                     prop_assert!(!snap.drains.contains_key(id));
                 }
-                Cover::HeldNode(_)
-                | Cover::HeldInstance(_)
+                Cover::HeldInstance(_)
                 | Cover::BoundNode { .. }
                 | Cover::Placed
                 | Cover::Instance(_) => {}
