@@ -95,9 +95,11 @@ pub async fn run(context: &Context, args: InstancesArgs) -> Result<(), CliError>
                 "machine type",
                 "state",
                 "hold",
+                "for demands",
                 "node",
                 "sessions",
                 "age",
+                "note",
             ]);
             for view in &views {
                 let record = &view.record;
@@ -108,6 +110,11 @@ pub async fn run(context: &Context, args: InstancesArgs) -> Result<(), CliError>
                     record.machine_type.clone(),
                     state_name(record.state).to_owned(),
                     record.hold_for.clone().unwrap_or_else(|| "-".to_owned()),
+                    if record.demands.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        record.demands.join(",")
+                    },
                     view.node
                         .as_ref()
                         .map_or_else(|| "-".to_owned(), |n| n.state.to_string()),
@@ -115,6 +122,7 @@ pub async fn run(context: &Context, args: InstancesArgs) -> Result<(), CliError>
                         .as_ref()
                         .map_or_else(|| "-".to_owned(), |n| n.sessions.to_string()),
                     short_age(now.duration_since(record.created_at).unwrap_or_default()),
+                    record.note.clone().unwrap_or_default(),
                 ]);
             }
             print_table(&mut out)
