@@ -209,3 +209,20 @@ async fn help_documents_the_exit_codes() {
         assert!(help.contains(line), "{line:?} missing from --help");
     }
 }
+
+#[tokio::test]
+async fn a_host_busy_threshold_outside_0_to_1_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "[placement]\nhost_busy_cpu = 1.5\n").expect("writing config");
+    let config = path.display().to_string();
+    // Checked before etcd is contacted: nothing listens on this endpoint.
+    let dead = format!("http://127.0.0.1:{}", harness::free_port());
+    let output = ionctl(&["nodes", "--config", &config, "--etcd", &dead]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("host_busy_cpu = 1.5 must be above 0 and at most 1"),
+        "{}",
+        stderr(&output)
+    );
+}

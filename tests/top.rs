@@ -753,19 +753,25 @@ fn a_busy_host_and_a_demand_waiting_for_its_instance_are_explained() {
             ..Listing::default()
         })),
     );
-    let screen = render(&mut app, 150, 20);
+    let screen = render(&mut app, 150, 32);
     let text = lines(&screen).join("\n");
     let row = find(&screen, "sfu-crowded").expect("the node row");
-    let state = find(&screen, "busy").expect("a busy state");
+    let state = find(&screen, "busy ").expect("a busy state");
     assert_eq!(state.y, row.y, "{text}");
     assert_eq!(screen[state].fg, Color::Red);
-    assert!(
-        text.contains("host busy: other processes use 96% of its CPU (limit 90%)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("ion-ls1 n2-highcpu-4 ready for ls1"),
-        "{text}"
-    );
-    assert!(text.contains("ls1 waits: ion-ls1 is draining"), "{text}");
+    // The panels wrap their sentences: each piece is on screen, the reason in red.
+    for piece in [
+        "host busy: other processes use 96% of its CPU",
+        "(limit 90%)",
+        "ion-ls1 n2-highcpu-4 ready",
+        "for ls1",
+        "ls1 waits: ion-ls1 is",
+        "draining",
+    ] {
+        assert!(find(&screen, piece).is_some(), "{piece:?} missing:\n{text}");
+    }
+    let reason = find(&screen, "host busy").expect("the reason");
+    assert_eq!(screen[reason].fg, Color::Red);
+    let note = find(&screen, "ls1 waits").expect("the note");
+    assert_eq!(screen[note].fg, Color::Yellow);
 }

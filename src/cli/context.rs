@@ -84,6 +84,13 @@ impl Context {
             gce,
             local,
         } = file;
+        if !(policy.host_busy_cpu > 0.0 && policy.host_busy_cpu <= 1.0) {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "[placement] host_busy_cpu = {} must be above 0 and at most 1 (a fraction of \
+                 the host's CPU used by other processes); the default is 0.9",
+                policy.host_busy_cpu
+            )));
+        }
         if let Some(secret) = std::env::var(JOIN_SECRET_ENV)
             .ok()
             .filter(|s| !s.is_empty())

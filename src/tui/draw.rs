@@ -243,23 +243,34 @@ fn draw_sessions(frame: &mut Frame<'_>, app: &App, area: Rect) {
     };
     let node = &row.record.id;
     let sessions = app.sessions_of(node);
-    let mut block = Block::new()
+    let block = Block::new()
         .borders(Borders::ALL)
         .title(format!(" Sessions on {node} ({}) ", sessions.len()));
-    // Why placement passes the node over, where its own figures say so.
-    if row.condition != Condition::Ok {
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    // Why placement passes the node over (or does not believe its CPU yet), above its
+    // sessions, wrapped so the whole reason shows in a narrow panel.
+    let area = if row.condition == Condition::Ok {
+        inner
+    } else {
         let style = if row.condition.refuses() {
             Style::new().fg(Color::Red)
         } else {
             Style::new().fg(Color::Cyan)
         };
-        block = block.title_bottom(Line::styled(format!(" {} ", row.condition), style));
-    }
+        let [note, rest] =
+            Layout::vertical([Constraint::Length(2), Constraint::Fill(1)]).areas(inner);
+        frame.render_widget(
+            Paragraph::new(row.condition.to_string())
+                .style(style)
+                .wrap(Wrap { trim: true }),
+            note,
+        );
+        rest
+    };
     if sessions.is_empty() {
         frame.render_widget(
-            Paragraph::new("none")
-                .style(Style::new().fg(Color::DarkGray))
-                .block(block),
+            Paragraph::new("none").style(Style::new().fg(Color::DarkGray)),
             area,
         );
         return;
@@ -292,8 +303,7 @@ fn draw_sessions(frame: &mut Frame<'_>, app: &App, area: Rect) {
             Cell::from("STATE"),
         ])
         .style(Style::new().add_modifier(Modifier::BOLD)),
-    )
-    .block(block);
+    );
     frame.render_widget(table, area);
 }
 
@@ -350,7 +360,13 @@ fn draw_queue(frame: &mut Frame<'_>, app: &App, area: Rect) {
         }
     }
     let block = Block::new().borders(Borders::ALL).title(" Autoscale ");
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    // Notes are sentences: wrap them rather than cut them at the panel's edge.
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
 }
 
 fn draw_events(frame: &mut Frame<'_>, app: &App, area: Rect) {
