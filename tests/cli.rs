@@ -226,3 +226,63 @@ async fn a_host_busy_threshold_outside_0_to_1_is_a_usage_error() {
         stderr(&output)
     );
 }
+
+/// No part of an error line (between ": ") is printed twice.
+fn assert_each_cause_once(message: &str) {
+    let line = message.trim();
+    for part in line.split(": ").filter(|p| p.len() >= 12) {
+        assert_eq!(
+            line.matches(part).count(),
+            1,
+            "{part:?} is printed more than once in {line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_exit_path_prints_each_cause_once() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("cli-causes");
+    let store = planted(&etcd, &prefix).await;
+    let endpoint = etcd.endpoint();
+    let base = ["--etcd", endpoint.as_str(), "--prefix", prefix.as_str()];
+    let dead = format!("http://127.0.0.1:{}", harness::free_port());
+    let unreachable_agent = format!("ws://127.0.0.1:{}/ws", harness::free_port());
+    // A node too small for anything, so `place` finds no capacity.
+    let cases: Vec<(i32, Vec<&str>)> = vec![
+        (2, vec!["place", "--class", "group", "--size", "9"]),
+        (
+            3,
+            vec!["nodes", "--etcd", &dead, "--connect-timeout", "300ms"],
+        ),
+        (
+            4,
+            [
+                &["place", "--class", "conference", "--size", "300"],
+                &base[..],
+            ]
+            .concat(),
+        ),
+        (
+            5,
+            [&["drain", "n1", "--wait", "--timeout", "1s"], &base[..]].concat(),
+        ),
+        (6, [&["drain", "no-such-node"], &base[..]].concat()),
+        (
+            7,
+            vec!["loadtest", "--url", &unreachable_agent, "--duration", "1s"],
+        ),
+    ];
+    for (code, args) in cases {
+        let output = ionctl(&args).await;
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{args:?} printed no error line: {err}"));
+        assert_each_cause_once(line);
+    }
+    // The drain above is still requested: leave the store as found for the next test binary.
+    let _ = store.delete(&store.keys().drain("n1")).await;
+}

@@ -195,6 +195,7 @@ async fn create_get_list_delete_follow_compute_v1() {
         "ION_AGENT_LISTEN=0.0.0.0:7000",
         "ION_AGENT_WEBRTC__UDP_PORT=50000",
         "ExecStart=/usr/local/bin/ion-agent",
+        "TimeoutStopSec=2h5min",
         "systemctl restart ion-agent.service",
     ] {
         assert!(script.contains(line), "{line:?} missing from:\n{script}");

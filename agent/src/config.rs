@@ -83,8 +83,8 @@ impl Default for ClusterConfig {
             zone: "local".to_owned(),
             machine_type: "local".to_owned(),
             vcpus: 0,
-            // The seed's observation until calibration exists: pion carried 150–200
-            // subscribers per n1 vCPU (DESIGN §4).
+            // The seed's observation, kept until `ionctl loadtest --calibrate` has measured
+            // the machine type: pion carried 150–200 subscribers per n1 vCPU.
             units_per_vcpu: 150,
             labels: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(2 * 3600),
@@ -157,7 +157,7 @@ impl Default for WebrtcConfig {
     }
 }
 
-/// The heartbeat and its write budget (DESIGN §3).
+/// The heartbeat and its write budget (docs/etcd-schema.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportConfig {
@@ -397,6 +397,20 @@ fn hostname() -> anyhow::Result<String> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn the_shipped_systemd_unit_waits_longer_than_the_shutdown_grace() {
+        let unit = include_str!("../deploy/ion-agent.service");
+        let timeout = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .expect("TimeoutStopSec in the unit");
+        let timeout = humantime::parse_duration(timeout).expect("a systemd time span");
+        assert!(
+            timeout > ClusterConfig::default().shutdown_grace,
+            "systemd would kill a draining agent after {timeout:?}"
+        );
+    }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();

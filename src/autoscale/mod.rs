@@ -1,4 +1,4 @@
-//! Autoscaling (DESIGN §6): the pure [`plan`] that turns a snapshot and a policy into spawn,
+//! Autoscaling (docs/operations.md#autoscaling): the pure [`plan`] that turns a snapshot and a policy into spawn,
 //! drain and delete actions, and the leader-elected loop in [`run`] that reads etcd, plans,
 //! and carries the actions out through a [`crate::provider::Provider`].
 

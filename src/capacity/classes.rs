@@ -1,4 +1,4 @@
-//! The session classes of DESIGN §4: how many participants each admits, what a session of a
+//! The session classes of docs/placement.md: how many participants each admits, what a session of a
 //! given size costs in units, how full a node may get for it, and whether it needs a node of
 //! its own. A size outside a class is refused with the class that would take it.
 
@@ -30,7 +30,7 @@ pub const MAX_LIVESTREAM_VIEWERS: u32 = 1_000_000;
 pub const MAX_RECORDING_TRACKS: u32 = 1_000;
 
 impl ClassSpec {
-    pub fn of(class: SessionClass) -> Self {
+    pub const fn of(class: SessionClass) -> Self {
         let (min_size, max_size, headroom, dedicated, counts) = match class {
             SessionClass::Group => (2, 6, 0.90, false, "participants"),
             SessionClass::Meeting => (2, 50, 0.80, false, "participants"),

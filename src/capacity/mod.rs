@@ -1,4 +1,4 @@
-//! The capacity model of DESIGN §4: what a node can carry and what it carries now, in units;
+//! The capacity model of docs/placement.md: what a node can carry and what it carries now, in units;
 //! the session classes with their size limits, demand and headroom; and the GCE machine types
 //! that new capacity comes in.
 

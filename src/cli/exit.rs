@@ -41,6 +41,25 @@ Exit codes:
   6  unknown node or instance
   7  agent unreachable or join refused (loadtest)";
 
+/// The error and its causes on one line, what failed first and then why, each cause once.
+/// Many errors already say their cause in their own message (`size 9: a group takes at most
+/// 6…`, a retry's "gave up after 8 attempts: <last error>"), and walking the chain after them
+/// would print it twice; a cause whose text is already on the line is left out.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// A command's failure: the error to print and the exit code to return.
 #[derive(Debug)]
 pub struct CliError {
@@ -95,5 +114,39 @@ impl From<PlaceError> for CliError {
         } else {
             Self::other(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("size {size}: {source}")]
+    struct Quoting {
+        size: u32,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        // An error that quotes its source, under a context: the source once, not twice.
+        let quoting = Quoting {
+            size: 9,
+            source: std::io::Error::other("a group takes at most 6 participants"),
+        };
+        let error = anyhow::Error::new(quoting).context("cannot place");
+        assert_eq!(
+            one_line(&error),
+            "cannot place: size 9: a group takes at most 6 participants"
+        );
+        // Causes that are not quoted are all printed, outermost first.
+        let plain = anyhow::anyhow!("connection refused")
+            .context("cannot reach etcd")
+            .context("listing nodes");
+        assert_eq!(
+            one_line(&plain),
+            "listing nodes: cannot reach etcd: connection refused"
+        );
     }
 }

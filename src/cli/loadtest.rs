@@ -27,7 +27,7 @@ use crate::placement::Strategy;
 use crate::placer::{Outcome, Placer, PlacerOptions, checked_request};
 use crate::store::Store;
 
-/// The capacity unit's reference video rate (DESIGN §4).
+/// The capacity unit's reference video rate (docs/placement.md).
 const REFERENCE_BITRATE: u64 = 500_000;
 
 #[derive(Debug, Args)]

@@ -85,8 +85,7 @@ pub fn main(connector: Option<Arc<dyn Connector>>) -> ExitCode {
     match run(cli, connector) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // `{:#}` prints the whole context chain on one line: what failed and why.
-            eprintln!("error: {:#}", error.source);
+            eprintln!("error: {}", exit::one_line(&error.source));
             error.exit.into()
         }
     }

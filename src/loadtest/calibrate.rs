@@ -1,7 +1,7 @@
 //! `ionctl loadtest --calibrate`, the decisions only (no I/O): which subscriber count to
 //! measure next, when to stop, and what `units_per_vcpu` the samples support.
 //!
-//! A unit (DESIGN §4) is one forwarded downstream stream at the reference rate (500 kbps VP8
+//! A unit (docs/placement.md) is one forwarded downstream stream at the reference rate (500 kbps VP8
 //! plus its audio) to one subscriber; with one publisher, units = subscribers. The agent's
 //! busy cores are fitted against units by least squares, `cores = fixed + marginal × units`,
 //! and `units_per_vcpu` is what one fully used vCPU carries on the measured machine:

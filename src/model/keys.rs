@@ -78,7 +78,7 @@ impl Keys {
     }
 
     /// The placement index of one node: every session committed to it, keyed for the
-    /// race-free commit of DESIGN §5.
+    /// race-free commit of docs/placement.md.
     pub fn placements_of(&self, node_id: &str) -> String {
         format!("{}placements/{node_id}/", self.prefix)
     }
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(k.instance("i1"), "/t/instances/i1");
         assert_eq!(k.autoscaler_election(), "/t/election/autoscaler");
         // A node's placement index must not live under nodes/, or stats writes would
-        // conflict with placements (DESIGN §5).
+        // conflict with placements (docs/placement.md).
         assert!(!k.placements_of("n1").starts_with(&k.nodes()));
     }
 

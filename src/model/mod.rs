@@ -14,6 +14,6 @@ pub use node::{NodeRecord, NodeState, NodeStats};
 pub use records::{DrainRequest, InstanceRecord, InstanceState, PendingDemand};
 pub use session::{SessionClass, SessionRecord, SessionState};
 
-/// Units are the capacity currency of DESIGN §4: one forwarded downstream stream at the
+/// Units are the capacity currency of docs/placement.md: one forwarded downstream stream at the
 /// reference rate. Whole units are enough resolution for placement.
 pub type Units = u32;

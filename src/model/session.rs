@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Units;
 
-/// The kinds of session the capacity model knows (DESIGN §4).
+/// The kinds of session the capacity model knows (docs/placement.md).
 #[derive(
     Debug,
     Clone,

@@ -1,5 +1,5 @@
 //! Placement, pure: [`decide`] takes a snapshot of the cluster, a request and a policy and
-//! answers where the session goes (DESIGN §5). Nothing here does I/O or reads the clock; the
+//! answers where the session goes (docs/placement.md). Nothing here does I/O or reads the clock; the
 //! snapshot carries `now`. The shell that reads etcd, commits the decision and retries on
 //! conflict is [`crate::placer`].
 

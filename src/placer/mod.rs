@@ -1,6 +1,6 @@
 //! The placer: the I/O shell around [`crate::placement::decide`]. It reads the cluster (fresh
 //! or from a watched mirror), decides, commits the reservation with the race-free transaction
-//! of DESIGN §5, decides again on conflict within a bounded number of attempts, and writes
+//! of docs/placement.md, decides again on conflict within a bounded number of attempts, and writes
 //! `pending/<sid>` when no node fits. `ionctl place`, `ionctl serve` and `ionctl bench place`
 //! all go through it. See `docs/placement.md` for the invariant and why it holds.
 

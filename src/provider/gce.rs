@@ -26,6 +26,10 @@ use crate::gce::{Auth, AuthMode, ClientConfig, ComputeClient, DEFAULT_BASE_URL, 
 pub const HOLD_METADATA_KEY: &str = "ion-hold";
 /// Where the image installs the agent.
 pub const AGENT_PATH: &str = "/usr/local/bin/ion-agent";
+
+/// The systemd unit the startup script installs: `agent/deploy/ion-agent.service`, shipped as
+/// a file so that operators install the same unit on machines they run themselves.
+pub const AGENT_UNIT: &str = include_str!("../../agent/deploy/ion-agent.service");
 const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// The `[gce]` table of `~/.config/ionctl/config.toml`.
@@ -489,23 +493,7 @@ if [ ! -e /etc/ion-agent/first-boot-done ]; then
   touch /etc/ion-agent/first-boot-done
 fi
 cat >/etc/systemd/system/ion-agent.service <<'ION_UNIT'
-[Unit]
-Description=ion cluster SFU agent
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-EnvironmentFile=/etc/ion-agent/agent.env
-ExecStart={AGENT_PATH}
-Restart=on-failure
-RestartSec=2
-# SIGTERM drains the node; GCE allows about 90 s before it powers the VM off.
-KillSignal=SIGTERM
-TimeoutStopSec=90
-
-[Install]
-WantedBy=multi-user.target
-ION_UNIT
+{AGENT_UNIT}ION_UNIT
 systemctl daemon-reload
 systemctl enable ion-agent.service
 systemctl restart ion-agent.service

@@ -1,4 +1,4 @@
-//! The race-free placement commit of DESIGN §5, and pending demands.
+//! The race-free placement commit of docs/placement.md, and pending demands.
 //!
 //! A reservation creates `sessions/<sid>` and `placements/<node>/<sid>` on a reservation lease,
 //! in one transaction that holds only if the session is absent and nothing under

@@ -15,9 +15,10 @@ use crate::model::{
 };
 use crate::store::Change;
 
-/// The utilisation the load gauge marks. Class headroom is 0.75..0.90 (DESIGN §4); until the
-/// capacity module exposes the classes, the dashboard marks the meeting class's 0.80.
-pub const HEADROOM_MARK: f64 = 0.80;
+/// The utilisation the load gauge marks: the meeting class's headroom, the shared class most
+/// sessions are placed under (classes run from 0.75 to 0.90, docs/placement.md).
+pub const HEADROOM_MARK: f64 =
+    crate::capacity::ClassSpec::of(crate::model::SessionClass::Meeting).headroom;
 
 /// How many event-log lines are kept.
 const LOG_CAPACITY: usize = 200;

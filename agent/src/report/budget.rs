@@ -1,4 +1,4 @@
-//! The stats write budget (DESIGN §3), as a pure decision: never two writes within
+//! The stats write budget (docs/etcd-schema.md), as a pure decision: never two writes within
 //! `min_interval`; between that and `heartbeat_interval`, write only when something moved past
 //! its threshold; after `heartbeat_interval`, write anyway. 5,000 idle nodes then cost etcd
 //! 500 writes/s at most.
