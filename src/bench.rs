@@ -11,7 +11,7 @@ use etcd_client::{Compare, CompareOp, DeleteOptions, PutOptions, Txn, TxnOp};
 use serde::Serialize;
 
 use crate::capacity::MachineType;
-use crate::model::{NodeRecord, NodeState, NodeStats, SessionClass};
+use crate::model::{NodeRecord, SessionClass};
 use crate::placement::{Policy, Request, Strategy};
 use crate::placer::{Outcome, PlaceError, Placer, PlacerOptions};
 use crate::store::{Store, StoreError};
@@ -105,21 +105,16 @@ async fn plant_nodes(store: &Store, count: u32) -> Result<(), StoreError> {
     let now = SystemTime::now();
     let records: Vec<NodeRecord> = (0..count)
         .map(|i| NodeRecord {
-            id: format!("bench-{i:05}"),
             signal_url: format!("ws://10.0.{}.{}:7000/ws", i / 250, i % 250 + 1),
             address: format!("10.0.{}.{}", i / 250, i % 250 + 1),
             zone: "bench-zone".to_owned(),
-            machine_type: machine.name.to_owned(),
-            vcpus: machine.vcpus,
-            capacity: machine.capacity(150),
-            state: NodeState::Ready,
-            hold_for: None,
-            shared_host: false,
-            labels: Default::default(),
-            version: "bench".to_owned(),
-            started_at: now,
-            stats: NodeStats::default(),
-            updated_at: now,
+            ..NodeRecord::blank(
+                &format!("bench-{i:05}"),
+                machine.name,
+                machine.vcpus,
+                machine.capacity(crate::capacity::DEFAULT_UNITS_PER_VCPU),
+                now,
+            )
         })
         .collect();
     let mut client = store.client();

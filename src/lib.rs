@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod autoscale;
+pub mod backoff;
 pub mod bench;
 pub mod capacity;
 pub mod cli;
@@ -32,5 +33,6 @@ pub mod placement;
 pub mod placer;
 pub mod provider;
 pub mod store;
+pub mod text;
 pub mod token;
 pub mod tui;

@@ -5,25 +5,11 @@ mod harness;
 use std::time::{Duration, SystemTime};
 
 use harness::{Etcd, ionctl, ionctl_with_env, stderr, stdout, unique_prefix};
-use ion_cluster::model::{
-    NodeRecord, NodeState, NodeStats, SessionClass, SessionRecord, SessionState,
-};
+use ion_cluster::model::{NodeRecord, NodeStats, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
 
 fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
     NodeRecord {
-        id: id.to_owned(),
-        signal_url: format!("ws://127.0.0.1:7000/ws?{id}"),
-        address: "127.0.0.1".to_owned(),
-        zone: "z".to_owned(),
-        machine_type: "n2-highcpu-4".to_owned(),
-        vcpus: 4,
-        capacity,
-        state: NodeState::Ready,
-        hold_for: None,
-        shared_host: false,
-        labels: Default::default(),
-        version: "test".to_owned(),
         // Past the warm-up, so observed load counts.
         started_at: SystemTime::now() - std::time::Duration::from_secs(3600),
         stats: NodeStats {
@@ -34,7 +20,7 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
             peers: 14,
             ..NodeStats::default()
         },
-        updated_at: SystemTime::now(),
+        ..NodeRecord::blank(id, "n2-highcpu-4", 4, capacity, SystemTime::now())
     }
 }
 

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ion_cluster::model::{
-    DrainRequest, NodeRecord, NodeState, NodeStats, PendingDemand, SessionClass, SessionRecord,
-    SessionState,
+    DrainRequest, NodeRecord, NodeStats, PendingDemand, SessionClass, SessionRecord, SessionState,
 };
 use ion_cluster::store::Change;
 use ion_cluster::tui::app::{Connection, LogKind, Mode};
@@ -25,18 +24,7 @@ fn t0() -> SystemTime {
 
 fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
     NodeRecord {
-        id: id.to_owned(),
-        signal_url: format!("ws://127.0.0.1:7000/ws?{id}"),
-        address: "127.0.0.1".to_owned(),
         zone: "europe-west1-b".to_owned(),
-        machine_type: "n2-highcpu-4".to_owned(),
-        vcpus: 4,
-        capacity,
-        state: NodeState::Ready,
-        hold_for: None,
-        shared_host: false,
-        labels: Default::default(),
-        version: "test".to_owned(),
         started_at: t0() - Duration::from_secs(3600),
         stats: NodeStats {
             cpu,
@@ -45,7 +33,13 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
             peers: 0,
             ..NodeStats::default()
         },
-        updated_at: t0() - Duration::from_secs(2),
+        ..NodeRecord::blank(
+            id,
+            "n2-highcpu-4",
+            4,
+            capacity,
+            t0() - Duration::from_secs(2),
+        )
     }
 }
 

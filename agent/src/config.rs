@@ -85,7 +85,7 @@ impl Default for ClusterConfig {
             vcpus: 0,
             // The seed's observation, kept until `ionctl loadtest --calibrate` has measured
             // the machine type: pion carried 150–200 subscribers per n1 vCPU.
-            units_per_vcpu: 150,
+            units_per_vcpu: ion_cluster::capacity::DEFAULT_UNITS_PER_VCPU,
             labels: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(2 * 3600),
             hold_for: String::new(),

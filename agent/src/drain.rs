@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use ion_cluster::backoff::Backoff;
 use ion_cluster::model::DrainRequest;
 use ion_cluster::store::{Change, EtcdOptions, Store, StoreError};
 use tokio::sync::watch;
@@ -34,12 +35,13 @@ pub async fn follow_drain_key(
     state: watch::Sender<DrainState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
     loop {
         let result = tokio::select! {
             result = follow_once(&etcd, &node_id, &state) => result,
             _ = stop.wait_for(|s| *s) => return,
         };
+        let delay = backoff.next_delay();
         if let Err(error) = result {
             tracing::warn!(%error, retry_in = ?delay, "lost the drain watch; watching again");
         }
@@ -47,7 +49,6 @@ pub async fn follow_drain_key(
             () = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        delay = (delay * 2).min(Duration::from_secs(4));
     }
 }
 

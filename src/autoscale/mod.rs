@@ -6,8 +6,7 @@ mod plan;
 pub mod run;
 
 pub use plan::{
-    Action, Cover, DRAIN_REASON_PREFIX, Plan, Policy, SPAWN_WINDOW, Snapshot, known_types, plan,
-    plan_detailed,
+    Action, Cover, DRAIN_REASON_PREFIX, Plan, Policy, SPAWN_WINDOW, Snapshot, plan, plan_detailed,
 };
 
 #[cfg(test)]

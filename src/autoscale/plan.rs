@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::{
-    CATALOGUE, ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, believed_observed,
-    condition, smallest_fitting,
+    ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, believed_observed, condition,
+    smallest_fitting,
 };
 use crate::model::{
     DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
@@ -669,13 +669,4 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
         }
     }
     out
-}
-
-/// The catalogue's type names, for messages and flag checks.
-pub fn known_types() -> String {
-    CATALOGUE
-        .iter()
-        .map(|m| m.name)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

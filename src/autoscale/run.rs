@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use super::{Action, Cover, DRAIN_REASON_PREFIX, Policy, SPAWN_WINDOW, Snapshot, plan_detailed};
 use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord, SessionRecord};
+use crate::provider::lifecycle::{self, LifecycleError, Outcome};
 use crate::provider::{AgentBootstrap, InstanceSpec, Progress, Provider, generate_name};
 use crate::store::{LeaseId, Store, StoreError};
 
@@ -35,7 +36,7 @@ pub struct Settings {
 }
 
 /// What the loop tells its caller.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Report {
     Campaigning {
         identity: String,
@@ -43,10 +44,10 @@ pub enum Report {
     Leader {
         identity: String,
     },
-    /// An action was carried out (`Ok` with what it made) or failed.
+    /// An action was carried out, or failed.
     Acted {
         action: Action,
-        outcome: Result<String, String>,
+        outcome: Box<Result<Outcome, LifecycleError>>,
     },
     /// An instance's agent registered: its record went from booting to ready.
     Registered {
@@ -235,11 +236,12 @@ impl Autoscaler {
                     InstanceState::Creating | InstanceState::Booting
                 )
             {
-                instance.state = InstanceState::Ready;
-                instance.registered_at = Some(now);
-                self.store
-                    .put(&keys.instance(&instance.name), &instance)
-                    .await?;
+                instance = lifecycle::registered(&self.store, instance, now)
+                    .await
+                    .map_err(|e| match e {
+                        LifecycleError::Record { source, .. } => AutoscaleError::Store(source),
+                        other => unreachable!("registering only writes the record: {other}"),
+                    })?;
                 (self.report)(Report::Registered {
                     instance: instance.name.clone(),
                 });
@@ -294,9 +296,13 @@ impl Autoscaler {
             match joined {
                 Ok((action, outcome)) => {
                     if let Err(error) = &outcome {
+                        let error = crate::text::error_line(error);
                         tracing::warn!(%action, %error, "autoscale action failed");
                     }
-                    (self.report)(Report::Acted { action, outcome });
+                    (self.report)(Report::Acted {
+                        action,
+                        outcome: Box::new(outcome),
+                    });
                 }
                 Err(error) => tracing::error!(%error, "an autoscale action panicked"),
             }
@@ -349,7 +355,7 @@ impl Autoscaler {
     }
 }
 
-/// Carries one action out; `Ok` names what it made. A spawn creates the instance `name`.
+/// Carries one action out through the instance lifecycle. A spawn creates the instance `name`.
 async fn execute(
     store: &Store,
     provider: &dyn Provider,
@@ -357,8 +363,7 @@ async fn execute(
     record: Option<InstanceRecord>,
     name: Option<String>,
     hold_ttl: Option<Duration>,
-) -> Result<String, String> {
-    let keys = store.keys();
+) -> Result<Outcome, LifecycleError> {
     match action {
         Action::Spawn {
             machine_type,
@@ -366,47 +371,27 @@ async fn execute(
             for_demands,
             ..
         } => {
-            let name = name.unwrap_or_else(|| generate_name(machine_type));
-            let key = keys.instance(&name);
-            let mut record = InstanceRecord {
-                name: name.clone(),
-                provider: provider.kind().to_owned(),
-                zone: String::new(),
-                machine_type: machine_type.clone(),
-                hold_for: hold_for.clone(),
-                demands: for_demands.clone(),
-                state: InstanceState::Creating,
-                created_at: SystemTime::now(),
-                registered_at: None,
-                note: None,
-            };
-            store.put(&key, &record).await.map_err(|e| e.to_string())?;
             let spec = InstanceSpec {
-                name: name.clone(),
+                name: name.unwrap_or_else(|| generate_name(machine_type)),
                 machine_type: machine_type.clone(),
                 zone: None,
                 labels: Default::default(),
                 hold_for: hold_for.clone(),
                 agent: AgentBootstrap {
                     etcd_endpoints: store.endpoints().to_vec(),
-                    prefix: keys.prefix().to_owned(),
+                    prefix: store.keys().prefix().to_owned(),
                     units_per_vcpu: None,
                     hold_ttl: hold_for.as_ref().and(hold_ttl),
                 },
             };
-            match provider.create(&spec, &Progress::none()).await {
-                Ok(instance) => {
-                    record.zone = instance.zone;
-                    record.state = InstanceState::Booting;
-                    store.put(&key, &record).await.map_err(|e| e.to_string())?;
-                    Ok(name)
-                }
-                Err(error) => {
-                    // Nothing was created: the record would only count as in flight.
-                    let _ = store.delete(&key).await;
-                    Err(format!("cannot create {name}: {error}"))
-                }
-            }
+            lifecycle::spawn(
+                store,
+                provider,
+                &spec,
+                for_demands.clone(),
+                &Progress::none(),
+            )
+            .await
         }
         Action::Drain { node, reason } => {
             let request = DrainRequest {
@@ -418,29 +403,11 @@ async fn execute(
                     format!("{DRAIN_REASON_PREFIX} {reason}")
                 }),
             };
-            store
-                .drain(node, &request)
-                .await
-                .map(|_| node.clone())
-                .map_err(|e| e.to_string())
+            lifecycle::drain(store, node, &request).await
         }
         Action::Delete { instance, .. } => {
-            let key = keys.instance(instance);
             let zone = record.as_ref().map(|r| r.zone.clone()).unwrap_or_default();
-            if let Some(mut record) = record {
-                record.state = InstanceState::Deleting;
-                store.put(&key, &record).await.map_err(|e| e.to_string())?;
-            }
-            provider
-                .delete(instance, &zone, &Progress::none())
-                .await
-                .map_err(|e| format!("cannot delete {instance}: {e}"))?;
-            store.delete(&key).await.map_err(|e| e.to_string())?;
-            store
-                .delete(&keys.drain(instance))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(instance.clone())
+            lifecycle::delete(store, provider, instance, &zone, record, &Progress::none()).await
         }
     }
 }

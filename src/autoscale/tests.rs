@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use super::{Action, Cover, DRAIN_REASON_PREFIX, Policy, Snapshot, plan, plan_detailed};
 use crate::capacity::{ClassSpec, MachineType};
 use crate::model::{
-    DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, NodeStats, PendingDemand,
-    SessionClass, SessionRecord, SessionState, Units,
+    DrainRequest, InstanceRecord, InstanceState, NodeRecord, PendingDemand, SessionClass,
+    SessionRecord, SessionState, Units,
 };
 
 fn at(secs: u64) -> SystemTime {
@@ -19,21 +19,8 @@ fn at(secs: u64) -> SystemTime {
 fn node(id: &str, machine_type: &str) -> NodeRecord {
     let vcpus = MachineType::by_name(machine_type).map_or(1, |m| m.vcpus);
     NodeRecord {
-        id: id.to_owned(),
-        signal_url: format!("ws://{id}/ws"),
-        address: "127.0.0.1".to_owned(),
-        zone: "local".to_owned(),
-        machine_type: machine_type.to_owned(),
-        vcpus,
-        capacity: vcpus * 150,
-        state: NodeState::Ready,
-        hold_for: None,
-        shared_host: false,
-        labels: Default::default(),
-        version: "t".to_owned(),
         started_at: at(0),
-        stats: NodeStats::default(),
-        updated_at: at(1000),
+        ..NodeRecord::blank(id, machine_type, vcpus, vcpus * 150, at(1000))
     }
 }
 

@@ -163,7 +163,7 @@ pub fn node_load<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{NodeState, NodeStats};
+    use crate::model::NodeStats;
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
@@ -171,18 +171,6 @@ mod tests {
 
     fn node(agent_cpu: f64, other_cpu: f64, sessions: u32) -> NodeRecord {
         NodeRecord {
-            id: "n".to_owned(),
-            signal_url: "ws://n/ws".to_owned(),
-            address: "127.0.0.1".to_owned(),
-            zone: "z".to_owned(),
-            machine_type: "n2-highcpu-4".to_owned(),
-            vcpus: 4,
-            capacity: 600,
-            state: NodeState::Ready,
-            hold_for: None,
-            shared_host: false,
-            labels: Default::default(),
-            version: "t".to_owned(),
             started_at: at(0),
             stats: NodeStats {
                 cpu: agent_cpu + other_cpu,
@@ -192,7 +180,7 @@ mod tests {
                 sessions,
                 ..NodeStats::default()
             },
-            updated_at: at(100),
+            ..NodeRecord::blank("n", "n2-highcpu-4", 4, 600, at(100))
         }
     }
 

@@ -90,6 +90,15 @@ pub fn largest() -> MachineType {
     *CATALOGUE.last().expect("the catalogue is not empty")
 }
 
+/// The catalogue's type names, for messages and flag checks.
+pub fn known_types() -> String {
+    CATALOGUE
+        .iter()
+        .map(|m| m.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

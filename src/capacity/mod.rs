@@ -10,4 +10,6 @@ pub use classes::{ClassSpec, MAX_LIVESTREAM_VIEWERS, MAX_RECORDING_TRACKS, SizeE
 pub use load::{
     Condition, LoadRules, NodeLoad, believed_observed, committed_units, condition, node_load,
 };
-pub use machines::{CATALOGUE, DEFAULT_UNITS_PER_VCPU, MachineType, largest, smallest_fitting};
+pub use machines::{
+    CATALOGUE, DEFAULT_UNITS_PER_VCPU, MachineType, known_types, largest, smallest_fitting,
+};

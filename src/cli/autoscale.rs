@@ -134,7 +134,7 @@ pub async fn run(context: &Context, args: AutoscaleArgs) -> Result<(), CliError>
         if MachineType::by_name(machine_type).is_none() {
             return Err(CliError::usage(anyhow!(
                 "unknown machine type {machine_type:?}; known: {}",
-                crate::autoscale::known_types()
+                crate::capacity::known_types()
             )));
         }
     }
@@ -172,9 +172,12 @@ pub async fn run(context: &Context, args: AutoscaleArgs) -> Result<(), CliError>
             tracing::info!(%identity, "autoscaler leader");
             line(format!("leader {identity}"));
         }
-        Report::Acted { action, outcome } => match outcome {
-            Ok(made) => line(format!("{action} -> ok {made}")),
-            Err(error) => line(format!("{action} -> failed: {error}")),
+        Report::Acted { action, outcome } => match *outcome {
+            Ok(made) => line(format!("{action} -> ok {}", made.name())),
+            Err(error) => line(format!(
+                "{action} -> failed: {}",
+                crate::text::error_line(&error)
+            )),
         },
         Report::Registered { instance } => line(format!("ready {instance}: its agent registered")),
         Report::Waiting { sid, node, why } => {

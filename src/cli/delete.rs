@@ -1,8 +1,8 @@
 //! `ionctl delete`: drains an instance's node (unless `--force`), waits until it carries no
-//! session, deletes the machine through its provider, and removes `instances/<name>` and
-//! the drain request.
+//! session, then deletes the machine and its records through the instance lifecycle
+//! ([`crate::provider::lifecycle`]).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use clap::Args;
@@ -11,9 +11,10 @@ use super::drain::wait_until_empty;
 use super::progress::Painter;
 use super::providers::{self, ProviderFlags, ProviderKind};
 use super::{CliError, Context, Exit};
-use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord};
+use crate::model::{DrainRequest, InstanceRecord};
+use crate::provider::lifecycle::{self, LifecycleError};
 use crate::provider::{Progress, ProviderEvent};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
@@ -69,18 +70,19 @@ pub async fn run(context: &Context, args: DeleteArgs) -> Result<(), CliError> {
         }
     };
     let provider = providers::build(kind, context, &args.provider_flags, None)?;
-    if let Some(mut record) = recorded {
-        record.state = InstanceState::Deleting;
-        store.put(&key, &record).await?;
-    }
+    let recorded = match recorded {
+        Some(record) => Some(lifecycle::deleting(&store, record).await?),
+        None => None,
+    };
 
     let mut painter = Painter::new();
     if !args.force {
         drain(&store, &name, args.timeout, &mut painter).await?;
     }
     let (progress, mut events) = Progress::channel();
-    let delete = provider.delete(&name, &zone, &progress);
+    let delete = lifecycle::delete(&store, provider.as_ref(), &name, &zone, recorded, &progress);
     tokio::pin!(delete);
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
     let result = loop {
         tokio::select! {
             result = &mut delete => break result,
@@ -89,30 +91,17 @@ pub async fn run(context: &Context, args: DeleteArgs) -> Result<(), CliError> {
                     painter.note(&format!("operation {operation}: {status}"));
                 }
             }
+            _ = ticker.tick() => painter.waiting(&format!("deleting {name}")),
         }
     };
-    result.map_err(|e| {
-        CliError::other(anyhow::Error::new(e).context(format!("cannot delete instance {name}")))
-    })?;
+    result?;
     painter.step(
         "deleted",
-        &format!("{name} ({} in zone {zone})", provider.kind()),
+        &format!(
+            "{name} ({} in zone {zone}); instances/{name} and drain/{name} removed",
+            provider.kind()
+        ),
     );
-
-    // The agent revokes its lease when it stops; a killed one's key expires with the lease.
-    let node_key = keys.node(&name);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store.get::<NodeRecord>(&node_key).await?.is_some() {
-        if Instant::now() >= deadline {
-            tracing::warn!(node = %name, "the node key is still there; it expires with its lease");
-            break;
-        }
-        painter.waiting(&format!("waiting for node {name} to leave etcd"));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    store.delete(&keys.drain(&name)).await?;
-    store.delete(&key).await?;
-    painter.step("removed", &format!("instances/{name} and drain/{name}"));
     Ok(())
 }
 
@@ -124,14 +113,24 @@ async fn drain(
     timeout: Duration,
     painter: &mut Painter,
 ) -> Result<(), CliError> {
-    let keys = store.keys();
     let now = SystemTime::now();
     let request = DrainRequest {
         requested_at: now,
         deadline: Some(now + timeout),
         reason: Some("ionctl delete".to_owned()),
     };
-    store.put(&keys.drain(name), &request).await?;
+    match lifecycle::drain(store, name, &request).await {
+        Ok(_) => {}
+        // A machine whose agent never registered (or is gone) has nothing to drain.
+        Err(LifecycleError::Drain {
+            source: StoreError::UnknownNode { .. },
+            ..
+        }) => {
+            painter.note(&format!("node {name} is not registered; nothing to drain"));
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    }
     painter.step("draining", &format!("{name}: no new sessions"));
     wait_until_empty(store, &[name.to_owned()], timeout, painter)
         .await

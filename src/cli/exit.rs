@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::placer::PlaceError;
+use crate::provider::lifecycle::LifecycleError;
 use crate::store::StoreError;
 
 /// What a failed command tells its caller through the exit code.
@@ -41,23 +42,9 @@ Exit codes:
   6  unknown node or instance
   7  agent unreachable or join refused (loadtest)";
 
-/// The error and its causes on one line, what failed first and then why, each cause once.
-/// Many errors already say their cause in their own message (`size 9: a group takes at most
-/// 6…`, a retry's "gave up after 8 attempts: <last error>"), and walking the chain after them
-/// would print it twice; a cause whose text is already on the line is left out.
+/// The error and its causes on one line, each cause once (see [`crate::text::error_line`]).
 pub fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    crate::text::error_line(error.as_ref())
 }
 
 /// A command's failure: the error to print and the exit code to return.
@@ -90,6 +77,22 @@ impl CliError {
         let hint = "is etcd running? Point ionctl at it with --etcd, IONCTL_ETCD_ENDPOINTS \
                     or [etcd] endpoints in ~/.config/ionctl/config.toml";
         Self::new(Exit::EtcdUnreachable, anyhow::anyhow!("{error}; {hint}"))
+    }
+}
+
+impl From<LifecycleError> for CliError {
+    /// etcd's failures keep their own exit codes (unreachable, unknown node), under the step
+    /// that failed.
+    fn from(error: LifecycleError) -> Self {
+        let step = error.to_string();
+        match error {
+            LifecycleError::Record { source, .. } | LifecycleError::Drain { source, .. } => {
+                let mut cli = CliError::from(source);
+                cli.source = cli.source.context(step);
+                cli
+            }
+            other => CliError::other(other),
+        }
     }
 }
 

@@ -59,13 +59,4 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
-/// "3s", "2m", "1h": the age of a thing at a glance, like kubectl's AGE column.
-pub fn short_age(age: std::time::Duration) -> String {
-    let secs = age.as_secs();
-    match secs {
-        0..=119 => format!("{secs}s"),
-        120..=7199 => format!("{}m", secs / 60),
-        7200..=172_799 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
+pub use crate::text::short_age;

@@ -13,7 +13,8 @@ use super::progress::Painter;
 use super::providers::{self, CreateFlags, ProviderFlags, ProviderKind};
 use super::{CliError, Context};
 use crate::model::keys::validate_id;
-use crate::model::{InstanceRecord, InstanceState, NodeRecord};
+use crate::model::{InstanceRecord, NodeRecord};
+use crate::provider::lifecycle::{self, LifecycleError, Outcome};
 use crate::provider::{
     AgentBootstrap, InstanceSpec, Progress, Provider, ProviderEvent, generate_name, validate_name,
 };
@@ -91,19 +92,6 @@ pub async fn run(context: &Context, args: SpawnArgs) -> Result<(), CliError> {
             keys.prefix()
         )));
     }
-    let mut record = InstanceRecord {
-        name: name.clone(),
-        provider: provider.kind().to_owned(),
-        zone: args.zone.clone().unwrap_or_default(),
-        machine_type: args.machine_type.clone(),
-        hold_for: args.hold.clone(),
-        demands: Vec::new(),
-        state: InstanceState::Creating,
-        created_at: SystemTime::now(),
-        registered_at: None,
-        note: None,
-    };
-    store.put(&key, &record).await?;
     let spec = InstanceSpec {
         name: name.clone(),
         machine_type: args.machine_type.clone(),
@@ -131,23 +119,10 @@ pub async fn run(context: &Context, args: SpawnArgs) -> Result<(), CliError> {
                 .unwrap_or_default()
         ),
     );
-    let created = create(provider.as_ref(), &spec, &mut painter).await;
-    let instance = match created {
-        Ok(instance) => instance,
-        Err(error) => {
-            // Nothing was created: the record would only mislead.
-            if let Err(cleanup) = store.delete(&key).await {
-                tracing::warn!(%cleanup, "cannot remove the instance record");
-            }
-            painter.finish();
-            return Err(CliError::other(
-                anyhow::Error::new(error).context(format!("cannot create instance {name}")),
-            ));
-        }
+    let created = create(&store, provider.as_ref(), &spec, &mut painter).await;
+    let Outcome::Spawned(mut record) = created? else {
+        unreachable!("a spawn answers Spawned");
     };
-    record.zone = instance.zone.clone();
-    record.state = InstanceState::Booting;
-    store.put(&key, &record).await?;
 
     let mut node = None;
     if args.wait {
@@ -159,8 +134,7 @@ pub async fn run(context: &Context, args: SpawnArgs) -> Result<(), CliError> {
             &mut painter,
         )
         .await?;
-        record.state = InstanceState::Ready;
-        store.put(&key, &record).await?;
+        record = lifecycle::registered(&store, record, SystemTime::now()).await?;
         painter.step(
             "registered",
             &format!(
@@ -193,13 +167,15 @@ pub async fn run(context: &Context, args: SpawnArgs) -> Result<(), CliError> {
 }
 
 /// Runs the provider's create while drawing its events.
+/// Spawns through the lifecycle while drawing the provider's events.
 async fn create(
+    store: &crate::store::Store,
     provider: &dyn Provider,
     spec: &InstanceSpec,
     painter: &mut Painter,
-) -> Result<crate::provider::Instance, crate::provider::ProviderError> {
+) -> Result<Outcome, LifecycleError> {
     let (progress, mut events) = Progress::channel();
-    let create = provider.create(spec, &progress);
+    let create = lifecycle::spawn(store, provider, spec, Vec::new(), &progress);
     tokio::pin!(create);
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     let result = loop {

@@ -23,10 +23,14 @@ pub async fn run(context: &Context, args: TopArgs) -> Result<(), CliError> {
         )));
     }
     // A test hook, not a feature: the key named here panics, so the end-to-end test can
-    // prove the terminal is restored after a crash.
-    let panic_key = std::env::var("IONCTL_TOP_PANIC_KEY")
-        .ok()
-        .and_then(|k| k.chars().next());
+    // prove the terminal is restored after a crash. Release builds do not read it.
+    let panic_key = if cfg!(debug_assertions) {
+        std::env::var("IONCTL_TOP_PANIC_KEY")
+            .ok()
+            .and_then(|k| k.chars().next())
+    } else {
+        None
+    };
     tui::run(tui::Options {
         etcd: context.etcd.clone(),
         drain_reason: args.drain_reason,

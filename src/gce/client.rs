@@ -41,14 +41,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The pause after the `failed`-th failed attempt (1-based).
     pub fn delay(&self, failed: u32, retry_after: Option<Duration>) -> Duration {
-        let exponent = failed.saturating_sub(1).min(20);
-        let base = self
-            .initial_delay
-            .saturating_mul(1 << exponent)
-            .min(self.max_delay);
-        let half = base / 2;
-        let jittered = half + half.mul_f64(fastrand::f64());
-        jittered.max(retry_after.unwrap_or_default().min(self.max_delay))
+        crate::backoff::delay(self.initial_delay, self.max_delay, failed)
+            .max(retry_after.unwrap_or_default().min(self.max_delay))
     }
 }
 

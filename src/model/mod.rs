@@ -3,12 +3,14 @@
 //! operators write intentions ([`SessionRecord`], [`DrainRequest`], [`PendingDemand`],
 //! [`InstanceRecord`]). See `docs/etcd-schema.md` for the user-facing description.
 
+mod change;
 pub mod keys;
 mod node;
 mod records;
 mod session;
 mod time;
 
+pub use change::Change;
 pub use keys::{DEFAULT_PREFIX, KeyError, Keys};
 pub use node::{NodeRecord, NodeState, NodeStats};
 pub use records::{DrainRequest, InstanceRecord, InstanceState, PendingDemand};

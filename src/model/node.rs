@@ -86,6 +86,34 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
+    /// A ready node on 127.0.0.1 with no load yet, started and measured at `now`: where tests,
+    /// benchmarks and examples start before they set the figures they care about.
+    pub fn blank(
+        id: &str,
+        machine_type: &str,
+        vcpus: u32,
+        capacity: Units,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            signal_url: format!("ws://127.0.0.1:7000/ws?node={id}"),
+            address: "127.0.0.1".to_owned(),
+            zone: "local".to_owned(),
+            machine_type: machine_type.to_owned(),
+            vcpus,
+            capacity,
+            state: NodeState::Ready,
+            hold_for: None,
+            shared_host: false,
+            labels: BTreeMap::new(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: now,
+            stats: NodeStats::default(),
+            updated_at: now,
+        }
+    }
+
     /// How old the stats are at `now`; zero when the clocks disagree the other way.
     pub fn stats_age(&self, now: SystemTime) -> std::time::Duration {
         now.duration_since(self.updated_at).unwrap_or_default()

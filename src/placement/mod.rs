@@ -33,19 +33,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The store's consistent read, stamped with the time the decision is made at.
-    pub fn new(read: crate::store::Snapshot, now: SystemTime) -> Self {
-        Self {
-            revision: read.revision,
-            now,
-            nodes: read.nodes,
-            sessions: read.sessions,
-            drains: read.drains.into_iter().map(|(id, _)| id).collect(),
-            pending: read.pending,
-            instances: read.instances,
-        }
-    }
-
     /// The instance in flight (asked for less than `boot_wait` ago, its agent not registered
     /// yet) that was spawned for session `sid`, if any.
     pub fn booting_for(&self, sid: &str, boot_wait: Duration) -> Option<&InstanceRecord> {

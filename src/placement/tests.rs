@@ -19,19 +19,8 @@ fn at(secs: u64) -> SystemTime {
 /// since an empty node's CPU is never taken as load.
 fn node(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
     let capacity = vcpus * 150;
+    let machine_type = format!("n2-highcpu-{vcpus}");
     NodeRecord {
-        id: id.to_owned(),
-        signal_url: format!("ws://{id}/ws"),
-        address: "10.0.0.1".to_owned(),
-        zone: "z".to_owned(),
-        machine_type: format!("n2-highcpu-{vcpus}"),
-        vcpus,
-        capacity,
-        state: NodeState::Ready,
-        hold_for: None,
-        shared_host: false,
-        labels: Default::default(),
-        version: "t".to_owned(),
         started_at: at(0),
         stats: NodeStats {
             cpu,
@@ -40,7 +29,7 @@ fn node(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
             sessions: u32::from(cpu > 0.0),
             ..NodeStats::default()
         },
-        updated_at: at(100),
+        ..NodeRecord::blank(id, &machine_type, vcpus, capacity, at(100))
     }
 }
 

@@ -39,7 +39,7 @@ impl View {
                 Ok(decide(&state.snapshot, input))
             }
             _ => match store.snapshot().await {
-                Ok(read) => Ok(decide(&Snapshot::new(read, now), input)),
+                Ok(read) => Ok(decide(&decision_snapshot(read, now), input)),
                 Err(error) => Err((error, input)),
             },
         }
@@ -51,6 +51,21 @@ impl View {
             let mut seen = mirror.shared.revision.subscribe();
             let _ = tokio::time::timeout(timeout, seen.wait_for(|r| *r >= revision)).await;
         }
+    }
+}
+
+/// The store's consistent read as placement sees it, stamped with the time the decision is
+/// made at. The conversion lives here, in the shell, so that placement knows nothing of the
+/// store.
+fn decision_snapshot(read: crate::store::Snapshot, now: SystemTime) -> Snapshot {
+    Snapshot {
+        revision: read.revision,
+        now,
+        nodes: read.nodes,
+        sessions: read.sessions,
+        drains: read.drains.into_iter().map(|(id, _)| id).collect(),
+        pending: read.pending,
+        instances: read.instances,
     }
 }
 
@@ -133,7 +148,7 @@ impl Mirror {
 }
 
 async fn list(store: &Store) -> Result<State, StoreError> {
-    let snapshot = Snapshot::new(store.snapshot().await?, SystemTime::now());
+    let snapshot = decision_snapshot(store.snapshot().await?, SystemTime::now());
     Ok(State {
         nodes_at: positions(&snapshot.nodes),
         sessions_at: positions(&snapshot.sessions),
@@ -271,7 +286,7 @@ mod tests {
 
     fn empty() -> State {
         State {
-            snapshot: Snapshot::new(crate::store::Snapshot::default(), SystemTime::UNIX_EPOCH),
+            snapshot: decision_snapshot(crate::store::Snapshot::default(), SystemTime::UNIX_EPOCH),
             nodes_at: HashMap::new(),
             sessions_at: HashMap::new(),
             pending_at: HashMap::new(),

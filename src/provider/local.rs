@@ -15,9 +15,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::MachineType;
+
 use super::{
     Instance, InstanceSpec, InstanceStatus, Progress, Provider, ProviderError, ProviderEvent,
-    agent_env_string, catalogue, validate_name,
+    agent_env_string, validate_name,
 };
 
 /// How the local provider runs agents.
@@ -250,12 +252,12 @@ impl Provider for LocalProvider {
         progress: &Progress,
     ) -> Result<Instance, ProviderError> {
         validate_name(&spec.name)?;
-        let vcpus = catalogue::vcpus(&spec.machine_type).ok_or_else(|| {
-            ProviderError::UnknownMachineType {
+        let vcpus = MachineType::by_name(&spec.machine_type)
+            .map(|m| m.vcpus)
+            .ok_or_else(|| ProviderError::UnknownMachineType {
                 machine_type: spec.machine_type.clone(),
-                known: catalogue::known(),
-            }
-        })?;
+                known: crate::capacity::known_types(),
+            })?;
         if spec.agent.etcd_endpoints.is_empty() {
             return Err(ProviderError::InvalidSpec(
                 "the agent needs etcd endpoints".to_owned(),

@@ -9,8 +9,8 @@
 //! node to register is the caller's job. Progress is reported as [`ProviderEvent`]s through
 //! a [`Progress`] handle; nothing here prints.
 
-mod catalogue;
 pub mod gce;
+pub mod lifecycle;
 pub mod local;
 
 use std::collections::BTreeMap;

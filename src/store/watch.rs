@@ -8,26 +8,8 @@ use etcd_client::{EventType, WatchOptions, WatchStream};
 use serde::de::DeserializeOwned;
 
 use super::{Store, StoreError};
+pub use crate::model::Change;
 use crate::model::Keys;
-
-/// One change to a collection.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change<T> {
-    Put {
-        id: String,
-        record: T,
-        revision: i64,
-    },
-    Deleted {
-        id: String,
-        revision: i64,
-    },
-    /// The value at `id` did not parse; the record is treated as absent.
-    Malformed {
-        id: String,
-        revision: i64,
-    },
-}
 
 /// A watch on one collection from a revision on. The first etcd reply (the "created"
 /// message, which carries no events) is consumed inside [`Watch::next`].

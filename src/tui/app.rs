@@ -11,9 +11,9 @@ use std::time::SystemTime;
 
 use crate::capacity::{Condition, LoadRules, NodeLoad, believed_observed, condition};
 use crate::model::{
-    DrainRequest, InstanceRecord, NodeRecord, NodeState, PendingDemand, SessionRecord, Units,
+    Change, DrainRequest, InstanceRecord, NodeRecord, NodeState, PendingDemand, SessionRecord,
+    Units,
 };
-use crate::store::Change;
 
 /// The utilisation the load gauge marks: the meeting class's headroom, the shared class most
 /// sessions are placed under (classes run from 0.75 to 0.90, docs/placement.md).

@@ -14,7 +14,8 @@ use crate::model::InstanceState;
 
 use super::app::{App, Connection, HEADROOM_MARK, LogKind, Mode};
 use super::event::KEYS_HELP;
-use super::widgets::{age, bitrate, clock, cpu_gauge, load_gauge};
+use super::widgets::{bitrate, clock, cpu_gauge, load_gauge};
+use crate::text::short_age as age;
 
 /// What the painter remembers between frames: the node table's scroll position, so the
 /// view only scrolls when the selection would leave it.

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::app::{Delta, Listing};
 use super::event::Event;
+use crate::backoff::Backoff;
 use crate::model::{DrainRequest, InstanceRecord, NodeRecord, PendingDemand, SessionRecord};
 use crate::store::{Change, EtcdOptions, Listed, Store, StoreError, Watch};
 
@@ -27,7 +28,7 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     store: watch::Sender<Option<Store>>,
 ) {
-    let mut backoff = FIRST_RETRY;
+    let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
     let connected = loop {
         match Store::connect(&options).await {
             Ok(connected) => break connected,
@@ -39,14 +40,13 @@ pub async fn run(
                 {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_RETRY);
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     };
     store.send_replace(Some(connected.clone()));
     let store = connected;
-    backoff = FIRST_RETRY;
+    backoff.reset();
     loop {
         let listing = match list(&store).await {
             Ok(listing) => listing,
@@ -58,8 +58,7 @@ pub async fn run(
                 {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_RETRY);
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
@@ -87,14 +86,13 @@ pub async fn run(
         };
         tracing::debug!(%error, "watch ended; listing again");
         if started.elapsed() >= HEALTHY {
-            backoff = FIRST_RETRY;
+            backoff.reset();
         }
         // A compaction only means the watch fell behind: list again at once. Anything else
         // may be etcd going away, and the next list will tell; wait a little so a watch
         // that fails at once cannot turn into a loop of listings.
         if !matches!(error, StoreError::Compacted { .. }) {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_RETRY);
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 }

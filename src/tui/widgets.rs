@@ -1,7 +1,7 @@
 //! Small painters the dashboard's panels share: inline gauges for table cells, and the
 //! formatting of ages, bit rates and clock times.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -99,17 +99,6 @@ pub fn load_gauge(load: &NodeLoad, headroom: f64) -> Line<'static> {
     Line::from(spans)
 }
 
-/// "3s", "2m", "1h", "4d".
-pub fn age(age: Duration) -> String {
-    let secs = age.as_secs();
-    match secs {
-        0..=119 => format!("{secs}s"),
-        120..=7199 => format!("{}m", secs / 60),
-        7200..=172_799 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
 /// `1.2 Mb/s`, `850 kb/s`, `0 b/s`.
 pub fn bitrate(bps: u64) -> String {
     let b = bps as f64;
@@ -156,8 +145,6 @@ mod tests {
         assert_eq!(bitrate(0), "0 b/s");
         assert_eq!(bitrate(850_000), "850 kb/s");
         assert_eq!(bitrate(1_250_000), "1.2 Mb/s");
-        assert_eq!(age(Duration::from_secs(3)), "3s");
-        assert_eq!(age(Duration::from_secs(600)), "10m");
         let t = humantime::parse_rfc3339("2026-03-21T20:15:34Z").unwrap();
         assert_eq!(clock(t), "20:15:34");
     }

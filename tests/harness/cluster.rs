@@ -13,19 +13,9 @@ use ion_cluster::store::Store;
 /// vCPUs). One that spends anything carries a session: an empty node's CPU is never load.
 pub fn node_record(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
     let capacity = vcpus * 150;
+    let machine_type = format!("n2-highcpu-{vcpus}");
     NodeRecord {
-        id: id.to_owned(),
-        signal_url: format!("ws://127.0.0.1:7000/ws?node={id}"),
-        address: "127.0.0.1".to_owned(),
         zone: "test-zone-a".to_owned(),
-        machine_type: format!("n2-highcpu-{vcpus}"),
-        vcpus,
-        capacity,
-        state: NodeState::Ready,
-        hold_for: None,
-        shared_host: false,
-        labels: Default::default(),
-        version: "test".to_owned(),
         started_at: SystemTime::now() - std::time::Duration::from_secs(3600),
         stats: NodeStats {
             cpu,
@@ -34,7 +24,7 @@ pub fn node_record(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
             sessions: u32::from(cpu > 0.0),
             ..NodeStats::default()
         },
-        updated_at: SystemTime::now(),
+        ..NodeRecord::blank(id, &machine_type, vcpus, capacity, SystemTime::now())
     }
 }
 

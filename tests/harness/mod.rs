@@ -78,9 +78,40 @@ pub fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
+/// The newest modification time of the sources `ion-agent` is built from: the agent, the
+/// library it links, and the manifests.
+fn newest_agent_source() -> Option<std::time::SystemTime> {
+    fn walk(path: &std::path::Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(modified) = meta.modified() {
+            *newest = (*newest).max(Some(modified));
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = None;
+    for part in [
+        "agent/src",
+        "agent/Cargo.toml",
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        walk(&root.join(part), &mut newest);
+    }
+    newest
+}
+
 /// The `ion-agent` binary, built on demand: it belongs to another package of the workspace,
-/// so cargo does not build it for the root package's tests by itself. `ION_BENCH_AGENT_BIN`
-/// names another binary instead, so a benchmark can run an old and a new agent back to back.
+/// so cargo does not build it for the root package's tests by itself. It is rebuilt when it
+/// is missing or older than a source it is built from, so a test never runs a stale agent.
+/// `ION_BENCH_AGENT_BIN` names another binary instead, so a benchmark can run an old and a
+/// new agent back to back.
 pub fn agent_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("ION_BENCH_AGENT_BIN") {
         return PathBuf::from(path);
@@ -88,7 +119,8 @@ pub fn agent_bin() -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     let path = bin_dir().join("ion-agent");
     BUILT.call_once(|| {
-        if path.exists() {
+        let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if built.is_some() && built >= newest_agent_source() {
             return;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

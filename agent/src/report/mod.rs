@@ -10,6 +10,7 @@ pub mod metadata;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
+use ion_cluster::backoff::Backoff;
 use ion_cluster::model::{NodeRecord, NodeState, NodeStats};
 use ion_cluster::store::{EtcdOptions, LeaseId, NodeWrite, Store};
 use tokio::sync::watch;
@@ -36,39 +37,6 @@ pub struct NodeIdentity {
     pub started_at: SystemTime,
     /// Other agents share this host (`[cluster] shared_host`).
     pub shared_host: bool,
-}
-
-/// Exponential backoff with jitter, so a fleet does not reconnect in lock-step after an etcd
-/// restart.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(250);
-
-    fn new(max: Duration) -> Self {
-        Self {
-            next: Self::FIRST,
-            max,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        // Jitter of up to +25% from the clock's low bits: good enough to de-synchronise.
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
-    }
 }
 
 /// Why a registration ended.
@@ -144,7 +112,7 @@ impl Reporter {
     /// Registers and reports until shutdown. Errors are logged and retried with backoff;
     /// this never returns early.
     pub async fn run(mut self) {
-        let mut backoff = Backoff::new(Duration::from_secs(4));
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
         loop {
             if *self.shutdown.borrow() {
                 return;
