@@ -31,6 +31,7 @@ pub mod loadtest;
 pub mod model;
 pub mod placement;
 pub mod placer;
+pub mod protocol;
 pub mod provider;
 pub mod store;
 pub mod text;

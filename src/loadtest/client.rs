@@ -23,7 +23,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -40,6 +40,10 @@ use super::pc::{self, OPUS_PT, VP8_PT, opus, vp8};
 use super::peer::{ClientError, Connector, JoinSpec, Peer, Publish};
 use super::signal::{Signal, SignalError};
 use super::stats::{Kind, RemoteTrackStats, Window};
+use crate::protocol::{
+    CandidateInit, DescParams, JoinParams, SessionDescription, TARGET_PUBLISHER, TARGET_SUBSCRIBER,
+    TrickleParams,
+};
 
 fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
     move |e| ClientError::WebRtc {
@@ -91,7 +95,11 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
             Ok(init) => {
-                let target = if self.role == Role::Publisher { 0 } else { 1 };
+                let target = if self.role == Role::Publisher {
+                    TARGET_PUBLISHER
+                } else {
+                    TARGET_SUBSCRIBER
+                };
                 let _ = self.candidates.send((target, init));
             }
             Err(error) => self.shared.problem(format!("candidate to JSON: {error}")),
@@ -249,14 +257,13 @@ impl Participant {
                 .set_local_description(offer.clone())
                 .await
                 .map_err(webrtc("setting the join offer"))?;
-            let mut params = json!({
-                "sid": spec.sid,
-                "uid": spec.uid,
-                "offer": {"type": "offer", "sdp": offer.sdp},
-            });
-            if let Some(token) = &spec.token {
-                params["token"] = Value::String(token.clone());
-            }
+            let params = JoinParams {
+                sid: spec.sid.clone(),
+                uid: spec.uid.clone(),
+                offer: SessionDescription::offer(offer.sdp),
+                config: None,
+                token: spec.token.clone(),
+            };
             // Candidates gathered so far wait in the channel until the join is on its way;
             // the server reads messages in order, so they arrive after it.
             let reply = signal.send_call("join", params)?;
@@ -264,7 +271,10 @@ impl Participant {
                 let signal = signal.clone();
                 tokio::spawn(async move {
                     while let Some((target, candidate)) = candidates_rx.recv().await {
-                        let params = json!({"target": target, "candidate": candidate});
+                        let params = TrickleParams {
+                            target,
+                            candidate: candidate_init(candidate),
+                        };
                         if signal.notify("trickle", params).is_err() {
                             break;
                         }
@@ -351,7 +361,9 @@ impl Participant {
             .signal
             .call(
                 "offer",
-                json!({"desc": {"type": "offer", "sdp": offer.sdp}}),
+                DescParams {
+                    desc: SessionDescription::offer(offer.sdp),
+                },
                 self.timeout,
             )
             .await?;
@@ -465,7 +477,9 @@ async fn answer_offer(
         .map_err(webrtc("setting the answer"))?;
     signal.notify(
         "answer",
-        json!({"desc": {"type": "answer", "sdp": answer.sdp}}),
+        DescParams {
+            desc: SessionDescription::answer(answer.sdp),
+        },
     )?;
     Ok(())
 }
@@ -589,5 +603,15 @@ impl Peer for Participant {
 
     async fn close(&self) {
         Participant::close(self).await
+    }
+}
+
+/// A webrtc-rs candidate as ion-sfu's `trickle` carries it.
+pub fn candidate_init(candidate: RTCIceCandidateInit) -> CandidateInit {
+    CandidateInit {
+        candidate: candidate.candidate,
+        sdp_mid: candidate.sdp_mid,
+        sdp_m_line_index: candidate.sdp_mline_index.map(u32::from),
+        username_fragment: candidate.username_fragment,
     }
 }

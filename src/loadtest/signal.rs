@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::protocol;
 
 /// How a signaling exchange failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -142,16 +144,20 @@ impl Signal {
     }
 
     /// Sends a call now; await its reply with [`Reply::wait`].
-    pub fn send_call(&self, method: &str, params: Value) -> Result<Reply, SignalError> {
+    pub fn send_call(
+        &self,
+        method: &str,
+        params: impl serde::Serialize,
+    ) -> Result<Reply, SignalError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
-        let text = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let text = protocol::request(&Value::from(id), method, params);
         self.out
-            .send(Message::text(text.to_string()))
+            .send(Message::text(text))
             .map_err(|_| self.closed(method))?;
         Ok(Reply {
             method: method.to_owned(),
@@ -164,16 +170,16 @@ impl Signal {
     pub async fn call(
         &self,
         method: &str,
-        params: Value,
+        params: impl serde::Serialize,
         timeout: Duration,
     ) -> Result<Value, SignalError> {
         self.send_call(method, params)?.wait(timeout).await
     }
 
-    pub fn notify(&self, method: &str, params: Value) -> Result<(), SignalError> {
-        let text = json!({"jsonrpc": "2.0", "method": method, "params": params});
+    pub fn notify(&self, method: &str, params: impl serde::Serialize) -> Result<(), SignalError> {
+        let text = protocol::notification(method, params);
         self.out
-            .send(Message::text(text.to_string()))
+            .send(Message::text(text))
             .map_err(|_| self.closed(method))
     }
 

@@ -46,7 +46,11 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpTransceiver;
 
+use ion_cluster::loadtest::client::candidate_init;
 use ion_cluster::loadtest::pc::{self, OPUS_PT, VP8_PT, opus, vp8};
+use ion_cluster::protocol::{
+    self, DescParams, JoinConfig, JoinParams, SessionDescription, TrickleParams,
+};
 
 /// Marks the packet number inside every generated payload.
 pub const MAGIC: &[u8; 4] = b"ION#";
@@ -321,7 +325,7 @@ struct Signal {
 }
 
 impl Signal {
-    async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+    async fn call(&self, method: &str, params: impl serde::Serialize) -> anyhow::Result<Value> {
         let reply = self.send_call(method, params)?;
         Self::reply(method, reply).await
     }
@@ -330,14 +334,14 @@ impl Signal {
     fn send_call(
         &self,
         method: &str,
-        params: Value,
+        params: impl serde::Serialize,
     ) -> anyhow::Result<oneshot::Receiver<Result<Value, RpcError>>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("lock").insert(id, tx);
-        let text = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let text = protocol::request(&Value::from(id), method, params);
         self.out
-            .send(Message::text(text.to_string()))
+            .send(Message::text(text))
             .map_err(|_| anyhow!("the signaling connection is closed"))?;
         Ok(rx)
     }
@@ -354,10 +358,10 @@ impl Signal {
         }
     }
 
-    fn notify(&self, method: &str, params: Value) -> anyhow::Result<()> {
-        let text = json!({"jsonrpc": "2.0", "method": method, "params": params});
+    fn notify(&self, method: &str, params: impl serde::Serialize) -> anyhow::Result<()> {
+        let text = protocol::notification(method, params);
         self.out
-            .send(Message::text(text.to_string()))
+            .send(Message::text(text))
             .map_err(|_| anyhow!("the signaling connection is closed"))
     }
 }
@@ -479,24 +483,18 @@ impl Peer {
 
         let offer = publisher.create_offer(None).await?;
         publisher.set_local_description(offer.clone()).await?;
-        let mut config = serde_json::Map::new();
-        for (name, on) in [
-            ("NoPublish", options.no_publish),
-            ("NoSubscribe", options.no_subscribe),
-            ("NoAutoSubscribe", options.no_auto_subscribe),
-        ] {
-            if on {
-                config.insert(name.to_owned(), Value::Bool(true));
-            }
-        }
-        let mut params = json!({
-            "sid": sid,
-            "uid": uid,
-            "offer": {"type": "offer", "sdp": offer.sdp},
-        });
-        if !config.is_empty() {
-            params["config"] = Value::Object(config);
-        }
+        let config = JoinConfig {
+            no_publish: options.no_publish,
+            no_subscribe: options.no_subscribe,
+            no_auto_subscribe: options.no_auto_subscribe,
+        };
+        let params = JoinParams {
+            sid: sid.to_owned(),
+            uid: uid.to_owned(),
+            offer: SessionDescription::offer(offer.sdp),
+            config: (config != JoinConfig::default()).then_some(config),
+            token: None,
+        };
         // Candidates gathered so far wait in the channel until the join is on its way; the
         // server reads messages in order, so they arrive after it.
         let join = signal.send_call("join", params)?;
@@ -504,7 +502,10 @@ impl Peer {
             let signal = signal.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some((target, candidate)) = candidates_rx.recv().await {
-                    let params = json!({"target": target, "candidate": candidate});
+                    let params = TrickleParams {
+                        target,
+                        candidate: candidate_init(candidate),
+                    };
                     if signal.notify("trickle", params).is_err() {
                         break;
                     }
@@ -635,7 +636,9 @@ impl Peer {
             .signal
             .call(
                 "offer",
-                json!({"desc": {"type": "offer", "sdp": offer.sdp}}),
+                DescParams {
+                    desc: SessionDescription::offer(offer.sdp),
+                },
             )
             .await?;
         let sdp = answer_sdp(&answer).context("the offer result")?;
@@ -857,7 +860,9 @@ async fn answer_offer(
     subscriber.set_local_description(answer.clone()).await?;
     signal.notify(
         "answer",
-        json!({"desc": {"type": "answer", "sdp": answer.sdp}}),
+        DescParams {
+            desc: SessionDescription::answer(answer.sdp),
+        },
     )?;
     {
         let mut offered = shared.offered.lock().expect("lock");

@@ -12,8 +12,15 @@ const PLACEHOLDER_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0
 /// A `join` request (id 1) for session `sid` with [`PLACEHOLDER_OFFER`]: the participant
 /// joins, and its ICE never connects.
 pub fn placeholder_join(sid: &str, uid: &str) -> serde_json::Value {
-    serde_json::json!({"method": "join", "id": 1, "params": {
-        "sid": sid, "uid": uid, "offer": {"type": "offer", "sdp": PLACEHOLDER_OFFER}}})
+    let params = ion_cluster::protocol::JoinParams {
+        sid: sid.to_owned(),
+        uid: uid.to_owned(),
+        offer: ion_cluster::protocol::SessionDescription::offer(PLACEHOLDER_OFFER),
+        config: None,
+        token: None,
+    };
+    let text = ion_cluster::protocol::request(&serde_json::Value::from(1), "join", params);
+    serde_json::from_str(&text).expect("a JSON-RPC request")
 }
 
 /// Sends one `join` with [`PLACEHOLDER_OFFER`] and returns the JSON-RPC reply.

@@ -26,7 +26,6 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use serde::Deserialize;
 use str0m::change::{SdpAnswer, SdpOffer};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,16 +35,7 @@ pub use participant::ParticipantId;
 
 use crate::config::WebrtcConfig;
 
-/// ion-sfu's join options (the Go field names are the wire names).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct JoinConfig {
-    #[serde(rename = "NoPublish", default)]
-    pub no_publish: bool,
-    #[serde(rename = "NoSubscribe", default)]
-    pub no_subscribe: bool,
-    #[serde(rename = "NoAutoSubscribe", default)]
-    pub no_auto_subscribe: bool,
-}
+pub use ion_cluster::protocol::JoinConfig;
 
 /// Which PeerConnection a trickled candidate belongs to (ion-sfu: 0 publisher, 1 subscriber).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,11 +13,11 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SignalContext;
-use super::jsonrpc::{
+use crate::sfu::{Command, ParticipantId, PeerEvent, SfuError, Target};
+use ion_cluster::protocol::{
     self, INVALID_PARAMS, INVALID_REQUEST, Incoming, RpcError, SERVER_ERROR, SessionDescription,
     UNAUTHORIZED,
 };
-use crate::sfu::{Command, ParticipantId, PeerEvent, SfuError, Target};
 
 /// How often the server pings an idle client.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
@@ -101,7 +101,7 @@ pub async fn serve(
                     kind: "offer".to_owned(),
                     sdp: offer.to_sdp_string(),
                 };
-                send(&mut socket, jsonrpc::notification("offer", description)).await
+                send(&mut socket, protocol::notification("offer", description)).await
             }
             Wake::Event(Some(PeerEvent::Removed(reason))) => Next::Close(
                 CLOSE_GOING_AWAY,
@@ -172,7 +172,7 @@ impl Connection {
             );
             return self.reply_error(socket, error).await;
         }
-        let incoming = match jsonrpc::parse(text) {
+        let incoming = match protocol::parse(text) {
             Ok(incoming) => incoming,
             Err(error) => return self.reply_error(socket, error).await,
         };
@@ -192,7 +192,7 @@ impl Connection {
     async fn join(
         &mut self,
         id: Value,
-        params: jsonrpc::JoinParams,
+        params: protocol::JoinParams,
     ) -> Result<Option<String>, RpcError> {
         let invalid = |message: String| RpcError::new(id.clone(), INVALID_PARAMS, message);
         if let Some(joined) = &self.joined {
@@ -243,7 +243,7 @@ impl Connection {
                     sid: params.sid,
                     worker,
                 });
-                Ok(Some(jsonrpc::result(&id, answer_description(&answer))))
+                Ok(Some(protocol::result(&id, answer_description(&answer))))
             }
             Err(error) => {
                 self.context.ownership.leave(&params.sid).await;
@@ -276,7 +276,7 @@ impl Connection {
             Err(_) => Err(SfuError::WorkerGone),
         };
         result
-            .map(|answer| Some(jsonrpc::result(&id, answer_description(&answer))))
+            .map(|answer| Some(protocol::result(&id, answer_description(&answer))))
             .map_err(|e| sfu_error(id, e))
     }
 
@@ -312,7 +312,7 @@ impl Connection {
         result.map_err(|e| sfu_error(Value::Null, e))
     }
 
-    async fn trickle(&mut self, params: jsonrpc::TrickleParams) -> Result<(), RpcError> {
+    async fn trickle(&mut self, params: protocol::TrickleParams) -> Result<(), RpcError> {
         let joined = self.joined(&Value::Null)?;
         let target = match params.target {
             0 => Target::Publisher,

@@ -1,9 +1,8 @@
 //! Signaling: ion-sfu's JSON-RPC 2.0 over WebSocket at `/ws`, plus `/metrics` and `/healthz`
 //! on the same HTTP listener. Each WebSocket is one participant ([`connection`]); the
-//! protocol itself is in [`jsonrpc`].
+//! protocol itself is in [`ion_cluster::protocol`], shared with the clients.
 
 mod connection;
-pub mod jsonrpc;
 
 use std::sync::Arc;
 

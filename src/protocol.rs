@@ -1,5 +1,7 @@
-//! ion-sfu's JSON-RPC 2.0 dialect, parsed strictly enough to give every bad message a clear
-//! error. ion-sdk-js omits the `"jsonrpc": "2.0"` member, so it is optional here.
+//! ion-sfu's JSON-RPC 2.0 dialect, once for every side that speaks it: the agent's signaling
+//! parses and answers it, `ionctl loadtest` and the test harness send it. Parsed strictly
+//! enough to give every bad message a clear error; ion-sdk-js omits the `"jsonrpc": "2.0"`
+//! member, so it is optional here.
 //!
 //! Calls: `join {sid, uid, offer, config?}` → answer; `offer {desc}` → answer.
 //! Notifications: `answer {desc}`, `trickle {target, candidate}`. Server to client: `offer`
@@ -8,7 +10,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::sfu::JoinConfig;
+/// ion-sfu's join options (the Go field names are the wire names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinConfig {
+    #[serde(rename = "NoPublish", default)]
+    pub no_publish: bool,
+    #[serde(rename = "NoSubscribe", default)]
+    pub no_subscribe: bool,
+    #[serde(rename = "NoAutoSubscribe", default)]
+    pub no_auto_subscribe: bool,
+}
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
@@ -27,39 +38,67 @@ pub struct SessionDescription {
     pub sdp: String,
 }
 
+impl SessionDescription {
+    pub fn offer(sdp: impl Into<String>) -> Self {
+        Self {
+            kind: "offer".to_owned(),
+            sdp: sdp.into(),
+        }
+    }
+
+    pub fn answer(sdp: impl Into<String>) -> Self {
+        Self {
+            kind: "answer".to_owned(),
+            sdp: sdp.into(),
+        }
+    }
+}
+
 /// An `RTCIceCandidateInit`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CandidateInit {
     pub candidate: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdp_mid: Option<String>,
-    #[serde(default, rename = "sdpMLineIndex")]
+    #[serde(
+        default,
+        rename = "sdpMLineIndex",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sdp_m_line_index: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username_fragment: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `join`'s params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinParams {
     pub sid: String,
     #[serde(default)]
     pub uid: String,
     pub offer: SessionDescription,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<JoinConfig>,
     /// A join token, when the client does not pass `access_token` in the URL.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The params of `offer` (a call) and `answer` (a notification).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DescParams {
     pub desc: SessionDescription,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Which PeerConnection a trickled candidate belongs to.
+pub const TARGET_PUBLISHER: u8 = 0;
+pub const TARGET_SUBSCRIBER: u8 = 1;
+
+/// `trickle`'s params, both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrickleParams {
+    /// [`TARGET_PUBLISHER`] or [`TARGET_SUBSCRIBER`].
     pub target: u8,
     pub candidate: CandidateInit,
 }
@@ -100,12 +139,19 @@ impl RpcError {
     }
 }
 
+/// A call's successful reply.
 pub fn result(id: &Value, result: impl Serialize) -> String {
     json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
 }
 
+/// A notification: no id, no reply.
 pub fn notification(method: &str, params: impl Serialize) -> String {
     json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+/// A call, answered by a result or an error with the same `id`.
+pub fn request(id: &Value, method: &str, params: impl Serialize) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
 }
 
 #[derive(Deserialize)]
@@ -230,6 +276,47 @@ mod tests {
         };
         let config = params.config.unwrap();
         assert!(config.no_publish && config.no_auto_subscribe && !config.no_subscribe);
+    }
+
+    #[test]
+    fn what_a_client_sends_is_what_the_server_parses() {
+        let join = JoinParams {
+            sid: "room".to_owned(),
+            uid: "u1".to_owned(),
+            offer: SessionDescription::offer("v=0"),
+            config: Some(JoinConfig {
+                no_subscribe: true,
+                ..JoinConfig::default()
+            }),
+            token: None,
+        };
+        let text = request(&Value::from(5), "join", &join);
+        assert!(!text.contains("token"), "{text}");
+        assert_eq!(
+            parse(&text).unwrap(),
+            Incoming::Join {
+                id: Value::from(5),
+                params: join
+            }
+        );
+        let trickle = TrickleParams {
+            target: TARGET_SUBSCRIBER,
+            candidate: CandidateInit {
+                candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".to_owned(),
+                sdp_mid: Some("0".to_owned()),
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            },
+        };
+        let text = notification("trickle", &trickle);
+        assert_eq!(parse(&text).unwrap(), Incoming::Trickle(trickle));
+        let answer = DescParams {
+            desc: SessionDescription::answer("v=0"),
+        };
+        assert_eq!(
+            parse(&notification("answer", &answer)).unwrap(),
+            Incoming::Answer(answer)
+        );
     }
 
     #[test]
