@@ -190,7 +190,7 @@ pub async fn run(
         keyframe_interval: Duration::from_secs(2),
         agent_cpu: args.agent_cpu,
     };
-    let mut painter = Painter::new();
+    let mut painter = PhaseBar::new();
     if args.calibrate {
         let policy = Policy {
             max_subscribers: args.subscribers.max(1),
@@ -349,12 +349,12 @@ async fn resolve_target(
 }
 
 /// Progress on stderr: a bar on a terminal; elsewhere one plain line per phase.
-struct Painter {
+struct PhaseBar {
     bar: Option<ProgressBar>,
     phase: &'static str,
 }
 
-impl Painter {
+impl PhaseBar {
     fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());

@@ -520,7 +520,7 @@ impl Session {
         let record = probe.node_record().await;
         // Packets sent just before the end are still on their way.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let snapshots: Vec<Vec<stats::Snapshot>> = self
+        let snapshots: Vec<Vec<stats::Received>> = self
             .members
             .iter()
             .map(|m| m.participant.tracks().iter().map(|t| t.take()).collect())
@@ -635,7 +635,7 @@ impl Session {
             let Some(source) = self.sources.iter().find(|s| s.index == index) else {
                 continue;
             };
-            let snapshots: Vec<&stats::Snapshot> = m.snapshots[member]
+            let snapshots: Vec<&stats::Received> = m.snapshots[member]
                 .iter()
                 .filter(|s| s.source == Some(index))
                 .collect();
@@ -767,7 +767,7 @@ struct Measured {
     start_us: u64,
     end_us: u64,
     seconds: f64,
-    snapshots: Vec<Vec<stats::Snapshot>>,
+    snapshots: Vec<Vec<stats::Received>>,
     counters0: BTreeMap<(usize, u32), (u64, u64)>,
     counters1: BTreeMap<(usize, u32), (u64, u64)>,
     packets_out: Option<f64>,

@@ -124,7 +124,7 @@ pub struct Arrival {
 }
 
 /// What one subscriber has received on one remote track so far.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Received {
     pub kind: Kind,
     /// The publisher track index found in its stamps.
@@ -245,17 +245,13 @@ impl RemoteTrackStats {
     }
 
     /// A copy of the counters, and the arrivals taken out.
-    pub fn take(&self) -> Snapshot {
+    pub fn take(&self) -> Received {
         let mut state = self.lock();
         let received = &mut state.1;
-        Snapshot {
-            kind: received.kind,
-            source: received.source,
-            packets: received.packets,
-            bytes: received.bytes,
-            first_stamp_us: received.first_stamp_us,
-            last_us: received.last_us,
-            arrivals: std::mem::take(&mut received.arrivals),
+        let arrivals = std::mem::take(&mut received.arrivals);
+        Received {
+            arrivals,
+            ..received.clone()
         }
     }
 
@@ -269,18 +265,6 @@ impl RemoteTrackStats {
     fn lock(&self) -> std::sync::MutexGuard<'_, (Receiver, Received)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// [`RemoteTrackStats::take`]'s result.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub kind: Kind,
-    pub source: Option<u32>,
-    pub packets: u64,
-    pub bytes: u64,
-    pub first_stamp_us: Option<u64>,
-    pub last_us: u64,
-    pub arrivals: Vec<Arrival>,
 }
 
 /// A latency histogram in µs, 3 significant digits, up to 10 minutes.

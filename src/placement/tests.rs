@@ -520,7 +520,11 @@ proptest! {
         req.strategy = Pick::Binpack;
         let decision = decide(&snap, &req, &Policy::default());
         if let Decision::Place { node, demand } = &decision {
-            let is_used = |id: &str| committed(&snap, id) > 0;
+            // Used as placement counts it: committed units, or sessions the agent reports.
+            let is_used = |id: &str| {
+                committed(&snap, id) > 0
+                    || snap.nodes.iter().any(|n| n.id == id && n.stats.sessions > 0)
+            };
             let spec = ClassSpec::of(req.class);
             let eligible = candidates(&snap, &req.sid, &spec, *demand, &Policy::default());
             let chosen = eligible.iter().find(|c| &c.node.id == node).expect("chosen is eligible");
