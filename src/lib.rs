@@ -10,9 +10,12 @@
 //! - [`token`]: join tokens (HS256 JWT bound to session and node): issue and verify.
 //! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
 //! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
-//! - [`gce`]: the Compute Engine v1 REST client and its credentials.
-//! - [`provider`]: creating and deleting machines for agents: GCE VMs or local processes.
+//! - [`compute`]: the Compute Engine v1 REST client and its credentials.
+//! - [`provider`]: creating and deleting machines for agents: GCE VMs or local processes,
+//!   and the one lifecycle of an instance (spawn, register, drain, delete).
 //! - [`autoscale`]: the pure `plan(snapshot, policy)` and the leader-elected loop that runs it.
+//! - [`protocol`]: ion-sfu's JSON-RPC, for the agent and every client.
+//! - [`backoff`], [`text`]: the shared retry backoff; ages and one-line errors.
 //! - [`loadtest`]: `ionctl loadtest`: webrtc-rs participants against an agent, loss, latency
 //!   and the agent's CPU per forwarded packet; `--calibrate` measures `units_per_vcpu`.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
@@ -26,7 +29,7 @@ pub mod backoff;
 pub mod bench;
 pub mod capacity;
 pub mod cli;
-pub mod gce;
+pub mod compute;
 pub mod loadtest;
 pub mod model;
 pub mod placement;

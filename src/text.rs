@@ -16,7 +16,7 @@ pub fn short_age(age: Duration) -> String {
 
 /// The error and its causes on one line, what failed first and then why, each cause once.
 /// Many errors already say their cause in their own message (`size 9: a group takes at most
-/// 6…`, a retry's "gave up after 8 attempts: <last error>"), and walking the chain after them
+/// 6…`, a retry's "gave up after 8 attempts: `<last error>`"), and walking the chain after them
 /// would print it twice; a cause whose text is already on the line is left out.
 pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = String::new();

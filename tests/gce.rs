@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use fake::{AuthCheck, FakeCompute, FakeMetadata, Fault, Route};
 use harness::{Etcd, stderr, stdout, unique_prefix};
-use ion_cluster::gce::{
+use ion_cluster::compute::{
     Auth, AuthMode, ClientConfig, ComputeClient, GceError, RetryPolicy, install_crypto_provider,
 };
 use ion_cluster::provider::gce::{GceProvider, GceSettings};

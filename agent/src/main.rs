@@ -6,10 +6,10 @@ mod drain;
 mod hold;
 mod metrics;
 mod ownership;
-mod report;
+mod registration;
 mod sfu;
 mod shutdown;
-mod signal;
+mod signaling;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use clap::Parser;
 use tokio::sync::watch;
 
 use config::{AgentConfig, Flags};
-use report::{HostSampler, NodeIdentity, Reporter, ReporterLinks, metadata};
+use registration::{HostSampler, NodeIdentity, Reporter, ReporterLinks, metadata};
 use sfu::{MediaCounters, MediaSampler, Sfu};
 
 /// Exit code for a configuration the agent cannot start with.
@@ -152,7 +152,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         drain_rx.clone(),
         hold_tx,
     );
-    let context = Arc::new(signal::SignalContext {
+    let context = Arc::new(signaling::SignalContext {
         sfu,
         ownership,
         config: config.signal.clone(),
@@ -160,7 +160,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         node_id: config.cluster.node_id.clone(),
         join_secret: config.join_secret(),
     });
-    let server = tokio::spawn(signal::serve(listener, context, shutdown.clone()));
+    let server = tokio::spawn(signaling::serve(listener, context, shutdown.clone()));
     Reporter::new(
         &config,
         identity,

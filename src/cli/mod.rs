@@ -81,7 +81,7 @@ pub enum Command {
 pub fn main(connector: Option<Arc<dyn Connector>>) -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    crate::gce::install_crypto_provider();
+    crate::compute::install_crypto_provider();
     match run(cli, connector) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

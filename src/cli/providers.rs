@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use super::{CliError, Context};
-use crate::gce::AuthMode;
+use crate::compute::AuthMode;
 use crate::model::Keys;
 use crate::provider::Provider;
 use crate::provider::gce::{GceProvider, GceSettings};

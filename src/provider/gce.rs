@@ -16,11 +16,11 @@ use super::{
     CLUSTER_LABEL, HOLD_LABEL, Instance, InstanceSpec, InstanceStatus, Progress, Provider,
     ProviderError, ProviderEvent, agent_env_string, label_value, validate_name,
 };
-use crate::gce::types::{
+use crate::compute::types::{
     AccessConfig, AttachedDisk, DiskInitializeParams, InsertInstance, Metadata, MetadataItem,
     NetworkInterface, Scheduling, ServiceAccount, Tags, last_segment,
 };
-use crate::gce::{Auth, AuthMode, ClientConfig, ComputeClient, DEFAULT_BASE_URL, RetryPolicy};
+use crate::compute::{Auth, AuthMode, ClientConfig, ComputeClient, DEFAULT_BASE_URL, RetryPolicy};
 
 /// The metadata key that carries the exact session id of a hold.
 pub const HOLD_METADATA_KEY: &str = "ion-hold";
@@ -250,7 +250,7 @@ impl GceProvider {
     }
 }
 
-fn to_instance(vm: crate::gce::types::Instance) -> Instance {
+fn to_instance(vm: crate::compute::types::Instance) -> Instance {
     Instance {
         zone: last_segment(&vm.zone).to_owned(),
         machine_type: last_segment(&vm.machine_type).to_owned(),
@@ -312,7 +312,7 @@ impl Provider for GceProvider {
                 name: name.clone(),
                 zone: zone.clone(),
             });
-            let observe = |op: &crate::gce::types::Operation| {
+            let observe = |op: &crate::compute::types::Operation| {
                 progress.report(ProviderEvent::Operation {
                     name: name.clone(),
                     zone: zone.clone(),
@@ -385,7 +385,7 @@ impl Provider for GceProvider {
             name: name.to_owned(),
             zone: zone.to_owned(),
         });
-        let observe = |op: &crate::gce::types::Operation| {
+        let observe = |op: &crate::compute::types::Operation| {
             progress.report(ProviderEvent::Operation {
                 name: name.to_owned(),
                 zone: zone.to_owned(),

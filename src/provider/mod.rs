@@ -21,7 +21,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::gce::GceError;
+use crate::compute::GceError;
 
 /// The label every instance of a cluster carries (GCE), with the cluster's name as value.
 pub const CLUSTER_LABEL: &str = "ion-cluster";
