@@ -6,9 +6,9 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
+use super::values::ClassArg;
 use super::{CliError, Context};
 use crate::bench::{BenchError, BenchOptions, run};
-use crate::model::SessionClass;
 use crate::placement::Strategy;
 use crate::placer::checked_request;
 use crate::store::Store;
@@ -34,8 +34,8 @@ pub struct PlaceBenchArgs {
     #[arg(long, default_value_t = 2000)]
     pub operations: u32,
     /// Class of every placed session.
-    #[arg(long, value_enum, default_value_t = SessionClass::Group)]
-    pub class: SessionClass,
+    #[arg(long, value_enum, default_value_t = ClassArg::Group)]
+    pub class: ClassArg,
     /// Size of every placed session; small ones put the most reservations on one node.
     #[arg(long, default_value_t = 2)]
     pub size: u32,
@@ -48,7 +48,8 @@ pub struct PlaceBenchArgs {
 
 pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliError> {
     let BenchWhat::Place(args) = args.what;
-    checked_request(None, args.class, args.size, Strategy::Binpack).map_err(CliError::usage)?;
+    checked_request(None, args.class.into(), args.size, Strategy::Binpack)
+        .map_err(CliError::usage)?;
     // Everything goes under a prefix of its own, deleted at the end, so a real cluster under
     // the configured prefix is never touched.
     let mut etcd = context.etcd.clone();
@@ -62,7 +63,7 @@ pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliErro
         nodes: args.nodes,
         operations: args.operations,
         concurrency: args.concurrency,
-        class: args.class,
+        class: args.class.into(),
         size: args.size,
     };
     let results = run(&store, &options, |step| {

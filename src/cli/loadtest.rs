@@ -14,12 +14,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table, write_stdout};
+use super::values::{AgentCpuArg, ClassArg};
 use super::{CliError, Context, Exit, GlobalArgs};
 use crate::api::PlaceAnswer;
 use crate::loadtest::calibrate::Policy;
 use crate::loadtest::media::VideoShape;
 use crate::loadtest::peer::Connector;
-use crate::loadtest::report::AgentCpuFrom;
 use crate::loadtest::report::{AgentReport, CalibrationReport, ClientReport, Report, Summary};
 use crate::loadtest::{self, AgentProbe, Progress};
 use crate::model::SessionClass;
@@ -42,7 +42,7 @@ pub struct LoadtestArgs {
     /// Session class for --place [default: livestream for one publisher and more than 5
     /// subscribers, else group up to 6 participants, meeting up to 50, conference above].
     #[arg(long, value_enum, requires = "place")]
-    pub class: Option<SessionClass>,
+    pub class: Option<ClassArg>,
     /// Session id [default: loadtest-<random>, or a new UUID with --place].
     #[arg(long = "session", value_name = "S")]
     pub session: Option<String>,
@@ -81,8 +81,8 @@ pub struct LoadtestArgs {
     /// Where the agent's CPU comes from: proc (/proc of a local agent), metrics (the
     /// agent's own process_cpu_seconds_total on its /metrics, also remote), etcd (its node
     /// record: the whole machine); auto takes the first of these that is available.
-    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = AgentCpuFrom::Auto)]
-    pub agent_cpu: AgentCpuFrom,
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = AgentCpuArg::Auto)]
+    pub agent_cpu: AgentCpuArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -188,7 +188,7 @@ pub async fn run(
         warmup: args.warmup,
         join_timeout: Duration::from_secs(5),
         keyframe_interval: Duration::from_secs(2),
-        agent_cpu: args.agent_cpu,
+        agent_cpu: args.agent_cpu.into(),
     };
     let mut painter = PhaseBar::new();
     if args.calibrate {
@@ -283,9 +283,10 @@ async fn resolve_target(
     } else {
         args.subscribers
     };
-    let class = args
-        .class
-        .unwrap_or_else(|| default_class(publishers, subscribers));
+    let class = args.class.map_or_else(
+        || default_class(publishers, subscribers),
+        SessionClass::from,
+    );
     let size = match class {
         SessionClass::Livestream => subscribers.max(1),
         _ => publishers + subscribers,

@@ -19,6 +19,7 @@ mod serve;
 mod sessions;
 mod spawn;
 mod top;
+mod values;
 
 use std::process::ExitCode;
 use std::sync::Arc;

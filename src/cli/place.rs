@@ -9,17 +9,16 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
+use super::values::{ClassArg, StrategyArg};
 use super::{CliError, Context, Exit};
 use crate::api::PlaceAnswer;
-use crate::model::SessionClass;
-use crate::placement::Strategy;
 use crate::placer::{Outcome, Placer, PlacerOptions, Progress, checked_request};
 
 #[derive(Debug, Args)]
 pub struct PlaceArgs {
     /// Session class; it sets the size limits, demand and headroom.
     #[arg(long, value_enum)]
-    pub class: SessionClass,
+    pub class: ClassArg,
     /// Participants (viewers for livestream, tracks for recording).
     #[arg(long)]
     pub size: u32,
@@ -27,8 +26,8 @@ pub struct PlaceArgs {
     #[arg(long = "session")]
     pub session: Option<String>,
     /// How to pick among the nodes that fit.
-    #[arg(long, value_enum, default_value_t = Strategy::Binpack)]
-    pub strategy: Strategy,
+    #[arg(long, value_enum, default_value_t = StrategyArg::Binpack)]
+    pub strategy: StrategyArg,
     /// When no node fits, watch the cluster this long for one (e.g. 30s, 5m).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
@@ -41,8 +40,13 @@ pub struct PlaceArgs {
 
 pub async fn run(context: &Context, args: PlaceArgs) -> Result<(), CliError> {
     // Everything about the request is checked before etcd is contacted.
-    let request = checked_request(args.session, args.class, args.size, args.strategy)
-        .map_err(CliError::usage)?;
+    let request = checked_request(
+        args.session,
+        args.class.into(),
+        args.size,
+        args.strategy.into(),
+    )
+    .map_err(CliError::usage)?;
     let secret = context.join_secret()?;
     let store = context.store().await?;
     let options = PlacerOptions {

@@ -167,7 +167,9 @@ pub fn gce_settings(
         s.udp_port = v;
     }
     if let Some(v) = env("IONCTL_GCE_AUTH") {
-        s.auth = AuthMode::from_str(&v, true).map_err(|_| {
+        // The config file's names (kebab-case), in any case, as clap's parser took them.
+        let name = serde_json::Value::String(v.to_ascii_lowercase());
+        s.auth = serde_json::from_value::<AuthMode>(name).map_err(|_| {
             CliError::usage(anyhow!(
                 "IONCTL_GCE_AUTH={v:?} is not valid: use adc, metadata or key-file"
             ))

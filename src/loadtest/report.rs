@@ -95,7 +95,7 @@ pub enum CpuSource {
 }
 
 /// Which source of the agent's CPU to use (`ionctl loadtest --agent-cpu`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AgentCpuFrom {
     /// The first available of proc, metrics, etcd.
     #[default]

@@ -8,19 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Units;
 
 /// The kinds of session the capacity model knows (docs/placement.md).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionClass {
     /// 2..6 participants, everyone sees everyone.

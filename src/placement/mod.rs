@@ -46,7 +46,7 @@ impl Snapshot {
 }
 
 /// Which eligible node wins.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Fill used nodes first, the fullest after placement wins, so empty nodes can go.

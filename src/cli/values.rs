@@ -1,0 +1,75 @@
+//! clap's view of the library's enums, so the model, placement and the load-test library carry
+//! no CLI derive: each flag's values with their help, and the conversion into the library's
+//! own type.
+
+use clap::ValueEnum;
+
+use crate::loadtest::report::AgentCpuFrom;
+use crate::model::SessionClass;
+use crate::placement::Strategy;
+
+/// `--class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClassArg {
+    /// 2..6 participants, everyone sees everyone.
+    Group,
+    /// 2..50 participants, last-N video of 9.
+    Meeting,
+    /// 2..300 participants, up to 6 speakers.
+    Conference,
+    /// 1 publisher and n viewers, on dedicated nodes.
+    Livestream,
+    /// A recorder of n tracks, on a dedicated node.
+    Recording,
+}
+
+impl From<ClassArg> for SessionClass {
+    fn from(class: ClassArg) -> Self {
+        match class {
+            ClassArg::Group => SessionClass::Group,
+            ClassArg::Meeting => SessionClass::Meeting,
+            ClassArg::Conference => SessionClass::Conference,
+            ClassArg::Livestream => SessionClass::Livestream,
+            ClassArg::Recording => SessionClass::Recording,
+        }
+    }
+}
+
+/// `--strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// Fill used nodes first, the fullest after placement wins, so empty nodes can go.
+    Binpack,
+    /// The least utilised node after placement wins.
+    Spread,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(strategy: StrategyArg) -> Self {
+        match strategy {
+            StrategyArg::Binpack => Strategy::Binpack,
+            StrategyArg::Spread => Strategy::Spread,
+        }
+    }
+}
+
+/// `ionctl loadtest --agent-cpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentCpuArg {
+    /// The first available of proc, metrics, etcd.
+    Auto,
+    Proc,
+    Metrics,
+    Etcd,
+}
+
+impl From<AgentCpuArg> for AgentCpuFrom {
+    fn from(source: AgentCpuArg) -> Self {
+        match source {
+            AgentCpuArg::Auto => AgentCpuFrom::Auto,
+            AgentCpuArg::Proc => AgentCpuFrom::Proc,
+            AgentCpuArg::Metrics => AgentCpuFrom::Metrics,
+            AgentCpuArg::Etcd => AgentCpuFrom::Etcd,
+        }
+    }
+}
