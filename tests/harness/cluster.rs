@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use etcd_client::GetOptions;
 use ion_cluster::capacity::ClassSpec;
-use ion_cluster::model::{NodeRecord, NodeState, NodeStats, SessionRecord};
+use ion_cluster::model::{NodeRecord, NodeStats, SessionRecord};
 use ion_cluster::store::Store;
 
 /// A ready node of `vcpus` × 150 units, up for an hour, whose agent spends `cpu` (0..1 of its

@@ -33,8 +33,8 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -48,8 +48,9 @@ use webrtc::rtp_transceiver::RtpTransceiver;
 
 use ion_cluster::loadtest::client::candidate_init;
 use ion_cluster::loadtest::pc::{self, OPUS_PT, VP8_PT, opus, vp8};
+use ion_cluster::loadtest::signal::{Incoming, Signal, SignalError};
 use ion_cluster::protocol::{
-    self, DescParams, JoinConfig, JoinParams, SessionDescription, TrickleParams,
+    DescParams, JoinConfig, JoinParams, SessionDescription, TrickleParams,
 };
 
 /// Marks the packet number inside every generated payload.
@@ -183,7 +184,6 @@ struct Shared {
     subscriber_state: Mutex<Option<RTCPeerConnectionState>>,
     /// Anything that went wrong in a background task, and stray JSON-RPC errors.
     problems: Mutex<Vec<String>>,
-    closed: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -314,55 +314,17 @@ async fn new_pc(
     Ok(pc::peer_connection(handler, role == Role::Publisher, "127.0.0.1").await?)
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>>;
-
-/// The JSON-RPC side of a peer: calls with replies, and notifications.
-#[derive(Clone)]
-struct Signal {
-    out: mpsc::UnboundedSender<Message>,
-    pending: Pending,
-    next_id: Arc<AtomicU64>,
-}
-
-impl Signal {
-    async fn call(&self, method: &str, params: impl serde::Serialize) -> anyhow::Result<Value> {
-        let reply = self.send_call(method, params)?;
-        Self::reply(method, reply).await
-    }
-
-    /// Sends a call now; the reply is awaited with [`Signal::reply`].
-    fn send_call(
-        &self,
-        method: &str,
-        params: impl serde::Serialize,
-    ) -> anyhow::Result<oneshot::Receiver<Result<Value, RpcError>>> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("lock").insert(id, tx);
-        let text = protocol::request(&Value::from(id), method, params);
-        self.out
-            .send(Message::text(text))
-            .map_err(|_| anyhow!("the signaling connection is closed"))?;
-        Ok(rx)
-    }
-
-    async fn reply(
-        method: &str,
-        rx: oneshot::Receiver<Result<Value, RpcError>>,
-    ) -> anyhow::Result<Value> {
-        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
-            Ok(Ok(Ok(result))) => Ok(result),
-            Ok(Ok(Err(error))) => Err(error.into()),
-            Ok(Err(_)) => bail!("the signaling connection closed before {method:?} was answered"),
-            Err(_) => bail!("no reply to {method:?} within {CALL_TIMEOUT:?}"),
+/// A call's failure as the tests see it: a JSON-RPC error answer is an [`RpcError`] inside
+/// the `anyhow::Error`, so a test can downcast to it; anything else stays as the client said.
+fn call_error(error: SignalError) -> anyhow::Error {
+    match error {
+        SignalError::Rpc { code, message, .. } => RpcError {
+            id: Value::Null,
+            code,
+            message,
         }
-    }
-
-    fn notify(&self, method: &str, params: impl serde::Serialize) -> anyhow::Result<()> {
-        let text = protocol::notification(method, params);
-        self.out
-            .send(Message::text(text))
-            .map_err(|_| anyhow!("the signaling connection is closed"))
+        .into(),
+        other => other.into(),
     }
 }
 
@@ -394,67 +356,34 @@ impl Peer {
         // ion-sdk-js's join offer carries only its API data channel.
         publisher.create_data_channel("ion-sfu", None).await?;
 
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // The library's ion-sfu client: calls, notifications, and what the server sends unasked.
+        let (signal, incoming, signal_tasks) = Signal::connect(url, CALL_TIMEOUT)
             .await
             .with_context(|| format!("connecting to {url}"))?;
-        let (mut sink, mut stream) = ws.split();
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let signal = Signal {
-            out: out_tx,
-            pending: Pending::default(),
-            next_id: Arc::new(AtomicU64::new(1)),
-        };
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(async move {
-            while let Some(message) = out_rx.recv().await {
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        }));
-
-        // Server offers are answered in order by one task.
-        let (offers_tx, mut offers_rx) = mpsc::unbounded_channel::<String>();
+        let mut tasks = signal_tasks;
+        let Incoming {
+            offers: mut offers_rx,
+            candidates: mut server_candidates,
+        } = incoming;
+        // Server candidates arrive as JSON; the PeerConnections want webrtc-rs candidates.
         let (remote_candidates_tx, mut remote_candidates_rx) =
             mpsc::unbounded_channel::<(u8, RTCIceCandidateInit)>();
         {
-            let pending = signal.pending.clone();
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move {
-                while let Some(message) = stream.next().await {
-                    match message {
-                        Ok(Message::Text(text)) => dispatch(
-                            text.as_str(),
-                            &pending,
-                            &shared,
-                            &offers_tx,
-                            &remote_candidates_tx,
-                        ),
-                        Ok(Message::Close(frame)) => {
-                            let reason = frame.map_or_else(
-                                || "closed without a reason".to_owned(),
-                                |f| format!("{} {}", u16::from(f.code), f.reason),
-                            );
-                            *shared.closed.lock().expect("lock") = Some(reason);
-                            break;
+                while let Some((target, candidate)) = server_candidates.recv().await {
+                    match serde_json::from_value::<RTCIceCandidateInit>(candidate) {
+                        Ok(candidate) => {
+                            let _ = remote_candidates_tx.send((target, candidate));
                         }
-                        Ok(_) => {}
                         Err(error) => {
-                            *shared.closed.lock().expect("lock") = Some(format!("error: {error}"));
-                            break;
+                            shared.problem(format!("a malformed server candidate: {error}"))
                         }
                     }
                 }
-                shared
-                    .closed
-                    .lock()
-                    .expect("lock")
-                    .get_or_insert_with(|| "the stream ended".to_owned());
-                // Dropping the waiting repliers fails their calls at once.
-                pending.lock().expect("lock").clear();
             }));
         }
+        // Server offers are answered in order by one task.
         {
             let subscriber = subscriber.clone();
             let signal = signal.clone();
@@ -522,11 +451,11 @@ impl Peer {
             local: Mutex::new(Vec::new()),
             tasks: Mutex::new(tasks),
         };
-        let answer = match Signal::reply("join", join).await {
+        let answer = match join.wait(CALL_TIMEOUT).await {
             Ok(answer) => answer,
             Err(error) => {
                 peer.close().await;
-                return Err(error);
+                return Err(call_error(error));
             }
         };
         let sdp = answer_sdp(&answer).context("the join result")?;
@@ -639,8 +568,10 @@ impl Peer {
                 DescParams {
                     desc: SessionDescription::offer(offer.sdp),
                 },
+                CALL_TIMEOUT,
             )
-            .await?;
+            .await
+            .map_err(call_error)?;
         let sdp = answer_sdp(&answer).context("the offer result")?;
         self.publisher
             .set_remote_description(RTCSessionDescription::answer(sdp)?)
@@ -749,14 +680,17 @@ impl Peer {
         *self.shared.subscriber_state.lock().expect("lock")
     }
 
-    /// Background failures and stray JSON-RPC errors so far.
+    /// Background failures and stray JSON-RPC errors so far (the client's and the signaling
+    /// connection's).
     pub fn problems(&self) -> Vec<String> {
-        self.shared.problems.lock().expect("lock").clone()
+        let mut problems = self.shared.problems.lock().expect("lock").clone();
+        problems.extend(self.signal.problems());
+        problems
     }
 
     /// Why the signaling connection closed, once it has.
     pub fn signal_closed(&self) -> Option<String> {
-        self.shared.closed.lock().expect("lock").clone()
+        self.signal.closed_reason()
     }
 
     /// Leaves: stops the generators, closes the WebSocket and both PeerConnections.
@@ -787,62 +721,6 @@ fn answer_sdp(result: &Value) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("the answer has no sdp: {result}"))
-}
-
-fn dispatch(
-    text: &str,
-    pending: &Pending,
-    shared: &Shared,
-    offers: &mpsc::UnboundedSender<String>,
-    candidates: &mpsc::UnboundedSender<(u8, RTCIceCandidateInit)>,
-) {
-    let Ok(message) = serde_json::from_str::<Value>(text) else {
-        shared.problem(format!(
-            "the server sent something that is not JSON: {text}"
-        ));
-        return;
-    };
-    match message["method"].as_str() {
-        Some("offer") => match message["params"]["sdp"].as_str() {
-            Some(sdp) if message["params"]["type"] == "offer" => {
-                let _ = offers.send(sdp.to_owned());
-            }
-            _ => shared.problem(format!("a malformed offer notification: {text}")),
-        },
-        Some("trickle") => {
-            let target = message["params"]["target"].as_u64().unwrap_or(u64::MAX);
-            match serde_json::from_value::<RTCIceCandidateInit>(
-                message["params"]["candidate"].clone(),
-            ) {
-                Ok(candidate) if target <= 1 => {
-                    let _ = candidates.send((target as u8, candidate));
-                }
-                _ => shared.problem(format!("a malformed trickle notification: {text}")),
-            }
-        }
-        Some(other) => shared.problem(format!("an unknown notification {other:?}: {text}")),
-        None => {
-            let reply = match message.get("error") {
-                Some(error) => Err(RpcError {
-                    id: message["id"].clone(),
-                    code: error["code"].as_i64().unwrap_or_default(),
-                    message: error["message"].as_str().unwrap_or_default().to_owned(),
-                }),
-                None => Ok(message["result"].clone()),
-            };
-            let waiter = message["id"]
-                .as_u64()
-                .and_then(|id| pending.lock().expect("lock").remove(&id));
-            match (waiter, reply) {
-                (Some(waiter), reply) => {
-                    let _ = waiter.send(reply);
-                }
-                // An error for a notification (answer, trickle) has no caller to go to.
-                (None, Err(error)) => shared.problem(format!("stray {error}")),
-                (None, Ok(_)) => shared.problem(format!("a reply nobody waits for: {text}")),
-            }
-        }
-    }
 }
 
 async fn answer_offer(
