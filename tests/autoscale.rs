@@ -75,6 +75,23 @@ impl Cluster {
         ionctl_with_env(&all, &env).await
     }
 
+    /// `ionctl spawn --provider local --wait` of one n1-standard-1 named `name`.
+    async fn spawn_small(&self, name: &str) {
+        let output = self
+            .ionctl(&[
+                "spawn",
+                "--provider",
+                "local",
+                "--machine-type",
+                "n1-standard-1",
+                "--name",
+                name,
+                "--wait",
+            ])
+            .await;
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
     /// Starts a long-running `ionctl autoscale`; its stdout goes to `<dir>/<identity>.out`.
     fn autoscale(&mut self, identity: &str, extra: &[&str]) -> usize {
         let mut args = vec![
@@ -257,19 +274,7 @@ async fn idle_nodes_are_drained_and_deleted_and_a_busy_node_is_kept() {
     let mut cluster = Cluster::start("autoscale-idle").await;
     let store = cluster.etcd.store(&cluster.prefix).await;
     for name in ["ion-idle", "ion-busy"] {
-        let output = cluster
-            .ionctl(&[
-                "spawn",
-                "--provider",
-                "local",
-                "--machine-type",
-                "n1-standard-1",
-                "--name",
-                name,
-                "--wait",
-            ])
-            .await;
-        assert!(output.status.success(), "{}", stderr(&output));
+        cluster.spawn_small(name).await;
     }
     let session = SessionRecord {
         sid: "busy-room".to_owned(),
@@ -470,19 +475,7 @@ async fn on_a_busy_host_each_pending_demand_gets_one_instance_and_is_placed_on_i
     let _burner = CpuBurner::on_every_core();
     // An idle node beyond the warm pool, of a type too small for either demand: the
     // autoscaler drains it, but not before min_lifetime.
-    let output = cluster
-        .ionctl(&[
-            "spawn",
-            "--provider",
-            "local",
-            "--machine-type",
-            "n1-standard-1",
-            "--name",
-            "ion-extra",
-            "--wait",
-        ])
-        .await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    cluster.spawn_small("ion-extra").await;
     let extra_created = Cluster::instances(&store)
         .await
         .into_iter()

@@ -74,6 +74,8 @@ pub enum AutoscaleError {
     },
     #[error("lost the autoscaler lease; another replica may lead now")]
     LostLease,
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
 }
 
 /// Campaigns, then runs ticks until `shutdown` resolves (or after one tick with `once`).
@@ -236,12 +238,7 @@ impl Autoscaler {
                     InstanceState::Creating | InstanceState::Booting
                 )
             {
-                instance = lifecycle::registered(&self.store, instance, now)
-                    .await
-                    .map_err(|e| match e {
-                        LifecycleError::Record { source, .. } => AutoscaleError::Store(source),
-                        other => unreachable!("registering only writes the record: {other}"),
-                    })?;
+                instance = lifecycle::registered(&self.store, instance, now).await?;
                 (self.report)(Report::Registered {
                     instance: instance.name.clone(),
                 });
@@ -318,7 +315,6 @@ impl Autoscaler {
         snapshot: &Snapshot,
         covers: &BTreeMap<String, Cover>,
     ) -> Result<(), AutoscaleError> {
-        let keys = self.store.keys().clone();
         for instance in &snapshot.instances {
             let waiting: Vec<(&String, &String)> = covers
                 .iter()
@@ -345,11 +341,7 @@ impl Autoscaler {
                     why: (*why).clone(),
                 });
             }
-            let mut updated = instance.clone();
-            updated.note = note;
-            self.store
-                .put(&keys.instance(&instance.name), &updated)
-                .await?;
+            lifecycle::noted(&self.store, instance.clone(), note).await?;
         }
         Ok(())
     }

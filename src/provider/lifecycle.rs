@@ -1,6 +1,6 @@
 //! The life of an instance, written once: spawn (record `instances/<name>` as `creating`, ask
 //! the provider, record `booting` with its zone, or forget it when nothing was created),
-//! register (the agent's node appeared: `ready`), drain (through the store's node-exists
+//! register (the agent's node appeared: `ready`), notes on why its demands still wait, drain (through the store's node-exists
 //! transaction), and delete (record `deleting`, ask the provider, remove the drain request and
 //! the record). `ionctl spawn`, `ionctl delete` and the autoscaler all go through here; what
 //! they print or wait for around it is theirs.
@@ -64,16 +64,16 @@ pub enum LifecycleError {
     },
 }
 
-impl LifecycleError {
-    /// The store error underneath, when etcd is what failed.
-    pub fn store_error(&self) -> Option<&StoreError> {
-        match self {
-            LifecycleError::Record { source, .. } | LifecycleError::Drain { source, .. } => {
-                Some(source)
-            }
-            _ => None,
-        }
-    }
+/// Writes `instances/<name>`: every change of an instance record goes through here.
+async fn write(store: &Store, record: &InstanceRecord) -> Result<(), LifecycleError> {
+    store
+        .put(&store.keys().instance(&record.name), record)
+        .await
+        .map(|_| ())
+        .map_err(|source| LifecycleError::Record {
+            name: record.name.clone(),
+            source,
+        })
 }
 
 /// Creates the machine of `spec` and records it: `creating` before the provider is asked,
@@ -87,11 +87,6 @@ pub async fn spawn(
     progress: &Progress,
 ) -> Result<Outcome, LifecycleError> {
     let name = spec.name.clone();
-    let key = store.keys().instance(&name);
-    let record_error = |source| LifecycleError::Record {
-        name: name.clone(),
-        source,
-    };
     let mut record = InstanceRecord {
         name: name.clone(),
         provider: provider.kind().to_owned(),
@@ -104,17 +99,17 @@ pub async fn spawn(
         registered_at: None,
         note: None,
     };
-    store.put(&key, &record).await.map_err(record_error)?;
+    write(store, &record).await?;
     match provider.create(spec, progress).await {
         Ok(instance) => {
             record.zone = instance.zone;
             record.state = InstanceState::Booting;
-            store.put(&key, &record).await.map_err(record_error)?;
+            write(store, &record).await?;
             Ok(Outcome::Spawned(record))
         }
         Err(source) => {
             // Nothing was created: the record would only count as in flight.
-            if let Err(error) = store.delete(&key).await {
+            if let Err(error) = store.delete(&store.keys().instance(&name)).await {
                 tracing::warn!(%error, instance = %name, "cannot remove the instance record");
             }
             Err(LifecycleError::Create { name, source })
@@ -130,13 +125,19 @@ pub async fn registered(
 ) -> Result<InstanceRecord, LifecycleError> {
     record.state = InstanceState::Ready;
     record.registered_at = Some(now);
-    store
-        .put(&store.keys().instance(&record.name), &record)
-        .await
-        .map_err(|source| LifecycleError::Record {
-            name: record.name.clone(),
-            source,
-        })?;
+    write(store, &record).await?;
+    Ok(record)
+}
+
+/// Why a demand the instance was spawned for still waits (`None` once none does), as the
+/// autoscaler sees it; `ionctl top` and `ionctl instances` show it.
+pub async fn noted(
+    store: &Store,
+    mut record: InstanceRecord,
+    note: Option<String>,
+) -> Result<InstanceRecord, LifecycleError> {
+    record.note = note;
+    write(store, &record).await?;
     Ok(record)
 }
 
@@ -147,13 +148,7 @@ pub async fn deleting(
     mut record: InstanceRecord,
 ) -> Result<InstanceRecord, LifecycleError> {
     record.state = InstanceState::Deleting;
-    store
-        .put(&store.keys().instance(&record.name), &record)
-        .await
-        .map_err(|source| LifecycleError::Record {
-            name: record.name.clone(),
-            source,
-        })?;
+    write(store, &record).await?;
     Ok(record)
 }
 
