@@ -8,7 +8,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    AgentProcess, AgentSpec, Etcd, JoinOptions, Media, Peer, ionctl, stderr, stdout, unique_prefix,
+    AgentProcess, AgentSpec, Etcd, JoinConfig, Media, Peer, ionctl, stderr, stdout, unique_prefix,
     wait_for,
 };
 use ion_cluster::model::{NodeRecord, NodeState};
@@ -73,11 +73,11 @@ async fn drain_keeps_existing_sessions_refuses_new_ones_and_undrain_restores_pla
         ionctl(&refs).await
     };
 
-    let alice = Peer::join(&url, "keep", "alice", JoinOptions::default())
+    let alice = Peer::join(&url, "keep", "alice", JoinConfig::default())
         .await
         .expect("alice joins");
     alice.publish(Media::BOTH).await.expect("alice publishes");
-    let bob = Peer::join(&url, "keep", "bob", JoinOptions::default())
+    let bob = Peer::join(&url, "keep", "bob", JoinConfig::default())
         .await
         .expect("bob joins");
     wait_receiving(&bob, "alice").await;
@@ -87,13 +87,13 @@ async fn drain_keeps_existing_sessions_refuses_new_ones_and_undrain_restores_pla
     wait_state(&store, "dl-1", NodeState::Draining).await;
 
     // New sessions are refused; the existing one takes a new participant and keeps flowing.
-    let refused = Peer::join(&url, "fresh", "carol", JoinOptions::default()).await;
+    let refused = Peer::join(&url, "fresh", "carol", JoinConfig::default()).await;
     let error = refused
         .err()
         .expect("a new session on a draining node is refused")
         .to_string();
     assert!(error.contains("draining"), "{error}");
-    let dave = Peer::join(&url, "keep", "dave", JoinOptions::default())
+    let dave = Peer::join(&url, "keep", "dave", JoinConfig::default())
         .await
         .expect("dave joins keep");
     wait_receiving(&dave, "alice").await;
@@ -157,11 +157,11 @@ async fn sigterm_waits_for_the_last_session_then_exits() {
     let mut agent = AgentProcess::start(&etcd, &prefix, AgentSpec::new("st-1"));
     wait_state(&store, "st-1", NodeState::Ready).await;
     let url = format!("ws://127.0.0.1:{}/ws", agent.port);
-    let alice = Peer::join(&url, "room", "alice", JoinOptions::default())
+    let alice = Peer::join(&url, "room", "alice", JoinConfig::default())
         .await
         .expect("alice joins");
     alice.publish(Media::BOTH).await.expect("alice publishes");
-    let bob = Peer::join(&url, "room", "bob", JoinOptions::default())
+    let bob = Peer::join(&url, "room", "bob", JoinConfig::default())
         .await
         .expect("bob joins");
     wait_receiving(&bob, "alice").await;

@@ -7,7 +7,7 @@ mod harness;
 use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
-    AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinOptions, Kind, Media, Peer, RawSignal, Reply,
+    AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, RawSignal, Reply,
     RpcError, VIDEO_FPS, placeholder_join, unique_prefix, wait_for,
 };
 use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
@@ -57,7 +57,7 @@ impl Node {
     }
 
     async fn join(&self, sid: &str, uid: &str) -> Peer {
-        Peer::join(&self.url(), sid, uid, JoinOptions::default())
+        Peer::join(&self.url(), sid, uid, JoinConfig::default())
             .await
             .unwrap_or_else(|e| panic!("{uid} joining {sid}: {e:#}"))
     }
@@ -490,7 +490,7 @@ async fn joins_are_refused_for_sessions_this_node_does_not_own() {
         )
         .await
         .expect("planting a session on another node");
-    let error = Peer::join(&node.url(), "theirs", "alice", JoinOptions::default())
+    let error = Peer::join(&node.url(), "theirs", "alice", JoinConfig::default())
         .await
         .err()
         .expect("the join is refused");
@@ -499,7 +499,7 @@ async fn joins_are_refused_for_sessions_this_node_does_not_own() {
         .unwrap_or_else(|| panic!("not a JSON-RPC error: {error:#}"));
     assert!(rpc.message.contains("elsewhere"), "{rpc}");
 
-    let error = Peer::join(&node.url(), "unplaced", "alice", JoinOptions::default())
+    let error = Peer::join(&node.url(), "unplaced", "alice", JoinConfig::default())
         .await
         .err()
         .expect("an unplaced join is refused");

@@ -6,7 +6,6 @@
 //! the result.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
@@ -19,7 +18,6 @@ use super::{CliError, Context, Exit, GlobalArgs};
 use crate::api::PlaceAnswer;
 use crate::loadtest::calibrate::Policy;
 use crate::loadtest::media::VideoShape;
-use crate::loadtest::peer::Connector;
 use crate::loadtest::report::{AgentReport, CalibrationReport, ClientReport, Report, Summary};
 use crate::loadtest::{self, AgentProbe, Progress};
 use crate::model::SessionClass;
@@ -127,16 +125,7 @@ struct Target {
     store: Option<Store>,
 }
 
-pub async fn run(
-    global: &GlobalArgs,
-    args: LoadtestArgs,
-    connector: Option<Arc<dyn Connector>>,
-) -> Result<(), CliError> {
-    let connector = connector.ok_or_else(|| {
-        CliError::other(anyhow!(
-            "this build of ionctl has no WebRTC client; use the ionctl binary"
-        ))
-    })?;
+pub async fn run(global: &GlobalArgs, args: LoadtestArgs) -> Result<(), CliError> {
     let publishers = if args.calibrate { 1 } else { args.publishers };
     if publishers == 0 {
         return Err(CliError::usage(anyhow!(
@@ -197,8 +186,7 @@ pub async fn run(
             ..Policy::default()
         };
         let result =
-            loadtest::run_calibration(config, connector, policy, &probe, &mut |p| painter.show(p))
-                .await;
+            loadtest::run_calibration(config, policy, &probe, &mut |p| painter.show(p)).await;
         painter.finish();
         let report = result.map_err(loadtest_error)?;
         return match args.output.output {
@@ -206,7 +194,7 @@ pub async fn run(
             OutputFormat::Table => print_calibration(&report),
         };
     }
-    let result = loadtest::run(config, connector, &probe, &mut |p| painter.show(p)).await;
+    let result = loadtest::run(config, &probe, &mut |p| painter.show(p)).await;
     painter.finish();
     let report = result.map_err(loadtest_error)?;
     match args.output.output {

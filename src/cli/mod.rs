@@ -22,15 +22,12 @@ mod top;
 mod values;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 pub use context::{Context, GlobalArgs};
 pub use exit::{CliError, EXIT_CODES_HELP, Exit};
 pub use output::{OutputArgs, OutputFormat};
-
-use crate::loadtest::peer::Connector;
 
 /// Run a fleet of WebRTC SFU servers as one cluster.
 #[derive(Debug, Parser)]
@@ -77,13 +74,11 @@ pub enum Command {
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
-/// `connector` is the WebRTC client of `ionctl loadtest`, which the binary provides (see
-/// [`crate::loadtest::peer`] for why the library has none).
-pub fn main(connector: Option<Arc<dyn Connector>>) -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     crate::compute::install_crypto_provider();
-    match run(cli, connector) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", exit::one_line(&error.source));
@@ -92,7 +87,7 @@ pub fn main(connector: Option<Arc<dyn Connector>>) -> ExitCode {
     }
 }
 
-fn run(cli: Cli, connector: Option<Arc<dyn Connector>>) -> Result<(), CliError> {
+fn run(cli: Cli) -> Result<(), CliError> {
     // The load test's hundreds of PeerConnections want every core; the other commands one.
     let mut builder = if matches!(cli.command, Command::Loadtest(_)) {
         tokio::runtime::Builder::new_multi_thread()
@@ -119,7 +114,7 @@ fn run(cli: Cli, connector: Option<Arc<dyn Connector>>) -> Result<(), CliError> 
             Command::Instances(args) => instances::run(&Context::resolve(&cli.global)?, args).await,
             Command::Delete(args) => delete::run(&Context::resolve(&cli.global)?, args).await,
             Command::Autoscale(args) => autoscale::run(&Context::resolve(&cli.global)?, args).await,
-            Command::Loadtest(args) => loadtest::run(&cli.global, args, connector).await,
+            Command::Loadtest(args) => loadtest::run(&cli.global, args).await,
             Command::Completions(args) => completions::run(args),
         }
     })

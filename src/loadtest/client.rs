@@ -1,30 +1,34 @@
-//! One load-test participant: two webrtc-rs PeerConnections (publisher and subscriber) that
-//! speak ion-sfu JSON-RPC to an agent the way ion-sdk-js 1.8.2 does.
+//! The project's one WebRTC participant: two webrtc-rs PeerConnections (publisher and
+//! subscriber) that speak ion-sfu JSON-RPC to an agent the way ion-sdk-js 1.8.2 does.
+//! `ionctl loadtest` runs hundreds of them; the integration tests' harness
+//! (`tests/harness/peer.rs`) wraps one per test participant.
 //!
 //! - `join` offers a publisher PC carrying only the `ion-sfu` data channel; `publish` adds
-//!   tracks and renegotiates with the `offer` call.
-//! - The server's `offer` notifications (the subscriber PC) are answered with the `answer`
-//!   notification, one at a time in arrival order; candidates trickle with target 0 or 1.
-//! - Published media comes from `media.rs` at real rates; PLI/FIR at the publisher PC ask the
-//!   video generator for a keyframe. Received RTP goes to `stats.rs`.
+//!   tracks and renegotiates with the `offer` call; `unpublish` removes one the same way.
+//! - The server's `offer` notifications (the subscriber PC, renegotiations included) are
+//!   answered with the `answer` notification, one at a time in arrival order; which tracks
+//!   the latest offer still sends is kept (`offered_tracks`). Candidates trickle with
+//!   target 0 or 1.
+//! - Published media comes from `send.rs` at real rates; PLI/FIR at the publisher PC ask the
+//!   track's video generator for a keyframe. Received RTP goes to `stats.rs`, per remote
+//!   track with its msid track and stream ids.
 //!
 //! Loopback-friendly settings: no mDNS and no ICE servers; the PCs bind 127.0.0.1 for a local
 //! agent and the unspecified address otherwise.
-//!
-//! This module belongs to the `ionctl` binary, not to the library: see
-//! `super::peer` for why. The library drives it through `Connector` and `Peer`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::Value;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -32,12 +36,12 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSessionDescription,
 };
+use webrtc::rtp_transceiver::RtpTransceiver;
 
-use super::media::{
-    AUDIO_CLOCK, AUDIO_PPS, VIDEO_CLOCK, VideoShape, now_us, opus_packet, vp8_frame,
-};
-use super::pc::{self, OPUS_PT, VP8_PT, opus, vp8};
-use super::peer::{ClientError, Connector, JoinSpec, Peer, Publish};
+use super::media::VideoShape;
+use super::pc::{self, opus, vp8};
+use super::peer::{ClientError, JoinSpec, Publish};
+use super::send::{send_audio, send_video};
 use super::signal::{Signal, SignalError};
 use super::stats::{Kind, RemoteTrackStats, Window};
 use crate::protocol::{
@@ -52,29 +56,58 @@ fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientE
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every guarded value here stays valid if a holder panicked: counters and lists.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One track the server sends this participant.
+pub struct RemoteTrack {
+    /// The msid track id; the agent keeps the publisher's.
+    pub track_id: String,
+    /// The msid stream id; the agent uses the publisher's uid.
+    pub stream_id: String,
+    pub kind: Kind,
+    /// What arrived on it.
+    pub stats: RemoteTrackStats,
+    ended: AtomicBool,
+    handle: Arc<dyn TrackRemote>,
+}
+
+impl RemoteTrack {
+    /// webrtc-rs ended the track. A track the server renegotiated away may not be ended
+    /// yet: see [`Participant::offered_tracks`].
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+}
+
+/// A track this participant publishes.
+struct LocalTrack {
+    index: u32,
+    transceiver: Arc<dyn RtpTransceiver>,
+    /// Its generator and keyframe-request watcher.
+    tasks: Vec<AbortHandle>,
+}
+
 /// What a participant's tasks and callbacks share.
 struct Shared {
     window: Arc<Window>,
-    tracks: Mutex<Vec<Arc<RemoteTrackStats>>>,
-    keyframe_wanted: AtomicBool,
+    tracks: Mutex<Vec<Arc<RemoteTrack>>>,
+    /// Track id → whether the server's latest subscriber offer still sends it.
+    offered: Mutex<HashMap<String, bool>>,
+    /// Server offers answered (the first negotiation counts).
+    renegotiations: AtomicU32,
     keyframe_requests: AtomicU64,
+    publisher_state: Mutex<Option<RTCPeerConnectionState>>,
+    subscriber_state: Mutex<Option<RTCPeerConnectionState>>,
     /// Background failures (a PC that failed, an offer that could not be answered).
     problems: Mutex<Vec<String>>,
 }
 
 impl Shared {
     fn problem(&self, what: String) {
-        self.problems
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(what);
-    }
-
-    /// PLI/FIR arrived: count them and have the video generator send a keyframe next.
-    fn keyframe_requested(&self, requests: u64) {
-        self.keyframe_requests
-            .fetch_add(requests, Ordering::Relaxed);
-        self.keyframe_wanted.store(true, Ordering::Relaxed);
+        lock(&self.problems).push(what);
     }
 }
 
@@ -95,10 +128,9 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
             Ok(init) => {
-                let target = if self.role == Role::Publisher {
-                    TARGET_PUBLISHER
-                } else {
-                    TARGET_SUBSCRIBER
+                let target = match self.role {
+                    Role::Publisher => TARGET_PUBLISHER,
+                    Role::Subscriber => TARGET_SUBSCRIBER,
                 };
                 let _ = self.candidates.send((target, init));
             }
@@ -107,6 +139,11 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let slot = match self.role {
+            Role::Publisher => &self.shared.publisher_state,
+            Role::Subscriber => &self.shared.subscriber_state,
+        };
+        *lock(slot) = Some(state);
         if state == RTCPeerConnectionState::Failed {
             self.shared
                 .problem(format!("the {:?} PeerConnection failed", self.role));
@@ -119,21 +156,24 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-async fn receive(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
-    let kind = match track.kind().await {
+async fn receive(shared: Arc<Shared>, handle: Arc<dyn TrackRemote>) {
+    let kind = match handle.kind().await {
         RtpCodecKind::Audio => Kind::Audio,
         RtpCodecKind::Video => Kind::Video,
         _ => return,
     };
-    let stats = Arc::new(RemoteTrackStats::new(kind));
-    shared
-        .tracks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(stats.clone());
-    while let Some(event) = track.poll().await {
+    let track = Arc::new(RemoteTrack {
+        track_id: handle.track_id().await.to_string(),
+        stream_id: handle.stream_id().await.to_string(),
+        kind,
+        stats: RemoteTrackStats::new(kind),
+        ended: AtomicBool::new(false),
+        handle: handle.clone(),
+    });
+    lock(&shared.tracks).push(track.clone());
+    while let Some(event) = handle.poll().await {
         match event {
-            TrackRemoteEvent::OnRtpPacket(packet) => stats.packet(
+            TrackRemoteEvent::OnRtpPacket(packet) => track.stats.packet(
                 &shared.window,
                 packet.header.sequence_number,
                 packet.header.timestamp,
@@ -144,6 +184,7 @@ async fn receive(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
             _ => {}
         }
     }
+    track.ended.store(true, Ordering::Relaxed);
 }
 
 async fn new_pc(
@@ -160,27 +201,31 @@ async fn new_pc(
     pc::peer_connection(handler, role == Role::Publisher, bind).await
 }
 
-/// One participant in the load test.
+/// One participant of a session.
 pub struct Participant {
     pub uid: String,
     signal: Signal,
     publisher: Arc<dyn PeerConnection>,
     subscriber: Arc<dyn PeerConnection>,
     shared: Arc<Shared>,
+    local: Mutex<Vec<LocalTrack>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     timeout: Duration,
 }
 
 impl Participant {
-    /// Connects and joins; every network wait is bounded by `spec.timeout`. `bind` is the
-    /// local address the PCs use (127.0.0.1 for a local agent).
+    /// Connects and joins; every network wait is bounded by `spec.timeout`. Received media
+    /// is counted against `window`.
     pub async fn join(spec: &JoinSpec, window: Arc<Window>) -> Result<Participant, ClientError> {
         let bind = spec.bind;
         let shared = Arc::new(Shared {
             window,
             tracks: Mutex::default(),
-            keyframe_wanted: AtomicBool::new(false),
+            offered: Mutex::default(),
+            renegotiations: AtomicU32::new(0),
             keyframe_requests: AtomicU64::new(0),
+            publisher_state: Mutex::default(),
+            subscriber_state: Mutex::default(),
             problems: Mutex::default(),
         });
         // Connect first: an unreachable agent fails before any PC is built.
@@ -211,7 +256,7 @@ impl Participant {
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(sdp) = incoming.offers.recv().await {
-                    if let Err(error) = answer_offer(&subscriber, &signal, sdp).await {
+                    if let Err(error) = answer_offer(&subscriber, &signal, &shared, sdp).await {
                         shared.problem(format!("answering a subscriber offer: {error}"));
                     }
                 }
@@ -230,7 +275,11 @@ impl Participant {
                             continue;
                         }
                     };
-                    let pc = if target == 0 { &publisher } else { &subscriber };
+                    let pc = if target == TARGET_PUBLISHER {
+                        &publisher
+                    } else {
+                        &subscriber
+                    };
                     if let Err(error) = pc.add_ice_candidate(candidate).await {
                         shared.problem(format!("adding a server candidate: {error}"));
                     }
@@ -243,6 +292,7 @@ impl Participant {
             publisher,
             subscriber,
             shared,
+            local: Mutex::default(),
             tasks: Mutex::new(tasks),
             timeout: spec.timeout,
         };
@@ -261,7 +311,7 @@ impl Participant {
                 sid: spec.sid.clone(),
                 uid: spec.uid.clone(),
                 offer: SessionDescription::offer(offer.sdp),
-                config: None,
+                config: spec.config,
                 token: spec.token.clone(),
             };
             // Candidates gathered so far wait in the channel until the join is on its way;
@@ -283,15 +333,7 @@ impl Participant {
             };
             participant.tasks().push(trickle);
             let answer = reply.wait(spec.timeout).await?;
-            let sdp = answer_sdp(&answer, "join")?;
-            participant
-                .publisher
-                .set_remote_description(
-                    RTCSessionDescription::answer(sdp).map_err(webrtc("parsing the answer"))?,
-                )
-                .await
-                .map_err(webrtc("applying the join answer"))?;
-            Ok::<_, ClientError>(())
+            participant.apply_answer(&answer, "join").await
         };
         match joined.await {
             Ok(()) => Ok(participant),
@@ -302,12 +344,13 @@ impl Participant {
         }
     }
 
-    fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        lock(&self.tasks)
     }
 
     /// Adds `tracks` to the publisher PC, renegotiates with the `offer` call, and starts
-    /// generating media on them.
+    /// generating media on them at `shape`, with a video keyframe every `keyframe_interval`
+    /// and on PLI/FIR. A track's msid is `<uid>-<kind>-<index>` in stream `<uid>`.
     pub async fn publish(
         &self,
         tracks: &[Publish],
@@ -317,14 +360,14 @@ impl Participant {
         let mut added = Vec::new();
         for publish in tracks {
             let ssrc = fastrand::u32(..);
-            let (codec, rtp_kind, label) = match publish.kind {
-                Kind::Audio => (opus(), RtpCodecKind::Audio, "audio"),
-                Kind::Video => (vp8(), RtpCodecKind::Video, "video"),
+            let (codec, rtp_kind) = match publish.kind {
+                Kind::Audio => (opus(), RtpCodecKind::Audio),
+                Kind::Video => (vp8(), RtpCodecKind::Video),
             };
             let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
                 self.uid.clone(),
-                format!("{}-{label}-{}", self.uid, publish.index),
-                label.to_owned(),
+                format!("{}-{}-{}", self.uid, publish.kind, publish.index),
+                publish.kind.to_string(),
                 rtp_kind,
                 vec![RTCRtpEncodingParameters {
                     rtp_coding_parameters: RTCRtpCodingParameters {
@@ -335,7 +378,8 @@ impl Participant {
                     ..Default::default()
                 }],
             )));
-            self.publisher
+            let transceiver = self
+                .publisher
                 .add_transceiver_from_track(
                     track.clone() as Arc<dyn TrackLocal>,
                     Some(RTCRtpTransceiverInit {
@@ -346,17 +390,94 @@ impl Participant {
                 )
                 .await
                 .map_err(webrtc("adding a track"))?;
-            added.push((publish.clone(), ssrc, track));
+            added.push((publish.clone(), ssrc, track, transceiver));
         }
+        self.renegotiate_publisher("publish").await?;
+        let keyframe_every =
+            ((keyframe_interval.as_secs_f64() * f64::from(shape.fps)).round() as u32).max(1);
+        let mut tasks = Vec::new();
+        let mut local = Vec::new();
+        for (publish, ssrc, track, transceiver) in added {
+            let index = publish.index;
+            let mut own = Vec::new();
+            match publish.kind {
+                Kind::Video => {
+                    let keyframe_wanted = Arc::new(AtomicBool::new(false));
+                    own.push(tokio::spawn(send_video(
+                        track.clone(),
+                        ssrc,
+                        shape,
+                        keyframe_every,
+                        publish,
+                        keyframe_wanted.clone(),
+                    )));
+                    let shared = self.shared.clone();
+                    own.push(tokio::spawn(pc::watch_keyframe_requests(
+                        track,
+                        move |requests| {
+                            shared
+                                .keyframe_requests
+                                .fetch_add(requests, Ordering::Relaxed);
+                            keyframe_wanted.store(true, Ordering::Relaxed);
+                        },
+                    )));
+                }
+                Kind::Audio => own.push(tokio::spawn(send_audio(track, ssrc, publish))),
+            }
+            local.push(LocalTrack {
+                index,
+                transceiver,
+                tasks: own.iter().map(JoinHandle::abort_handle).collect(),
+            });
+            tasks.extend(own);
+        }
+        self.tasks().extend(tasks);
+        lock(&self.local).extend(local);
+        Ok(())
+    }
+
+    /// Stops publishing the track published with `index`, as ion-sdk-js `unpublish` does:
+    /// its generator stops, its sender is removed and the publisher PC renegotiated with the
+    /// `offer` call.
+    pub async fn unpublish(&self, index: u32) -> Result<(), ClientError> {
+        let track = {
+            let mut local = lock(&self.local);
+            let at = local
+                .iter()
+                .position(|t| t.index == index)
+                .ok_or(ClientError::NotPublished(index))?;
+            local.remove(at)
+        };
+        for task in &track.tasks {
+            task.abort();
+        }
+        let sender = track
+            .transceiver
+            .sender()
+            .await
+            .map_err(webrtc("reading the track's sender"))?
+            .ok_or(ClientError::WebRtc {
+                what: "removing the track",
+                reason: "its transceiver has no sender".to_owned(),
+            })?;
+        self.publisher
+            .remove_track(&sender)
+            .await
+            .map_err(webrtc("removing the track"))?;
+        self.renegotiate_publisher("unpublish").await
+    }
+
+    /// Offers the publisher PC's current state with the `offer` call and applies the answer.
+    async fn renegotiate_publisher(&self, why: &'static str) -> Result<(), ClientError> {
         let offer = self
             .publisher
             .create_offer(None)
             .await
-            .map_err(webrtc("creating the publish offer"))?;
+            .map_err(webrtc("creating the publisher's offer"))?;
         self.publisher
             .set_local_description(offer.clone())
             .await
-            .map_err(webrtc("setting the publish offer"))?;
+            .map_err(webrtc("setting the publisher's offer"))?;
         let answer = self
             .signal
             .call(
@@ -367,62 +488,81 @@ impl Participant {
                 self.timeout,
             )
             .await?;
-        let sdp = answer_sdp(&answer, "offer")?;
+        self.apply_answer(&answer, why).await
+    }
+
+    /// Applies the server's answer to the publisher PC's offer of `why` (join, publish...).
+    async fn apply_answer(&self, result: &Value, why: &str) -> Result<(), ClientError> {
+        let sdp = answer_sdp(result, why)?;
         self.publisher
             .set_remote_description(
                 RTCSessionDescription::answer(sdp).map_err(webrtc("parsing the answer"))?,
             )
             .await
-            .map_err(webrtc("applying the publish answer"))?;
-        let keyframe_every =
-            ((keyframe_interval.as_secs_f64() * f64::from(shape.fps)).round() as u32).max(1);
-        let mut tasks = Vec::new();
-        for (publish, ssrc, track) in added {
-            match publish.kind {
-                Kind::Video => {
-                    tasks.push(tokio::spawn(send_video(
-                        track.clone(),
-                        ssrc,
-                        shape,
-                        keyframe_every,
-                        publish,
-                        self.shared.clone(),
-                    )));
-                    let shared = self.shared.clone();
-                    tasks.push(tokio::spawn(pc::watch_keyframe_requests(
-                        track,
-                        move |requests| shared.keyframe_requested(requests),
-                    )));
-                }
-                Kind::Audio => tasks.push(tokio::spawn(send_audio(track, ssrc, publish))),
-            }
-        }
-        self.tasks().extend(tasks);
-        Ok(())
+            .map_err(webrtc("applying the answer"))
     }
 
-    /// The remote tracks seen so far.
-    pub fn tracks(&self) -> Vec<Arc<RemoteTrackStats>> {
-        self.shared
-            .tracks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The remote tracks seen so far, in arrival order.
+    pub fn tracks(&self) -> Vec<Arc<RemoteTrack>> {
+        lock(&self.shared.tracks).clone()
     }
 
-    /// Background failures, stray JSON-RPC errors, and why signaling closed if it did.
+    /// Track ids of the server's latest subscriber offer, each with whether it still sends
+    /// it; a track renegotiated away stays in the map as `false`.
+    pub fn offered_tracks(&self) -> HashMap<String, bool> {
+        lock(&self.shared.offered).clone()
+    }
+
+    /// Server offers answered so far (the first negotiation counts).
+    pub fn renegotiations(&self) -> u32 {
+        self.shared.renegotiations.load(Ordering::Relaxed)
+    }
+
+    /// PLI/FIR that arrived at the publisher PC.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.shared.keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    /// Asks the publisher of the remote track `track_id` for a keyframe, with a PLI.
+    pub async fn send_pli(&self, track_id: &str) -> Result<(), ClientError> {
+        let no_track = || ClientError::NoRemoteTrack(track_id.to_owned());
+        let handle = self
+            .tracks()
+            .into_iter()
+            .rev()
+            .find(|t| t.track_id == track_id)
+            .map(|t| t.handle.clone())
+            .ok_or_else(no_track)?;
+        let media_ssrc = *handle.ssrcs().await.first().ok_or_else(no_track)?;
+        handle
+            .write_rtcp(vec![Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            })])
+            .await
+            .map_err(webrtc("sending a PLI"))
+    }
+
+    /// The publisher PC's connection state, once it has one.
+    pub fn publisher_state(&self) -> Option<RTCPeerConnectionState> {
+        *lock(&self.shared.publisher_state)
+    }
+
+    /// The subscriber PC's connection state, once it has one.
+    pub fn subscriber_state(&self) -> Option<RTCPeerConnectionState> {
+        *lock(&self.shared.subscriber_state)
+    }
+
+    /// Background failures and stray JSON-RPC errors so far.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = self
-            .shared
-            .problems
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut problems = lock(&self.shared.problems).clone();
         problems.extend(self.signal.problems());
-        if let Some(reason) = self.signal.closed_reason() {
-            problems.push(format!("signaling closed: {reason}"));
-        }
         problems
+    }
+
+    /// Why the signaling connection closed, once it has.
+    pub fn signal_closed(&self) -> Option<String> {
+        self.signal.closed_reason()
     }
 
     /// Leaves: stops the generators, closes the WebSocket and both PCs (each within 2 s).
@@ -444,23 +584,25 @@ impl Drop for Participant {
     }
 }
 
-fn answer_sdp(result: &Value, method: &str) -> Result<String, ClientError> {
+fn answer_sdp(result: &Value, why: &str) -> Result<String, ClientError> {
     if result["type"] != "answer" {
         return Err(SignalError::Protocol(format!(
-            "the {method} result is not a description of type answer: {result}"
+            "the {why} result is not a description of type answer: {result}"
         ))
         .into());
     }
     result["sdp"].as_str().map(str::to_owned).ok_or_else(|| {
-        SignalError::Protocol(format!("the {method} result has no sdp: {result}")).into()
+        SignalError::Protocol(format!("the {why} result has no sdp: {result}")).into()
     })
 }
 
 async fn answer_offer(
     subscriber: &Arc<dyn PeerConnection>,
     signal: &Signal,
+    shared: &Shared,
     sdp: String,
 ) -> Result<(), ClientError> {
+    let sent = sent_tracks(&sdp);
     subscriber
         .set_remote_description(
             RTCSessionDescription::offer(sdp).map_err(webrtc("parsing the server's offer"))?,
@@ -481,129 +623,43 @@ async fn answer_offer(
             desc: SessionDescription::answer(answer.sdp),
         },
     )?;
+    {
+        let mut offered = lock(&shared.offered);
+        for live in offered.values_mut() {
+            *live = false;
+        }
+        offered.extend(sent);
+    }
+    shared.renegotiations.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
-/// VP8 frames at `shape` until aborted; a keyframe every `keyframe_every` frames and on
-/// request.
-async fn send_video(
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    shape: VideoShape,
-    keyframe_every: u32,
-    publish: Publish,
-    shared: Arc<Shared>,
-) {
-    let mut ticker =
-        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(shape.fps.max(1))));
-    // Late ticks are caught up, so a busy load generator still sends at the requested rate.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let step = VIDEO_CLOCK / shape.fps.max(1);
-    let mut sequence = fastrand::u16(..);
-    let mut timestamp = fastrand::u32(..);
-    let mut frame: u32 = 0;
-    loop {
-        ticker.tick().await;
-        let key = frame.is_multiple_of(keyframe_every)
-            || shared.keyframe_wanted.swap(false, Ordering::Relaxed);
-        let sent_us = now_us();
-        let payloads = vp8_frame(
-            shape,
-            key,
-            publish.index,
-            publish.log.next_number(),
-            sent_us,
-        );
-        let count = payloads.len();
-        let mut first_sent = false;
-        for (i, payload) in payloads.into_iter().enumerate() {
-            let packet = pc::rtp_packet(VP8_PT, sequence, timestamp, ssrc, i + 1 == count, payload);
-            match track.write_rtp(packet).await {
-                Ok(()) => {
-                    first_sent |= i == 0;
-                    sequence = sequence.wrapping_add(1);
-                }
-                // Fails until negotiation has bound the track: nothing of the frame left.
-                Err(_) if i == 0 => break,
-                Err(_) => sequence = sequence.wrapping_add(1),
+/// The msid track ids of an offer's media sections, and whether each is still being sent
+/// (a port other than 0 and a sending direction).
+pub fn sent_tracks(sdp: &str) -> Vec<(String, bool)> {
+    let mut tracks = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let mut lines = section.lines();
+        let header = lines.next().unwrap_or_default();
+        if header.starts_with("application") {
+            continue;
+        }
+        let port_open = header.split_whitespace().nth(1).is_some_and(|p| p != "0");
+        let mut sending = true;
+        let mut track_id = None;
+        for line in lines.map(str::trim_end) {
+            if matches!(line, "a=inactive" | "a=recvonly") {
+                sending = false;
+            }
+            if let Some(msid) = line.strip_prefix("a=msid:") {
+                track_id = msid.split_whitespace().nth(1).map(str::to_owned);
             }
         }
-        if first_sent {
-            publish.log.record(count, sent_us);
-            frame = frame.wrapping_add(1);
-            timestamp = timestamp.wrapping_add(step);
-        } else if key {
-            shared.keyframe_wanted.store(true, Ordering::Relaxed);
+        if let Some(track_id) = track_id {
+            tracks.push((track_id, port_open && sending));
         }
     }
-}
-
-/// Opus packets at 50/s until aborted.
-async fn send_audio(track: Arc<TrackLocalStaticRTP>, ssrc: u32, publish: Publish) {
-    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / u64::from(AUDIO_PPS)));
-    // Late ticks are caught up, so a busy load generator still sends at the requested rate.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let step = AUDIO_CLOCK / AUDIO_PPS;
-    let mut sequence = fastrand::u16(..);
-    let mut timestamp = fastrand::u32(..);
-    loop {
-        ticker.tick().await;
-        let sent_us = now_us();
-        let payload = opus_packet(publish.index, publish.log.next_number(), sent_us);
-        if track
-            .write_rtp(pc::rtp_packet(
-                OPUS_PT, sequence, timestamp, ssrc, false, payload,
-            ))
-            .await
-            .is_ok()
-        {
-            publish.log.record(1, sent_us);
-            sequence = sequence.wrapping_add(1);
-            timestamp = timestamp.wrapping_add(step);
-        }
-    }
-}
-
-/// Joins participants with webrtc-rs.
-pub struct WebRtcConnector;
-
-#[async_trait::async_trait]
-impl Connector for WebRtcConnector {
-    async fn join(
-        &self,
-        spec: &JoinSpec,
-        window: Arc<Window>,
-    ) -> Result<Box<dyn Peer>, ClientError> {
-        Ok(Box::new(Participant::join(spec, window).await?))
-    }
-}
-
-#[async_trait::async_trait]
-impl Peer for Participant {
-    fn uid(&self) -> &str {
-        &self.uid
-    }
-
-    async fn publish(
-        &self,
-        tracks: &[Publish],
-        shape: VideoShape,
-        keyframe_interval: Duration,
-    ) -> Result<(), ClientError> {
-        Participant::publish(self, tracks, shape, keyframe_interval).await
-    }
-
-    fn tracks(&self) -> Vec<Arc<RemoteTrackStats>> {
-        Participant::tracks(self)
-    }
-
-    fn problems(&self) -> Vec<String> {
-        Participant::problems(self)
-    }
-
-    async fn close(&self) {
-        Participant::close(self).await
-    }
+    tracks
 }
 
 /// A webrtc-rs candidate as ion-sfu's `trickle` carries it.
@@ -613,5 +669,29 @@ pub fn candidate_init(candidate: RTCIceCandidateInit) -> CandidateInit {
         sdp_mid: candidate.sdp_mid,
         sdp_m_line_index: candidate.sdp_mline_index.map(u32::from),
         username_fragment: candidate.username_fragment,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sent_tracks;
+
+    #[test]
+    fn an_offer_says_which_tracks_it_still_sends() {
+        let sdp = "v=0\r\n\
+            m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=msid:alice alice-audio-0\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=msid:alice alice-video-1\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=msid:bob bob-video-3\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=msid:bob bob-video-4\r\n";
+        assert_eq!(
+            sent_tracks(sdp),
+            vec![
+                ("alice-audio-0".to_owned(), true),
+                ("alice-video-1".to_owned(), false),
+                ("bob-video-3".to_owned(), false),
+                ("bob-video-4".to_owned(), true),
+            ]
+        );
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! - [`media`]: the generated VP8/Opus payloads and their stamps.
 //! - [`signal`]: ion-sfu JSON-RPC over a WebSocket.
-//! - [`peer`]: the seam to the WebRTC client, which joins one participant (publisher and
-//!   subscriber PeerConnections); the webrtc-rs client lives in the `ionctl` binary.
+//! - [`client`]: the webrtc-rs participant (publisher and subscriber PeerConnections);
+//!   [`peer`] says what it is asked to do, [`pc`] builds its PeerConnections and [`send`]
+//!   writes its media.
 //! - [`stats`]: send logs, frame reassembly, per-track accounting.
 //! - [`agent_cpu`]: `/proc` and `/metrics` readings.
 //! - [`report`]: the results as data (the JSON of `-o json`).
@@ -23,6 +24,7 @@ pub mod media;
 pub mod pc;
 pub mod peer;
 pub mod report;
+pub mod send;
 pub mod signal;
 pub mod stats;
 
@@ -35,8 +37,9 @@ use tokio::sync::mpsc;
 use crate::model::NodeRecord;
 use crate::store::Store;
 use calibrate::{CalibrateError, Policy, Sample, Step, StopReason};
+use client::Participant;
 use media::{VideoShape, now_us};
-use peer::{ClientError, Connector, JoinSpec, Peer, Publish};
+use peer::{ClientError, JoinSpec, Publish};
 use report::{
     AgentCpuFrom, AgentReport, CalibrationReport, ClientReport, CpuSource, PacketSource,
     PublisherTrackRow, Report, RunConfig, StepReport, Summary, TrackRow, WindowReport,
@@ -280,7 +283,7 @@ struct SourceTrack {
 }
 
 struct Member {
-    participant: Arc<dyn Peer>,
+    participant: Arc<Participant>,
     /// The publisher track indexes it publishes (it expects all others).
     own: Vec<u32>,
 }
@@ -288,7 +291,6 @@ struct Member {
 /// Participants in one session, and what they publish.
 struct Session {
     config: Config,
-    connector: Arc<dyn Connector>,
     window: Arc<Window>,
     members: Vec<Member>,
     sources: Vec<SourceTrack>,
@@ -304,6 +306,7 @@ impl Session {
             sid: self.config.session.clone(),
             uid: uid.to_owned(),
             token: self.config.token.clone(),
+            config: None,
             timeout: self.config.join_timeout,
             bind: self.bind,
         }
@@ -312,7 +315,6 @@ impl Session {
     /// Joins the publishers one by one (any failure ends the run) and starts their media.
     async fn start(
         config: Config,
-        connector: Arc<dyn Connector>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Session, Error> {
         let mut session = Session {
@@ -323,17 +325,14 @@ impl Session {
             next_subscriber: 0,
             bind: bind_address(&config.url),
             config,
-            connector,
         };
         let total = session.config.publishers + session.config.subscribers;
         for p in 0..session.config.publishers {
             let uid = format!("pub-{p}");
-            let participant: Arc<dyn Peer> = session
-                .connector
-                .join(&session.spec(&uid), session.window.clone())
+            let participant = Participant::join(&session.spec(&uid), session.window.clone())
                 .await
-                .map_err(|e| Error::join(&uid, &session.config.session, e))?
-                .into();
+                .map_err(|e| Error::join(&uid, &session.config.session, e))?;
+            let participant = Arc::new(participant);
             let mut publish = Vec::new();
             let mut kinds = vec![Kind::Video];
             if session.config.audio {
@@ -390,10 +389,9 @@ impl Session {
                     self.next_subscriber += 1;
                     let spec = self.spec(&uid);
                     let window = self.window.clone();
-                    let connector = self.connector.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let result = connector.join(&spec, window).await;
+                        let result = Participant::join(&spec, window).await;
                         let _ = tx.send((uid, result));
                     });
                     spawned += 1;
@@ -403,7 +401,7 @@ impl Session {
                     done += 1;
                     match result {
                         Ok(participant) => self.members.push(Member {
-                            participant: participant.into(),
+                            participant: Arc::new(participant),
                             own: Vec::new(),
                         }),
                         Err(error) => {
@@ -437,7 +435,7 @@ impl Session {
         let mut flowing = HashSet::new();
         for (m, member) in self.members.iter().enumerate() {
             for track in member.participant.tracks() {
-                if let (Some(source), packets, _, _) = track.peek()
+                if let (Some(source), packets, _, _) = track.stats.peek()
                     && packets > 0
                 {
                     flowing.insert((m, source));
@@ -523,7 +521,13 @@ impl Session {
         let snapshots: Vec<Vec<stats::Received>> = self
             .members
             .iter()
-            .map(|m| m.participant.tracks().iter().map(|t| t.take()).collect())
+            .map(|m| {
+                m.participant
+                    .tracks()
+                    .iter()
+                    .map(|t| t.stats.take())
+                    .collect()
+            })
             .collect();
         let agent_vcpus = match probe {
             AgentProbe::Local { pid } => agent_cpu::allowed_cpus(Some(*pid)).map(f64::from),
@@ -574,7 +578,7 @@ impl Session {
         let mut counters = BTreeMap::new();
         for (m, member) in self.members.iter().enumerate() {
             for track in member.participant.tracks() {
-                if let (Some(source), packets, bytes, _) = track.peek() {
+                if let (Some(source), packets, bytes, _) = track.stats.peek() {
                     let entry = counters.entry((m, source)).or_insert((0, 0));
                     entry.0 += packets;
                     entry.1 += bytes;
@@ -587,8 +591,12 @@ impl Session {
     fn problems(&self) -> Vec<String> {
         let mut problems = self.join_errors.clone();
         for member in &self.members {
-            for problem in member.participant.problems() {
-                problems.push(format!("{}: {problem}", member.participant.uid()));
+            let participant = &member.participant;
+            for problem in participant.problems() {
+                problems.push(format!("{}: {problem}", participant.uid));
+            }
+            if let Some(reason) = participant.signal_closed() {
+                problems.push(format!("{}: signaling closed: {reason}", participant.uid));
             }
         }
         problems
@@ -672,7 +680,7 @@ impl Session {
                 let _ = hist.add(&a.latency_us);
             }
             tracks.push(TrackRow {
-                subscriber: self.members[member].participant.uid().to_owned(),
+                subscriber: self.members[member].participant.uid.clone(),
                 publisher: source.publisher.clone(),
                 kind: source.kind,
                 index,
@@ -798,7 +806,6 @@ fn flow_timeout(config: &Config) -> Duration {
 /// One load test: join, warm up, measure one window, leave.
 pub async fn run(
     config: Config,
-    connector: Arc<dyn Connector>,
     probe: &AgentProbe,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Report, Error> {
@@ -807,7 +814,7 @@ pub async fn run(
     let duration = config.duration;
     let warmup = config.warmup;
     let timeout = flow_timeout(&config);
-    let mut session = Session::start(config, connector, progress).await?;
+    let mut session = Session::start(config, progress).await?;
     let outcome = async {
         session.add_subscribers(subscribers, progress).await?;
         session.wait_flowing(timeout, progress).await;
@@ -826,7 +833,6 @@ pub async fn run(
 /// [`calibrate::next_step`]; each step is measured for `config.duration`.
 pub async fn run_calibration(
     config: Config,
-    connector: Arc<dyn Connector>,
     policy: Policy,
     probe: &AgentProbe,
     progress: &mut (dyn FnMut(Progress) + Send),
@@ -838,7 +844,7 @@ pub async fn run_calibration(
     let url = config.url.clone();
     let duration = config.duration;
     let warmup = config.warmup;
-    let mut session = Session::start(config, connector, progress).await?;
+    let mut session = Session::start(config, progress).await?;
     let mut samples: Vec<Sample> = Vec::new();
     let mut steps = Vec::new();
     let outcome = async {

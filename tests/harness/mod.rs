@@ -18,11 +18,9 @@ pub use agent::{AgentProcess, AgentSpec};
 pub use burn::CpuBurner;
 pub use cluster::{audit, node_record, plant};
 pub use etcd::Etcd;
+pub use ion_cluster::protocol::JoinConfig;
 pub use local::LocalAgents;
-pub use peer::{
-    AUDIO_PPS, JoinOptions, Kind, LocalTrack, MAGIC, Media, Peer, RawSignal, RemoteTrack, Reply,
-    RpcError, VIDEO_FPS, packet_number, sdp_tracks,
-};
+pub use peer::{AUDIO_PPS, Kind, Media, Peer, RawSignal, RemoteTrack, Reply, RpcError, VIDEO_FPS};
 pub use serve::ServeProcess;
 pub use signal::{TokenIn, join_with_placeholder_offer, join_with_token, placeholder_join};
 
