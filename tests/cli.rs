@@ -13,15 +13,13 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
         // Past the warm-up, so observed load counts.
         started_at: SystemTime::now() - std::time::Duration::from_secs(3600),
         stats: NodeStats {
-            cpu,
-            agent_cpu: cpu,
-            observed_units: cpu * f64::from(capacity),
             sessions: 2,
             peers: 14,
             ..NodeStats::default()
         },
         ..NodeRecord::blank(id, "n2-highcpu-4", 4, capacity, SystemTime::now())
     }
+    .spending(cpu)
 }
 
 fn session(sid: &str, node: &str, demand: u32) -> SessionRecord {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ion_cluster::model::{
-    DrainRequest, NodeRecord, NodeStats, PendingDemand, SessionClass, SessionRecord, SessionState,
+    DrainRequest, NodeRecord, PendingDemand, SessionClass, SessionRecord, SessionState,
 };
 use ion_cluster::store::Change;
 use ion_cluster::tui::app::{Connection, LogKind, Mode};
@@ -26,13 +26,6 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
     NodeRecord {
         zone: "europe-west1-b".to_owned(),
         started_at: t0() - Duration::from_secs(3600),
-        stats: NodeStats {
-            cpu,
-            agent_cpu: cpu,
-            observed_units: cpu * f64::from(capacity),
-            peers: 0,
-            ..NodeStats::default()
-        },
         ..NodeRecord::blank(
             id,
             "n2-highcpu-4",
@@ -41,6 +34,7 @@ fn node(id: &str, capacity: u32, cpu: f64) -> NodeRecord {
             t0() - Duration::from_secs(2),
         )
     }
+    .spending(cpu)
 }
 
 fn session(sid: &str, node: &str, size: u32, demand: u32) -> SessionRecord {

@@ -173,15 +173,13 @@ mod tests {
         NodeRecord {
             started_at: at(0),
             stats: NodeStats {
-                cpu: agent_cpu + other_cpu,
-                agent_cpu,
                 other_cpu,
-                observed_units: agent_cpu * 600.0,
                 sessions,
                 ..NodeStats::default()
             },
             ..NodeRecord::blank("n", "n2-highcpu-4", 4, 600, at(100))
         }
+        .spending(agent_cpu)
     }
 
     #[test]

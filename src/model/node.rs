@@ -114,6 +114,16 @@ impl NodeRecord {
         }
     }
 
+    /// This record as its agent reports it when the agent spends `agent_cpu` of the node's
+    /// vCPUs: agent CPU, observed units (`agent_cpu × capacity`) and the host CPU (the agent's
+    /// plus `other_cpu`) agree.
+    pub fn spending(mut self, agent_cpu: f64) -> Self {
+        self.stats.cpu = agent_cpu + self.stats.other_cpu;
+        self.stats.agent_cpu = agent_cpu;
+        self.stats.observed_units = agent_cpu * f64::from(self.capacity);
+        self
+    }
+
     /// How old the stats are at `now`; zero when the clocks disagree the other way.
     pub fn stats_age(&self, now: SystemTime) -> std::time::Duration {
         now.duration_since(self.updated_at).unwrap_or_default()

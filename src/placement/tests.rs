@@ -23,14 +23,12 @@ fn node(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
     NodeRecord {
         started_at: at(0),
         stats: NodeStats {
-            cpu,
-            agent_cpu: cpu,
-            observed_units: cpu * f64::from(capacity),
             sessions: u32::from(cpu > 0.0),
             ..NodeStats::default()
         },
         ..NodeRecord::blank(id, &machine_type, vcpus, capacity, at(100))
     }
+    .spending(cpu)
 }
 
 fn session(sid: &str, node: &str, class: SessionClass, demand: Units) -> SessionRecord {
@@ -488,9 +486,7 @@ proptest! {
         // Whatever its CPU shows, an empty eligible node whose capacity fits the demand takes
         // the session (or another node does).
         let mut snap = snap;
-        let mut empty = node("empty", 16, 0.0);
-        empty.stats.agent_cpu = agent_cpu;
-        empty.stats.observed_units = agent_cpu * f64::from(empty.capacity);
+        let empty = node("empty", 16, 0.0).spending(agent_cpu);
         snap.nodes.push(empty);
         let spec = ClassSpec::of(req.class);
         let Ok(demand) = spec.demand(req.size) else { return Ok(()); };

@@ -18,14 +18,12 @@ pub fn node_record(id: &str, vcpus: u32, cpu: f64) -> NodeRecord {
         zone: "test-zone-a".to_owned(),
         started_at: SystemTime::now() - std::time::Duration::from_secs(3600),
         stats: NodeStats {
-            cpu,
-            agent_cpu: cpu,
-            observed_units: cpu * f64::from(capacity),
             sessions: u32::from(cpu > 0.0),
             ..NodeStats::default()
         },
         ..NodeRecord::blank(id, &machine_type, vcpus, capacity, SystemTime::now())
     }
+    .spending(cpu)
 }
 
 pub async fn plant(store: &Store, nodes: &[NodeRecord]) {
