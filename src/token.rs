@@ -2,6 +2,10 @@
 //! The placer (`ionctl place`, `ionctl serve`) issues them with the cluster's shared secret;
 //! the agent calls [`verify`] before it accepts a join when `[auth] enabled` is set. Both take
 //! `now` as an argument, so expiry is tested without a clock.
+//!
+//! Relay tokens are the same JWT with another issuer: an edge node signs one with the same
+//! secret to open a relay from a session's origin node ([`issue_relay`], [`verify_relay`]),
+//! and a join token never opens a relay, nor a relay token a join.
 
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +20,7 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 /// Clock difference tolerated between the placer that issued a token and the agent.
 pub const CLOCK_LEEWAY: Duration = Duration::from_secs(10);
 const ISSUER: &str = "ion-cluster";
+const RELAY_ISSUER: &str = "ion-cluster-relay";
 
 /// The `[auth]` table of `ionctl`'s and the agent's config files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,8 +106,30 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 /// A token admitting a join to session `sid` on node `node` until `now + ttl`.
 pub fn issue(secret: &JoinSecret, sid: &str, node: &str, now: SystemTime, ttl: Duration) -> String {
+    issue_as(ISSUER, secret, sid, node, now, ttl)
+}
+
+/// A token that lets an edge open a relay of session `sid` from its origin node `origin`.
+pub fn issue_relay(
+    secret: &JoinSecret,
+    sid: &str,
+    origin: &str,
+    now: SystemTime,
+    ttl: Duration,
+) -> String {
+    issue_as(RELAY_ISSUER, secret, sid, origin, now, ttl)
+}
+
+fn issue_as(
+    issuer: &str,
+    secret: &JoinSecret,
+    sid: &str,
+    node: &str,
+    now: SystemTime,
+    ttl: Duration,
+) -> String {
     let claims = JoinClaims {
-        iss: ISSUER.to_owned(),
+        iss: issuer.to_owned(),
         sid: sid.to_owned(),
         node: node.to_owned(),
         iat: unix_secs(now),
@@ -126,12 +153,34 @@ pub fn verify(
     node: &str,
     now: SystemTime,
 ) -> Result<JoinClaims, TokenError> {
+    verify_as(ISSUER, secret, token, sid, node, now)
+}
+
+/// Checks a relay token as [`verify`] checks a join token; `origin` is this node.
+pub fn verify_relay(
+    secret: &JoinSecret,
+    token: Option<&str>,
+    sid: &str,
+    origin: &str,
+    now: SystemTime,
+) -> Result<JoinClaims, TokenError> {
+    verify_as(RELAY_ISSUER, secret, token, sid, origin, now)
+}
+
+fn verify_as(
+    issuer: &str,
+    secret: &JoinSecret,
+    token: Option<&str>,
+    sid: &str,
+    node: &str,
+    now: SystemTime,
+) -> Result<JoinClaims, TokenError> {
     let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
     let mut validation = Validation::new(Algorithm::HS256);
     // Expiry is checked below against the caller's `now`, not the library's clock.
     validation.validate_exp = false;
     validation.required_spec_claims = ["exp", "iss"].into_iter().map(String::from).collect();
-    validation.set_issuer(&[ISSUER]);
+    validation.set_issuer(&[issuer]);
     let data = jsonwebtoken::decode::<JoinClaims>(
         token,
         &DecodingKey::from_secret(&secret.0),
@@ -181,6 +230,22 @@ mod tests {
         let claims = verify(&secret(), Some(&token), "s1", "n1", at(59)).expect("valid");
         assert_eq!((claims.sid.as_str(), claims.node.as_str()), ("s1", "n1"));
         assert_eq!(claims.exp - claims.iat, 60);
+    }
+
+    #[test]
+    fn join_and_relay_tokens_are_not_interchangeable() {
+        let ttl = Duration::from_secs(60);
+        let relay = issue_relay(&secret(), "s1", "n1", at(0), ttl);
+        assert!(verify_relay(&secret(), Some(&relay), "s1", "n1", at(1)).is_ok());
+        assert!(matches!(
+            verify(&secret(), Some(&relay), "s1", "n1", at(1)),
+            Err(TokenError::Malformed(_))
+        ));
+        let join = issue(&secret(), "s1", "n1", at(0), ttl);
+        assert!(matches!(
+            verify_relay(&secret(), Some(&join), "s1", "n1", at(1)),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -344,6 +344,15 @@ impl AgentConfig {
             .flatten()
     }
 
+    /// The secret relays between nodes are signed with: `[auth] secret`, whether or not joins
+    /// need tokens.
+    pub fn relay_secret(&self) -> Option<JoinSecret> {
+        self.auth
+            .secret
+            .as_deref()
+            .and_then(|s| JoinSecret::new(s).ok())
+    }
+
     /// The IPs announced as ICE host candidates.
     pub fn candidate_ips(&self) -> Vec<IpAddr> {
         if !self.webrtc.nat1to1.is_empty() {

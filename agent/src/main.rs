@@ -7,6 +7,7 @@ mod hold;
 mod metrics;
 mod ownership;
 mod registration;
+mod relay;
 mod sfu;
 mod shutdown;
 mod signaling;
@@ -152,9 +153,17 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         drain_rx.clone(),
         hold_tx,
     );
+    let relay_secret = config.relay_secret();
+    let edges = relay::edge::Edges::new(
+        sfu.clone(),
+        config.cluster.node_id.clone(),
+        relay_secret.clone(),
+    );
     let context = Arc::new(signaling::SignalContext {
         sfu,
         ownership,
+        edges,
+        relay_secret,
         config: config.signal.clone(),
         metrics: metrics::Metrics::install(counters.clone())?,
         node_id: config.cluster.node_id.clone(),

@@ -36,16 +36,31 @@ pub enum ClaimError {
         held: String,
         sid: String,
     },
+    #[error(
+        "session {sid} is relayed here from node {origin}, which is not registered; place the session again"
+    )]
+    OriginGone { sid: String, origin: String },
     #[error("cannot claim session {sid} in etcd: {source}")]
     Store { sid: String, source: StoreError },
     #[error("the agent is shutting down")]
     Closed,
 }
 
+/// How this node takes part in a session it admitted a participant to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// The session is this node's: claimed in etcd, released by the last leave.
+    Owner,
+    /// This node is an edge of a session that lives on `origin`: its tracks come over a
+    /// relay from `origin_url` (the origin's signaling URL), and the record stays the
+    /// origin's.
+    Edge { origin: String, origin_url: String },
+}
+
 enum Message {
     Join {
         sid: String,
-        reply: oneshot::Sender<Result<(), ClaimError>>,
+        reply: oneshot::Sender<Result<Membership, ClaimError>>,
     },
     Leave {
         sid: String,
@@ -82,8 +97,9 @@ impl Ownership {
         Self { tx }
     }
 
-    /// Counts a participant into `sid`, claiming the session on the first one.
-    pub async fn join(&self, sid: &str) -> Result<(), ClaimError> {
+    /// Counts a participant into `sid`, claiming the session on the first one; an edge's
+    /// session is not counted (its origin owns it).
+    pub async fn join(&self, sid: &str) -> Result<Membership, ClaimError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Message::Join {
@@ -150,7 +166,7 @@ impl Task {
     }
 
     /// Claims `sid` on this node; an unplaced session is created only with `allow_unplaced`.
-    async fn claim(&mut self, sid: &str, allow_unplaced: bool) -> Result<(), ClaimError> {
+    async fn claim(&mut self, sid: &str, allow_unplaced: bool) -> Result<Membership, ClaimError> {
         let lease = (*self.lease.borrow()).ok_or(ClaimError::NotRegistered)?;
         let store = self.store().await.map_err(|source| ClaimError::Store {
             sid: sid.to_owned(),
@@ -160,7 +176,18 @@ impl Task {
             .claim_session(sid, &self.node_id, lease, allow_unplaced)
             .await;
         match claim {
-            Ok(Claim::Adopted(_) | Claim::Created(_)) => Ok(()),
+            Ok(Claim::Adopted(_) | Claim::Created(_)) => Ok(Membership::Owner),
+            Ok(Claim::Edge {
+                origin,
+                signal_url: Some(origin_url),
+            }) => Ok(Membership::Edge { origin, origin_url }),
+            Ok(Claim::Edge {
+                origin,
+                signal_url: None,
+            }) => Err(ClaimError::OriginGone {
+                sid: sid.to_owned(),
+                origin,
+            }),
             Ok(Claim::OtherNode { node, signal_url }) => Err(ClaimError::OtherNode {
                 sid: sid.to_owned(),
                 node,
@@ -182,11 +209,11 @@ impl Task {
         }
     }
 
-    async fn join(&mut self, sid: &str) -> Result<(), ClaimError> {
+    async fn join(&mut self, sid: &str) -> Result<Membership, ClaimError> {
         if let Some(count) = self.members.get_mut(sid) {
             // Existing sessions keep taking participants while the node drains.
             *count += 1;
-            return Ok(());
+            return Ok(Membership::Owner);
         }
         if self.drain.borrow().draining() {
             return Err(ClaimError::Draining {
@@ -195,7 +222,7 @@ impl Task {
             });
         }
         let held_for_other = self.hold.borrow().clone().filter(|held| held != sid);
-        match held_for_other {
+        let membership = match held_for_other {
             None => self.claim(sid, self.allow_unplaced).await?,
             // Only a session placed here gets in: placement puts another session on a held
             // node once the held session is reserved here (the hold has done its job, and
@@ -210,11 +237,15 @@ impl Task {
                 }
                 other => other?,
             },
+        };
+        if let Membership::Edge { origin, .. } = &membership {
+            tracing::debug!(%sid, %origin, "a participant of a session relayed from its origin");
+            return Ok(membership);
         }
         tracing::info!(%sid, "session claimed in etcd");
         hold::release(&self.hold, sid, "its session went live");
         self.members.insert(sid.to_owned(), 1);
-        Ok(())
+        Ok(membership)
     }
 
     async fn leave(&mut self, sid: &str) {

@@ -25,6 +25,13 @@ pub enum Claim {
     },
     /// No reservation exists and this agent only takes placed sessions.
     NotPlaced,
+    /// The session lives on `origin` and this node is one of its edges (`relays`): the
+    /// agent takes its viewers and relays the session's tracks from the origin. The record
+    /// stays the origin's.
+    Edge {
+        origin: String,
+        signal_url: Option<String>,
+    },
 }
 
 impl Store {
@@ -60,9 +67,16 @@ impl Store {
                             .get::<NodeRecord>(&self.keys.node(&record.node))
                             .await?
                             .map(|n| n.signal_url);
-                        return Ok(Claim::OtherNode {
-                            node: record.node,
-                            signal_url: url,
+                        return Ok(if record.relays.iter().any(|r| r == node_id) {
+                            Claim::Edge {
+                                origin: record.node,
+                                signal_url: url,
+                            }
+                        } else {
+                            Claim::OtherNode {
+                                node: record.node,
+                                signal_url: url,
+                            }
                         });
                     }
                     record.state = SessionState::Live;

@@ -31,7 +31,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use counters::{MediaCounters, MediaSampler};
-pub use participant::ParticipantId;
+pub use participant::{Link, ParticipantId};
 
 use crate::config::WebrtcConfig;
 
@@ -52,8 +52,20 @@ pub enum Command {
         uid: String,
         offer: SdpOffer,
         config: JoinConfig,
+        /// A client, or the edge's end of a relay (whose offers come from the origin).
+        link: Link,
         events: mpsc::UnboundedSender<PeerEvent>,
         reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    /// The origin's end of a relay to an edge node: a subscriber to every track of the
+    /// session published here (none that came over another relay). Its offers go out as
+    /// [`PeerEvent::SubscriberOffer`]s, and the edge's answers come back as `Answer`.
+    OpenRelay {
+        participant: ParticipantId,
+        sid: Arc<str>,
+        edge: String,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        reply: oneshot::Sender<Result<(), SfuError>>,
     },
     Offer {
         participant: ParticipantId,

@@ -1,6 +1,10 @@
 //! One participant: a publisher PeerConnection (the client offers) and a subscriber
 //! PeerConnection (the server offers and renegotiates as tracks come and go), each a str0m
 //! `Rtc` owned by the worker thread.
+//!
+//! A relay between two nodes is a participant too ([`Link`]): at the origin it has only a
+//! subscriber PeerConnection, which the edge answers; at the edge only a publisher one,
+//! whose offers come from the origin. So relayed media goes through the same forwarding.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +13,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::rtp::{Extension, ExtensionMap};
-use str0m::{Candidate, Rtc, RtcError};
+use str0m::{Candidate, Rtc};
 use tokio::sync::mpsc;
 
 use super::session::TrackId;
@@ -41,6 +45,26 @@ impl Role {
     }
 }
 
+/// Whether a participant is a client or one end of a relay between two nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Client,
+    /// At a session's origin: sends the session's tracks to the edge node `edge`.
+    ToEdge {
+        edge: String,
+    },
+    /// At an edge: publishes the tracks the origin node `origin` relays.
+    FromOrigin {
+        origin: String,
+    },
+}
+
+impl Link {
+    pub fn is_relay(&self) -> bool {
+        !matches!(self, Link::Client)
+    }
+}
+
 /// A str0m `Rtc` and when it next wants a timeout.
 pub struct Pc {
     pub rtc: Rtc,
@@ -51,11 +75,19 @@ pub struct Pc {
 }
 
 impl Pc {
-    pub fn new(now: Instant, candidates: &[SocketAddr], role: Role) -> Result<Self, SfuError> {
+    /// A PeerConnection with this node's host candidates. `ice_lite` is false only for an
+    /// edge's end of a relay: str0m cannot connect two ICE-lite ends, so the edge does the
+    /// checks to the origin.
+    pub fn new(
+        now: Instant,
+        candidates: &[SocketAddr],
+        role: Role,
+        ice_lite: bool,
+    ) -> Result<Self, SfuError> {
         let mut rtc = Rtc::builder()
             // The server has public host candidates; the client does the checks and
             // nominates, so mDNS or hidden client addresses do not matter.
-            .set_ice_lite(true)
+            .set_ice_lite(ice_lite)
             // Packets in and out, not frames: see the module doc of `sfu`.
             .set_rtp_mode(true)
             .clear_codecs()
@@ -137,7 +169,9 @@ pub struct Participant {
     pub sid: Arc<str>,
     pub uid: String,
     pub config: JoinConfig,
-    pub publisher: Pc,
+    pub link: Link,
+    /// None only for the origin's end of a relay.
+    pub publisher: Option<Pc>,
     pub subscriber: Option<Pc>,
     pub events: mpsc::UnboundedSender<PeerEvent>,
     pub outs: Vec<TrackOut>,
@@ -165,7 +199,8 @@ impl Participant {
         sid: Arc<str>,
         uid: String,
         config: JoinConfig,
-        publisher: Pc,
+        link: Link,
+        publisher: Option<Pc>,
         subscriber: Option<Pc>,
         events: mpsc::UnboundedSender<PeerEvent>,
         now: Instant,
@@ -175,12 +210,14 @@ impl Participant {
             sid,
             uid,
             config,
+            // A relay carries media only: no API channel to offer, and no SCTP to keep up.
+            api_channel_offered: link.is_relay(),
+            link,
             publisher,
             subscriber,
             events,
             outs: Vec::new(),
             pending_offer: None,
-            api_channel_offered: false,
             joined_at: now,
             connected: false,
             disconnected_since: None,
@@ -191,14 +228,14 @@ impl Participant {
 
     pub fn pc(&self, role: Role) -> Option<&Pc> {
         match role {
-            Role::Publisher => Some(&self.publisher),
+            Role::Publisher => self.publisher.as_ref(),
             Role::Subscriber => self.subscriber.as_ref(),
         }
     }
 
     pub fn pc_mut(&mut self, role: Role) -> Option<&mut Pc> {
         match role {
-            Role::Publisher => Some(&mut self.publisher),
+            Role::Publisher => self.publisher.as_mut(),
             Role::Subscriber => self.subscriber.as_mut(),
         }
     }
@@ -214,8 +251,10 @@ impl Participant {
         if let Some(reason) = &self.failed {
             return Some(reason.clone());
         }
-        if !self.publisher.rtc.is_alive() {
-            return Some("the publisher connection closed".to_owned());
+        for role in Role::BOTH {
+            if self.pc(role).is_some_and(|pc| !pc.rtc.is_alive()) {
+                return Some(format!("the {role:?} connection closed").to_lowercase());
+            }
         }
         if let Some(since) = self.disconnected_since
             && now.saturating_duration_since(since) >= DISCONNECTED_GRACE
@@ -235,8 +274,15 @@ impl Participant {
     }
 
     /// The client's (re)offer on the publisher connection.
-    pub fn accept_publisher_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, RtcError> {
-        self.publisher.rtc.sdp_api().accept_offer(offer)
+    pub fn accept_publisher_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, SfuError> {
+        let publisher = self.publisher.as_mut().ok_or_else(|| {
+            SfuError::BadRequest("this end of a relay takes no offers".to_owned())
+        })?;
+        publisher
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))
     }
 
     /// Starts a subscriber renegotiation when tracks are waiting to open or stop and none is

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::counters::WorkerCounters;
 use super::keyframe::starts_keyframe;
-use super::participant::{OutState, Participant, ParticipantId, Pc, Role, TrackOut};
+use super::participant::{Link, OutState, Participant, ParticipantId, Pc, Role, TrackOut};
 use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
 use super::{Command, PeerEvent, SfuError, Target};
@@ -497,10 +497,18 @@ impl State {
         let Some(publisher) = self.participants.get(&origin) else {
             return;
         };
-        let stream_id = if publisher.uid.is_empty() {
-            format!("p{}", origin.0)
-        } else {
-            publisher.uid.clone()
+        let relayed = publisher.link.is_relay();
+        // A relayed track keeps the stream id its origin gave it: its publisher's uid.
+        let origin_stream = publisher
+            .publisher
+            .as_ref()
+            .filter(|_| relayed)
+            .and_then(|pc| pc.rtc.media(mid))
+            .map(|media| media.stream_id().to_owned());
+        let stream_id = match origin_stream {
+            Some(stream_id) => stream_id,
+            None if publisher.uid.is_empty() => format!("p{}", origin.0),
+            None => publisher.uid.clone(),
         };
         let id = TrackId(self.next_track);
         self.next_track += 1;
@@ -512,6 +520,8 @@ impl State {
             if let Some(q) = self.participants.get_mut(member)
                 && q.subscriber.is_some()
                 && !q.config.no_auto_subscribe
+                // Split horizon: what came over a relay never goes into another.
+                && !(relayed && q.link.is_relay())
             {
                 q.outs.push(TrackOut {
                     track: id,
@@ -592,14 +602,18 @@ impl State {
         };
         let pt = packet.header.payload_type;
         if track.params.is_none_or(|params| params.pt() != pt) {
-            track.params = self.participants.get(&origin).and_then(|p| {
-                p.publisher
-                    .rtc
-                    .codec_config()
-                    .iter()
-                    .find(|params| params.pt() == pt)
-                    .copied()
-            });
+            track.params = self
+                .participants
+                .get(&origin)
+                .and_then(|p| p.publisher.as_ref())
+                .and_then(|publisher| {
+                    publisher
+                        .rtc
+                        .codec_config()
+                        .iter()
+                        .find(|params| params.pt() == pt)
+                        .copied()
+                });
         }
         let Some(params) = track.params else {
             // A payload type the publisher never negotiated: nothing can decode it.
@@ -742,6 +756,7 @@ impl State {
                 uid,
                 offer,
                 config,
+                link,
                 events,
                 reply,
             } => {
@@ -751,10 +766,22 @@ impl State {
                     uid,
                     offer,
                     config,
+                    link,
                     events,
                     now,
                     candidates,
                 );
+                update_gauges(&self.sessions, &self.participants, counters);
+                let _ = reply.send(result);
+            }
+            Command::OpenRelay {
+                participant,
+                sid,
+                edge,
+                events,
+                reply,
+            } => {
+                let result = self.open_relay(participant, sid, edge, events, now, candidates);
                 update_gauges(&self.sessions, &self.participants, counters);
                 let _ = reply.send(result);
             }
@@ -764,9 +791,7 @@ impl State {
                 reply,
             } => {
                 let result = match self.participants.get_mut(&participant) {
-                    Some(p) => p
-                        .accept_publisher_offer(offer)
-                        .map_err(|e| SfuError::BadSdp(e.to_string())),
+                    Some(p) => p.accept_publisher_offer(offer),
                     None => Err(SfuError::UnknownParticipant),
                 };
                 self.mark(participant);
@@ -798,27 +823,30 @@ impl State {
         uid: String,
         offer: str0m::change::SdpOffer,
         config: super::JoinConfig,
+        link: Link,
         events: mpsc::UnboundedSender<PeerEvent>,
         now: Instant,
         candidates: &[SocketAddr],
     ) -> Result<str0m::change::SdpAnswer, SfuError> {
-        let mut publisher = Pc::new(now, candidates, Role::Publisher)?;
+        let from_origin = matches!(link, Link::FromOrigin { .. });
+        let mut publisher = Pc::new(now, candidates, Role::Publisher, !from_origin)?;
         let answer = publisher
             .rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let subscriber = if config.no_subscribe {
+        let subscriber = if config.no_subscribe || from_origin {
             None
         } else {
-            Some(Pc::new(now, candidates, Role::Subscriber)?)
+            Some(Pc::new(now, candidates, Role::Subscriber, true)?)
         };
         let mut p = Participant::new(
             id,
             sid.clone(),
             uid,
             config,
-            publisher,
+            link,
+            Some(publisher),
             subscriber,
             events,
             now,
@@ -840,6 +868,53 @@ impl State {
         self.participants.insert(id, p);
         self.mark(id);
         Ok(answer)
+    }
+
+    fn open_relay(
+        &mut self,
+        id: ParticipantId,
+        sid: Arc<str>,
+        edge: String,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        now: Instant,
+        candidates: &[SocketAddr],
+    ) -> Result<(), SfuError> {
+        let subscriber = Pc::new(now, candidates, Role::Subscriber, true)?;
+        let uid = format!("relay:{edge}");
+        let mut p = Participant::new(
+            id,
+            sid.clone(),
+            uid,
+            super::JoinConfig::default(),
+            Link::ToEdge { edge },
+            None,
+            Some(subscriber),
+            events,
+            now,
+        );
+        let session = self.sessions.entry(sid.clone()).or_default();
+        for track in &session.tracks {
+            // Split horizon: what came over a relay never goes into another.
+            if self
+                .participants
+                .get(&track.origin)
+                .is_some_and(|origin| origin.link.is_relay())
+            {
+                continue;
+            }
+            p.outs.push(TrackOut {
+                track: track.id,
+                kind: track.kind,
+                stream_id: track.stream_id.clone(),
+                state: OutState::ToOpen,
+                orphaned: false,
+            });
+        }
+        session.members.push(id);
+        tracing::info!(%sid, participant = id.0, uid = %p.uid, "relay to an edge opened");
+        self.participants.insert(id, p);
+        self.mark(id);
+        Ok(())
     }
 
     fn answer(
@@ -1005,16 +1080,14 @@ fn request_keyframe(
     {
         return;
     }
-    let Some(publisher) = participants.get_mut(&track.origin) else {
+    let Some(publisher) = participants
+        .get_mut(&track.origin)
+        .and_then(|p| p.publisher.as_mut())
+    else {
         return;
     };
     // No stream for the rid: a layer that stopped, or one not seen yet; nothing to ask.
-    if let Some(stream) = publisher
-        .publisher
-        .rtc
-        .direct_api()
-        .stream_rx_by_mid(track.mid, rid)
-    {
+    if let Some(stream) = publisher.rtc.direct_api().stream_rx_by_mid(track.mid, rid) {
         stream.request_keyframe(kind);
         track.last_keyframe_request = Some(now);
     }
@@ -1060,7 +1133,12 @@ fn on_event(
                     sid: p.sid.clone(),
                     mid: changed.mid,
                 });
-            } else if let Some(kind) = p.publisher.rtc.media(changed.mid).map(|m| m.kind()) {
+            } else if let Some(kind) = p
+                .publisher
+                .as_ref()
+                .and_then(|publisher| publisher.rtc.media(changed.mid))
+                .map(|m| m.kind())
+            {
                 effects.push_back(Effect::TrackPublished {
                     origin: p.id,
                     sid: p.sid.clone(),
@@ -1070,13 +1148,13 @@ fn on_event(
             }
         }
         Event::RtpPacket(packet) if role == Role::Publisher && !p.config.no_publish => {
-            let Some((mid, rid)) = p
-                .publisher
-                .rtc
-                .direct_api()
-                .stream_rx(&packet.header.ssrc)
-                .map(|stream| (stream.mid(), stream.rid()))
-            else {
+            let Some((mid, rid)) = p.publisher.as_mut().and_then(|publisher| {
+                publisher
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&packet.header.ssrc)
+                    .map(|stream| (stream.mid(), stream.rid()))
+            }) else {
                 return;
             };
             effects.push_back(Effect::Media {
@@ -1117,7 +1195,9 @@ fn update_gauges(
     let tracks_in: usize = sessions.values().map(|s| s.tracks.len()).sum();
     let tracks_out: usize = participants.values().map(Participant::open_out_count).sum();
     counters.sessions.store(sessions.len() as u64, Relaxed);
-    counters.peers.store(participants.len() as u64, Relaxed);
+    // Relays are links between nodes, not people.
+    let peers = participants.values().filter(|p| !p.link.is_relay()).count();
+    counters.peers.store(peers as u64, Relaxed);
     counters.tracks_in.store(tracks_in as u64, Relaxed);
     counters.tracks_out.store(tracks_out as u64, Relaxed);
 }

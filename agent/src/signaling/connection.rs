@@ -13,7 +13,9 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SignalContext;
-use crate::sfu::{Command, ParticipantId, PeerEvent, SfuError, Target};
+use crate::ownership::Membership;
+use crate::relay::edge::Origin;
+use crate::sfu::{Command, Link, ParticipantId, PeerEvent, SfuError, Target};
 use ion_cluster::protocol::{
     self, INVALID_PARAMS, INVALID_REQUEST, Incoming, RpcError, SERVER_ERROR, SessionDescription,
     UNAUTHORIZED,
@@ -31,6 +33,8 @@ struct Joined {
     participant: ParticipantId,
     sid: String,
     worker: mpsc::Sender<Command>,
+    /// The session lives on another node and reaches this one over a relay.
+    edge: bool,
 }
 
 struct Connection {
@@ -214,11 +218,26 @@ impl Connection {
             })?;
         }
         let offer = parse_offer(&params.offer).map_err(invalid)?;
-        self.context
+        let membership = self
+            .context
             .ownership
             .join(&params.sid)
             .await
             .map_err(|e| RpcError::new(id.clone(), SERVER_ERROR, e.to_string()))?;
+        let edge = match membership {
+            Membership::Owner => false,
+            Membership::Edge { origin, origin_url } => {
+                let origin = Origin {
+                    node: origin,
+                    signal_url: origin_url,
+                };
+                self.context
+                    .edges
+                    .enter(&params.sid, origin)
+                    .map_err(|why| RpcError::new(id.clone(), SERVER_ERROR, why))?;
+                true
+            }
+        };
         let sfu = &self.context.sfu;
         let participant = sfu.new_participant_id();
         let worker = sfu.worker_for(&params.sid);
@@ -229,6 +248,7 @@ impl Connection {
             uid: params.uid.clone(),
             offer,
             config: params.config.unwrap_or_default(),
+            link: Link::Client,
             events: self.events_tx.clone(),
             reply,
         };
@@ -242,11 +262,12 @@ impl Connection {
                     participant,
                     sid: params.sid,
                     worker,
+                    edge,
                 });
                 Ok(Some(protocol::result(&id, answer_description(&answer))))
             }
             Err(error) => {
-                self.context.ownership.leave(&params.sid).await;
+                self.forget(&params.sid, edge).await;
                 Err(sfu_error(id, error))
             }
         }
@@ -345,7 +366,16 @@ impl Connection {
                     participant: joined.participant,
                 })
                 .await;
-            self.context.ownership.leave(&joined.sid).await;
+            self.forget(&joined.sid, joined.edge).await;
+        }
+    }
+
+    /// Counts this connection's participant out of the session, or out of its relay.
+    async fn forget(&self, sid: &str, edge: bool) {
+        if edge {
+            self.context.edges.leave(sid);
+        } else {
+            self.context.ownership.leave(sid).await;
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Signaling: ion-sfu's JSON-RPC 2.0 over WebSocket at `/ws`, plus `/metrics` and `/healthz`
-//! on the same HTTP listener. Each WebSocket is one participant ([`connection`]); the
+//! Signaling: ion-sfu's JSON-RPC 2.0 over WebSocket at `/ws`, plus `/metrics`, `/healthz`
+//! and the relay endpoint between nodes (`/relay/v1/ws`, see `crate::relay`) on the same
+//! HTTP listener. Each WebSocket is one participant ([`connection`]); the
 //! protocol itself is in [`ion_cluster::protocol`], shared with the clients.
 
 mod connection;
@@ -17,12 +18,17 @@ use ion_cluster::token::JoinSecret;
 use crate::config::SignalConfig;
 use crate::metrics::Metrics;
 use crate::ownership::Ownership;
+use crate::relay::edge::Edges;
 use crate::sfu::Sfu;
 
 /// What every connection shares.
 pub struct SignalContext {
     pub sfu: Sfu,
     pub ownership: Ownership,
+    /// The relays this node runs as an edge of sessions that live on other nodes.
+    pub edges: Edges,
+    /// The cluster secret relays are signed with, if `[auth] secret` is set.
+    pub relay_secret: Option<JoinSecret>,
     pub config: SignalConfig,
     pub metrics: Metrics,
     pub node_id: String,
@@ -47,6 +53,7 @@ const SIGNAL_READ_BUFFER: usize = 8 * 1024;
 pub fn router(context: Arc<SignalContext>) -> Router {
     Router::new()
         .route("/ws", get(upgrade))
+        .route("/relay/v1/ws", get(crate::relay::origin::upgrade))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(context)

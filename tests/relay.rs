@@ -1,0 +1,269 @@
+//! Sessions that span nodes: a publisher on the origin node, viewers on an edge node, the
+//! tracks relayed once between the two agents. Real etcd, real agent processes, webrtc-rs
+//! peers.
+
+mod harness;
+
+use std::time::{Duration, SystemTime};
+
+use harness::{
+    AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, unique_prefix, wait_for,
+};
+use ion_cluster::model::{SessionClass, SessionRecord, SessionState};
+use ion_cluster::store::Store;
+use ion_cluster::token::{self, JoinSecret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "relay-test-secret-0123456789abcdef";
+
+/// etcd and two agents on one prefix, sharing the cluster secret; joins need no token.
+struct Cluster {
+    origin: AgentProcess,
+    edge: AgentProcess,
+    store: Store,
+    _etcd: Etcd,
+}
+
+impl Cluster {
+    async fn start(test: &str) -> Cluster {
+        let etcd = Etcd::start().await;
+        let prefix = unique_prefix(test);
+        let store = etcd.store(&prefix).await;
+        let spec = |id: &str| AgentSpec::new(id).set("auth", "secret", SECRET);
+        let origin = AgentProcess::start(&etcd, &prefix, spec("origin-1"));
+        let edge = AgentProcess::start(&etcd, &prefix, spec("edge-1"));
+        for node in ["origin-1", "edge-1"] {
+            let key = store.keys().node(node);
+            wait_for(
+                &format!("{node} to register"),
+                Duration::from_secs(15),
+                || {
+                    let store = store.clone();
+                    let key = key.clone();
+                    async move {
+                        store
+                            .get::<ion_cluster::model::NodeRecord>(&key)
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                },
+            )
+            .await;
+        }
+        Cluster {
+            origin,
+            edge,
+            store,
+            _etcd: etcd,
+        }
+    }
+
+    /// A livestream reserved on the origin with the edge as its relay, as placement writes it.
+    async fn plant_livestream(&self, sid: &str) {
+        let record = SessionRecord {
+            sid: sid.to_owned(),
+            class: SessionClass::Livestream,
+            size: 3,
+            demand: 30,
+            node: self.origin.node_id.clone(),
+            state: SessionState::Reserved,
+            relays: vec![self.edge.node_id.clone()],
+            created_at: SystemTime::now(),
+        };
+        self.store
+            .put(&self.store.keys().session(sid), &record)
+            .await
+            .expect("writing the session record");
+    }
+}
+
+fn url(agent: &AgentProcess) -> String {
+    format!("ws://127.0.0.1:{}/ws", agent.port)
+}
+
+async fn join(agent: &AgentProcess, sid: &str, uid: &str) -> Peer {
+    Peer::join(&url(agent), sid, uid, JoinConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("{uid} joining {sid} on {}: {e:#}", agent.node_id))
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response, head and body.
+async fn http_get(port: u16, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connecting to the agent's HTTP port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("sending the request");
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("a response within 10 s")
+    .expect("reading the response");
+    response
+}
+
+fn packets_out(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"ion_agent_packets_total{direction="out"} "#)?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("the agent's outbound packet counter")
+}
+
+/// Waits until `peer` receives flowing audio and video from `uid`.
+async fn wait_flowing(peer: &Peer, uid: &str) {
+    let what = format!("{} to receive audio and video from {uid}", peer.uid);
+    wait_for(&what, Duration::from_secs(20), || async {
+        let tracks = peer.tracks_from(uid);
+        let flowing = |kind| {
+            tracks
+                .iter()
+                .any(|t| t.kind == kind && t.flowing(Duration::from_millis(500)))
+        };
+        (flowing(Kind::Audio) && flowing(Kind::Video)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_on_an_edge_receive_the_origin_s_publisher_over_one_relay() {
+    let cluster = Cluster::start("relay-fanout").await;
+    cluster.plant_livestream("live").await;
+    let alice = join(&cluster.origin, "live", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let viewers = [
+        join(&cluster.edge, "live", "v1").await,
+        join(&cluster.edge, "live", "v2").await,
+    ];
+    for viewer in &viewers {
+        wait_flowing(viewer, "alice").await;
+    }
+
+    // A window of numbered packets, and what each node sent meanwhile.
+    let origin_out = || async { packets_out(&http_get(cluster.origin.port, "/metrics").await) };
+    let edge_out = || async { packets_out(&http_get(cluster.edge.port, "/metrics").await) };
+    let start = [alice.sent(Kind::Audio), alice.sent(Kind::Video)];
+    let (origin0, edge0) = (origin_out().await, edge_out().await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let end = [alice.sent(Kind::Audio), alice.sent(Kind::Video)];
+    let (origin1, edge1) = (origin_out().await, edge_out().await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let sent: u32 = (0..2).map(|i| end[i] - start[i]).sum();
+    assert!(
+        sent >= 5 * 80 * 9 / 10,
+        "alice sent only {sent} packets in 5 s"
+    );
+    for viewer in &viewers {
+        for (i, kind) in [Kind::Audio, Kind::Video].into_iter().enumerate() {
+            let tracks = viewer.tracks_from("alice");
+            let track = tracks
+                .iter()
+                .find(|t| t.kind == kind)
+                .unwrap_or_else(|| panic!("{} has no {kind:?} track from alice", viewer.uid));
+            let expected = (end[i] - start[i]) as usize;
+            let got = track.received_in(start[i]..end[i]);
+            assert!(
+                got * 100 >= expected * 95,
+                "{} received {got} of {expected} {kind:?} packets over the relay",
+                viewer.uid
+            );
+        }
+        assert!(viewer.problems().is_empty(), "{:?}", viewer.problems());
+    }
+    // The origin sends each packet once to the edge, not once per viewer; the edge sends it
+    // to each of its two viewers. (Both counts include a little RTCP and STUN.)
+    let (origin_sent, edge_sent) = (origin1 - origin0, edge1 - edge0);
+    let sent = f64::from(sent);
+    assert!(
+        origin_sent < sent * 1.4,
+        "the origin sent {origin_sent} packets for {sent} published: more than one relay's worth"
+    );
+    assert!(
+        edge_sent > sent * 1.8,
+        "the edge sent {edge_sent} packets for {sent} published to two viewers"
+    );
+
+    // The edge's viewers are counted as the edge's peers; the relay is no one's.
+    let stats = |node: &str| {
+        let store = cluster.store.clone();
+        let key = store.keys().node(node);
+        async move {
+            store
+                .get::<ion_cluster::model::NodeRecord>(&key)
+                .await
+                .expect("reading a node")
+                .expect("the node is registered")
+                .stats
+        }
+    };
+    wait_for(
+        "the nodes to report their own participants",
+        Duration::from_secs(10),
+        || async {
+            let (origin, edge) = (stats("origin-1").await, stats("edge-1").await);
+            (origin.peers == 1 && edge.peers == 2).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_the_cluster_s_signature_opens_nothing() {
+    let cluster = Cluster::start("relay-auth").await;
+    cluster.plant_livestream("guarded").await;
+    let alice = join(&cluster.origin, "guarded", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+
+    let relay = |token: String| {
+        format!(
+            "ws://127.0.0.1:{}/relay/v1/ws?sid=guarded&edge=intruder&access_token={token}",
+            cluster.origin.port
+        )
+    };
+    let now = SystemTime::now();
+    let minute = Duration::from_secs(60);
+    let other = JoinSecret::new("some-other-secret-0123456789abcdef").expect("a secret");
+    let ours = JoinSecret::new(SECRET).expect("a secret");
+    let attempts = [
+        ("no token", relay(String::new())),
+        (
+            "another cluster's signature",
+            relay(token::issue_relay(
+                &other, "guarded", "origin-1", now, minute,
+            )),
+        ),
+        (
+            "a join token",
+            relay(token::issue(&ours, "guarded", "origin-1", now, minute)),
+        ),
+        (
+            "a relay token for another node",
+            relay(token::issue_relay(&ours, "guarded", "edge-1", now, minute)),
+        ),
+    ];
+    for (what, url) in attempts {
+        let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 401, "{what}");
+            }
+            other => panic!("a relay with {what} was not refused: {other:?}"),
+        }
+    }
+    // Nothing subscribed to alice's tracks on the origin: no relay was ever opened.
+    let log = cluster.origin.log();
+    assert!(!log.contains("relay to an edge opened"), "{log}");
+    assert!(log.contains("relay refused"), "{log}");
+}
