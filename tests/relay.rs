@@ -16,23 +16,30 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "relay-test-secret-0123456789abcdef";
 
-/// etcd and two agents on one prefix, sharing the cluster secret; joins need no token.
+/// etcd and agents on one prefix, sharing the cluster secret; joins need no token. Each
+/// agent has one media worker, so every relay of a node shares one worker: the case where
+/// two relays from the same address must be told apart.
 struct Cluster {
-    origin: AgentProcess,
-    edge: AgentProcess,
+    nodes: Vec<AgentProcess>,
     store: Store,
     _etcd: Etcd,
 }
 
 impl Cluster {
-    async fn start(test: &str) -> Cluster {
+    async fn start(test: &str, ids: &[&str]) -> Cluster {
         let etcd = Etcd::start().await;
         let prefix = unique_prefix(test);
         let store = etcd.store(&prefix).await;
-        let spec = |id: &str| AgentSpec::new(id).set("auth", "secret", SECRET);
-        let origin = AgentProcess::start(&etcd, &prefix, spec("origin-1"));
-        let edge = AgentProcess::start(&etcd, &prefix, spec("edge-1"));
-        for node in ["origin-1", "edge-1"] {
+        let nodes: Vec<AgentProcess> = ids
+            .iter()
+            .map(|id| {
+                let spec = AgentSpec::new(id)
+                    .set("auth", "secret", SECRET)
+                    .set("webrtc", "workers", 1);
+                AgentProcess::start(&etcd, &prefix, spec)
+            })
+            .collect();
+        for node in ids {
             let key = store.keys().node(node);
             wait_for(
                 &format!("{node} to register"),
@@ -52,23 +59,29 @@ impl Cluster {
             .await;
         }
         Cluster {
-            origin,
-            edge,
+            nodes,
             store,
             _etcd: etcd,
         }
     }
 
-    /// A livestream reserved on the origin with the edge as its relay, as placement writes it.
-    async fn plant_livestream(&self, sid: &str) {
+    fn node(&self, id: &str) -> &AgentProcess {
+        self.nodes
+            .iter()
+            .find(|n| n.node_id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// A session reserved on `origin` with `edges` as its relays, as placement writes it.
+    async fn plant(&self, sid: &str, class: SessionClass, origin: &str, edges: &[&str]) {
         let record = SessionRecord {
             sid: sid.to_owned(),
-            class: SessionClass::Livestream,
+            class,
             size: 3,
             demand: 30,
-            node: self.origin.node_id.clone(),
+            node: origin.to_owned(),
             state: SessionState::Reserved,
-            relays: vec![self.edge.node_id.clone()],
+            relays: edges.iter().map(|e| (*e).to_owned()).collect(),
             created_at: SystemTime::now(),
         };
         self.store
@@ -138,21 +151,24 @@ async fn wait_flowing(peer: &Peer, uid: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_on_an_edge_receive_the_origin_s_publisher_over_one_relay() {
-    let cluster = Cluster::start("relay-fanout").await;
-    cluster.plant_livestream("live").await;
-    let alice = join(&cluster.origin, "live", "alice").await;
+    let cluster = Cluster::start("relay-fanout", &["origin-1", "edge-1"]).await;
+    let (origin, edge) = (cluster.node("origin-1"), cluster.node("edge-1"));
+    cluster
+        .plant("live", SessionClass::Livestream, "origin-1", &["edge-1"])
+        .await;
+    let alice = join(origin, "live", "alice").await;
     alice.publish(Media::BOTH).await.expect("alice publishes");
     let viewers = [
-        join(&cluster.edge, "live", "v1").await,
-        join(&cluster.edge, "live", "v2").await,
+        join(edge, "live", "v1").await,
+        join(edge, "live", "v2").await,
     ];
     for viewer in &viewers {
         wait_flowing(viewer, "alice").await;
     }
 
     // A window of numbered packets, and what each node sent meanwhile.
-    let origin_out = || async { packets_out(&http_get(cluster.origin.port, "/metrics").await) };
-    let edge_out = || async { packets_out(&http_get(cluster.edge.port, "/metrics").await) };
+    let origin_out = || async { packets_out(&http_get(origin.port, "/metrics").await) };
+    let edge_out = || async { packets_out(&http_get(edge.port, "/metrics").await) };
     let start = [alice.sent(Kind::Audio), alice.sent(Kind::Video)];
     let (origin0, edge0) = (origin_out().await, edge_out().await);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -221,15 +237,18 @@ async fn viewers_on_an_edge_receive_the_origin_s_publisher_over_one_relay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_without_the_cluster_s_signature_opens_nothing() {
-    let cluster = Cluster::start("relay-auth").await;
-    cluster.plant_livestream("guarded").await;
-    let alice = join(&cluster.origin, "guarded", "alice").await;
+    let cluster = Cluster::start("relay-auth", &["origin-1", "edge-1"]).await;
+    let origin = cluster.node("origin-1");
+    cluster
+        .plant("guarded", SessionClass::Livestream, "origin-1", &["edge-1"])
+        .await;
+    let alice = join(origin, "guarded", "alice").await;
     alice.publish(Media::BOTH).await.expect("alice publishes");
 
     let relay = |token: String| {
         format!(
             "ws://127.0.0.1:{}/relay/v1/ws?sid=guarded&edge=intruder&access_token={token}",
-            cluster.origin.port
+            origin.port
         )
     };
     let now = SystemTime::now();
@@ -263,7 +282,81 @@ async fn a_relay_without_the_cluster_s_signature_opens_nothing() {
         }
     }
     // Nothing subscribed to alice's tracks on the origin: no relay was ever opened.
-    let log = cluster.origin.log();
+    let log = origin.log();
     assert!(!log.contains("relay to an edge opened"), "{log}");
     assert!(log.contains("relay refused"), "{log}");
+}
+
+/// Receives at least 95% of each of `from`'s audio and video packets over 3 s.
+async fn receives_from(viewer: &Peer, publisher: &Peer) {
+    let uid = publisher.uid.as_str();
+    wait_flowing(viewer, uid).await;
+    let start = [publisher.sent(Kind::Audio), publisher.sent(Kind::Video)];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let end = [publisher.sent(Kind::Audio), publisher.sent(Kind::Video)];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tracks = viewer.tracks_from(uid);
+    for (i, kind) in [Kind::Audio, Kind::Video].into_iter().enumerate() {
+        let expected = (end[i] - start[i]) as usize;
+        let got = tracks
+            .iter()
+            .find(|t| t.kind == kind)
+            .map_or(0, |t| t.received_in(start[i]..end[i]));
+        assert!(
+            expected > 0 && got * 100 >= expected * 95,
+            "{} received {got} of {expected} {kind:?} packets from {uid}",
+            viewer.uid
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_spanning_three_nodes_reaches_every_participant() {
+    let ids = ["conf-a", "conf-b", "conf-c"];
+    let cluster = Cluster::start("relay-conference", &ids).await;
+    cluster
+        .plant(
+            "conf",
+            SessionClass::Conference,
+            "conf-a",
+            &["conf-b", "conf-c"],
+        )
+        .await;
+    let mut speakers = Vec::new();
+    for (i, node) in ids.iter().enumerate() {
+        let speaker = join(cluster.node(node), "conf", &format!("speaker-{i}")).await;
+        speaker.publish(Media::BOTH).await.expect("publishing");
+        speakers.push(speaker);
+    }
+    for viewer in &speakers {
+        for speaker in speakers.iter().filter(|s| s.uid != viewer.uid) {
+            receives_from(viewer, speaker).await;
+        }
+        // Each track arrives once, not once per relay path: no loop brought it back.
+        let tracks = viewer.remote_tracks();
+        let live: Vec<_> = tracks.iter().filter(|t| !t.ended).collect();
+        assert_eq!(live.len(), 4, "{} has {live:?}", viewer.uid);
+        assert!(viewer.problems().is_empty(), "{:?}", viewer.problems());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_relayed_between_the_same_nodes_stay_apart() {
+    let cluster = Cluster::start("relay-two", &["origin-1", "edge-1"]).await;
+    let (origin, edge) = (cluster.node("origin-1"), cluster.node("edge-1"));
+    for sid in ["first", "second"] {
+        cluster
+            .plant(sid, SessionClass::Livestream, "origin-1", &["edge-1"])
+            .await;
+    }
+    let first = join(origin, "first", "host-1").await;
+    first.publish(Media::BOTH).await.expect("publishing");
+    let second = join(origin, "second", "host-2").await;
+    second.publish(Media::BOTH).await.expect("publishing");
+    let viewer_1 = join(edge, "first", "viewer-1").await;
+    let viewer_2 = join(edge, "second", "viewer-2").await;
+    receives_from(&viewer_1, &first).await;
+    receives_from(&viewer_2, &second).await;
+    assert!(viewer_1.tracks_from("host-2").is_empty());
+    assert!(viewer_2.tracks_from("host-1").is_empty());
 }

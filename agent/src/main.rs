@@ -158,6 +158,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         sfu.clone(),
         config.cluster.node_id.clone(),
         relay_secret.clone(),
+        config.etcd.clone(),
     );
     let context = Arc::new(signaling::SignalContext {
         sfu,

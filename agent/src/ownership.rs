@@ -49,12 +49,11 @@ pub enum ClaimError {
 /// How this node takes part in a session it admitted a participant to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
-    /// The session is this node's: claimed in etcd, released by the last leave.
-    Owner,
-    /// This node is an edge of a session that lives on `origin`: its tracks come over a
-    /// relay from `origin_url` (the origin's signaling URL), and the record stays the
-    /// origin's.
-    Edge { origin: String, origin_url: String },
+    /// The session is this node's: claimed in etcd, released by the last leave. `spans`:
+    /// it has edges on other nodes (its record lists relays).
+    Owner { spans: bool },
+    /// This node is an edge of a session that lives on another node, which owns the record.
+    Edge,
 }
 
 enum Message {
@@ -130,8 +129,8 @@ struct Task {
     drain: watch::Receiver<DrainState>,
     hold: watch::Sender<Hold>,
     store: Option<Store>,
-    /// Participants per session on this node.
-    members: HashMap<String, usize>,
+    /// Participants per session on this node, and whether the session spans nodes.
+    members: HashMap<String, (usize, bool)>,
 }
 
 impl Task {
@@ -176,11 +175,13 @@ impl Task {
             .claim_session(sid, &self.node_id, lease, allow_unplaced)
             .await;
         match claim {
-            Ok(Claim::Adopted(_) | Claim::Created(_)) => Ok(Membership::Owner),
+            Ok(Claim::Adopted(record) | Claim::Created(record)) => Ok(Membership::Owner {
+                spans: !record.relays.is_empty(),
+            }),
             Ok(Claim::Edge {
-                origin,
-                signal_url: Some(origin_url),
-            }) => Ok(Membership::Edge { origin, origin_url }),
+                signal_url: Some(_),
+                ..
+            }) => Ok(Membership::Edge),
             Ok(Claim::Edge {
                 origin,
                 signal_url: None,
@@ -210,10 +211,10 @@ impl Task {
     }
 
     async fn join(&mut self, sid: &str) -> Result<Membership, ClaimError> {
-        if let Some(count) = self.members.get_mut(sid) {
+        if let Some((count, spans)) = self.members.get_mut(sid) {
             // Existing sessions keep taking participants while the node drains.
             *count += 1;
-            return Ok(Membership::Owner);
+            return Ok(Membership::Owner { spans: *spans });
         }
         if self.drain.borrow().draining() {
             return Err(ClaimError::Draining {
@@ -238,18 +239,18 @@ impl Task {
                 other => other?,
             },
         };
-        if let Membership::Edge { origin, .. } = &membership {
-            tracing::debug!(%sid, %origin, "a participant of a session relayed from its origin");
+        let Membership::Owner { spans } = membership else {
+            tracing::debug!(%sid, "a participant of a session relayed from its origin");
             return Ok(membership);
-        }
+        };
         tracing::info!(%sid, "session claimed in etcd");
         hold::release(&self.hold, sid, "its session went live");
-        self.members.insert(sid.to_owned(), 1);
+        self.members.insert(sid.to_owned(), (1, spans));
         Ok(membership)
     }
 
     async fn leave(&mut self, sid: &str) {
-        let Some(count) = self.members.get_mut(sid) else {
+        let Some((count, _)) = self.members.get_mut(sid) else {
             return;
         };
         *count -= 1;

@@ -1,6 +1,12 @@
-//! The edge's end of a relay: [`Edges`] keeps one relay per session that has participants on
-//! this node and lives on another, dials the origin when the first participant arrives,
-//! redials with backoff while any remain, and closes the relay when the last one leaves.
+//! The receiving end of relays: [`Edges`] pulls the tracks of every session that has
+//! participants here and spans nodes from the other nodes that publish into it.
+//!
+//! - A session task per such session reads `sessions/<sid>` now and every
+//!   [`REFRESH`], so nodes added to a live session are dialed too.
+//! - It keeps one [`Dialer`] per node to pull from: the origin for a livestream (its one
+//!   publisher is there), every other node of the session otherwise.
+//! - A dialer redials with backoff while the session has participants here.
+//! - The last participant's leave closes them all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use ion_cluster::backoff::Backoff;
 use ion_cluster::loadtest::signal::Signal;
+use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord};
 use ion_cluster::protocol::{DescParams, JoinConfig, SessionDescription};
+use ion_cluster::store::{EtcdOptions, Store};
 use ion_cluster::token::{self, JoinSecret};
 use str0m::change::SdpOffer;
 use tokio::sync::{mpsc, oneshot};
@@ -17,24 +25,32 @@ use crate::sfu::{Command, Link, ParticipantId, PeerEvent, Sfu, SfuError};
 
 /// How long the edge waits for the origin's WebSocket to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a spanning session's record is read again for nodes added or gone.
+const REFRESH: Duration = Duration::from_secs(3);
 
-/// The relays this node runs as an edge.
+/// The relays this node pulls.
 #[derive(Clone)]
 pub struct Edges {
+    shared: Arc<Shared>,
+    sessions: Arc<Mutex<HashMap<String, SessionPull>>>,
+}
+
+/// What every session task and dialer needs.
+struct Shared {
     sfu: Sfu,
     node_id: String,
     secret: Option<JoinSecret>,
-    relays: Arc<Mutex<HashMap<String, EdgeRelay>>>,
+    etcd: EtcdOptions,
 }
 
-struct EdgeRelay {
+struct SessionPull {
     members: usize,
-    /// Dropped to close the relay.
+    /// Dropped to close the session's relays.
     _stop: oneshot::Sender<()>,
 }
 
 /// Where a relay comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     pub node: String,
     /// The origin's signaling URL, `ws://host:port/ws`.
@@ -42,39 +58,41 @@ pub struct Origin {
 }
 
 impl Edges {
-    pub fn new(sfu: Sfu, node_id: String, secret: Option<JoinSecret>) -> Self {
+    pub fn new(sfu: Sfu, node_id: String, secret: Option<JoinSecret>, etcd: EtcdOptions) -> Self {
         Self {
-            sfu,
-            node_id,
-            secret,
-            relays: Arc::default(),
+            shared: Arc::new(Shared {
+                sfu,
+                node_id,
+                secret,
+                etcd,
+            }),
+            sessions: Arc::default(),
         }
     }
 
-    fn relays(&self) -> std::sync::MutexGuard<'_, HashMap<String, EdgeRelay>> {
-        self.relays.lock().unwrap_or_else(|e| e.into_inner())
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionPull>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a participant of `sid` in; the first one opens the relay from `origin`.
-    pub fn enter(&self, sid: &str, origin: Origin) -> Result<(), String> {
-        let secret = super::no_secret(self.secret.as_ref())?.clone();
-        let mut relays = self.relays();
-        if let Some(relay) = relays.get_mut(sid) {
-            relay.members += 1;
+    /// Counts a participant of the spanning session `sid` in; the first one starts pulling
+    /// its tracks from the other nodes.
+    pub fn enter(&self, sid: &str) -> Result<(), String> {
+        let secret = super::no_secret(self.shared.secret.as_ref())?.clone();
+        let mut sessions = self.sessions();
+        if let Some(session) = sessions.get_mut(sid) {
+            session.members += 1;
             return Ok(());
         }
         let (stop, stopped) = oneshot::channel();
-        let dialer = Dialer {
-            sfu: self.sfu.clone(),
-            node_id: self.node_id.clone(),
+        tokio::spawn(pull_session(
+            self.shared.clone(),
             secret,
-            sid: sid.to_owned(),
-            origin,
-        };
-        tokio::spawn(dialer.run(stopped));
-        relays.insert(
             sid.to_owned(),
-            EdgeRelay {
+            stopped,
+        ));
+        sessions.insert(
+            sid.to_owned(),
+            SessionPull {
                 members: 1,
                 _stop: stop,
             },
@@ -82,21 +100,101 @@ impl Edges {
         Ok(())
     }
 
-    /// Counts a participant of `sid` out; the last one closes the relay.
+    /// Counts a participant of `sid` out; the last one closes the session's relays.
     pub fn leave(&self, sid: &str) {
-        let mut relays = self.relays();
-        if let Some(relay) = relays.get_mut(sid) {
-            relay.members -= 1;
-            if relay.members == 0 {
-                relays.remove(sid);
+        let mut sessions = self.sessions();
+        if let Some(session) = sessions.get_mut(sid) {
+            session.members -= 1;
+            if session.members == 0 {
+                sessions.remove(sid);
             }
         }
     }
 }
 
+/// The nodes this node pulls session `record` from: the origin for a livestream, every
+/// other node of the session otherwise.
+pub fn sources(record: &SessionRecord, this_node: &str) -> Vec<String> {
+    let mut nodes = vec![record.node.clone()];
+    if record.class != SessionClass::Livestream {
+        nodes.extend(record.relays.iter().cloned());
+    }
+    nodes.retain(|n| n != this_node);
+    nodes.dedup();
+    nodes
+}
+
+/// Keeps a dialer to each source of `sid` until `stopped`.
+async fn pull_session(
+    shared: Arc<Shared>,
+    secret: JoinSecret,
+    sid: String,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut dialers: HashMap<Origin, oneshot::Sender<()>> = HashMap::new();
+    let mut store: Option<Store> = None;
+    loop {
+        match wanted_origins(&shared, &mut store, &sid).await {
+            Ok(origins) => {
+                dialers.retain(|origin, _| origins.contains(origin));
+                for origin in origins {
+                    if dialers.contains_key(&origin) {
+                        continue;
+                    }
+                    let (stop, dialer_stopped) = oneshot::channel();
+                    let dialer = Dialer {
+                        shared: shared.clone(),
+                        secret: secret.clone(),
+                        sid: sid.clone(),
+                        origin: origin.clone(),
+                    };
+                    tokio::spawn(dialer.run(dialer_stopped));
+                    dialers.insert(origin, stop);
+                }
+            }
+            Err(error) => {
+                store = None;
+                tracing::warn!(%sid, %error, "cannot read the nodes of a spanning session; keeping its relays");
+            }
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tokio::time::sleep(REFRESH) => {}
+        }
+    }
+}
+
+/// The registered nodes this node should pull `sid` from now.
+async fn wanted_origins(
+    shared: &Shared,
+    store: &mut Option<Store>,
+    sid: &str,
+) -> Result<Vec<Origin>, ion_cluster::store::StoreError> {
+    if store.is_none() {
+        *store = Some(Store::connect(&shared.etcd).await?);
+    }
+    let store = store.as_ref().expect("connected above");
+    let Some(record) = store
+        .get::<SessionRecord>(&store.keys().session(sid))
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut origins = Vec::new();
+    for node in sources(&record, &shared.node_id) {
+        // A node that is not registered (dead, or not up yet) has nothing to pull.
+        if let Some(record) = store.get::<NodeRecord>(&store.keys().node(&node)).await? {
+            origins.push(Origin {
+                node,
+                signal_url: record.signal_url,
+            });
+        }
+    }
+    Ok(origins)
+}
+
 struct Dialer {
-    sfu: Sfu,
-    node_id: String,
+    shared: Arc<Shared>,
     secret: JoinSecret,
     sid: String,
     origin: Origin,
@@ -128,8 +226,12 @@ impl Dialer {
             SystemTime::now(),
             super::TOKEN_TTL,
         );
-        let url = match super::relay_url(&self.origin.signal_url, &self.sid, &self.node_id, &token)
-        {
+        let url = match super::relay_url(
+            &self.origin.signal_url,
+            &self.sid,
+            &self.shared.node_id,
+            &token,
+        ) {
             Ok(url) => url,
             Err(why) => return Ended::Failed(why),
         };
@@ -137,8 +239,8 @@ impl Dialer {
             Ok(connected) => connected,
             Err(error) => return Ended::Failed(error.to_string()),
         };
-        let worker = self.sfu.worker_for(&self.sid);
-        let participant = self.sfu.new_participant_id();
+        let worker = self.shared.sfu.worker_for(&self.sid);
+        let participant = self.shared.sfu.new_participant_id();
         let (events, mut events_rx) = mpsc::unbounded_channel();
         let mut joined = false;
         tracing::info!(sid = %self.sid, origin = %self.origin.node, "relay from the origin connected");

@@ -16,6 +16,7 @@ pub mod counters;
 mod keyframe;
 mod layers;
 mod participant;
+mod relay_socket;
 mod rewrite;
 mod send_batch;
 mod session;

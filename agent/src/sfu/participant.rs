@@ -72,6 +72,8 @@ pub struct Pc {
     /// Media was written since the last poll: str0m queues a written packet and sends it
     /// only after its next timeout, which it will want at once.
     pub written: bool,
+    /// The socket of an edge's end of a relay (see `relay_socket`); None: the worker's.
+    pub socket: Option<Arc<tokio::net::UdpSocket>>,
 }
 
 impl Pc {
@@ -105,6 +107,7 @@ impl Pc {
             rtc,
             timeout: now,
             written: false,
+            socket: None,
         })
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use super::counters::WorkerCounters;
 use super::keyframe::starts_keyframe;
 use super::participant::{Link, OutState, Participant, ParticipantId, Pc, Role, TrackOut};
+use super::relay_socket::{self, RecvAny, RelaySocket};
 use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
 use super::{Command, PeerEvent, SfuError, Target};
@@ -103,6 +104,10 @@ struct State {
     timers: BinaryHeap<Reverse<(Instant, ParticipantId, Role)>>,
     /// A participant failed this round: remove it now rather than at the next housekeeping.
     reap_soon: bool,
+    /// The sockets of this worker's edge ends of relays.
+    relay_sockets: Vec<RelaySocket>,
+    /// The IP the worker's socket is bound to; relay sockets bind it too.
+    bind_ip: Option<std::net::IpAddr>,
     next_housekeeping: Option<Instant>,
 }
 
@@ -110,6 +115,13 @@ enum Wake {
     Shutdown,
     Command(Option<Command>),
     Datagram(std::io::Result<(usize, SocketAddr)>),
+    /// A datagram on the socket of an edge's end of a relay (the participant), sent to the
+    /// address it announces.
+    RelayDatagram(
+        ParticipantId,
+        SocketAddr,
+        std::io::Result<(usize, SocketAddr)>,
+    ),
     Timer,
 }
 
@@ -162,7 +174,9 @@ impl Worker {
             .copied()
             .unwrap_or_else(|| socket.local_addr().expect("a bound socket has an address"));
         tracing::info!(worker = self.index, addr = %destination, "media worker started");
+        self.state.bind_ip = socket.local_addr().ok().map(|a| a.ip());
         let mut buf = vec![0u8; 2048];
+        let mut relay_buf = vec![0u8; 2048];
         loop {
             let now = Instant::now();
             self.state.drive(&socket, &self.counters, now);
@@ -172,6 +186,9 @@ impl Worker {
                 _ = self.shutdown.changed() => Wake::Shutdown,
                 command = self.commands.recv() => Wake::Command(command),
                 received = socket.recv_from(&mut buf) => Wake::Datagram(received),
+                (relay, local, received) = RecvAny { sockets: &self.state.relay_sockets, buf: &mut relay_buf } => {
+                    Wake::RelayDatagram(relay, local, received)
+                }
                 () = tokio::time::sleep_until(next.into()) => Wake::Timer,
             };
             let now = Instant::now();
@@ -203,6 +220,19 @@ impl Worker {
                 // peer, whose ICE will time out, never the socket.
                 Wake::Datagram(Err(error)) => {
                     tracing::debug!(worker = self.index, %error, "media socket receive error");
+                }
+                Wake::RelayDatagram(relay, local, Ok((len, source))) => {
+                    let arrival = Arrival {
+                        destination: local,
+                        now,
+                        socket: &socket,
+                    };
+                    let data = &relay_buf[..len];
+                    self.state
+                        .relay_datagram(relay, data, source, &arrival, &self.counters);
+                }
+                Wake::RelayDatagram(_, _, Err(error)) => {
+                    tracing::debug!(worker = self.index, %error, "relay socket receive error");
                 }
                 Wake::Timer => self.state.timeouts(now),
             }
@@ -278,6 +308,45 @@ impl State {
         if known.is_none() {
             self.routes.insert(source, (id, role));
         }
+        self.deliver(id, role, input, arrival, counters);
+    }
+
+    /// A datagram on the own socket of the relay `id` (an edge's end: its publisher).
+    fn relay_datagram(
+        &mut self,
+        id: ParticipantId,
+        data: &[u8],
+        source: SocketAddr,
+        arrival: &Arrival<'_>,
+        counters: &WorkerCounters,
+    ) {
+        counters.packets_in.fetch_add(1, Relaxed);
+        counters.bytes_in.fetch_add(data.len() as u64, Relaxed);
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            return;
+        };
+        let input = Input::Receive(
+            arrival.now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: arrival.destination,
+                contents,
+            },
+        );
+        self.deliver(id, Role::Publisher, input, arrival, counters);
+    }
+
+    /// Hands a datagram to the PeerConnection it is for.
+    fn deliver(
+        &mut self,
+        id: ParticipantId,
+        role: Role,
+        input: Input<'_>,
+        arrival: &Arrival<'_>,
+        counters: &WorkerCounters,
+    ) {
+        let now = arrival.now;
         if let Some(p) = self.participants.get_mut(&id)
             && let Some(pc) = p.pc_mut(role)
             && let Err(error) = pc.rtc.handle_input(input)
@@ -432,7 +501,24 @@ impl State {
                     pc.timeout = at;
                     break;
                 }
-                Ok(Output::Transmit(transmit)) => self.outbox.push(transmit, socket, counters),
+                Ok(Output::Transmit(transmit)) => match &pc.socket {
+                    // An edge's end of a relay sends from its own socket, one datagram at a
+                    // time: one stream per relay, not one per viewer.
+                    Some(own) => {
+                        if own
+                            .try_send_to(&transmit.contents, transmit.destination)
+                            .is_ok()
+                        {
+                            counters.packets_out.fetch_add(1, Relaxed);
+                            counters
+                                .bytes_out
+                                .fetch_add(transmit.contents.len() as u64, Relaxed);
+                        } else {
+                            counters.send_drops.fetch_add(1, Relaxed);
+                        }
+                    }
+                    None => self.outbox.push(transmit, socket, counters),
+                },
                 Ok(Output::Event(event)) => on_event(p, role, event, now, &mut self.effects),
                 Err(error) => {
                     p.fail(format!("media output failed: {error}"));
@@ -829,12 +915,27 @@ impl State {
         candidates: &[SocketAddr],
     ) -> Result<str0m::change::SdpAnswer, SfuError> {
         let from_origin = matches!(link, Link::FromOrigin { .. });
-        let mut publisher = Pc::new(now, candidates, Role::Publisher, !from_origin)?;
-        let answer = publisher
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let mut publisher = if from_origin {
+            // The edge's end of a relay: its own socket, full ICE (see `relay_socket`).
+            let bind_ip = self
+                .bind_ip
+                .ok_or_else(|| SfuError::Internal("the worker has no socket".to_owned()))?;
+            let announce_ip = candidates.first().map_or(bind_ip, SocketAddr::ip);
+            let relay = relay_socket::bind(id, bind_ip, announce_ip)?;
+            let mut pc = Pc::new(now, &[relay.candidate], Role::Publisher, false)?;
+            pc.socket = Some(relay.socket.clone());
+            self.relay_sockets.push(relay);
+            pc
+        } else {
+            Pc::new(now, candidates, Role::Publisher, true)?
+        };
+        let answer = match publisher.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.relay_sockets.retain(|r| r.participant != id);
+                return Err(SfuError::BadSdp(error.to_string()));
+            }
+        };
         let subscriber = if config.no_subscribe || from_origin {
             None
         } else {
@@ -990,6 +1091,7 @@ impl State {
             return;
         };
         self.routes.retain(|_, (owner, _)| *owner != id);
+        self.relay_sockets.retain(|r| r.participant != id);
         if let Some(reason) = reason {
             let _ = p.events.send(PeerEvent::Removed(reason.to_owned()));
         }

@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::SignalContext;
 use crate::ownership::Membership;
-use crate::relay::edge::Origin;
 use crate::sfu::{Command, Link, ParticipantId, PeerEvent, SfuError, Target};
 use ion_cluster::protocol::{
     self, INVALID_PARAMS, INVALID_REQUEST, Incoming, RpcError, SERVER_ERROR, SessionDescription,
@@ -33,8 +32,8 @@ struct Joined {
     participant: ParticipantId,
     sid: String,
     worker: mpsc::Sender<Command>,
-    /// The session lives on another node and reaches this one over a relay.
-    edge: bool,
+    /// The session spans nodes: this node pulls its tracks from the others.
+    spans: bool,
 }
 
 struct Connection {
@@ -224,20 +223,14 @@ impl Connection {
             .join(&params.sid)
             .await
             .map_err(|e| RpcError::new(id.clone(), SERVER_ERROR, e.to_string()))?;
-        let edge = match membership {
-            Membership::Owner => false,
-            Membership::Edge { origin, origin_url } => {
-                let origin = Origin {
-                    node: origin,
-                    signal_url: origin_url,
-                };
-                self.context
-                    .edges
-                    .enter(&params.sid, origin)
-                    .map_err(|why| RpcError::new(id.clone(), SERVER_ERROR, why))?;
-                true
-            }
+        let spans = match membership {
+            Membership::Owner { spans } => spans,
+            Membership::Edge => true,
         };
+        if spans && let Err(why) = self.context.edges.enter(&params.sid) {
+            self.context.ownership.leave(&params.sid).await;
+            return Err(RpcError::new(id.clone(), SERVER_ERROR, why));
+        }
         let sfu = &self.context.sfu;
         let participant = sfu.new_participant_id();
         let worker = sfu.worker_for(&params.sid);
@@ -262,12 +255,12 @@ impl Connection {
                     participant,
                     sid: params.sid,
                     worker,
-                    edge,
+                    spans,
                 });
                 Ok(Some(protocol::result(&id, answer_description(&answer))))
             }
             Err(error) => {
-                self.forget(&params.sid, edge).await;
+                self.forget(&params.sid, spans).await;
                 Err(sfu_error(id, error))
             }
         }
@@ -366,17 +359,16 @@ impl Connection {
                     participant: joined.participant,
                 })
                 .await;
-            self.forget(&joined.sid, joined.edge).await;
+            self.forget(&joined.sid, joined.spans).await;
         }
     }
 
-    /// Counts this connection's participant out of the session, or out of its relay.
-    async fn forget(&self, sid: &str, edge: bool) {
-        if edge {
+    /// Counts this connection's participant out of the session and of its relays.
+    async fn forget(&self, sid: &str, spans: bool) {
+        if spans {
             self.context.edges.leave(sid);
-        } else {
-            self.context.ownership.leave(sid).await;
         }
+        self.context.ownership.leave(sid).await;
     }
 }
 
