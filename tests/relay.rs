@@ -4,7 +4,7 @@
 
 mod harness;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
     AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, unique_prefix, wait_for,
@@ -68,6 +68,13 @@ impl Cluster {
     fn node(&self, id: &str) -> &AgentProcess {
         self.nodes
             .iter()
+            .find(|n| n.node_id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    fn node_mut(&mut self, id: &str) -> &mut AgentProcess {
+        self.nodes
+            .iter_mut()
             .find(|n| n.node_id == id)
             .unwrap_or_else(|| panic!("no node {id}"))
     }
@@ -359,4 +366,139 @@ async fn two_sessions_relayed_between_the_same_nodes_stay_apart() {
     receives_from(&viewer_2, &second).await;
     assert!(viewer_1.tracks_from("host-2").is_empty());
     assert!(viewer_2.tracks_from("host-1").is_empty());
+}
+
+/// Waits until `publisher` has had no keyframe request for 1.5 s (new subscriptions ask for
+/// one), and returns the count then.
+async fn keyframe_requests_settled(publisher: &Peer) -> u64 {
+    let mut last = publisher.keyframe_requests();
+    let mut quiet_since = Instant::now();
+    wait_for(
+        "keyframe requests to settle",
+        Duration::from_secs(20),
+        || {
+            let now = publisher.keyframe_requests();
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            }
+            let settled = quiet_since.elapsed() >= Duration::from_millis(1500);
+            async move { settled.then_some(now) }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_keyframe_requests_on_an_edge_reach_the_publisher_once() {
+    let cluster = Cluster::start("relay-pli", &["origin-1", "edge-1"]).await;
+    let (origin, edge) = (cluster.node("origin-1"), cluster.node("edge-1"));
+    cluster
+        .plant("pli", SessionClass::Livestream, "origin-1", &["edge-1"])
+        .await;
+    let alice = join(origin, "pli", "alice").await;
+    alice.publish(Media::VIDEO).await.expect("alice publishes");
+    let mut viewers = Vec::new();
+    for i in 0..20 {
+        viewers.push(join(edge, "pli", &format!("v{i}")).await);
+    }
+    for viewer in &viewers {
+        let what = format!("{} to receive alice's video", viewer.uid);
+        wait_for(&what, Duration::from_secs(20), || async {
+            viewer
+                .tracks_from("alice")
+                .iter()
+                .any(|t| t.kind == Kind::Video && t.flowing(Duration::from_millis(500)))
+                .then_some(())
+        })
+        .await;
+    }
+    let video = |viewer: &Peer| {
+        viewer
+            .tracks_from("alice")
+            .into_iter()
+            .find(|t| t.kind == Kind::Video)
+            .expect("alice's video")
+            .track_id
+    };
+
+    // One viewer's PLI crosses the relay to the publisher.
+    let before = keyframe_requests_settled(&alice).await;
+    viewers[0]
+        .send_pli(&video(&viewers[0]))
+        .await
+        .expect("sending a PLI");
+    wait_for(
+        "v0's PLI to reach alice",
+        Duration::from_secs(5),
+        || async { (alice.keyframe_requests() > before).then_some(()) },
+    )
+    .await;
+
+    // Twenty within 500 ms reach it once: the edge merges them into one request upstream.
+    let before = keyframe_requests_settled(&alice).await;
+    let sent_at = Instant::now();
+    for viewer in &viewers {
+        viewer
+            .send_pli(&video(viewer))
+            .await
+            .expect("sending a PLI");
+    }
+    assert!(
+        sent_at.elapsed() < Duration::from_millis(500),
+        "sending 20 PLIs took {:?}",
+        sent_at.elapsed()
+    );
+    wait_for(
+        "the PLIs to reach alice",
+        Duration::from_secs(5),
+        || async { (alice.keyframe_requests() > before).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(alice.keyframe_requests() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_edge_s_relay_is_dropped_and_its_viewers_resume_on_another_edge() {
+    let ids = ["origin-1", "edge-1", "edge-2"];
+    let mut cluster = Cluster::start("relay-kill", &ids).await;
+    cluster
+        .plant(
+            "show",
+            SessionClass::Livestream,
+            "origin-1",
+            &["edge-1", "edge-2"],
+        )
+        .await;
+    let alice = join(cluster.node("origin-1"), "show", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let viewer = join(cluster.node("edge-1"), "show", "viewer").await;
+    wait_flowing(&viewer, "alice").await;
+    assert!(
+        cluster
+            .node("origin-1")
+            .log()
+            .contains("relay to an edge opened")
+    );
+
+    cluster.node_mut("edge-1").kill9();
+    // Well within the lease TTL (10 s): the relay's connection dies with the process.
+    wait_for(
+        "the origin to drop the dead edge's relay",
+        Duration::from_secs(10),
+        || async {
+            cluster
+                .node("origin-1")
+                .log()
+                .contains("relay to an edge closed")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The viewer, placed again, lands on the other edge and receives again.
+    let again = join(cluster.node("edge-2"), "show", "viewer").await;
+    receives_from(&again, &alice).await;
+    assert!(alice.problems().is_empty(), "{:?}", alice.problems());
 }
