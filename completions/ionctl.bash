@@ -916,7 +916,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__place)
-            opts="-o -h --class --size --session --strategy --wait --reservation-ttl --output --etcd --prefix --connect-timeout --config --help"
+            opts="-o -h --class --size --session --strategy --role --wait --reservation-ttl --output --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -936,6 +936,10 @@ _ionctl() {
                     ;;
                 --strategy)
                     COMPREPLY=($(compgen -W "binpack spread" -- "${cur}"))
+                    return 0
+                    ;;
+                --role)
+                    COMPREPLY=($(compgen -W "publisher viewer" -- "${cur}"))
                     return 0
                     ;;
                 --wait)

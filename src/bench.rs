@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::capacity::MachineType;
 use crate::model::{NodeRecord, SessionClass};
-use crate::placement::{Policy, Request, Strategy};
+use crate::placement::{Policy, Request, Role, Strategy};
 use crate::placer::{Outcome, PlaceError, Placer, PlacerOptions};
 use crate::store::{Store, StoreError};
 
@@ -240,6 +240,7 @@ async fn placements(
                     class,
                     size,
                     strategy: Strategy::Binpack,
+                    role: Role::Publisher,
                 };
                 let begun = Instant::now();
                 match placer.place(request).await? {

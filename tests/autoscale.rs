@@ -284,6 +284,7 @@ async fn idle_nodes_are_drained_and_deleted_and_a_busy_node_is_kept() {
         node: "ion-busy".to_owned(),
         state: SessionState::Live,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: SystemTime::now(),
     };
     store

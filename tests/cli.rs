@@ -31,6 +31,7 @@ fn session(sid: &str, node: &str, demand: u32) -> SessionRecord {
         node: node.to_owned(),
         state: SessionState::Live,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: SystemTime::now() - Duration::from_secs(300),
     }
 }

@@ -54,6 +54,7 @@ async fn a_held_node_takes_only_its_session_and_releases_the_hold_when_it_goes_l
         node: "held-1".to_owned(),
         state: SessionState::Reserved,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: std::time::SystemTime::now(),
     };
     store

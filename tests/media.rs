@@ -481,6 +481,7 @@ async fn joins_are_refused_for_sessions_this_node_does_not_own() {
         node: on.to_owned(),
         state,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: SystemTime::now(),
     };
     node.store

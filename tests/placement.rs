@@ -14,7 +14,7 @@ use ion_cluster::api::PlaceAnswer;
 use ion_cluster::model::{
     DrainRequest, NodeState, PendingDemand, SessionClass, SessionRecord, SessionState,
 };
-use ion_cluster::placement::{Request, Strategy};
+use ion_cluster::placement::{Request, Role, Strategy};
 use ion_cluster::placer::{Outcome, Placer, PlacerOptions};
 use ion_cluster::store::{Commit, Store};
 use ion_cluster::token::{JoinSecret, verify};
@@ -85,6 +85,7 @@ async fn etcd_range_compare_fails_on_a_placement_after_the_snapshot() {
         node: "n1".to_owned(),
         state: SessionState::Reserved,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: SystemTime::now(),
     };
     let Commit::Committed { revision: first } = c
@@ -238,6 +239,7 @@ async fn load_lag_a_burst_is_spread_by_committed_units() {
                     class: SessionClass::Group,
                     size: 6,
                     strategy: Strategy::Binpack,
+                    role: Role::Publisher,
                 };
                 placer.place(request).await
             }));

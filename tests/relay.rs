@@ -22,6 +22,7 @@ const SECRET: &str = "relay-test-secret-0123456789abcdef";
 struct Cluster {
     nodes: Vec<AgentProcess>,
     store: Store,
+    prefix: String,
     _etcd: Etcd,
 }
 
@@ -61,8 +62,31 @@ impl Cluster {
         Cluster {
             nodes,
             store,
+            prefix,
             _etcd: etcd,
         }
+    }
+
+    /// `ionctl place ... -o json` against this cluster; the answer must be a placement.
+    async fn place(&self, args: &[&str]) -> serde_json::Value {
+        let endpoint = self._etcd.endpoint();
+        let mut all = vec![
+            "place",
+            "--etcd",
+            &endpoint,
+            "--prefix",
+            &self.prefix,
+            "-o",
+            "json",
+        ];
+        all.extend_from_slice(args);
+        let output = harness::ionctl(&all).await;
+        assert!(
+            output.status.success(),
+            "ionctl {all:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("ionctl place -o json prints JSON")
     }
 
     fn node(&self, id: &str) -> &AgentProcess {
@@ -89,6 +113,7 @@ impl Cluster {
             node: origin.to_owned(),
             state: SessionState::Reserved,
             relays: edges.iter().map(|e| (*e).to_owned()).collect(),
+            edge_demand: 0,
             created_at: SystemTime::now(),
         };
         self.store
@@ -501,4 +526,49 @@ async fn a_killed_edge_s_relay_is_dropped_and_its_viewers_resume_on_another_edge
     let again = join(cluster.node("edge-2"), "show", "viewer").await;
     receives_from(&again, &alice).await;
     assert!(alice.problems().is_empty(), "{:?}", alice.problems());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_splits_a_livestream_and_sends_viewers_to_the_edge() {
+    // Two free nodes of 200 units, 170 each for a livestream: 300 viewers need both.
+    let cluster = Cluster::start("relay-place", &["node-a", "node-b"]).await;
+    let placed = cluster
+        .place(&["--class", "livestream", "--size", "300", "--session", "big"])
+        .await;
+    assert_eq!(placed["decision"], "place", "{placed}");
+    let origin = placed["node"].as_str().expect("an origin").to_owned();
+    let edges: Vec<String> = serde_json::from_value(placed["edges"].clone()).expect("edges");
+    assert_eq!(edges.len(), 1, "{placed}");
+    assert_ne!(edges[0], origin);
+    let record: SessionRecord = cluster
+        .store
+        .get(&cluster.store.keys().session("big"))
+        .await
+        .expect("reading etcd")
+        .expect("the session is reserved");
+    assert_eq!((record.demand, record.edge_demand), (151, 150));
+
+    let host = join(cluster.node(&origin), "big", "host").await;
+    host.publish(Media::BOTH).await.expect("publishing");
+    let viewer_place = [
+        "--class",
+        "livestream",
+        "--size",
+        "1",
+        "--session",
+        "big",
+        "--role",
+        "viewer",
+    ];
+    let routed = cluster.place(&viewer_place).await;
+    assert_eq!(routed["decision"], "existing", "{routed}");
+    assert_eq!(routed["node"], edges[0].as_str(), "{routed}");
+    assert_eq!(routed["origin"], origin.as_str(), "{routed}");
+    let viewer = join(cluster.node(&edges[0]), "big", "viewer").await;
+    receives_from(&viewer, &host).await;
+    // A publisher is sent to the origin.
+    let publisher = cluster
+        .place(&["--class", "livestream", "--size", "1", "--session", "big"])
+        .await;
+    assert_eq!(publisher["node"], origin.as_str(), "{publisher}");
 }

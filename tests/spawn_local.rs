@@ -133,6 +133,7 @@ async fn spawn_local_registers_then_delete_drains_and_removes_it() {
         node: name.to_owned(),
         state: SessionState::Reserved,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: SystemTime::now(),
     };
     store

@@ -18,6 +18,7 @@ fn session(sid: &str) -> SessionRecord {
         node: "n1".to_owned(),
         state: SessionState::Reserved,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: SystemTime::now(),
     }
 }

@@ -46,6 +46,7 @@ fn session(sid: &str, node: &str, size: u32, demand: u32) -> SessionRecord {
         node: node.to_owned(),
         state: SessionState::Live,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: t0() - Duration::from_secs(60),
     }
 }

@@ -20,8 +20,15 @@ pub struct PlaceAnswer {
     pub size: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demand: Option<Units>,
+    /// The node to join, with a token for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The session's origin, when `node` is one of its edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The edges of a session that spans nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_url: Option<String>,
     /// HS256 JWT for joining `sid` on `node`; absent when no join secret is configured.
@@ -62,6 +69,8 @@ impl PlaceAnswer {
             size: request.size,
             demand: None,
             node: None,
+            origin: None,
+            edges: Vec::new(),
             signal_url: None,
             token: None,
             token_expires_at: None,
@@ -74,6 +83,7 @@ impl PlaceAnswer {
         match outcome {
             Outcome::Placed {
                 session,
+                node,
                 signal_url,
                 existing,
             } => {
@@ -82,10 +92,12 @@ impl PlaceAnswer {
                 answer.class = session.class;
                 answer.size = session.size;
                 answer.demand = Some(session.demand);
-                answer.node = Some(session.node.clone());
+                answer.node = Some(node.clone());
+                answer.origin = (node != &session.node).then(|| session.node.clone());
+                answer.edges = session.relays.clone();
                 answer.signal_url = signal_url.clone();
                 if let Some(secret) = secret {
-                    answer.token = Some(issue(secret, &session.sid, &session.node, now, ttl));
+                    answer.token = Some(issue(secret, &session.sid, node, now, ttl));
                     answer.token_expires_at =
                         Some(humantime::format_rfc3339_seconds(now + ttl).to_string());
                 }

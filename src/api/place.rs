@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{ApiError, ApiState, PlaceAnswer};
 use crate::model::SessionClass;
-use crate::placement::Strategy;
+use crate::placement::{Role, Strategy};
 use crate::placer::{Outcome, checked_request};
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +25,9 @@ pub struct PlaceBody {
     pub session: Option<String>,
     #[serde(default)]
     pub strategy: Strategy,
+    /// `publisher` (the default) or `viewer`: which node of a session that spans nodes.
+    #[serde(default)]
+    pub role: Role,
 }
 
 pub async fn place(
@@ -38,8 +41,14 @@ pub async fn place(
             rejection.body_text()
         ))
     })?;
-    let request = checked_request(body.session, body.class, body.size, body.strategy)
-        .map_err(ApiError::bad_request)?;
+    let request = checked_request(
+        body.session,
+        body.class,
+        body.size,
+        body.strategy,
+        body.role,
+    )
+    .map_err(ApiError::bad_request)?;
     let outcome = state.placer.place(request.clone()).await?;
     let status = match &outcome {
         Outcome::Placed { .. } => StatusCode::OK,

@@ -242,7 +242,7 @@ fn why_waiting(
         && !snapshot
             .sessions
             .iter()
-            .any(|s| s.sid == held && s.node == node.id)
+            .any(|s| s.sid == held && s.is_on(&node.id))
     {
         return format!("{} is held for {held}", node.id);
     }

@@ -202,7 +202,7 @@ struct Autoscaler {
 }
 
 fn idle(node: &NodeRecord, sessions: &[SessionRecord]) -> bool {
-    node.stats.sessions == 0 && node.stats.peers == 0 && !sessions.iter().any(|s| s.node == node.id)
+    node.stats.sessions == 0 && node.stats.peers == 0 && !sessions.iter().any(|s| s.is_on(&node.id))
 }
 
 impl Autoscaler {

@@ -59,6 +59,7 @@ fn session(sid: &str, node: &str, demand: Units) -> SessionRecord {
         node: node.to_owned(),
         state: SessionState::Live,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: at(500),
     }
 }

@@ -112,15 +112,14 @@ pub fn condition(node: &NodeRecord, now: SystemTime, rules: &LoadRules) -> Condi
     Condition::Ok
 }
 
-/// The demand of every session reserved or live on `node_id`.
+/// The demand of every session reserved or live on `node_id`, as origin or edge.
 pub fn committed_units<'a>(
     node_id: &str,
     sessions: impl IntoIterator<Item = &'a SessionRecord>,
 ) -> Units {
     sessions
         .into_iter()
-        .filter(|s| s.node == node_id)
-        .map(|s| s.demand)
+        .map(|s| s.demand_on(node_id))
         .fold(0, Units::saturating_add)
 }
 
@@ -232,6 +231,7 @@ mod tests {
             node: "n".to_owned(),
             state: crate::model::SessionState::Reserved,
             relays: Vec::new(),
+            edge_demand: 0,
             created_at: at(0),
         }];
         let early = node_load(&fresh, &sessions, at(30), &rules);

@@ -9,7 +9,7 @@ use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
 use super::values::ClassArg;
 use super::{CliError, Context};
 use crate::bench::{BenchError, BenchOptions, run};
-use crate::placement::Strategy;
+use crate::placement::{Role, Strategy};
 use crate::placer::checked_request;
 use crate::store::Store;
 
@@ -48,8 +48,14 @@ pub struct PlaceBenchArgs {
 
 pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliError> {
     let BenchWhat::Place(args) = args.what;
-    checked_request(None, args.class.into(), args.size, Strategy::Binpack)
-        .map_err(CliError::usage)?;
+    checked_request(
+        None,
+        args.class.into(),
+        args.size,
+        Strategy::Binpack,
+        Role::Publisher,
+    )
+    .map_err(CliError::usage)?;
     // Everything goes under a prefix of its own, deleted at the end, so a real cluster under
     // the configured prefix is never touched.
     let mut etcd = context.etcd.clone();

@@ -21,7 +21,7 @@ use crate::loadtest::media::VideoShape;
 use crate::loadtest::report::{AgentReport, CalibrationReport, ClientReport, Report, Summary};
 use crate::loadtest::{self, AgentProbe, Progress};
 use crate::model::SessionClass;
-use crate::placement::Strategy;
+use crate::placement::{Role, Strategy};
 use crate::placer::{Outcome, Placer, PlacerOptions, checked_request};
 use crate::store::Store;
 
@@ -280,8 +280,14 @@ async fn resolve_target(
         _ => publishers + subscribers,
     };
     let context = Context::resolve(global)?;
-    let request = checked_request(args.session.clone(), class, size, Strategy::Binpack)
-        .map_err(CliError::usage)?;
+    let request = checked_request(
+        args.session.clone(),
+        class,
+        size,
+        Strategy::Binpack,
+        Role::Publisher,
+    )
+    .map_err(CliError::usage)?;
     let secret = context.join_secret()?;
     let store = context.store().await?;
     let options = PlacerOptions {

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
-use super::values::{ClassArg, StrategyArg};
+use super::values::{ClassArg, RoleArg, StrategyArg};
 use super::{CliError, Context, Exit};
 use crate::api::PlaceAnswer;
 use crate::placer::{Outcome, Placer, PlacerOptions, Progress, checked_request};
@@ -28,6 +28,10 @@ pub struct PlaceArgs {
     /// How to pick among the nodes that fit.
     #[arg(long, value_enum, default_value_t = StrategyArg::Binpack)]
     pub strategy: StrategyArg,
+    /// Who joins: a publisher goes to the session's origin, a viewer of a session that spans
+    /// nodes to its edge with the most room.
+    #[arg(long, value_enum, default_value_t = RoleArg::Publisher)]
+    pub role: RoleArg,
     /// When no node fits, watch the cluster this long for one (e.g. 30s, 5m).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
@@ -45,6 +49,7 @@ pub async fn run(context: &Context, args: PlaceArgs) -> Result<(), CliError> {
         args.class.into(),
         args.size,
         args.strategy.into(),
+        args.role.into(),
     )
     .map_err(CliError::usage)?;
     let secret = context.join_secret()?;
@@ -138,6 +143,11 @@ fn print_answer(answer: &PlaceAnswer) -> Result<(), CliError> {
             .map(|d| format!("{d} units ({} of {})", answer.class, answer.size)),
     );
     row("node", answer.node.clone());
+    row("origin", answer.origin.clone());
+    row(
+        "edges",
+        (!answer.edges.is_empty()).then(|| answer.edges.join(", ")),
+    );
     row("signal url", answer.signal_url.clone());
     row("token", answer.token.clone());
     row("token expires", answer.token_expires_at.clone());

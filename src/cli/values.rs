@@ -6,7 +6,7 @@ use clap::ValueEnum;
 
 use crate::loadtest::report::AgentCpuFrom;
 use crate::model::SessionClass;
-use crate::placement::Strategy;
+use crate::placement::{Role, Strategy};
 
 /// `--class`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,6 +49,24 @@ impl From<StrategyArg> for Strategy {
         match strategy {
             StrategyArg::Binpack => Strategy::Binpack,
             StrategyArg::Spread => Strategy::Spread,
+        }
+    }
+}
+
+/// `--role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Publishes: joins the session's origin node.
+    Publisher,
+    /// Only watches: joins the edge of a spanning session with the most room.
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Publisher => Role::Publisher,
+            RoleArg::Viewer => Role::Viewer,
         }
     }
 }

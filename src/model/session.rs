@@ -52,6 +52,34 @@ impl std::fmt::Display for SessionState {
     }
 }
 
+fn is_zero(units: &Units) -> bool {
+    *units == 0
+}
+
+impl SessionRecord {
+    /// The units this session commits on `node`: its demand on the origin, its edge share on
+    /// each edge, nothing elsewhere.
+    pub fn demand_on(&self, node: &str) -> Units {
+        if self.node == node {
+            self.demand
+        } else if self.relays.iter().any(|r| r == node) {
+            self.edge_demand
+        } else {
+            0
+        }
+    }
+
+    /// The session has participants on `node`: its origin or one of its edges.
+    pub fn is_on(&self, node: &str) -> bool {
+        self.node == node || self.relays.iter().any(|r| r == node)
+    }
+
+    /// Every node of the session, the origin first.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.node.as_str()).chain(self.relays.iter().map(String::as_str))
+    }
+}
+
 /// `sessions/<sid>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
@@ -59,13 +87,17 @@ pub struct SessionRecord {
     pub class: SessionClass,
     /// Participants (or tracks, for recording) the session was placed for.
     pub size: u32,
-    /// Units committed on `node` for this session.
+    /// Units committed on `node` (the origin) for this session.
     pub demand: Units,
     pub node: String,
     pub state: SessionState,
-    /// Edge node ids that relay a livestream from its origin `node`.
+    /// Edge nodes of a session that spans nodes: each relays the session's tracks from the
+    /// others (from the origin `node`, for a livestream).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relays: Vec<String>,
+    /// Units committed on each of `relays`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub edge_demand: Units,
     #[serde(with = "super::time")]
     pub created_at: SystemTime,
 }

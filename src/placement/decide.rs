@@ -1,20 +1,24 @@
-//! The decision: affinity first, then the class rules, then an instance already booting for
-//! the session, then the best eligible node by the request's strategy, else the capacity that
-//! would be needed.
+//! The decision: affinity first (a viewer of a session that spans nodes goes to its edge with
+//! the most room), then the class rules, then an instance already booting for the session,
+//! then the best eligible node by the request's strategy, then a livestream split over free
+//! nodes, else the capacity that would be needed.
 
 use std::cmp::Ordering;
 
 use super::eligible::{Candidate, candidates};
-use super::{Decision, Policy, Request, Snapshot, Strategy};
-use crate::capacity::{ClassSpec, largest, smallest_fitting};
+use super::{Decision, Policy, Request, Role, Snapshot, Strategy};
+use crate::capacity::{ClassSpec, largest, node_load, smallest_fitting};
+use crate::model::{SessionClass, SessionRecord, Units};
 
 /// Where the session of `request` goes, given `snapshot` and `policy`. Pure and deterministic:
 /// the same inputs give the same decision, whatever the order of nodes in the snapshot.
 pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decision {
     if let Some(existing) = snapshot.sessions.iter().find(|s| s.sid == request.sid) {
-        return Decision::Existing {
-            node: existing.node.clone(),
+        let node = match request.role {
+            Role::Viewer => viewer_node(snapshot, existing, policy),
+            Role::Publisher => existing.node.clone(),
         };
+        return Decision::Existing { node };
     }
     let spec = ClassSpec::of(request.class);
     let demand = match spec.demand(request.size) {
@@ -42,6 +46,12 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
             demand,
         };
     }
+    // Free nodes now beat one bigger machine in a minute: a livestream spans them.
+    if spec.class == SessionClass::Livestream
+        && let Some(split) = split(snapshot, request, &spec, demand, policy)
+    {
+        return split;
+    }
     let hold_for = spec.dedicated.then(|| request.sid.clone());
     if let Some(machine) = smallest_fitting(demand, policy.units_per_vcpu, &spec) {
         return Decision::NeedCapacity {
@@ -55,8 +65,8 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
     let biggest = largest();
     let per_machine = spec.limit(biggest.capacity(policy.units_per_vcpu));
     if spec.dedicated && per_machine > 0 {
-        // A livestream beyond one machine needs an origin and relay edges (Split); until the
-        // relay exists, say how many of the largest machines it would take.
+        // A livestream beyond one machine and beyond what the free nodes can split: say how
+        // many of the largest machines it would take.
         return Decision::NeedCapacity {
             demand,
             machine_type: biggest.name.to_owned(),
@@ -96,4 +106,64 @@ fn rank(a: &Candidate<'_>, b: &Candidate<'_>, strategy: Strategy) -> Ordering {
         .then(by_utilisation)
         .then(a.node.capacity.cmp(&b.node.capacity))
         .then_with(|| a.node.id.cmp(&b.node.id))
+}
+
+/// Units a node can still take for a session of `spec`: its limit under the class headroom
+/// less its effective load.
+fn room(spec: &ClassSpec, candidate: &Candidate<'_>) -> Units {
+    let used = candidate.load.effective().ceil() as Units;
+    spec.limit(candidate.node.capacity).saturating_sub(used)
+}
+
+/// A livestream over the fewest free nodes that hold it: the one with the most room is the
+/// origin, and each node takes an equal share of the viewers, the origin one viewer's worth
+/// more per edge for the relay it feeds. None when the free nodes together are too small.
+fn split(
+    snapshot: &Snapshot,
+    request: &Request,
+    spec: &ClassSpec,
+    demand: Units,
+    policy: &Policy,
+) -> Option<Decision> {
+    let eligible = candidates(snapshot, &request.sid, spec, 1, policy);
+    let mut rooms: Vec<(Units, &str)> = eligible
+        .iter()
+        .map(|c| (room(spec, c), c.node.id.as_str()))
+        .filter(|(room, _)| *room > 0)
+        .collect();
+    rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    for nodes in 2..=rooms.len() {
+        let share = demand.div_ceil(nodes as Units);
+        let edges = (nodes - 1) as Units;
+        if rooms[0].0 >= share.saturating_add(edges) && rooms[nodes - 1].0 >= share {
+            return Some(Decision::Split {
+                origin: rooms[0].1.to_owned(),
+                edges: rooms[1..nodes]
+                    .iter()
+                    .map(|(_, id)| (*id).to_owned())
+                    .collect(),
+                origin_demand: share + edges,
+                edge_demand: share,
+            });
+        }
+    }
+    None
+}
+
+/// The node of `session` a new viewer joins: the edge with the most room (the origin when
+/// the session has no live edge), ties to the node id.
+fn viewer_node(snapshot: &Snapshot, session: &SessionRecord, policy: &Policy) -> String {
+    let spec = ClassSpec::of(session.class);
+    let rules = policy.load_rules();
+    session
+        .relays
+        .iter()
+        .filter_map(|edge| snapshot.nodes.iter().find(|n| &n.id == edge))
+        .map(|node| {
+            let load = node_load(node, &snapshot.sessions, snapshot.now, &rules);
+            let used = load.effective().ceil() as Units;
+            (spec.limit(node.capacity).saturating_sub(used), &node.id)
+        })
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map_or_else(|| session.node.clone(), |(_, id)| id.clone())
 }

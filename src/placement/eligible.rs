@@ -30,9 +30,11 @@ pub struct Candidate<'a> {
 fn committed_by_node(snapshot: &Snapshot) -> BTreeMap<&str, (Units, bool)> {
     let mut by_node: BTreeMap<&str, (Units, bool)> = BTreeMap::new();
     for session in &snapshot.sessions {
-        let entry = by_node.entry(session.node.as_str()).or_default();
-        entry.0 = entry.0.saturating_add(session.demand);
-        entry.1 |= ClassSpec::of(session.class).dedicated;
+        for node in session.nodes() {
+            let entry = by_node.entry(node).or_default();
+            entry.0 = entry.0.saturating_add(session.demand_on(node));
+            entry.1 |= ClassSpec::of(session.class).dedicated;
+        }
     }
     by_node
 }
@@ -52,7 +54,7 @@ pub fn candidates<'a>(
         snapshot
             .sessions
             .iter()
-            .any(|s| s.sid == held && s.node == node.id)
+            .any(|s| s.sid == held && s.is_on(&node.id))
     };
     snapshot
         .nodes

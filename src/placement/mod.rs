@@ -56,7 +56,26 @@ pub enum Strategy {
     Spread,
 }
 
-/// One session to place.
+/// Which side of a session a participant joins: a session that spans nodes has its
+/// publishers on the origin and its viewers on the edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Publisher,
+    Viewer,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Publisher => "publisher",
+            Role::Viewer => "viewer",
+        })
+    }
+}
+
+/// One session to place, or one participant to route to a placed session's node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub sid: String,
@@ -64,6 +83,7 @@ pub struct Request {
     /// Participants (viewers for livestream, tracks for recording).
     pub size: u32,
     pub strategy: Strategy,
+    pub role: Role,
 }
 
 /// The knobs of placement that are not part of a request.
@@ -113,13 +133,19 @@ impl Policy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Decision {
-    /// The session already lives on `node`; every later participant goes there too.
+    /// The session already lives on `node`; every later participant goes there too, but a
+    /// viewer of a session that spans nodes goes to the node of the session with the most room.
     Existing { node: String },
     /// Commit `demand` units for the session on `node`.
     Place { node: String, demand: Units },
-    /// A livestream larger than one node: origin plus relay edges. Not produced until the
-    /// relay exists; such a livestream answers `NeedCapacity` for now.
-    Split { origin: String, edges: Vec<String> },
+    /// A livestream larger than any one node: `origin_demand` units on the origin (its share
+    /// of the viewers and one viewer's worth per relay) and `edge_demand` on each edge.
+    Split {
+        origin: String,
+        edges: Vec<String>,
+        origin_demand: Units,
+        edge_demand: Units,
+    },
     /// No node can take it: `count` machines of `machine_type` would, held for `hold_for`
     /// when the class needs nodes of its own. When `booting` names an instance, one was
     /// already started for this session: the session waits for it rather than taking another

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
 
-use super::{Decision, Policy, Request, Snapshot, Strategy as Pick, candidates, decide};
+use super::{Decision, Policy, Request, Role, Snapshot, Strategy as Pick, candidates, decide};
 use crate::capacity::ClassSpec;
 use crate::model::{
     NodeRecord, NodeState, NodeStats, SessionClass, SessionRecord, SessionState, Units,
@@ -40,6 +40,7 @@ fn session(sid: &str, node: &str, class: SessionClass, demand: Units) -> Session
         node: node.to_owned(),
         state: SessionState::Reserved,
         relays: Vec::new(),
+        edge_demand: 0,
         created_at: at(90),
     }
 }
@@ -62,6 +63,7 @@ fn request(sid: &str, class: SessionClass, size: u32) -> Request {
         class,
         size,
         strategy: Pick::Binpack,
+        role: Role::Publisher,
     }
 }
 
@@ -449,6 +451,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
             class,
             size,
             strategy: if spread { Pick::Spread } else { Pick::Binpack },
+            role: Role::Publisher,
         })
 }
 
@@ -539,6 +542,124 @@ proptest! {
         } else {
             let is_existing = matches!(decision, Decision::Existing { .. });
             prop_assert!(!is_existing);
+        }
+    }
+}
+
+#[test]
+fn a_livestream_larger_than_any_free_node_spans_the_fewest_that_hold_it() {
+    // Three free 2-vCPU nodes (300 units, 255 for a livestream) and a busy big one.
+    let snap = snapshot(
+        vec![
+            node("a", 2, 0.0),
+            node("b", 2, 0.0),
+            node("c", 2, 0.0),
+            node("busy", 8, 0.0),
+        ],
+        vec![session("x", "busy", SessionClass::Group, 2)],
+    );
+    let policy = Policy::default();
+    let decision = decide(
+        &snap,
+        &request("live", SessionClass::Livestream, 400),
+        &policy,
+    );
+    assert_eq!(
+        decision,
+        Decision::Split {
+            origin: "a".to_owned(),
+            edges: vec!["b".to_owned()],
+            origin_demand: 201,
+            edge_demand: 200,
+        }
+    );
+    // 700 viewers need all three: 234 each, the origin 2 more for its two relays.
+    let decision = decide(
+        &snap,
+        &request("live", SessionClass::Livestream, 700),
+        &policy,
+    );
+    assert_eq!(
+        decision,
+        Decision::Split {
+            origin: "a".to_owned(),
+            edges: vec!["b".to_owned(), "c".to_owned()],
+            origin_demand: 236,
+            edge_demand: 234,
+        }
+    );
+    // More than the three can hold: a machine that can, or several of the largest.
+    let decision = decide(
+        &snap,
+        &request("live", SessionClass::Livestream, 800),
+        &policy,
+    );
+    assert!(
+        matches!(decision, Decision::NeedCapacity { .. }),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn viewers_of_a_spanning_session_go_to_its_edge_with_the_most_room() {
+    let mut live = session("live", "a", SessionClass::Livestream, 201);
+    live.relays = vec!["b".to_owned(), "c".to_owned()];
+    live.edge_demand = 100;
+    let mut snap = snapshot(
+        vec![node("a", 2, 0.0), node("b", 2, 0.0), node("c", 4, 0.0)],
+        vec![live],
+    );
+    let policy = Policy::default();
+    let mut viewer = request("live", SessionClass::Livestream, 1);
+    viewer.role = Role::Viewer;
+    assert_eq!(
+        decide(&snap, &viewer, &policy),
+        Decision::Existing {
+            node: "c".to_owned()
+        }
+    );
+    // The publisher goes to the origin.
+    let publisher = request("live", SessionClass::Livestream, 1);
+    assert_eq!(
+        decide(&snap, &publisher, &policy),
+        Decision::Existing {
+            node: "a".to_owned()
+        }
+    );
+    // An edge that is gone is not chosen; with none left, the origin takes viewers.
+    snap.nodes.retain(|n| n.id != "c");
+    assert_eq!(
+        decide(&snap, &viewer, &policy),
+        Decision::Existing {
+            node: "b".to_owned()
+        }
+    );
+    snap.nodes.retain(|n| n.id == "a");
+    assert_eq!(
+        decide(&snap, &viewer, &policy),
+        Decision::Existing {
+            node: "a".to_owned()
+        }
+    );
+}
+
+proptest! {
+    #[test]
+    fn a_split_covers_its_demand_within_every_node_s_room(
+        snap in arb_snapshot(),
+        size in 1u32..20_000,
+    ) {
+        let policy = Policy::default();
+        let req = request("split", SessionClass::Livestream, size);
+        if let Decision::Split { origin, edges, origin_demand, edge_demand } = decide(&snap, &req, &policy) {
+            let spec = ClassSpec::of(SessionClass::Livestream);
+            let viewers = origin_demand - edges.len() as Units + edge_demand * edges.len() as Units;
+            prop_assert!(viewers >= size, "{viewers} < {size}");
+            prop_assert!(!edges.contains(&origin));
+            for (id, share) in std::iter::once((&origin, origin_demand)).chain(edges.iter().map(|e| (e, edge_demand))) {
+                let eligible = candidates(&snap, "split", &spec, share, &policy);
+                prop_assert!(eligible.iter().any(|c| &c.node.id == id), "{id} cannot take {share}");
+            }
         }
     }
 }

@@ -96,11 +96,21 @@ pub(super) async fn run(
                     signal_url,
                 } in round.commits
                 {
-                    let _ = job.reply.send(Ok(Decided {
-                        decision: Decision::Place {
+                    let decision = if session.relays.is_empty() {
+                        Decision::Place {
                             node: session.node.clone(),
                             demand: session.demand,
-                        },
+                        }
+                    } else {
+                        Decision::Split {
+                            origin: session.node.clone(),
+                            edges: session.relays.clone(),
+                            origin_demand: session.demand,
+                            edge_demand: session.edge_demand,
+                        }
+                    };
+                    let _ = job.reply.send(Ok(Decided {
+                        decision,
                         session: Some(session),
                         signal_url,
                         revision,
@@ -181,8 +191,19 @@ fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -
                 .find(|n| n.id == node)
                 .map(|n| n.signal_url.clone())
         };
-        match decision {
-            Decision::Place { node, demand } => {
+        // A plain placement is a split without edges.
+        let reservation = match decision {
+            Decision::Place { node, demand } => Ok((node, demand, Vec::new(), 0)),
+            Decision::Split {
+                origin,
+                edges,
+                origin_demand,
+                edge_demand,
+            } => Ok((origin, origin_demand, edges, edge_demand)),
+            other => Err(other),
+        };
+        match reservation {
+            Ok((node, demand, relays, edge_demand)) => {
                 let signal_url = signal_url_of(&node);
                 let session = SessionRecord {
                     sid: job.request.sid.clone(),
@@ -191,7 +212,8 @@ fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -
                     demand,
                     node,
                     state: SessionState::Reserved,
-                    relays: Vec::new(),
+                    relays,
+                    edge_demand,
                     created_at: current.now,
                 };
                 if k + 1 < count {
@@ -206,7 +228,7 @@ fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -
                     signal_url,
                 });
             }
-            Decision::Existing { node } => {
+            Err(Decision::Existing { node }) => {
                 if commits.iter().any(|c| c.session.sid == job.request.sid) {
                     later.push(job);
                     continue;
@@ -226,7 +248,7 @@ fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -
                     attempts,
                 }));
             }
-            other => {
+            Err(other) => {
                 let attempts = job.attempts + 1;
                 let _ = job.reply.send(Ok(Decided {
                     decision: other,

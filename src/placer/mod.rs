@@ -56,6 +56,9 @@ pub enum Outcome {
     /// The session is reserved on a node (`existing` false) or already lived there.
     Placed {
         session: SessionRecord,
+        /// The node the participant joins: the session's origin, or for a viewer of a
+        /// session that spans nodes, the edge with the most room.
+        node: String,
         /// Where clients connect; `None` when the node's record is gone.
         signal_url: Option<String>,
         existing: bool,
@@ -159,11 +162,17 @@ impl Placer {
         let decided: Decided = answer.await.map_err(|_| PlaceError::Stopped)??;
         let revision = decided.revision;
         let outcome = match decided.decision {
-            Decision::Place { .. } | Decision::Existing { .. } => {
-                let existing = matches!(decided.decision, Decision::Existing { .. });
+            Decision::Place { .. } | Decision::Existing { .. } | Decision::Split { .. } => {
+                let (node, existing) = match &decided.decision {
+                    Decision::Existing { node } => (node.clone(), true),
+                    Decision::Place { node, .. } => (node.clone(), false),
+                    Decision::Split { origin, .. } => (origin.clone(), false),
+                    _ => unreachable!("matched above"),
+                };
                 match decided.session {
                     Some(session) => Outcome::Placed {
                         session,
+                        node,
                         signal_url: decided.signal_url,
                         existing,
                     },
@@ -195,9 +204,6 @@ impl Placer {
                     booting,
                 }
             }
-            Decision::Split { .. } => Outcome::Refused {
-                reason: "splitting a livestream over relay edges is not available yet".to_owned(),
-            },
             Decision::Refuse { reason } => Outcome::Refused { reason },
         };
         let kind = match &outcome {

@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::capacity::{ClassSpec, SizeError};
 use crate::model::{KeyError, SessionClass, keys::validate_id};
-use crate::placement::{Request, Strategy};
+use crate::placement::{Request, Role, Strategy};
 
 /// Input no placement can serve.
 #[derive(Debug, PartialEq, Eq, Error)]
@@ -17,12 +17,14 @@ pub enum InvalidRequest {
     SessionId(#[from] KeyError),
 }
 
-/// A checked request for `size` participants of `class`, for session `session` or a new one.
+/// A checked request for `size` participants of `class`, for session `session` or a new one;
+/// `role` routes a participant of a session that spans nodes.
 pub fn checked_request(
     session: Option<String>,
     class: SessionClass,
     size: u32,
     strategy: Strategy,
+    role: Role,
 ) -> Result<Request, InvalidRequest> {
     ClassSpec::of(class)
         .demand(size)
@@ -39,5 +41,6 @@ pub fn checked_request(
         class,
         size,
         strategy,
+        role,
     })
 }

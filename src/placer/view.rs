@@ -280,6 +280,7 @@ mod tests {
             node: "n1".to_owned(),
             state: SessionState::Reserved,
             relays: Vec::new(),
+            edge_demand: 0,
             created_at: SystemTime::UNIX_EPOCH,
         }
     }

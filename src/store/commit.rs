@@ -58,9 +58,18 @@ impl Store {
                 session.demand.to_string(),
                 on_lease(),
             ));
+            for edge in &session.relays {
+                ops.push(TxnOp::put(
+                    self.keys.placement(edge, &session.sid),
+                    session.edge_demand.to_string(),
+                    on_lease(),
+                ));
+            }
             ops.push(TxnOp::delete(self.keys.pending(&session.sid), None));
-            if !nodes.contains(&session.node.as_str()) {
-                nodes.push(&session.node);
+            for node in session.nodes() {
+                if !nodes.contains(&node) {
+                    nodes.push(node);
+                }
             }
         }
         for node in nodes {

@@ -96,6 +96,7 @@ impl Store {
                         node: node_id.to_owned(),
                         state: SessionState::Live,
                         relays: Vec::new(),
+                        edge_demand: 0,
                         created_at: SystemTime::now(),
                     },
                     Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
