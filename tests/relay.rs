@@ -370,6 +370,10 @@ async fn a_conference_spanning_three_nodes_reaches_every_participant() {
         assert_eq!(live.len(), 4, "{} has {live:?}", viewer.uid);
         assert!(viewer.problems().is_empty(), "{:?}", viewer.problems());
     }
+    // The relays stayed up: every edge answered the origins' pings.
+    for node in &cluster.nodes {
+        assert!(!node.log().contains("answered nothing"), "{}", node.log());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,4 +575,29 @@ async fn placement_splits_a_livestream_and_sends_viewers_to_the_edge() {
         .place(&["--class", "livestream", "--size", "1", "--session", "big"])
         .await;
     assert_eq!(publisher["node"], origin.as_str(), "{publisher}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_dying_ends_the_session_on_its_edges_with_a_reason() {
+    let mut cluster = Cluster::start("relay-origin-dies", &["origin-1", "edge-1"]).await;
+    cluster
+        .plant("doomed", SessionClass::Livestream, "origin-1", &["edge-1"])
+        .await;
+    let alice = join(cluster.node("origin-1"), "doomed", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let viewer = join(cluster.node("edge-1"), "doomed", "viewer").await;
+    wait_flowing(&viewer, "alice").await;
+
+    cluster.node_mut("origin-1").kill9();
+    // The record goes with the origin's lease (TTL 10 s); the edge reads it every 3 s.
+    let closed = wait_for(
+        "the edge to close the viewer's connection",
+        Duration::from_secs(25),
+        || async { viewer.signal_closed() },
+    )
+    .await;
+    assert!(
+        closed.contains("session doomed is over") && closed.contains("origin-1"),
+        "{closed}"
+    );
 }

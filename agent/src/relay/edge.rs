@@ -133,9 +133,25 @@ async fn pull_session(
 ) {
     let mut dialers: HashMap<Origin, oneshot::Sender<()>> = HashMap::new();
     let mut store: Option<Store> = None;
+    let mut origin_seen = None;
     loop {
         match wanted_origins(&shared, &mut store, &sid).await {
-            Ok(origins) => {
+            Ok(None) => {
+                // The record lives on the origin's lease: gone, the session is over.
+                if let Some(origin) = origin_seen.take() {
+                    let reason =
+                        format!("session {sid} is over: its origin node {origin} ended it or died");
+                    tracing::info!(%sid, %origin, "the session's origin ended it; closing it here");
+                    dialers.clear();
+                    let command = Command::EndSession {
+                        sid: sid.as_str().into(),
+                        reason,
+                    };
+                    let _ = shared.sfu.worker_for(&sid).send(command).await;
+                }
+            }
+            Ok(Some((origin, origins))) => {
+                origin_seen = Some(origin);
                 dialers.retain(|origin, _| origins.contains(origin));
                 for origin in origins {
                     if dialers.contains_key(&origin) {
@@ -164,12 +180,13 @@ async fn pull_session(
     }
 }
 
-/// The registered nodes this node should pull `sid` from now.
+/// The session's origin node and the registered nodes this node should pull `sid` from
+/// now; None when the session has no record.
 async fn wanted_origins(
     shared: &Shared,
     store: &mut Option<Store>,
     sid: &str,
-) -> Result<Vec<Origin>, ion_cluster::store::StoreError> {
+) -> Result<Option<(String, Vec<Origin>)>, ion_cluster::store::StoreError> {
     if store.is_none() {
         *store = Some(Store::connect(&shared.etcd).await?);
     }
@@ -178,7 +195,7 @@ async fn wanted_origins(
         .get::<SessionRecord>(&store.keys().session(sid))
         .await?
     else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let mut origins = Vec::new();
     for node in sources(&record, &shared.node_id) {
@@ -190,7 +207,7 @@ async fn wanted_origins(
             });
         }
     }
-    Ok(origins)
+    Ok(Some((record.node, origins)))
 }
 
 struct Dialer {

@@ -14,9 +14,15 @@ use ion_cluster::protocol::{self, Incoming, SessionDescription};
 use ion_cluster::token;
 use str0m::change::SdpAnswer;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::sfu::{Command, PeerEvent, SfuError};
 use crate::signaling::SignalContext;
+
+/// How often the origin pings an edge, and how long a silent edge keeps its relay: within
+/// the node lease's TTL, as a dead edge's node record goes.
+const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
+const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, serde::Deserialize)]
 pub struct RelayQuery {
@@ -87,8 +93,17 @@ async fn serve(mut socket: WebSocket, context: Arc<SignalContext>, sid: String, 
         return;
     }
     tracing::info!(%sid, %edge, "relaying to an edge");
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut last_heard = Instant::now();
     let reason = loop {
         tokio::select! {
+            _ = ping.tick() => {
+                // An edge whose machine died sends no close: it stops answering pings.
+                if last_heard.elapsed() >= SILENCE_LIMIT {
+                    break format!("the edge answered nothing for {}s", SILENCE_LIMIT.as_secs());
+                }
+                let _ = socket.send(Message::Ping(Default::default())).await;
+            }
             event = events_rx.recv() => match event {
                 Some(PeerEvent::SubscriberOffer(offer)) => {
                     let text = protocol::notification("offer", SessionDescription::offer(offer.to_sdp_string()));
@@ -99,17 +114,22 @@ async fn serve(mut socket: WebSocket, context: Arc<SignalContext>, sid: String, 
                 Some(PeerEvent::Removed(reason)) => break reason,
                 None => break "the media worker stopped".to_owned(),
             },
-            message = socket.recv() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    if let Err(why) = answer(&worker, participant, text.as_str()).await {
-                        break why;
+            message = socket.recv() => {
+                if let Some(Ok(_)) = &message {
+                    last_heard = Instant::now();
+                }
+                match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Err(why) = answer(&worker, participant, text.as_str()).await {
+                            break why;
+                        }
                     }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        break "the edge closed the relay".to_owned();
+                    }
+                    Some(Ok(_)) => {}
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    break "the edge closed the relay".to_owned();
-                }
-                Some(Ok(_)) => {}
-            },
+            }
         }
     };
     tracing::info!(%sid, %edge, %reason, "relay to an edge closed");

@@ -86,6 +86,12 @@ pub enum Command {
     Leave {
         participant: ParticipantId,
     },
+    /// Removes every participant of `sid`, telling each `reason`: the session ended
+    /// elsewhere (the origin of a session this node is an edge of).
+    EndSession {
+        sid: Arc<str>,
+        reason: String,
+    },
 }
 
 /// What a worker tells a participant's signaling connection.

@@ -898,6 +898,16 @@ impl State {
                 candidate,
             } => self.trickle(participant, target, &candidate),
             Command::Leave { participant } => self.remove(participant, None, counters),
+            Command::EndSession { sid, reason } => {
+                let members = self
+                    .sessions
+                    .get(&sid)
+                    .map(|s| s.members.clone())
+                    .unwrap_or_default();
+                for id in members {
+                    self.remove(id, Some(&reason), counters);
+                }
+            }
         }
     }
 

@@ -127,7 +127,7 @@ pub async fn serve(
             tracing::info!(code, %reason, "closing signaling connection");
             let frame = CloseFrame {
                 code,
-                reason: reason.into(),
+                reason: close_reason(&reason).into(),
             };
             let _ = socket.send(Message::Close(Some(frame))).await;
             break;
@@ -372,6 +372,20 @@ impl Connection {
     }
 }
 
+/// A WebSocket close frame carries at most 123 bytes of reason (RFC 6455 §5.5): `reason`
+/// cut at a character boundary, with an ellipsis when cut. The log keeps all of it.
+fn close_reason(reason: &str) -> String {
+    const LIMIT: usize = 123;
+    if reason.len() <= LIMIT {
+        return reason.to_owned();
+    }
+    let mut end = LIMIT - '…'.len_utf8();
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
+}
+
 fn parse_offer(desc: &SessionDescription) -> Result<SdpOffer, String> {
     if desc.kind != "offer" {
         return Err(format!(
@@ -395,4 +409,17 @@ fn sfu_error(id: Value, error: SfuError) -> RpcError {
         _ => SERVER_ERROR,
     };
     RpcError::new(id, code, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_reason;
+
+    #[test]
+    fn a_close_reason_fits_the_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && cut.ends_with('…'), "{cut}");
+    }
 }
