@@ -570,6 +570,28 @@ async fn placement_splits_a_livestream_and_sends_viewers_to_the_edge() {
     assert_eq!(routed["origin"], origin.as_str(), "{routed}");
     let viewer = join(cluster.node(&edges[0]), "big", "viewer").await;
     receives_from(&viewer, &host).await;
+    // ionctl sessions shows the session with its edge and the peers there.
+    let endpoint = cluster._etcd.endpoint();
+    let listed = harness::ionctl(&[
+        "sessions",
+        "--etcd",
+        &endpoint,
+        "--prefix",
+        &cluster.prefix,
+        "--node",
+        &edges[0],
+    ])
+    .await;
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        table.contains("big") && table.contains(&format!("1 × 150 units: {}", edges[0])),
+        "{table}"
+    );
     // A publisher is sent to the origin.
     let publisher = cluster
         .place(&["--class", "livestream", "--size", "1", "--session", "big"])

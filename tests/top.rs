@@ -764,3 +764,41 @@ fn a_busy_host_and_a_demand_waiting_for_its_instance_are_explained() {
     let note = find(&screen, "ls1 waits").expect("the note");
     assert_eq!(screen[note].fg, Color::Yellow);
 }
+
+#[test]
+fn a_spanning_livestream_shows_on_its_origin_and_each_edge_with_its_share() {
+    let mut live = session("launch", "sfu-origin", 300, 151);
+    live.class = SessionClass::Livestream;
+    live.relays = vec!["sfu-edge".to_owned()];
+    live.edge_demand = 150;
+    let mut app = App::new("http://127.0.0.1:2379 /ion/v1/", t0());
+    update(
+        &mut app,
+        Event::Listing(Box::new(listing(
+            vec![node("sfu-edge", 200, 0.0), node("sfu-origin", 200, 0.0)],
+            vec![live],
+        ))),
+    );
+    // Each node counts its share as committed load.
+    assert_eq!(app.sessions_of("sfu-edge").len(), 1);
+    assert_eq!(app.sessions_of("sfu-origin").len(), 1);
+    let part = |app: &App| match app.selected() {
+        Some("sfu-edge") => ("150", " edge"),
+        Some("sfu-origin") => ("151", "origin+1"),
+        other => panic!("selected {other:?}"),
+    };
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let screen = render(&mut app, 160, 36);
+        let (demand, spans) = part(&app);
+        let row = lines(&screen)
+            .into_iter()
+            .find(|l| l.contains("launch"))
+            .expect("the session row");
+        assert!(row.contains(demand) && row.contains(spans), "{row}");
+        seen.push(spans);
+        key(&mut app, KeyCode::Down);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [" edge", "origin+1"]);
+}

@@ -44,7 +44,7 @@ pub async fn sessions(
         .items
         .into_iter()
         .map(|(_, s)| s)
-        .filter(|s| query.node.as_ref().is_none_or(|n| &s.node == n))
+        .filter(|s| query.node.as_ref().is_none_or(|n| s.is_on(n)))
         .collect();
     sessions.sort_by(|a, b| a.sid.cmp(&b.sid));
     Ok(Json(sessions))

@@ -326,7 +326,11 @@ impl App {
             .flatten()
             .filter_map(|sid| self.sessions.get(sid))
             .collect();
-        sessions.sort_by(|a, b| b.demand.cmp(&a.demand).then_with(|| a.sid.cmp(&b.sid)));
+        sessions.sort_by(|a, b| {
+            b.demand_on(node)
+                .cmp(&a.demand_on(node))
+                .then_with(|| a.sid.cmp(&b.sid))
+        });
         sessions
     }
 
@@ -533,28 +537,33 @@ impl App {
     /// step. Returns the record it replaced.
     fn insert_session(&mut self, sid: String, session: SessionRecord) -> Option<SessionRecord> {
         let old = self.remove_session(&sid);
-        let units = self.committed.entry(session.node.clone()).or_default();
-        *units = units.saturating_add(session.demand);
-        self.by_node
-            .entry(session.node.clone())
-            .or_default()
-            .insert(sid.clone());
+        // A session that spans nodes counts on each, with its share there.
+        for node in session.nodes() {
+            let units = self.committed.entry(node.to_owned()).or_default();
+            *units = units.saturating_add(session.demand_on(node));
+            self.by_node
+                .entry(node.to_owned())
+                .or_default()
+                .insert(sid.clone());
+        }
         self.sessions.insert(sid, session);
         old
     }
 
     fn remove_session(&mut self, sid: &str) -> Option<SessionRecord> {
         let old = self.sessions.remove(sid)?;
-        if let Some(units) = self.committed.get_mut(&old.node) {
-            *units = units.saturating_sub(old.demand);
-            if *units == 0 {
-                self.committed.remove(&old.node);
+        for node in old.nodes() {
+            if let Some(units) = self.committed.get_mut(node) {
+                *units = units.saturating_sub(old.demand_on(node));
+                if *units == 0 {
+                    self.committed.remove(node);
+                }
             }
-        }
-        if let Some(set) = self.by_node.get_mut(&old.node) {
-            set.remove(sid);
-            if set.is_empty() {
-                self.by_node.remove(&old.node);
+            if let Some(set) = self.by_node.get_mut(node) {
+                set.remove(sid);
+                if set.is_empty() {
+                    self.by_node.remove(node);
+                }
             }
         }
         Some(old)

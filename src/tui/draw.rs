@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use crate::capacity::Condition;
-use crate::model::InstanceState;
+use crate::model::{InstanceState, SessionRecord};
 
 use super::app::{App, Connection, HEADROOM_MARK, LogKind, Mode};
 use super::event::KEYS_HELP;
@@ -236,6 +236,18 @@ fn draw_nodes(frame: &mut Frame<'_>, app: &App, view: &mut View, area: Rect) {
     }
 }
 
+/// This node's part in a session that spans nodes: "origin+2" (with two edges) or "edge"
+/// (`ionctl sessions` names the origin).
+fn span_of(session: &SessionRecord, node: &str) -> String {
+    if session.relays.is_empty() {
+        String::new()
+    } else if session.node == node {
+        format!("origin+{}", session.relays.len())
+    } else {
+        "edge".to_owned()
+    }
+}
+
 fn draw_sessions(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let selected = app.selected_index().and_then(|i| app.row(i));
     let Some(row) = selected else {
@@ -276,35 +288,41 @@ fn draw_sessions(frame: &mut Frame<'_>, app: &App, area: Rect) {
         );
         return;
     }
+    // The SPANS column only where a session on this node spans nodes: the panel is narrow.
+    let spanning = sessions.iter().any(|s| !s.relays.is_empty());
     let rows = sessions.iter().map(|s| {
-        Row::new(vec![
+        let mut cells = vec![
             Cell::from(s.sid.clone()),
             Cell::from(s.class.to_string()),
             Cell::from(Line::from(s.size.to_string()).right_aligned()),
-            Cell::from(Line::from(s.demand.to_string()).right_aligned()),
+            Cell::from(Line::from(s.demand_on(node).to_string()).right_aligned()),
             Cell::from(s.state.to_string()),
-        ])
+        ];
+        if spanning {
+            cells.push(Cell::from(span_of(s, node)));
+        }
+        Row::new(cells)
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(8),
-            Constraint::Length(10),
-            Constraint::Length(4),
-            Constraint::Length(6),
-            Constraint::Length(8),
-        ],
-    )
-    .header(
-        Row::new(vec![
-            Cell::from("SID"),
-            Cell::from("CLASS"),
-            Cell::from(Line::from("SIZE").right_aligned()),
-            Cell::from(Line::from("DEMAND").right_aligned()),
-            Cell::from("STATE"),
-        ])
-        .style(Style::new().add_modifier(Modifier::BOLD)),
-    );
+    let mut widths = vec![
+        Constraint::Min(8),
+        Constraint::Length(10),
+        Constraint::Length(4),
+        Constraint::Length(6),
+        Constraint::Length(8),
+    ];
+    let mut header = vec![
+        Cell::from("SID"),
+        Cell::from("CLASS"),
+        Cell::from(Line::from("SIZE").right_aligned()),
+        Cell::from(Line::from("DEMAND").right_aligned()),
+        Cell::from("STATE"),
+    ];
+    if spanning {
+        widths.push(Constraint::Length(9));
+        header.push(Cell::from("SPANS"));
+    }
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)));
     frame.render_widget(table, area);
 }
 
