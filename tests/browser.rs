@@ -1,7 +1,8 @@
 //! The proof of compatibility: Chromium runs the unmodified ion-sdk-js 1.8.2 bundles against a
 //! real agent. Tab A publishes its fake camera and microphone, tab B joins the same session
 //! and must decode more than 30 video frames and receive audio (`tests/browser/run.mjs`); with
-//! simulcast, it must keep decoding while the agent switches it between layers.
+//! simulcast, it must keep decoding while the agent switches it between layers. Across nodes,
+//! tab B joins an edge of a livestream whose origin carries tab A.
 //! `scripts/install-deps --browser` installs Chromium and the npm packages.
 
 mod harness;
@@ -10,11 +11,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use harness::{AgentProcess, AgentSpec, Etcd, unique_prefix, wait_for};
-use ion_cluster::model::SessionRecord;
+use ion_cluster::model::{SessionClass, SessionRecord, SessionState};
+
+/// The cluster secret the agents sign relays with; joins need no token.
+const RELAY_SECRET: &str = "browser-relay-secret-0123456789abcdef";
 
 /// Starts etcd and an agent, runs `run.mjs` against it in session `sid` (with `mode`, if
-/// any), and returns its JSON report once the session key is gone again.
-async fn run_tabs(sid: &str, mode: Option<&str>) -> serde_json::Value {
+/// any), and returns its JSON report once the session key is gone again. With `edge`, a
+/// second agent is the edge of a livestream on the first, and tab B joins it.
+async fn run_tabs(sid: &str, mode: Option<&str>, edge: bool) -> serde_json::Value {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         browser_dir
@@ -25,23 +30,52 @@ async fn run_tabs(sid: &str, mode: Option<&str>) -> serde_json::Value {
     let etcd = Etcd::start().await;
     let prefix = unique_prefix("browser");
     let store = etcd.store(&prefix).await;
-    let agent = AgentProcess::start(&etcd, &prefix, AgentSpec::new("browser-1"));
-    wait_for("the agent to register", Duration::from_secs(15), || async {
+    let spec = |id: &str| AgentSpec::new(id).set("auth", "secret", RELAY_SECRET);
+    let agent = AgentProcess::start(&etcd, &prefix, spec("browser-1"));
+    let edge_agent = edge.then(|| AgentProcess::start(&etcd, &prefix, spec("browser-edge")));
+    for node in std::iter::once("browser-1").chain(edge.then_some("browser-edge")) {
+        wait_for(
+            "the agents to register",
+            Duration::from_secs(15),
+            || async {
+                store
+                    .get::<ion_cluster::model::NodeRecord>(&store.keys().node(node))
+                    .await
+                    .ok()
+                    .flatten()
+            },
+        )
+        .await;
+    }
+    if edge {
+        let record = SessionRecord {
+            sid: sid.to_owned(),
+            class: SessionClass::Livestream,
+            size: 2,
+            demand: 2,
+            node: "browser-1".to_owned(),
+            state: SessionState::Reserved,
+            relays: vec!["browser-edge".to_owned()],
+            edge_demand: 1,
+            created_at: std::time::SystemTime::now(),
+        };
         store
-            .get::<ion_cluster::model::NodeRecord>(&store.keys().node("browser-1"))
+            .put(&store.keys().session(sid), &record)
             .await
-            .ok()
-            .flatten()
-    })
-    .await;
+            .expect("writing the livestream's record");
+    }
 
     let url = format!("ws://127.0.0.1:{}/ws", agent.port);
+    let viewer_url = edge_agent
+        .as_ref()
+        .map_or_else(|| url.clone(), |e| format!("ws://127.0.0.1:{}/ws", e.port));
     let mut node = tokio::process::Command::new("node");
     node.arg(browser_dir.join("run.mjs"))
         .arg(&url)
         .arg(sid)
         .arg("60000")
-        .args(mode)
+        .arg(mode.unwrap_or("plain"))
+        .arg(&viewer_url)
         .kill_on_drop(true);
     let run = node.output();
     // While the tabs are in the session, the agent holds its key.
@@ -89,7 +123,7 @@ fn inbound<'a>(report: &'a serde_json::Value, kind: &str) -> &'a serde_json::Val
 
 #[tokio::test]
 async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
-    let report = run_tabs("browser-room", None).await;
+    let report = run_tabs("browser-room", None, false).await;
     let video = inbound(&report, "video");
     assert!(
         video["framesDecoded"].as_u64().unwrap_or(0) > 30,
@@ -118,7 +152,7 @@ async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
 /// one back up; the subscriber must keep decoding through both.
 #[tokio::test]
 async fn chromium_simulcast_layers_switch_without_stopping_the_decoder() {
-    let report = run_tabs("browser-simulcast", Some("simulcast")).await;
+    let report = run_tabs("browser-simulcast", Some("simulcast"), false).await;
     let phases = report["phases"].as_array().expect("simulcast phases");
     let names: Vec<&str> = phases.iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(
@@ -138,5 +172,23 @@ async fn chromium_simulcast_layers_switch_without_stopping_the_decoder() {
     assert!(
         widths[1] < widths[0] && widths[2] > widths[1],
         "the decoded width must drop with the top layer and come back: {widths:?}"
+    );
+}
+
+/// ion-sdk-js as a viewer on an edge node: it joins the edge as it would any node (its
+/// JSON-RPC join carries no role), and decodes the video tab A publishes on the origin,
+/// which reaches the edge over the relay.
+#[tokio::test]
+async fn ion_sdk_js_on_an_edge_decodes_video_published_on_the_origin() {
+    let report = run_tabs("browser-edge", None, true).await;
+    let video = inbound(&report, "video");
+    assert!(
+        video["framesDecoded"].as_u64().unwrap_or(0) > 30,
+        "{report:#}"
+    );
+    let audio = inbound(&report, "audio");
+    assert!(
+        audio["packetsReceived"].as_u64().unwrap_or(0) > 0,
+        "{report:#}"
     );
 }

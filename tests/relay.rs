@@ -623,3 +623,116 @@ async fn the_origin_dying_ends_the_session_on_its_edges_with_a_reason() {
         "{closed}"
     );
 }
+
+/// The origin agent's CPU seconds (utime + stime) so far, from /proc.
+fn cpu_seconds(agent: &AgentProcess) -> f64 {
+    let hz: f64 = String::from_utf8(
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("getconf CLK_TCK")
+            .stdout,
+    )
+    .expect("ASCII")
+    .trim()
+    .parse()
+    .expect("a number");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid())).expect("stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    (fields[11] + fields[12]) / hz
+}
+
+/// The origin's CPU per second over `window`, after the media settles.
+async fn origin_cpu(origin: &AgentProcess, window: Duration) -> f64 {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (before, at) = (cpu_seconds(origin), Instant::now());
+    tokio::time::sleep(window).await;
+    (cpu_seconds(origin) - before) / at.elapsed().as_secs_f64()
+}
+
+/// Not a test: what a relay costs the origin against what a viewer on the origin costs, in
+/// one run. One publisher (500 kbit/s VP8 + Opus) on the origin; the origin's CPU is taken
+/// with no viewer, with `ION_BENCH_VIEWERS` (default 10) viewers on the origin, and with as
+/// many on an edge (one relay), over `ION_BENCH_SECONDS` (default 10) each. Run by
+/// `scripts/bench-relay`, in release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; run scripts/bench-relay"]
+async fn relay_cost_against_a_local_viewer() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let viewers = env("ION_BENCH_VIEWERS", 10) as usize;
+    let window = Duration::from_secs(env("ION_BENCH_SECONDS", 10));
+    let cluster = Cluster::start("relay-bench", &["origin-1", "edge-1"]).await;
+    let (origin, edge) = (cluster.node("origin-1"), cluster.node("edge-1"));
+    cluster
+        .plant("bench", SessionClass::Livestream, "origin-1", &["edge-1"])
+        .await;
+    let host = join(origin, "bench", "host").await;
+    host.set_video_packets_per_frame(2);
+    host.publish(Media::BOTH).await.expect("publishing");
+    let alone = origin_cpu(origin, window).await;
+
+    let mut local = Vec::new();
+    for i in 0..viewers {
+        local.push(join(origin, "bench", &format!("local-{i}")).await);
+    }
+    for viewer in &local {
+        wait_flowing(viewer, "host").await;
+    }
+    let with_local = origin_cpu(origin, window).await;
+    for viewer in &local {
+        viewer.close().await;
+    }
+    drop(local);
+
+    let mut remote = Vec::new();
+    for i in 0..viewers {
+        remote.push(join(edge, "bench", &format!("remote-{i}")).await);
+    }
+    for viewer in &remote {
+        wait_flowing(viewer, "host").await;
+    }
+    let with_relay = origin_cpu(origin, window).await;
+    let mut worst = 1.0f64;
+    let start = [host.sent(Kind::Audio), host.sent(Kind::Video)];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let end = [host.sent(Kind::Audio), host.sent(Kind::Video)];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for viewer in &remote {
+        let tracks = viewer.tracks_from("host");
+        for (i, kind) in [Kind::Audio, Kind::Video].into_iter().enumerate() {
+            let got = tracks
+                .iter()
+                .find(|t| t.kind == kind)
+                .map_or(0, |t| t.received_in(start[i]..end[i]));
+            worst = worst.min(got as f64 / f64::from((end[i] - start[i]).max(1)));
+        }
+    }
+    let per_viewer = (with_local - alone) / viewers as f64;
+    let relay = with_relay - alone;
+    println!(
+        "origin CPU, % of one core: publisher alone {:.2}, + {viewers} local viewers {:.2}, + {viewers} viewers on an edge {:.2}",
+        alone * 100.0,
+        with_local * 100.0,
+        with_relay * 100.0
+    );
+    println!(
+        "one local viewer costs the origin {:.3}% of a core; the relay {:.3}%: {:.2} viewers' worth",
+        per_viewer * 100.0,
+        relay * 100.0,
+        relay / per_viewer
+    );
+    println!(
+        "worst edge viewer received {:.1}% of 3 s of packets",
+        worst * 100.0
+    );
+}

@@ -8,7 +8,10 @@
 // A then turns 'f' off, and B must go on decoding at the lower width; A turns it back on,
 // and B must return to the top width. Each phase needs 30 more decoded frames.
 //
-// Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast]
+// With a viewer URL, tab B joins there instead: another node of a session that spans
+// nodes, which receives A's media over a relay.
+//
+// Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast|plain] [viewer-ws-url]
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -16,7 +19,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const [url, sid, timeoutArg, mode] = process.argv.slice(2);
+const [url, sid, timeoutArg, mode, viewerArg] = process.argv.slice(2);
+const viewerUrl = viewerArg || url;
 const simulcast = mode === 'simulcast';
 const timeoutMs = Number(timeoutArg || 45000);
 if (!url || !sid) {
@@ -68,7 +72,7 @@ try {
   }
   await a.evaluate(([u, s]) => window.ionTest.join(u, s, 'tab-a'), [url, sid]);
   await a.evaluate((s) => window.ionTest.publish(s), simulcast);
-  await b.evaluate(([u, s]) => window.ionTest.join(u, s, 'tab-b'), [url, sid]);
+  await b.evaluate(([u, s]) => window.ionTest.join(u, s, 'tab-b'), [viewerUrl, sid]);
   // Polls B's inbound stats until `done(video, audio)` holds; false at the deadline.
   const until = async (done) => {
     while (Date.now() < deadline) {
