@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::{
     ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, believed_observed, condition,
-    smallest_fitting,
+    largest, smallest_fitting, span_nodes,
 };
 use crate::model::{
     DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
-    SessionRecord, Units,
+    SessionClass, SessionRecord, Units,
 };
 
 /// Drain requests written by the autoscaler carry a reason starting with this; only such
@@ -342,19 +342,20 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let mut budget = policy
         .max_spawns_per_minute
         .saturating_sub(u32::try_from(spawned_lately).unwrap_or(u32::MAX));
-    // One spawn takes a slot under max_nodes and one under the per-minute cap.
-    let mut take_slot = |covers: &mut BTreeMap<String, Cover>, sid: &str| -> bool {
-        if room == 0 {
+    // A spawn takes a slot under max_nodes and one under the per-minute cap; the instances
+    // of one split livestream are taken together or not at all.
+    let mut take_slots = |covers: &mut BTreeMap<String, Cover>, sid: &str, n: u32| -> bool {
+        if room < n {
             covers.insert(sid.to_owned(), Cover::AtMax);
             return false;
         }
-        if budget == 0 {
+        if budget < n {
             covers.insert(sid.to_owned(), Cover::RateLimited);
             return false;
         }
-        room -= 1;
-        budget -= 1;
-        count += 1;
+        room -= n;
+        budget -= n;
+        count += n;
         true
     };
 
@@ -439,10 +440,35 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             .filter(|m| demand.demand <= spec.limit(m.capacity(policy.units_per_vcpu)))
             .or_else(|| smallest_fitting(demand.demand, policy.units_per_vcpu, &spec));
         let Some(machine) = machine else {
-            out.covers.insert(demand.sid.clone(), Cover::TooLarge);
+            // A livestream no machine holds spans several of the largest type, each held for
+            // it and started together, so placement can split it over them.
+            let biggest = largest();
+            let room = spec.limit(biggest.capacity(policy.units_per_vcpu));
+            let span = span_nodes(demand.demand, room)
+                .filter(|_| demand.class == SessionClass::Livestream);
+            let Some(span) = span else {
+                out.covers.insert(demand.sid.clone(), Cover::TooLarge);
+                continue;
+            };
+            if !take_slots(&mut out.covers, &demand.sid, span) {
+                continue;
+            }
+            out.covers
+                .insert(demand.sid.clone(), Cover::Spawn(out.actions.len()));
+            for part in 1..=span {
+                out.actions.push(Action::Spawn {
+                    machine_type: biggest.name.to_owned(),
+                    hold_for: Some(demand.sid.clone()),
+                    for_demands: vec![demand.sid.clone()],
+                    reason: format!(
+                        "pending livestream {} ({} units) spans {span} nodes: {part} of {span}",
+                        demand.sid, demand.demand
+                    ),
+                });
+            }
             continue;
         };
-        if !take_slot(&mut out.covers, &demand.sid) {
+        if !take_slots(&mut out.covers, &demand.sid, 1) {
             continue;
         }
         out.covers
@@ -514,7 +540,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                     out.covers.insert(demand.sid.clone(), Cover::TooLarge);
                     continue;
                 };
-                if !take_slot(&mut out.covers, &demand.sid) {
+                if !take_slots(&mut out.covers, &demand.sid, 1) {
                     continue;
                 }
                 let index = out.actions.len();

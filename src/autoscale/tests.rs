@@ -446,7 +446,12 @@ proptest! {
                     };
                     let capacity = MachineType::by_name(machine_type).expect("a catalogue type")
                         .capacity(policy.units_per_vcpu);
-                    prop_assert!(demand.demand <= spec.limit(capacity));
+                    // A livestream no machine holds spans several: each can take its share.
+                    let span = detailed.actions.iter().filter(|a| matches!(a,
+                        Action::Spawn { for_demands, .. } if for_demands.contains(&demand.sid))).count();
+                    let share = crate::capacity::split_shares(demand.demand, span as u32).0;
+                    prop_assert!(span == 1 || demand.class == SessionClass::Livestream);
+                    prop_assert!(share <= spec.limit(capacity), "{} over {span}", demand.demand);
                     if spec.dedicated {
                         prop_assert_eq!(hold_for.as_deref(), Some(demand.sid.as_str()));
                     }
@@ -755,4 +760,56 @@ proptest! {
             prop_assert!(within <= cap as usize, "{} spawns within a minute of {:?}, cap {}", within, start, cap);
         }
     }
+}
+
+#[test]
+fn a_livestream_no_machine_holds_gets_the_nodes_it_spans_at_once_and_only_once() {
+    let mut snap = empty();
+    // 10,000 viewers: 3 × n2-highcpu-32 (4,080 units each for a livestream at 150/vCPU).
+    snap.pending
+        .push(pending("launch", SessionClass::Livestream, 10_000));
+    let detailed = plan_detailed(&snap, &Policy::default());
+    let spawns: Vec<(&str, Option<&str>)> = detailed
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn {
+                machine_type,
+                hold_for,
+                ..
+            } => Some((machine_type.as_str(), hold_for.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawns, vec![("n2-highcpu-32", Some("launch")); 3]);
+    // While they boot, nothing more is spawned for it.
+    for (i, _) in spawns.iter().enumerate() {
+        let mut booting = instance(
+            &format!("i-{i}"),
+            "n2-highcpu-32",
+            InstanceState::Booting,
+            995,
+        );
+        booting.hold_for = Some("launch".to_owned());
+        booting.demands = vec!["launch".to_owned()];
+        snap.instances.push(booting);
+    }
+    let again = plan_detailed(&snap, &Policy::default());
+    assert!(
+        !again
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Spawn { .. })),
+        "{:?}",
+        again.actions
+    );
+    // Without room for all three, none starts: a part of a split serves nobody.
+    snap.instances.clear();
+    let policy = Policy {
+        max_spawns_per_minute: 2,
+        ..Policy::default()
+    };
+    let limited = plan_detailed(&snap, &policy);
+    assert!(limited.actions.is_empty(), "{:?}", limited.actions);
+    assert_eq!(limited.covers["launch"], Cover::RateLimited);
 }

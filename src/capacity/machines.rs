@@ -84,6 +84,22 @@ pub fn smallest_fitting(
         .find(|m| demand <= class.limit(m.capacity(units_per_vcpu)))
 }
 
+/// The most nodes one livestream spans.
+pub const MAX_SPAN_NODES: u32 = 64;
+
+/// The shares of a livestream of `demand` units over `nodes` nodes: each takes an equal share
+/// of the viewers (`edge`), and the origin one unit more per edge for the relay it feeds.
+pub fn split_shares(demand: Units, nodes: u32) -> (Units, Units) {
+    let share = demand.div_ceil(nodes.max(1));
+    (share.saturating_add(nodes.saturating_sub(1)), share)
+}
+
+/// The fewest nodes of `room` units each (2 or more, at most [`MAX_SPAN_NODES`]) that hold a
+/// livestream of `demand` units split by [`split_shares`].
+pub fn span_nodes(demand: Units, room: Units) -> Option<u32> {
+    (2..=MAX_SPAN_NODES).find(|&nodes| split_shares(demand, nodes).0 <= room)
+}
+
 /// The largest catalogue type.
 pub fn largest() -> MachineType {
     // The catalogue is a non-empty constant ordered by vCPUs.

@@ -11,5 +11,6 @@ pub use load::{
     Condition, LoadRules, NodeLoad, believed_observed, committed_units, condition, node_load,
 };
 pub use machines::{
-    CATALOGUE, DEFAULT_UNITS_PER_VCPU, MachineType, known_types, largest, smallest_fitting,
+    CATALOGUE, DEFAULT_UNITS_PER_VCPU, MAX_SPAN_NODES, MachineType, known_types, largest,
+    smallest_fitting, span_nodes, split_shares,
 };

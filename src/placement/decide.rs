@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 
 use super::eligible::{Candidate, candidates};
 use super::{Decision, Policy, Request, Role, Snapshot, Strategy};
-use crate::capacity::{ClassSpec, largest, node_load, smallest_fitting};
+use crate::capacity::{
+    ClassSpec, MAX_SPAN_NODES, largest, node_load, smallest_fitting, span_nodes, split_shares,
+};
 use crate::model::{SessionClass, SessionRecord, Units};
 
 /// Where the session of `request` goes, given `snapshot` and `policy`. Pure and deterministic:
@@ -64,13 +66,15 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
     }
     let biggest = largest();
     let per_machine = spec.limit(biggest.capacity(policy.units_per_vcpu));
-    if spec.dedicated && per_machine > 0 {
-        // A livestream beyond one machine and beyond what the free nodes can split: say how
-        // many of the largest machines it would take.
+    if spec.class == SessionClass::Livestream
+        && let Some(count) = span_nodes(demand, per_machine)
+    {
+        // A livestream beyond one machine and beyond what the free nodes can split: how many
+        // of the largest machines it would span.
         return Decision::NeedCapacity {
             demand,
             machine_type: biggest.name.to_owned(),
-            count: demand.div_ceil(per_machine),
+            count,
             hold_for,
             booting: None,
         };
@@ -132,22 +136,21 @@ fn split(
         .filter(|(room, _)| *room > 0)
         .collect();
     rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    for nodes in 2..=rooms.len() {
-        let share = demand.div_ceil(nodes as Units);
-        let edges = (nodes - 1) as Units;
-        if rooms[0].0 >= share.saturating_add(edges) && rooms[nodes - 1].0 >= share {
-            return Some(Decision::Split {
+    let most = rooms.len().min(MAX_SPAN_NODES as usize);
+    (2..=most).find_map(|nodes| {
+        let (origin_demand, edge_demand) = split_shares(demand, nodes as u32);
+        (rooms[0].0 >= origin_demand && rooms[nodes - 1].0 >= edge_demand).then(|| {
+            Decision::Split {
                 origin: rooms[0].1.to_owned(),
                 edges: rooms[1..nodes]
                     .iter()
                     .map(|(_, id)| (*id).to_owned())
                     .collect(),
-                origin_demand: share + edges,
-                edge_demand: share,
-            });
-        }
-    }
-    None
+                origin_demand,
+                edge_demand,
+            }
+        })
+    })
 }
 
 /// The node of `session` a new viewer joins: the edge with the most room (the origin when
