@@ -647,12 +647,34 @@ fn cpu_seconds(agent: &AgentProcess) -> f64 {
     (fields[11] + fields[12]) / hz
 }
 
-/// The origin's CPU per second over `window`, after the media settles.
-async fn origin_cpu(origin: &AgentProcess, window: Duration) -> f64 {
+fn packets_in(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"ion_agent_packets_total{direction="in"} "#)?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("the agent's inbound packet counter")
+}
+
+/// The origin's CPU, and datagrams in and out, per second over `window`, after the media
+/// settles.
+async fn origin_cpu(origin: &AgentProcess, window: Duration) -> (f64, f64, f64) {
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = http_get(origin.port, "/metrics").await;
     let (before, at) = (cpu_seconds(origin), Instant::now());
+    let (in0, out0) = (packets_in(&metrics), packets_out(&metrics));
     tokio::time::sleep(window).await;
-    (cpu_seconds(origin) - before) / at.elapsed().as_secs_f64()
+    let cpu = cpu_seconds(origin) - before;
+    let metrics = http_get(origin.port, "/metrics").await;
+    let secs = at.elapsed().as_secs_f64();
+    (
+        cpu / secs,
+        (packets_in(&metrics) - in0) / secs,
+        (packets_out(&metrics) - out0) / secs,
+    )
 }
 
 /// Not a test: what a relay costs the origin against what a viewer on the origin costs, in
@@ -679,7 +701,15 @@ async fn relay_cost_against_a_local_viewer() {
     let host = join(origin, "bench", "host").await;
     host.set_video_packets_per_frame(2);
     host.publish(Media::BOTH).await.expect("publishing");
-    let alone = origin_cpu(origin, window).await;
+    let (alone, alone_in, alone_out) = origin_cpu(origin, window).await;
+
+    // One viewer alone pays what the first subscriber of a track pays (a send call per
+    // packet); the next ones share it. A relay is a first subscriber too.
+    let single = join(origin, "bench", "single").await;
+    wait_flowing(&single, "host").await;
+    let (with_one, ..) = origin_cpu(origin, window).await;
+    single.close().await;
+    drop(single);
 
     let mut local = Vec::new();
     for i in 0..viewers {
@@ -688,7 +718,7 @@ async fn relay_cost_against_a_local_viewer() {
     for viewer in &local {
         wait_flowing(viewer, "host").await;
     }
-    let with_local = origin_cpu(origin, window).await;
+    let (with_local, local_in, local_out) = origin_cpu(origin, window).await;
     for viewer in &local {
         viewer.close().await;
     }
@@ -701,7 +731,7 @@ async fn relay_cost_against_a_local_viewer() {
     for viewer in &remote {
         wait_flowing(viewer, "host").await;
     }
-    let with_relay = origin_cpu(origin, window).await;
+    let (with_relay, relay_in, relay_out) = origin_cpu(origin, window).await;
     let mut worst = 1.0f64;
     let start = [host.sent(Kind::Audio), host.sent(Kind::Video)];
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -718,6 +748,7 @@ async fn relay_cost_against_a_local_viewer() {
         }
     }
     let per_viewer = (with_local - alone) / viewers as f64;
+    let first_viewer = with_one - alone;
     let relay = with_relay - alone;
     println!(
         "origin CPU, % of one core: publisher alone {:.2}, + {viewers} local viewers {:.2}, + {viewers} viewers on an edge {:.2}",
@@ -726,10 +757,17 @@ async fn relay_cost_against_a_local_viewer() {
         with_relay * 100.0
     );
     println!(
-        "one local viewer costs the origin {:.3}% of a core; the relay {:.3}%: {:.2} viewers' worth",
+        "a viewer alone on the origin costs {:.3}% of a core, each of {viewers} {:.3}%; the \
+         relay {:.3}%: {:.2}× a viewer alone, {:.2}× one of {viewers}",
+        first_viewer * 100.0,
         per_viewer * 100.0,
         relay * 100.0,
+        relay / first_viewer,
         relay / per_viewer
+    );
+    println!(
+        "origin datagrams in/out per second: alone {alone_in:.0}/{alone_out:.0}, local \
+         viewers {local_in:.0}/{local_out:.0}, relay {relay_in:.0}/{relay_out:.0}"
     );
     println!(
         "worst edge viewer received {:.1}% of 3 s of packets",

@@ -223,7 +223,11 @@ impl Dialer {
         loop {
             match self.relay_once(&mut stopped).await {
                 Ended::Stopped => return,
-                Ended::Failed(why) => {
+                Ended::Failed { why, connected } => {
+                    // A relay that came up starts its retries afresh.
+                    if connected {
+                        backoff.reset();
+                    }
                     tracing::warn!(sid = %self.sid, origin = %self.origin.node, %why, "relay from the origin ended; dialing again");
                 }
             }
@@ -250,11 +254,11 @@ impl Dialer {
             &token,
         ) {
             Ok(url) => url,
-            Err(why) => return Ended::Failed(why),
+            Err(why) => return Ended::failed(why, false),
         };
         let (signal, mut incoming, tasks) = match Signal::connect(&url, CONNECT_TIMEOUT).await {
             Ok(connected) => connected,
-            Err(error) => return Ended::Failed(error.to_string()),
+            Err(error) => return Ended::failed(error.to_string(), false),
         };
         let worker = self.shared.sfu.worker_for(&self.sid);
         let participant = self.shared.sfu.new_participant_id();
@@ -267,7 +271,7 @@ impl Dialer {
                 offer = incoming.offers.recv() => {
                     let Some(sdp) = offer else {
                         let why = signal.closed_reason().unwrap_or_else(|| "the origin closed the relay".to_owned());
-                        break Ended::Failed(why);
+                        break Ended::failed(why, true);
                     };
                     let answered = self
                         .answer(&worker, participant, &events, &mut joined, &sdp)
@@ -278,11 +282,11 @@ impl Dialer {
                                 .map_err(|e| e.to_string())
                         });
                     if let Err(why) = answered {
-                        break Ended::Failed(why);
+                        break Ended::failed(why, true);
                     }
                 }
                 event = events_rx.recv() => match event {
-                    Some(PeerEvent::Removed(reason)) => break Ended::Failed(reason),
+                    Some(PeerEvent::Removed(reason)) => break Ended::failed(reason, true),
                     Some(PeerEvent::SubscriberOffer(_)) | None => {}
                 },
             }
@@ -347,5 +351,15 @@ impl Dialer {
 
 enum Ended {
     Stopped,
-    Failed(String),
+    /// Why, and whether the relay had connected first.
+    Failed {
+        why: String,
+        connected: bool,
+    },
+}
+
+impl Ended {
+    fn failed(why: String, connected: bool) -> Self {
+        Ended::Failed { why, connected }
+    }
 }
