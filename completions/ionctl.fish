@@ -52,7 +52,7 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l prefix -d 'Key p
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l node -d 'Only sessions on this node' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l node -d 'Only sessions on this node (as origin or edge)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
