@@ -239,12 +239,12 @@ impl Task {
                 other => other?,
             },
         };
+        hold::release(&self.hold, sid, "its session went live");
         let Membership::Owner { spans } = membership else {
             tracing::debug!(%sid, "a participant of a session relayed from its origin");
             return Ok(membership);
         };
         tracing::info!(%sid, "session claimed in etcd");
-        hold::release(&self.hold, sid, "its session went live");
         self.members.insert(sid.to_owned(), (1, spans));
         Ok(membership)
     }

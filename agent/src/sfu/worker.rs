@@ -288,7 +288,7 @@ impl State {
             self.participants
                 .get(id)
                 .and_then(|p| p.pc(*role))
-                .is_some_and(|pc| pc.rtc.accepts(&input))
+                .is_some_and(|pc| pc.socket.is_none() && pc.rtc.accepts(&input))
         });
         let target = known.or_else(|| {
             self.participants.iter().find_map(|(id, p)| {
@@ -296,7 +296,8 @@ impl State {
                     .into_iter()
                     .find_map(|role| {
                         p.pc(role)
-                            .filter(|pc| pc.rtc.accepts(&input))
+                            // An edge end of a relay listens on its own socket only.
+                            .filter(|pc| pc.socket.is_none() && pc.rtc.accepts(&input))
                             .map(|_| (*id, role))
                     })
             })
