@@ -16,7 +16,9 @@ use super::view::View;
 use super::{PlaceError, PlacerOptions};
 use crate::model::{SessionRecord, SessionState};
 use crate::placement::{Decision, Request, Snapshot, decide};
-use crate::store::{Commit, MAX_RESERVATIONS_PER_TXN, Store, StoreError};
+use crate::store::{
+    Commit, MAX_RESERVATIONS_PER_TXN, MAX_TXN_OPS, Store, StoreError, reservation_ops,
+};
 
 /// A decision as the committer answers it.
 #[derive(Debug)]
@@ -216,6 +218,12 @@ fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -
                     edge_demand,
                     created_at: current.now,
                 };
+                // Splits take an operation per edge: what does not fit waits for the next round.
+                let ops: usize = commits.iter().map(|c| reservation_ops(&c.session)).sum();
+                if ops + reservation_ops(&session) > MAX_TXN_OPS {
+                    later.push(job);
+                    continue;
+                }
                 if k + 1 < count {
                     overlay
                         .get_or_insert_with(|| snapshot.clone())

@@ -15,6 +15,14 @@ use crate::model::{PendingDemand, SessionRecord};
 /// The most reservations in one transaction: each takes 3 operations, and etcd allows 128 by
 /// default (`--max-txn-ops`).
 pub const MAX_RESERVATIONS_PER_TXN: usize = 32;
+/// etcd's default `--max-txn-ops`: the most operations in one transaction.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// The operations a reservation of `session` takes in the commit: the session, the pending
+/// demand's delete and a placement key on each node it spans.
+pub fn reservation_ops(session: &SessionRecord) -> usize {
+    3 + session.relays.len()
+}
 
 /// How long a pending demand waits for the autoscaler before it lapses.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);
@@ -40,8 +48,9 @@ impl Store {
         lease: LeaseId,
     ) -> Result<Commit, StoreError> {
         assert!(
-            sessions.len() <= MAX_RESERVATIONS_PER_TXN,
-            "callers batch at most {MAX_RESERVATIONS_PER_TXN} reservations"
+            sessions.len() <= MAX_RESERVATIONS_PER_TXN
+                && sessions.iter().map(reservation_ops).sum::<usize>() <= MAX_TXN_OPS,
+            "callers batch at most {MAX_RESERVATIONS_PER_TXN} reservations and {MAX_TXN_OPS} operations"
         );
         let mut compares = Vec::with_capacity(sessions.len() * 2);
         let mut ops = Vec::with_capacity(sessions.len() * 3);

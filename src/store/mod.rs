@@ -11,7 +11,7 @@ mod read;
 mod sessions;
 mod watch;
 
-pub use commit::{Commit, MAX_RESERVATIONS_PER_TXN, PENDING_TTL};
+pub use commit::{Commit, MAX_RESERVATIONS_PER_TXN, MAX_TXN_OPS, PENDING_TTL, reservation_ops};
 pub use drain::{Drained, Undrained};
 pub use error::StoreError;
 pub use lease::{LeaseId, NodeWrite};
