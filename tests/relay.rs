@@ -774,3 +774,76 @@ async fn relay_cost_against_a_local_viewer() {
         worst * 100.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_finding_every_edge_full_adds_a_free_node_to_the_session() {
+    // Placement only: node records as agents would write them, no agent processes.
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("relay-extend");
+    let store = etcd.store(&prefix).await;
+    harness::plant(
+        &store,
+        &[
+            harness::node_record("origin", 2, 0.5),
+            harness::node_record("full-edge", 2, 0.95),
+            harness::node_record("spare", 2, 0.0),
+        ],
+    )
+    .await;
+    let record = SessionRecord {
+        sid: "show".to_owned(),
+        class: SessionClass::Livestream,
+        size: 300,
+        demand: 151,
+        node: "origin".to_owned(),
+        state: SessionState::Live,
+        relays: vec!["full-edge".to_owned()],
+        edge_demand: 150,
+        created_at: SystemTime::now(),
+    };
+    store
+        .put(&store.keys().session("show"), &record)
+        .await
+        .expect("writing the session");
+    let endpoint = etcd.endpoint();
+    let output = harness::ionctl(&[
+        "place",
+        "--etcd",
+        &endpoint,
+        "--prefix",
+        &prefix,
+        "-o",
+        "json",
+        "--class",
+        "livestream",
+        "--size",
+        "1",
+        "--session",
+        "show",
+        "--role",
+        "viewer",
+    ])
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(answer["node"], "spare", "{answer}");
+    let extended: SessionRecord = store
+        .get(&store.keys().session("show"))
+        .await
+        .expect("reading etcd")
+        .expect("the session");
+    assert_eq!(extended.relays, ["full-edge", "spare"]);
+    let share: Option<String> = store
+        .client()
+        .get(store.keys().placement("spare", "show"), None)
+        .await
+        .expect("reading etcd")
+        .kvs()
+        .first()
+        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+    assert_eq!(share.as_deref(), Some("150"));
+}

@@ -391,7 +391,11 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let mut small: Vec<&PendingDemand> = Vec::new();
     for demand in pending {
         let spec = ClassSpec::of(demand.class);
-        if placed.contains(demand.sid.as_str()) {
+        // A placed livestream that still has a pending demand asked for one more edge (its
+        // edges are full and no node is free): that gets a node of its own like any
+        // livestream. The commit that places a session deletes its pending demand.
+        let edge_wanted = demand.class == SessionClass::Livestream;
+        if placed.contains(demand.sid.as_str()) && !edge_wanted {
             out.covers.insert(demand.sid.clone(), Cover::Placed);
             continue;
         }

@@ -813,3 +813,28 @@ fn a_livestream_no_machine_holds_gets_the_nodes_it_spans_at_once_and_only_once()
     assert!(limited.actions.is_empty(), "{:?}", limited.actions);
     assert_eq!(limited.covers["launch"], Cover::RateLimited);
 }
+
+#[test]
+fn a_live_livestream_that_asks_for_one_more_edge_gets_a_node_held_for_it() {
+    let mut snap = empty();
+    snap.nodes.push(node("origin", "n2-highcpu-4"));
+    let mut live = session("show", "origin", 151);
+    live.class = SessionClass::Livestream;
+    snap.sessions.push(live);
+    // Placement wrote this when every edge was full and no node was free.
+    let mut more = pending("show", SessionClass::Livestream, 150);
+    more.demand = 150;
+    snap.pending.push(more);
+    let detailed = plan_detailed(&snap, &Policy::default());
+    assert!(
+        detailed.actions.iter().any(|a| matches!(a,
+            Action::Spawn { hold_for: Some(h), .. } if h == "show")),
+        "{:?}",
+        detailed.actions
+    );
+    // A placed meeting with a stale pending demand is left alone.
+    snap.sessions[0].class = SessionClass::Meeting;
+    snap.pending[0].class = SessionClass::Meeting;
+    let detailed = plan_detailed(&snap, &Policy::default());
+    assert_eq!(detailed.covers["show"], Cover::Placed);
+}

@@ -16,11 +16,12 @@ use crate::model::{SessionClass, SessionRecord, Units};
 /// the same inputs give the same decision, whatever the order of nodes in the snapshot.
 pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decision {
     if let Some(existing) = snapshot.sessions.iter().find(|s| s.sid == request.sid) {
-        let node = match request.role {
-            Role::Viewer => viewer_node(snapshot, existing, policy),
-            Role::Publisher => existing.node.clone(),
+        return match request.role {
+            Role::Viewer => viewer_decision(snapshot, existing, policy),
+            Role::Publisher => Decision::Existing {
+                node: existing.node.clone(),
+            },
         };
-        return Decision::Existing { node };
     }
     let spec = ClassSpec::of(request.class);
     let demand = match spec.demand(request.size) {
@@ -153,20 +154,54 @@ fn split(
     })
 }
 
-/// The node of `session` a new viewer joins: the edge with the most room (the origin when
-/// the session has no live edge), ties to the node id.
-fn viewer_node(snapshot: &Snapshot, session: &SessionRecord, policy: &Policy) -> String {
+/// Where a new viewer of `session` goes: the edge with the most room, ties to the node id
+/// (the origin when the session has no live edge). When every node of a livestream is full,
+/// a free node becomes one more edge, with the share each edge has.
+fn viewer_decision(snapshot: &Snapshot, session: &SessionRecord, policy: &Policy) -> Decision {
     let spec = ClassSpec::of(session.class);
     let rules = policy.load_rules();
-    session
-        .relays
-        .iter()
-        .filter_map(|edge| snapshot.nodes.iter().find(|n| &n.id == edge))
-        .map(|node| {
+    let room_of = |id: &str| {
+        snapshot.nodes.iter().find(|n| n.id == id).map(|node| {
             let load = node_load(node, &snapshot.sessions, snapshot.now, &rules);
             let used = load.effective().ceil() as Units;
-            (spec.limit(node.capacity).saturating_sub(used), &node.id)
+            spec.limit(node.capacity).saturating_sub(used)
         })
+    };
+    // The edges, or the origin when none of them is left.
+    let best = session
+        .relays
+        .iter()
+        .filter_map(|id| room_of(id).map(|room| (room, id.as_str())))
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
-        .map_or_else(|| session.node.clone(), |(_, id)| id.clone())
+        .or_else(|| room_of(&session.node).map(|room| (room, session.node.as_str())));
+    let best_node = best.map_or(session.node.as_str(), |(_, id)| id).to_owned();
+    if best.is_some_and(|(room, _)| room > 0) || session.class != SessionClass::Livestream {
+        return Decision::Existing { node: best_node };
+    }
+    // Full: a free node joins as an edge, with the share each edge has (or the origin's, for
+    // the first edge of a livestream that fit one node).
+    let share = if session.edge_demand > 0 {
+        session.edge_demand
+    } else {
+        session.demand
+    };
+    let free = candidates(snapshot, &session.sid, &spec, share, policy);
+    if let Some(edge) = free.iter().min_by(|a, b| rank(a, b, Strategy::Spread)) {
+        return Decision::Extend {
+            edge: edge.node.id.clone(),
+            edge_demand: share,
+        };
+    }
+    // No free node: a new one, held for the session. A full edge is never overbooked.
+    let booting = snapshot.booting_for(&session.sid, policy.boot_wait);
+    let machine = smallest_fitting(share, policy.units_per_vcpu, &spec).unwrap_or_else(largest);
+    Decision::NeedCapacity {
+        demand: share,
+        machine_type: booting
+            .map_or(machine.name, |i| i.machine_type.as_str())
+            .to_owned(),
+        count: 1,
+        hold_for: Some(session.sid.clone()),
+        booting: booting.map(|i| i.name.clone()),
+    }
 }

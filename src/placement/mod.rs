@@ -146,6 +146,9 @@ pub enum Decision {
         origin_demand: Units,
         edge_demand: Units,
     },
+    /// A viewer of a livestream whose edges are all full: add the free node `edge` to it with
+    /// `edge_demand` units, and the viewer joins there.
+    Extend { edge: String, edge_demand: Units },
     /// No node can take it: `count` machines of `machine_type` would, held for `hold_for`
     /// when the class needs nodes of its own. When `booting` names an instance, one was
     /// already started for this session: the session waits for it rather than taking another

@@ -663,3 +663,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_viewer_finding_every_edge_full_adds_a_free_node_as_an_edge_or_asks_for_one() {
+    let mut live = session("live", "a", SessionClass::Livestream, 151);
+    live.relays = vec!["b".to_owned()];
+    live.edge_demand = 150;
+    // b's agent is at 95% of its 300 units: past the livestream's 255.
+    let mut snap = snapshot(
+        vec![
+            node("a", 2, 0.0),
+            node("b", 2, 0.95),
+            node("c", 2, 0.0),
+            node("d", 4, 0.0),
+        ],
+        vec![live],
+    );
+    let policy = Policy::default();
+    let mut viewer = request("live", SessionClass::Livestream, 1);
+    viewer.role = Role::Viewer;
+    // Spread: the free node with the least utilisation after taking the edge's share.
+    assert_eq!(
+        decide(&snap, &viewer, &policy),
+        Decision::Extend {
+            edge: "d".to_owned(),
+            edge_demand: 150,
+        }
+    );
+    // No free node: one is asked for, held for the session; the full edge is not overbooked.
+    snap.nodes.retain(|n| n.id == "a" || n.id == "b");
+    let decision = decide(&snap, &viewer, &policy);
+    assert!(
+        matches!(&decision, Decision::NeedCapacity { demand: 150, count: 1, hold_for: Some(h), .. } if h == "live"),
+        "{decision:?}"
+    );
+}

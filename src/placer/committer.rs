@@ -75,6 +75,17 @@ pub(super) async fn run(
         for job in round.later.into_iter().rev() {
             queue.push_front(job);
         }
+        if let Some((edge, reserved)) = round.extend {
+            match extend_session(&store, &mut leases, &edge, reserved, round.revision).await {
+                Extended::Done(revision) => {
+                    view.caught_up(revision, Duration::from_secs(2)).await;
+                }
+                Extended::Again(job) => {
+                    fresh = true;
+                    queue.push_front(job);
+                }
+            }
+        }
         if round.commits.is_empty() {
             continue;
         }
@@ -171,6 +182,8 @@ struct Round {
     /// The revision of the snapshot the round was decided on.
     revision: i64,
     commits: Vec<Reserved>,
+    /// A spanning session to extend with an edge (the node named), committed on its own.
+    extend: Option<(String, Reserved)>,
     /// Jobs to decide again next round: a second request for a session this round reserves.
     later: Vec<Job>,
 }
@@ -180,6 +193,7 @@ struct Round {
 /// once.
 fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -> Round {
     let mut commits: Vec<Reserved> = Vec::new();
+    let mut extend: Option<(String, Reserved)> = None;
     let mut later = Vec::new();
     let mut overlay: Option<Snapshot> = None;
     let count = batch.len();
@@ -236,8 +250,39 @@ fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -
                     signal_url,
                 });
             }
+            Err(Decision::Extend { edge, edge_demand }) => {
+                // Rare (every edge full), so alone in its round with its own transaction.
+                let Some(mut session) = current
+                    .sessions
+                    .iter()
+                    .find(|s| s.sid == job.request.sid)
+                    .cloned()
+                else {
+                    later.push(job);
+                    continue;
+                };
+                if extend.is_some() || commits.iter().any(|c| c.session.sid == session.sid) {
+                    later.push(job);
+                    continue;
+                }
+                session.relays.push(edge.clone());
+                session.edge_demand = edge_demand;
+                let signal_url = signal_url_of(&edge);
+                extend = Some((
+                    edge,
+                    Reserved {
+                        job,
+                        session,
+                        signal_url,
+                    },
+                ));
+            }
             Err(Decision::Existing { node }) => {
-                if commits.iter().any(|c| c.session.sid == job.request.sid) {
+                if commits.iter().any(|c| c.session.sid == job.request.sid)
+                    || extend
+                        .as_ref()
+                        .is_some_and(|(_, r)| r.session.sid == job.request.sid)
+                {
                     later.push(job);
                     continue;
                 }
@@ -271,9 +316,72 @@ fn decide_batch(snapshot: &Snapshot, batch: Vec<Job>, options: &PlacerOptions) -
     Round {
         revision: snapshot.revision,
         commits,
+        extend,
         later,
     }
 }
+
+enum Extended {
+    /// Answered (committed, or failed for good), at this revision.
+    Done(i64),
+    /// Decide it again.
+    Again(Job),
+}
+
+/// Commits the extension of a spanning session with `edge` and answers its job.
+async fn extend_session(
+    store: &Store,
+    leases: &mut Leases,
+    edge: &str,
+    reserved: Reserved,
+    decided_at: i64,
+) -> Extended {
+    let Reserved {
+        mut job,
+        session,
+        signal_url,
+    } = reserved;
+    let result = match leases.current(store).await {
+        Ok(lease) => {
+            store
+                .extend_session(&session, edge, decided_at, lease)
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(Commit::Committed { revision }) => {
+            let _ = job.reply.send(Ok(Decided {
+                decision: Decision::Extend {
+                    edge: edge.to_owned(),
+                    edge_demand: session.edge_demand,
+                },
+                session: Some(session),
+                signal_url,
+                revision,
+                attempts: job.attempts + 1,
+            }));
+            Extended::Done(revision)
+        }
+        Ok(Commit::Conflict { revision }) => {
+            job.attempts += 1;
+            if job.attempts >= MAX_EXTEND_ATTEMPTS {
+                let _ = job.reply.send(Err(PlaceError::Conflicts {
+                    attempts: job.attempts,
+                }));
+                return Extended::Done(revision);
+            }
+            Extended::Again(job)
+        }
+        Err(error) => {
+            fail_all([job], error);
+            Extended::Done(decided_at)
+        }
+    }
+}
+
+/// How often an extension is decided again after a conflict before its caller hears of it.
+const MAX_EXTEND_ATTEMPTS: u32 = 8;
 
 fn fail_all(jobs: impl IntoIterator<Item = Job>, error: StoreError) {
     let error = Arc::new(error);

@@ -162,9 +162,13 @@ impl Placer {
         let decided: Decided = answer.await.map_err(|_| PlaceError::Stopped)??;
         let revision = decided.revision;
         let outcome = match decided.decision {
-            Decision::Place { .. } | Decision::Existing { .. } | Decision::Split { .. } => {
+            Decision::Place { .. }
+            | Decision::Existing { .. }
+            | Decision::Split { .. }
+            | Decision::Extend { .. } => {
                 let (node, existing) = match &decided.decision {
                     Decision::Existing { node } => (node.clone(), true),
+                    Decision::Extend { edge, .. } => (edge.clone(), true),
                     Decision::Place { node, .. } => (node.clone(), false),
                     Decision::Split { origin, .. } => (origin.clone(), false),
                     _ => unreachable!("matched above"),

@@ -108,6 +108,54 @@ impl Store {
         })
     }
 
+    /// Adds `edge` to the spanning session `session` (already listing it): rewrites
+    /// `sessions/<sid>` on the lease it is on and writes the edge's placement key on `lease`,
+    /// if the session exists and neither it nor the edge's placement index changed after
+    /// `decided_at`. Deletes the session's `pending/` entry in the same transaction.
+    pub async fn extend_session(
+        &self,
+        session: &SessionRecord,
+        edge: &str,
+        decided_at: i64,
+        lease: LeaseId,
+    ) -> Result<Commit, StoreError> {
+        let key = self.keys.session(&session.sid);
+        let compares = vec![
+            Compare::version(key.clone(), CompareOp::Greater, 0),
+            Compare::mod_revision(key.clone(), CompareOp::Less, decided_at + 1),
+            Compare::mod_revision(
+                self.keys.placements_of(edge),
+                CompareOp::Less,
+                decided_at + 1,
+            )
+            .with_prefix(),
+        ];
+        // Serialising our own record cannot fail: no maps, no failing Serialize impls.
+        let value = serde_json::to_vec(session).expect("SessionRecord serialises");
+        let ops = vec![
+            TxnOp::put(key, value, Some(PutOptions::new().with_ignore_lease())),
+            TxnOp::put(
+                self.keys.placement(edge, &session.sid),
+                session.edge_demand.to_string(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::delete(self.keys.pending(&session.sid), None),
+        ];
+        let txn = Txn::new().when(compares).and_then(ops);
+        let response = self
+            .client
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        Ok(if response.succeeded() {
+            Commit::Committed { revision }
+        } else {
+            Commit::Conflict { revision }
+        })
+    }
+
     /// Writes `pending/<sid>` on a lease of [`PENDING_TTL`], replacing an earlier one, so the
     /// autoscaler sees the demand while the caller still wants it.
     pub async fn put_pending(&self, pending: &PendingDemand) -> Result<(), StoreError> {
