@@ -8,11 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
     AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, RawSignal, Reply,
-    RpcError, VIDEO_FPS, placeholder_join, unique_prefix, wait_for,
+    RpcError, VIDEO_FPS, http_get, placeholder_join, sample, unique_prefix, wait_for,
 };
 use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Media must start within this long of the last join or publish.
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
@@ -99,34 +98,6 @@ async fn raw_get<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Op
             kv.lease(),
         )
     })
-}
-
-/// A plain HTTP/1.1 GET; returns the whole response, head and body.
-async fn http_get(port: u16, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connecting to the agent's HTTP port");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("sending the request");
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("a response within 10 s")
-    .expect("reading the response");
-    response
-}
-
-/// The value of the sample `name` (with its labels, exactly as rendered) in Prometheus text.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Waits until `peer` receives flowing tracks of both kinds from each of `uids`.

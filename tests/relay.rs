@@ -7,12 +7,12 @@ mod harness;
 use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
-    AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, unique_prefix, wait_for,
+    AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, cpu_seconds, http_get, sample,
+    unique_prefix, wait_for,
 };
 use ion_cluster::model::{SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
 use ion_cluster::token::{self, JoinSecret};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "relay-test-secret-0123456789abcdef";
 
@@ -133,36 +133,8 @@ async fn join(agent: &AgentProcess, sid: &str, uid: &str) -> Peer {
         .unwrap_or_else(|e| panic!("{uid} joining {sid} on {}: {e:#}", agent.node_id))
 }
 
-/// A plain HTTP/1.1 GET; returns the whole response, head and body.
-async fn http_get(port: u16, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connecting to the agent's HTTP port");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("sending the request");
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("a response within 10 s")
-    .expect("reading the response");
-    response
-}
-
 fn packets_out(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"ion_agent_packets_total{direction="out"} "#)?
-                .trim()
-                .parse()
-                .ok()
-        })
+    sample(metrics, r#"ion_agent_packets_total{direction="out"}"#)
         .expect("the agent's outbound packet counter")
 }
 
@@ -624,38 +596,8 @@ async fn the_origin_dying_ends_the_session_on_its_edges_with_a_reason() {
     );
 }
 
-/// The origin agent's CPU seconds (utime + stime) so far, from /proc.
-fn cpu_seconds(agent: &AgentProcess) -> f64 {
-    let hz: f64 = String::from_utf8(
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .expect("getconf CLK_TCK")
-            .stdout,
-    )
-    .expect("ASCII")
-    .trim()
-    .parse()
-    .expect("a number");
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid())).expect("stat");
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    (fields[11] + fields[12]) / hz
-}
-
 fn packets_in(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"ion_agent_packets_total{direction="in"} "#)?
-                .trim()
-                .parse()
-                .ok()
-        })
+    sample(metrics, r#"ion_agent_packets_total{direction="in"}"#)
         .expect("the agent's inbound packet counter")
 }
 
@@ -664,10 +606,10 @@ fn packets_in(metrics: &str) -> f64 {
 async fn origin_cpu(origin: &AgentProcess, window: Duration) -> (f64, f64, f64) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = http_get(origin.port, "/metrics").await;
-    let (before, at) = (cpu_seconds(origin), Instant::now());
+    let (before, at) = (cpu_seconds(origin.pid()), Instant::now());
     let (in0, out0) = (packets_in(&metrics), packets_out(&metrics));
     tokio::time::sleep(window).await;
-    let cpu = cpu_seconds(origin) - before;
+    let cpu = cpu_seconds(origin.pid()) - before;
     let metrics = http_get(origin.port, "/metrics").await;
     let secs = at.elapsed().as_secs_f64();
     (

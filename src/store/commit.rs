@@ -37,6 +37,16 @@ pub enum Commit {
     Conflict { revision: i64 },
 }
 
+/// What a guarded transaction came to, at etcd's revision then.
+fn commit_of(response: &etcd_client::TxnResponse) -> Commit {
+    let revision = response.header().map_or(0, |h| h.revision());
+    if response.succeeded() {
+        Commit::Committed { revision }
+    } else {
+        Commit::Conflict { revision }
+    }
+}
+
 impl Store {
     /// Writes `sessions` (each naming its node) on `lease`, if each session is absent and no
     /// chosen node's placement index changed after `decided_at`. Deletes each session's
@@ -100,12 +110,7 @@ impl Store {
             .txn(txn)
             .await
             .map_err(|e| self.err(e))?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        Ok(if response.succeeded() {
-            Commit::Committed { revision }
-        } else {
-            Commit::Conflict { revision }
-        })
+        Ok(commit_of(&response))
     }
 
     /// Adds `edge` to the spanning session `session` (already listing it): rewrites
@@ -148,12 +153,7 @@ impl Store {
             .txn(txn)
             .await
             .map_err(|e| self.err(e))?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        Ok(if response.succeeded() {
-            Commit::Committed { revision }
-        } else {
-            Commit::Conflict { revision }
-        })
+        Ok(commit_of(&response))
     }
 
     /// Writes `pending/<sid>` on a lease of [`PENDING_TTL`], replacing an earlier one, so the

@@ -11,6 +11,7 @@ mod cluster;
 mod etcd;
 mod local;
 mod peer;
+mod probe;
 mod serve;
 mod signal;
 
@@ -21,6 +22,7 @@ pub use etcd::Etcd;
 pub use ion_cluster::protocol::JoinConfig;
 pub use local::LocalAgents;
 pub use peer::{AUDIO_PPS, Kind, Media, Peer, RawSignal, RemoteTrack, Reply, RpcError, VIDEO_FPS};
+pub use probe::{cpu_seconds, http_get, sample};
 pub use serve::ServeProcess;
 pub use signal::{TokenIn, join_with_placeholder_offer, join_with_token, placeholder_join};
 

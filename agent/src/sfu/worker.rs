@@ -952,7 +952,7 @@ impl State {
         } else {
             Some(Pc::new(now, candidates, Role::Subscriber, true)?)
         };
-        let mut p = Participant::new(
+        let p = Participant::new(
             id,
             sid.clone(),
             uid,
@@ -963,9 +963,25 @@ impl State {
             events,
             now,
         );
+        let subscribe = p.subscriber.is_some() && !config.no_auto_subscribe;
+        self.admit(p, subscribe, "joined");
+        Ok(answer)
+    }
+
+    /// Adds `p` to its session, subscribed (when `subscribe`) to every track the session has;
+    /// a relay is not subscribed to tracks that came over another relay (split horizon).
+    fn admit(&mut self, mut p: Participant, subscribe: bool, what: &'static str) {
+        let (id, sid) = (p.id, p.sid.clone());
         let session = self.sessions.entry(sid.clone()).or_default();
-        if p.subscriber.is_some() && !config.no_auto_subscribe {
+        if subscribe {
             for track in &session.tracks {
+                let relayed = self
+                    .participants
+                    .get(&track.origin)
+                    .is_some_and(|origin| origin.link.is_relay());
+                if relayed && p.link.is_relay() {
+                    continue;
+                }
                 p.outs.push(TrackOut {
                     track: track.id,
                     kind: track.kind,
@@ -976,10 +992,9 @@ impl State {
             }
         }
         session.members.push(id);
-        tracing::info!(%sid, participant = id.0, uid = %p.uid, "joined");
+        tracing::info!(%sid, participant = id.0, uid = %p.uid, "{what}");
         self.participants.insert(id, p);
         self.mark(id);
-        Ok(answer)
     }
 
     fn open_relay(
@@ -993,9 +1008,9 @@ impl State {
     ) -> Result<(), SfuError> {
         let subscriber = Pc::new(now, candidates, Role::Subscriber, true)?;
         let uid = format!("relay:{edge}");
-        let mut p = Participant::new(
+        let p = Participant::new(
             id,
-            sid.clone(),
+            sid,
             uid,
             super::JoinConfig::default(),
             Link::ToEdge { edge },
@@ -1004,28 +1019,7 @@ impl State {
             events,
             now,
         );
-        let session = self.sessions.entry(sid.clone()).or_default();
-        for track in &session.tracks {
-            // Split horizon: what came over a relay never goes into another.
-            if self
-                .participants
-                .get(&track.origin)
-                .is_some_and(|origin| origin.link.is_relay())
-            {
-                continue;
-            }
-            p.outs.push(TrackOut {
-                track: track.id,
-                kind: track.kind,
-                stream_id: track.stream_id.clone(),
-                state: OutState::ToOpen,
-                orphaned: false,
-            });
-        }
-        session.members.push(id);
-        tracing::info!(%sid, participant = id.0, uid = %p.uid, "relay to an edge opened");
-        self.participants.insert(id, p);
-        self.mark(id);
+        self.admit(p, true, "relay to an edge opened");
         Ok(())
     }
 
