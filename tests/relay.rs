@@ -789,3 +789,55 @@ async fn a_viewer_finding_every_edge_full_adds_a_free_node_to_the_session() {
         .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
     assert_eq!(share.as_deref(), Some("150"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_edge_keeps_taking_viewers_of_the_session_it_relays() {
+    let cluster = Cluster::start("relay-drain", &["origin-1", "edge-1"]).await;
+    let (origin, edge) = (cluster.node("origin-1"), cluster.node("edge-1"));
+    cluster
+        .plant("running", SessionClass::Livestream, "origin-1", &["edge-1"])
+        .await;
+    let host = join(origin, "running", "host").await;
+    host.publish(Media::BOTH).await.expect("publishing");
+    let first = join(edge, "running", "first").await;
+    wait_flowing(&first, "host").await;
+
+    let endpoint = cluster._etcd.endpoint();
+    let drained = harness::ionctl(&[
+        "drain",
+        "edge-1",
+        "--etcd",
+        &endpoint,
+        "--prefix",
+        &cluster.prefix,
+    ])
+    .await;
+    assert!(
+        drained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drained.stderr)
+    );
+    let key = cluster.store.keys().node("edge-1");
+    wait_for("the edge to drain", Duration::from_secs(15), || async {
+        cluster
+            .store
+            .get::<ion_cluster::model::NodeRecord>(&key)
+            .await
+            .ok()
+            .flatten()
+            .filter(|n| n.state == ion_cluster::model::NodeState::Draining)
+    })
+    .await;
+
+    // The session it relays goes on taking viewers; a new session is refused.
+    let second = join(edge, "running", "second").await;
+    receives_from(&second, &host).await;
+    cluster
+        .plant("fresh", SessionClass::Livestream, "origin-1", &["edge-1"])
+        .await;
+    let refused = Peer::join(&url(edge), "fresh", "late", JoinConfig::default()).await;
+    let error = refused
+        .err()
+        .expect("a new session on a draining edge is refused");
+    assert!(error.to_string().contains("draining"), "{error}");
+}

@@ -91,6 +91,7 @@ impl Ownership {
             hold,
             store: None,
             members: HashMap::new(),
+            edges: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
         Self { tx }
@@ -131,6 +132,8 @@ struct Task {
     store: Option<Store>,
     /// Participants per session on this node, and whether the session spans nodes.
     members: HashMap<String, (usize, bool)>,
+    /// Participants per session this node is an edge of (the origin owns the record).
+    edges: HashMap<String, usize>,
 }
 
 impl Task {
@@ -216,6 +219,12 @@ impl Task {
             *count += 1;
             return Ok(Membership::Owner { spans: *spans });
         }
+        if let Some(count) = self.edges.get_mut(sid) {
+            // A session relayed here keeps taking viewers while the node drains, as one it
+            // owns does.
+            *count += 1;
+            return Ok(Membership::Edge);
+        }
         if self.drain.borrow().draining() {
             return Err(ClaimError::Draining {
                 node: self.node_id.clone(),
@@ -242,6 +251,7 @@ impl Task {
         hold::release(&self.hold, sid, "its session went live");
         let Membership::Owner { spans } = membership else {
             tracing::debug!(%sid, "a participant of a session relayed from its origin");
+            self.edges.insert(sid.to_owned(), 1);
             return Ok(membership);
         };
         tracing::info!(%sid, "session claimed in etcd");
@@ -250,6 +260,13 @@ impl Task {
     }
 
     async fn leave(&mut self, sid: &str) {
+        if let Some(count) = self.edges.get_mut(sid) {
+            *count -= 1;
+            if *count == 0 {
+                self.edges.remove(sid);
+            }
+            return;
+        }
         let Some((count, _)) = self.members.get_mut(sid) else {
             return;
         };
