@@ -121,19 +121,24 @@ fn inbound<'a>(report: &'a serde_json::Value, kind: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("no {kind} track: {report:#}"))
 }
 
-#[tokio::test]
-async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
-    let report = run_tabs("browser-room", None, false).await;
-    let video = inbound(&report, "video");
+/// Tab B decoded more than 30 video frames and received audio.
+fn decoded_video_and_audio(report: &serde_json::Value) {
+    let video = inbound(report, "video");
     assert!(
         video["framesDecoded"].as_u64().unwrap_or(0) > 30,
         "{report:#}"
     );
-    let audio = inbound(&report, "audio");
+    let audio = inbound(report, "audio");
     assert!(
         audio["packetsReceived"].as_u64().unwrap_or(0) > 0,
         "{report:#}"
     );
+}
+
+#[tokio::test]
+async fn ion_sdk_js_in_chromium_publishes_and_subscribes() {
+    let report = run_tabs("browser-room", None, false).await;
+    decoded_video_and_audio(&report);
     let kinds: Vec<&str> = report["subscriber"]["tracks"]
         .as_array()
         .expect("ontrack events")
@@ -181,14 +186,5 @@ async fn chromium_simulcast_layers_switch_without_stopping_the_decoder() {
 #[tokio::test]
 async fn ion_sdk_js_on_an_edge_decodes_video_published_on_the_origin() {
     let report = run_tabs("browser-edge", None, true).await;
-    let video = inbound(&report, "video");
-    assert!(
-        video["framesDecoded"].as_u64().unwrap_or(0) > 30,
-        "{report:#}"
-    );
-    let audio = inbound(&report, "audio");
-    assert!(
-        audio["packetsReceived"].as_u64().unwrap_or(0) > 0,
-        "{report:#}"
-    );
+    decoded_video_and_audio(&report);
 }

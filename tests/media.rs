@@ -10,6 +10,7 @@ use harness::{
     AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, RawSignal, Reply,
     RpcError, VIDEO_FPS, http_get, placeholder_join, sample, unique_prefix, wait_for,
 };
+use ion_cluster::loadtest::agent_cpu::{clock_ticks_per_second, process_cpu_times};
 use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
 
@@ -625,42 +626,23 @@ async fn fanout_cpu_per_forwarded_packet() {
     // Let the joins' keyframe requests and renegotiations settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let hz: f64 = String::from_utf8(
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .expect("getconf CLK_TCK")
-            .stdout,
-    )
-    .expect("ASCII")
-    .trim()
-    .parse()
-    .expect("a number");
+    let hz = clock_ticks_per_second();
     let pid = node.agent.pid();
-    let ticks = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
-        let fields: Vec<u64> = rest
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        (fields[11], fields[12])
-    };
+    let times = || process_cpu_times(Some(pid)).expect("/proc/<pid>/stat of the agent");
     let out =
         |text: &str| sample(text, r#"ion_agent_packets_total{direction="out"}"#).unwrap_or(0.0);
     let inbound =
         |text: &str| sample(text, r#"ion_agent_packets_total{direction="in"}"#).unwrap_or(0.0);
 
     let sent0 = [publisher.sent(Kind::Audio), publisher.sent(Kind::Video)];
-    let (t0, m0, at0) = (ticks(), node.metrics().await, Instant::now());
+    let (t0, m0, at0) = (times(), node.metrics().await, Instant::now());
     tokio::time::sleep(window).await;
-    let (t1, m1, elapsed) = (ticks(), node.metrics().await, at0.elapsed());
+    let (t1, m1, elapsed) = (times(), node.metrics().await, at0.elapsed());
     let sent1 = [publisher.sent(Kind::Audio), publisher.sent(Kind::Video)];
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let user = (t1.0 - t0.0) as f64 / hz;
-    let system = (t1.1 - t0.1) as f64 / hz;
+    let user = t1.0 - t0.0;
+    let system = t1.1 - t0.1;
     let cpu = user + system;
     let packets_out = out(&m1) - out(&m0);
     let packets_in = inbound(&m1) - inbound(&m0);

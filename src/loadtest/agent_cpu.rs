@@ -16,6 +16,11 @@ use std::time::Duration;
 
 /// A process's CPU time: utime + stime in seconds.
 pub fn process_cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    process_cpu_times(pid).map(|(user, system)| user + system)
+}
+
+/// A process's user and system CPU time (utime, stime) in seconds.
+pub fn process_cpu_times(pid: Option<u32>) -> Option<(f64, f64)> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_owned(),
@@ -26,12 +31,13 @@ pub fn process_cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / clock_ticks_per_second())
+    let hz = clock_ticks_per_second();
+    Some((utime as f64 / hz, stime as f64 / hz))
 }
 
 /// `sysconf(_SC_CLK_TCK)`: USER_HZ, which Linux fixes at 100 for `/proc` on every
 /// mainstream architecture; `getconf` confirms it when present.
-fn clock_ticks_per_second() -> f64 {
+pub fn clock_ticks_per_second() -> f64 {
     static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *HZ.get_or_init(|| {
         std::process::Command::new("getconf")

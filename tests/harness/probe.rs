@@ -1,8 +1,9 @@
 //! What a test reads from outside a running agent: its HTTP endpoints, samples of its
-//! Prometheus text, and its CPU time from `/proc`.
+//! Prometheus text, and its CPU time from `/proc` (the load test's reader).
 
 use std::time::Duration;
 
+use ion_cluster::loadtest::agent_cpu::process_cpu_seconds;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A plain HTTP/1.1 GET; returns the whole response, head and body.
@@ -35,23 +36,5 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
 
 /// The CPU seconds (utime + stime) process `pid` has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let hz: f64 = String::from_utf8(
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .expect("getconf CLK_TCK")
-            .stdout,
-    )
-    .expect("ASCII")
-    .trim()
-    .parse()
-    .expect("a number");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    (fields[11] + fields[12]) / hz
+    process_cpu_seconds(Some(pid)).unwrap_or_else(|| panic!("no /proc/{pid}/stat"))
 }
