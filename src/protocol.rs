@@ -4,8 +4,10 @@
 //! member, so it is optional here.
 //!
 //! Calls: `join {sid, uid, offer, config?}` → answer; `offer {desc}` → answer.
-//! Notifications: `answer {desc}`, `trickle {target, candidate}`. Server to client: `offer`
-//! (a bare session description) and `trickle`.
+//! Notifications: `answer {desc}`, `trickle {target, candidate}`, and `layers`
+//! ([`LayerPreference`], what ion-sdk-js sends over its `ion-sfu` data channel; an edge node
+//! sends it to the origin of a relay). Server to client: `offer` (a bare session
+//! description) and `trickle`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -103,6 +105,40 @@ pub struct TrickleParams {
     pub candidate: CandidateInit,
 }
 
+/// Which simulcast layer of a stream's video a subscriber wants, as ion-sdk-js names them;
+/// ordered, so the most any subscriber wants is the `max`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoLayer {
+    /// No video at all (ion-sdk-js `mute('video')`).
+    None,
+    Low,
+    Medium,
+    #[default]
+    High,
+}
+
+/// ion-sfu's layer selection: the message ion-sdk-js `RemoteStream.preferLayer`, `mute` and
+/// `unmute` send over the subscriber PeerConnection's `ion-sfu` data channel. The agent
+/// applies `video` to every video track of `streamId`; `audio` and `framerate` are read and
+/// not acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerPreference {
+    pub stream_id: String,
+    pub video: VideoLayer,
+    #[serde(default = "default_audio")]
+    pub audio: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framerate: Option<String>,
+}
+
+fn default_audio() -> bool {
+    true
+}
+
 /// A message from the client, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -110,6 +146,7 @@ pub enum Incoming {
     Offer { id: Value, params: DescParams },
     Answer(DescParams),
     Trickle(TrickleParams),
+    Layers(LayerPreference),
 }
 
 /// Why a message could not be understood, with the id to answer to (null when unknown).
@@ -213,13 +250,14 @@ pub fn parse(text: &str) -> Result<Incoming, RpcError> {
         },
         "answer" => Incoming::Answer(params_of(&id, method, params)?),
         "trickle" => Incoming::Trickle(params_of(&id, method, params)?),
+        "layers" => Incoming::Layers(params_of(&id, method, params)?),
         other => {
             return Err(RpcError::new(
                 id,
                 METHOD_NOT_FOUND,
                 format!(
                     "method {other:?} not found; this SFU speaks ion-sfu JSON-RPC: join, offer, \
-                     answer, trickle"
+                     answer, trickle (and layers)"
                 ),
             ));
         }
@@ -255,6 +293,18 @@ fn params_of<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ion_sdk_js_prefer_layer_parses() {
+        // What `RemoteStream.preferLayer('low')` sends on the data channel.
+        let text = r#"{"streamId":"s-1","video":"low","audio":true,"framerate":"high"}"#;
+        let preference: LayerPreference = serde_json::from_str(text).unwrap();
+        assert_eq!(preference.stream_id, "s-1");
+        assert_eq!(preference.video, VideoLayer::Low);
+        assert!(VideoLayer::None < VideoLayer::Low && VideoLayer::Medium < VideoLayer::High);
+        let bad = serde_json::from_str::<LayerPreference>(r#"{"streamId":"s","video":"huge"}"#);
+        assert!(bad.unwrap_err().to_string().contains("unknown variant"));
+    }
 
     #[test]
     fn ion_sdk_js_join_parses_without_jsonrpc_member() {

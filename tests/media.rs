@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
     AUDIO_PPS, AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, RawSignal, Reply,
-    RpcError, VIDEO_FPS, http_get, placeholder_join, sample, unique_prefix, wait_for,
+    RpcError, VIDEO_FPS, VideoLayer, http_get, placeholder_join, sample, unique_prefix, wait_for,
 };
 use ion_cluster::loadtest::agent_cpu::{clock_ticks_per_second, process_cpu_times};
 use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
@@ -707,4 +707,68 @@ async fn an_unpublished_track_ends_and_can_come_back() {
     wait_flowing(&bob, &["alice"], Media::BOTH).await;
     assert!(bob.problems().is_empty(), "{:?}", bob.problems());
     assert!(alice.problems().is_empty(), "{:?}", alice.problems());
+}
+
+/// Simulcast: a publisher sends two layers; each subscriber gets the one it asks for over the
+/// `ion-sfu` data channel (ion-sdk-js `preferLayer`), the highest until it asks, and a
+/// subscriber that mutes video gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_subscriber_gets_the_simulcast_layer_it_asks_for() {
+    let node = Node::start("media-simulcast", AgentSpec::new("node-1")).await;
+    let alice = node.join("sim", "alice").await;
+    alice.set_video_packets_per_frame(3);
+    let [top, low] = alice
+        .publish_simulcast_video()
+        .await
+        .expect("alice publishes two layers");
+    let (high_viewer, low_viewer) = (
+        node.join("sim", "bob").await,
+        node.join("sim", "carol").await,
+    );
+    for viewer in [&high_viewer, &low_viewer] {
+        wait_flowing(viewer, &["alice"], Media::VIDEO).await;
+        viewer.wait_only_layer("alice", top, MEDIA_DEADLINE).await;
+    }
+
+    low_viewer
+        .prefer_layer("alice", VideoLayer::Low)
+        .await
+        .expect("carol asks for the low layer");
+    low_viewer
+        .wait_only_layer("alice", low, MEDIA_DEADLINE)
+        .await;
+    high_viewer
+        .wait_only_layer("alice", top, MEDIA_DEADLINE)
+        .await;
+
+    // Back up, then no video at all.
+    low_viewer
+        .prefer_layer("alice", VideoLayer::High)
+        .await
+        .expect("carol asks for the high layer");
+    low_viewer
+        .wait_only_layer("alice", top, MEDIA_DEADLINE)
+        .await;
+    low_viewer
+        .prefer_layer("alice", VideoLayer::None)
+        .await
+        .expect("carol mutes alice's video");
+    let what = "carol to stop receiving alice's video";
+    wait_for(what, MEDIA_DEADLINE, || async {
+        let before = low_viewer.video_layers_from("alice");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (low_viewer.video_layers_from("alice") == before).then_some(())
+    })
+    .await;
+    high_viewer
+        .wait_only_layer("alice", top, MEDIA_DEADLINE)
+        .await;
+    for peer in [&alice, &high_viewer, &low_viewer] {
+        assert!(
+            peer.problems().is_empty(),
+            "{}: {:?}",
+            peer.uid,
+            peer.problems()
+        );
+    }
 }

@@ -7,8 +7,8 @@ mod harness;
 use std::time::{Duration, Instant, SystemTime};
 
 use harness::{
-    AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, cpu_seconds, http_get, sample,
-    unique_prefix, wait_for,
+    AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, VideoLayer, cpu_seconds,
+    http_get, sample, unique_prefix, wait_for,
 };
 use ion_cluster::model::{SessionClass, SessionRecord, SessionState};
 use ion_cluster::store::Store;
@@ -237,6 +237,78 @@ async fn viewers_on_an_edge_receive_the_origin_s_publisher_over_one_relay() {
         },
     )
     .await;
+}
+
+/// Simulcast across a relay: the edge asks the origin for the most its viewers want, and
+/// that one layer crosses. While one viewer there wants the top layer, the top layer crosses
+/// (and both viewers there get it); once every viewer there wants the low layer, only the
+/// low one crosses (the edge's inbound packets fall to its rate); a viewer on the origin
+/// keeps the top layer throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_viewers_all_want_the_low_layer_receives_only_it() {
+    let cluster = Cluster::start("relay-simulcast", &["origin-1", "edge-1"]).await;
+    let (origin, edge) = (cluster.node("origin-1"), cluster.node("edge-1"));
+    cluster
+        .plant("sim", SessionClass::Conference, "origin-1", &["edge-1"])
+        .await;
+    let alice = join(origin, "sim", "alice").await;
+    // Top layer: 3 full packets a frame (90/s); low layer: one small packet (30/s).
+    alice.set_video_packets_per_frame(3);
+    let [top, low] = alice
+        .publish_simulcast_video()
+        .await
+        .expect("alice publishes two layers");
+    let local = join(origin, "sim", "local").await;
+    let viewers = [join(edge, "sim", "v1").await, join(edge, "sim", "v2").await];
+    for viewer in viewers.iter().chain([&local]) {
+        viewer
+            .wait_only_layer("alice", top, Duration::from_secs(20))
+            .await;
+    }
+
+    viewers[0]
+        .prefer_layer("alice", VideoLayer::Low)
+        .await
+        .expect("v1 asks for the low layer");
+    // v2 still wants the top layer, so the top one alone crosses, and the edge forwards it
+    // to both: one layer per track crosses.
+    for viewer in &viewers {
+        viewer
+            .wait_only_layer("alice", top, Duration::from_secs(10))
+            .await;
+    }
+
+    viewers[1]
+        .prefer_layer("alice", VideoLayer::Low)
+        .await
+        .expect("v2 asks for the low layer");
+    for viewer in &viewers {
+        viewer
+            .wait_only_layer("alice", low, Duration::from_secs(10))
+            .await;
+    }
+    local
+        .wait_only_layer("alice", top, Duration::from_secs(10))
+        .await;
+
+    // What crosses now: the low layer's 30 packets/s (and a little RTCP and STUN), not the
+    // top layer's 90.
+    let edge_in = || async { packets_in(&http_get(edge.port, "/metrics").await) };
+    let (before, at) = (edge_in().await, Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rate = (edge_in().await - before) / at.elapsed().as_secs_f64();
+    assert!(
+        (20.0..60.0).contains(&rate),
+        "the edge receives {rate:.0} packets/s: the low layer alone is 30"
+    );
+    for peer in viewers.iter().chain([&alice, &local]) {
+        assert!(
+            peer.problems().is_empty(),
+            "{}: {:?}",
+            peer.uid,
+            peer.problems()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::Value;
 use tokio::task::{AbortHandle, JoinHandle};
+use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -41,12 +42,12 @@ use webrtc::rtp_transceiver::RtpTransceiver;
 use super::media::VideoShape;
 use super::pc::{self, opus, vp8};
 use super::peer::{ClientError, JoinSpec, Publish};
-use super::send::{send_audio, send_video};
+use super::send::{self, send_audio, send_video};
 use super::signal::{Signal, SignalError};
 use super::stats::{Kind, RemoteTrackStats, Window};
 use crate::protocol::{
-    CandidateInit, DescParams, JoinParams, SessionDescription, TARGET_PUBLISHER, TARGET_SUBSCRIBER,
-    TrickleParams,
+    CandidateInit, DescParams, JoinParams, LayerPreference, SessionDescription, TARGET_PUBLISHER,
+    TARGET_SUBSCRIBER, TrickleParams, VideoLayer,
 };
 
 fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
@@ -103,6 +104,8 @@ struct Shared {
     subscriber_state: Mutex<Option<RTCPeerConnectionState>>,
     /// Background failures (a PC that failed, an offer that could not be answered).
     problems: Mutex<Vec<String>>,
+    /// The server's `ion-sfu` data channel on the subscriber PC, once it opened it.
+    api: Mutex<Option<Arc<dyn DataChannel>>>,
 }
 
 impl Shared {
@@ -147,6 +150,12 @@ impl PeerConnectionEventHandler for Handler {
         if state == RTCPeerConnectionState::Failed {
             self.shared
                 .problem(format!("the {:?} PeerConnection failed", self.role));
+        }
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        if self.role == Role::Subscriber && channel.label().await.is_ok_and(|l| l == "ion-sfu") {
+            *lock(&self.shared.api) = Some(channel);
         }
     }
 
@@ -227,6 +236,7 @@ impl Participant {
             publisher_state: Mutex::default(),
             subscriber_state: Mutex::default(),
             problems: Mutex::default(),
+            api: Mutex::default(),
         });
         // Connect first: an unreachable agent fails before any PC is built.
         let (signal, mut incoming, mut tasks) = Signal::connect(&spec.url, spec.timeout).await?;
@@ -364,19 +374,29 @@ impl Participant {
                 Kind::Audio => (opus(), RtpCodecKind::Audio),
                 Kind::Video => (vp8(), RtpCodecKind::Video),
             };
+            let encoding = |rid: &str, ssrc: u32| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: rid.to_owned(),
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            };
+            let lower_ssrc = fastrand::u32(..);
+            let encodings = match &publish.lower {
+                Some(_) => vec![
+                    encoding(send::TOP_RID, ssrc),
+                    encoding(send::LOWER_RID, lower_ssrc),
+                ],
+                None => vec![encoding("", ssrc)],
+            };
             let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
                 self.uid.clone(),
                 format!("{}-{}-{}", self.uid, publish.kind, publish.index),
                 publish.kind.to_string(),
                 rtp_kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
+                encodings,
             )));
             let transceiver = self
                 .publisher
@@ -390,27 +410,62 @@ impl Participant {
                 )
                 .await
                 .map_err(webrtc("adding a track"))?;
-            added.push((publish.clone(), ssrc, track, transceiver));
+            added.push((publish.clone(), [ssrc, lower_ssrc], track, transceiver));
         }
         self.renegotiate_publisher("publish").await?;
         let keyframe_every =
             ((keyframe_interval.as_secs_f64() * f64::from(shape.fps)).round() as u32).max(1);
         let mut tasks = Vec::new();
         let mut local = Vec::new();
-        for (publish, ssrc, track, transceiver) in added {
+        for (publish, [ssrc, lower_ssrc], track, transceiver) in added {
             let index = publish.index;
             let mut own = Vec::new();
             match publish.kind {
                 Kind::Video => {
-                    let keyframe_wanted = Arc::new(AtomicBool::new(false));
-                    own.push(tokio::spawn(send_video(
-                        track.clone(),
-                        ssrc,
-                        shape,
-                        keyframe_every,
-                        publish,
-                        keyframe_wanted.clone(),
-                    )));
+                    // A request for either layer makes both send a keyframe, as an encoder
+                    // restarting its simulcast streams would.
+                    let mut wanted = Vec::new();
+                    let mut layers = vec![(None, ssrc, shape, publish.clone())];
+                    if let Some(lower) = &publish.lower {
+                        let mid = transceiver
+                            .mid()
+                            .await
+                            .map_err(webrtc("reading the track's MID"))?
+                            .ok_or(ClientError::WebRtc {
+                                what: "publishing simulcast",
+                                reason: "the negotiated track has no MID".to_owned(),
+                            })?;
+                        let layer = |rid| send::Layer {
+                            mid: mid.clone(),
+                            rid,
+                        };
+                        layers[0].0 = Some(layer(send::TOP_RID));
+                        let lower_publish = Publish {
+                            kind: Kind::Video,
+                            index: lower.index,
+                            log: lower.log.clone(),
+                            lower: None,
+                        };
+                        layers.push((
+                            Some(layer(send::LOWER_RID)),
+                            lower_ssrc,
+                            lower.shape,
+                            lower_publish,
+                        ));
+                    }
+                    for (rid, ssrc, shape, publish) in layers {
+                        let keyframe_wanted = Arc::new(AtomicBool::new(false));
+                        own.push(tokio::spawn(send_video(
+                            track.clone(),
+                            ssrc,
+                            rid,
+                            shape,
+                            keyframe_every,
+                            publish,
+                            keyframe_wanted.clone(),
+                        )));
+                        wanted.push(keyframe_wanted);
+                    }
                     let shared = self.shared.clone();
                     own.push(tokio::spawn(pc::watch_keyframe_requests(
                         track,
@@ -418,7 +473,9 @@ impl Participant {
                             shared
                                 .keyframe_requests
                                 .fetch_add(requests, Ordering::Relaxed);
-                            keyframe_wanted.store(true, Ordering::Relaxed);
+                            for keyframe_wanted in &wanted {
+                                keyframe_wanted.store(true, Ordering::Relaxed);
+                            }
                         },
                     )));
                 }
@@ -434,6 +491,36 @@ impl Participant {
         self.tasks().extend(tasks);
         lock(&self.local).extend(local);
         Ok(())
+    }
+
+    /// Asks for `layer` of the video of `stream_id`, as ion-sdk-js `preferLayer` does: over
+    /// the server's `ion-sfu` data channel, waiting for it at most the call timeout.
+    pub async fn prefer_layer(
+        &self,
+        stream_id: &str,
+        layer: VideoLayer,
+    ) -> Result<(), ClientError> {
+        let preference = LayerPreference {
+            stream_id: stream_id.to_owned(),
+            video: layer,
+            audio: true,
+            framerate: Some("high".to_owned()),
+        };
+        let text = serde_json::to_string(&preference).expect("plain data serialises");
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let channel = lock(&self.shared.api).clone();
+            // Not there, or not open yet: both pass within a round trip or two.
+            if let Some(channel) = channel
+                && channel.send_text(&text).await.is_ok()
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::NoApiChannel);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stops publishing the track published with `index`, as ion-sdk-js `unpublish` does:

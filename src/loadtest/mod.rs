@@ -347,7 +347,12 @@ impl Session {
                     kind,
                     log: log.clone(),
                 });
-                publish.push(Publish { kind, index, log });
+                publish.push(Publish {
+                    kind,
+                    index,
+                    log,
+                    lower: None,
+                });
             }
             if let Err(source) = participant
                 .publish(

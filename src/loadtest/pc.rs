@@ -14,7 +14,7 @@ use rtc::interceptor::{
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -37,10 +37,11 @@ fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientE
 }
 
 /// A PeerConnection bound to `bind` (an IP address) that reports to `handler`. A publisher
-/// PC taps keyframe requests, so its local tracks see PLI/FIR.
+/// PC taps keyframe requests, so its local tracks see PLI/FIR, and offers the MID and RTP
+/// stream id extensions for video, which simulcast layers are told apart by.
 pub async fn peer_connection<H: PeerConnectionEventHandler + 'static>(
     handler: Arc<H>,
-    tap_keyframe_requests: bool,
+    publisher: bool,
     bind: &str,
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
     let mut media = MediaEngine::default();
@@ -62,9 +63,25 @@ pub async fn peer_connection<H: PeerConnectionEventHandler + 'static>(
             RtpCodecKind::Audio,
         )
         .map_err(webrtc("registering Opus"))?;
+    if publisher {
+        for uri in [
+            "urn:ietf:params:rtp-hdrext:sdes:mid",
+            "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+        ] {
+            media
+                .register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: uri.to_owned(),
+                    },
+                    RtpCodecKind::Video,
+                    None,
+                )
+                .map_err(webrtc("registering the simulcast header extensions"))?;
+        }
+    }
     let mut registry = register_default_interceptors(Registry::new(), &mut media)
         .map_err(webrtc("registering interceptors"))?;
-    if tap_keyframe_requests {
+    if publisher {
         // Last in the chain, so the other interceptors see all inbound RTCP first.
         registry = registry.with(Slot::from(14_000), KeyframeRequestTap::default());
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::media::VideoShape;
 use super::signal::SignalError;
 use super::stats::{Kind, SendLog};
 use crate::protocol::JoinConfig;
@@ -19,6 +20,8 @@ pub enum ClientError {
     NotPublished(u32),
     #[error("no remote track {0} with an SSRC yet")]
     NoRemoteTrack(String),
+    #[error("the server has not opened its `ion-sfu` data channel yet")]
+    NoApiChannel,
 }
 
 /// Where and how to join.
@@ -45,4 +48,15 @@ pub struct Publish {
     pub kind: Kind,
     pub index: u32,
     pub log: Arc<SendLog>,
+    /// For video: a lower simulcast layer sent beside it. The track then has two layers,
+    /// rids `f` (this one) and `q` (the lower), as ion-sdk-js names them.
+    pub lower: Option<LowerLayer>,
+}
+
+/// The lower simulcast layer of a video track: its own stamps' index, send log and shape.
+#[derive(Debug, Clone)]
+pub struct LowerLayer {
+    pub index: u32,
+    pub log: Arc<SendLog>,
+    pub shape: VideoShape,
 }

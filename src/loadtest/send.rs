@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rtc::rtp::extension::HeaderExtension;
+use rtc::shared::marshal::{Marshal, MarshalSize};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 
@@ -14,11 +16,75 @@ use super::media::{
 use super::pc::{self, OPUS_PT, VP8_PT};
 use super::peer::Publish;
 
+/// The rids of a simulcast track's two layers, as ion-sdk-js names its top and bottom ones.
+pub const TOP_RID: &str = "f";
+pub const LOWER_RID: &str = "q";
+/// The header extensions that name a packet's m-line and simulcast layer (RFC 8843, 8852):
+/// the SDP of a simulcast track lists no SSRCs, so the SFU tells the layers apart by these.
+const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const RTP_STREAM_ID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+/// One simulcast layer of a track: the m-line it is sent on and its rid.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub mid: String,
+    pub rid: &'static str,
+}
+
+/// The value of an SDES header extension (MID, rid): the text's bytes.
+struct Sdes(String);
+
+impl MarshalSize for Sdes {
+    fn marshal_size(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Marshal for Sdes {
+    fn marshal_to(&self, buf: &mut [u8]) -> rtc::shared::error::Result<usize> {
+        let bytes = self.0.as_bytes();
+        let Some(out) = buf.get_mut(..bytes.len()) else {
+            return Err(rtc::shared::error::Error::Other(format!(
+                "no room for the SDES value {:?}",
+                self.0
+            )));
+        };
+        out.copy_from_slice(bytes);
+        Ok(bytes.len())
+    }
+}
+
+fn sdes(uri: &'static str, value: &str) -> HeaderExtension {
+    HeaderExtension::Custom {
+        uri: uri.into(),
+        extension: Box::new(Sdes(value.to_owned())),
+    }
+}
+
+/// Writes one packet; a simulcast layer's carries its MID and rid.
+async fn write(
+    track: &TrackLocalStaticRTP,
+    layer: Option<&Layer>,
+    packet: rtc::rtp::packet::Packet,
+) -> webrtc::error::Result<()> {
+    match layer {
+        None => track.write_rtp(packet).await,
+        Some(layer) => {
+            let extensions = [
+                sdes(MID_URI, &layer.mid),
+                sdes(RTP_STREAM_ID_URI, layer.rid),
+            ];
+            track.write_rtp_with_extensions(packet, &extensions).await
+        }
+    }
+}
+
 /// VP8 frames at `shape` until aborted; a keyframe every `keyframe_every` frames and on
-/// request.
+/// request. `layer` names the simulcast layer this generator sends, if the track has layers.
 pub async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
+    layer: Option<Layer>,
     shape: VideoShape,
     keyframe_every: u32,
     publish: Publish,
@@ -48,7 +114,7 @@ pub async fn send_video(
         let mut first_sent = false;
         for (i, payload) in payloads.into_iter().enumerate() {
             let packet = pc::rtp_packet(VP8_PT, sequence, timestamp, ssrc, i + 1 == count, payload);
-            match track.write_rtp(packet).await {
+            match write(&track, layer.as_ref(), packet).await {
                 Ok(()) => {
                     first_sent |= i == 0;
                     sequence = sequence.wrapping_add(1);

@@ -19,7 +19,7 @@ pub use agent::{AgentProcess, AgentSpec};
 pub use burn::CpuBurner;
 pub use cluster::{audit, node_record, plant};
 pub use etcd::Etcd;
-pub use ion_cluster::protocol::JoinConfig;
+pub use ion_cluster::protocol::{JoinConfig, VideoLayer};
 pub use local::LocalAgents;
 pub use peer::{AUDIO_PPS, Kind, Media, Peer, RawSignal, RemoteTrack, Reply, RpcError, VIDEO_FPS};
 pub use probe::{cpu_seconds, http_get, sample};

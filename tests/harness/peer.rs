@@ -12,7 +12,7 @@
 //!
 //! [`RawSignal`] is the other tool here: a bare WebSocket for sending malformed messages.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,10 +29,10 @@ use ion_cluster::loadtest::client::Participant;
 use ion_cluster::loadtest::media::{
     AUDIO_PPS as LIBRARY_AUDIO_PPS, MAX_PAYLOAD, VideoShape, now_us,
 };
-use ion_cluster::loadtest::peer::{ClientError, JoinSpec, Publish};
+use ion_cluster::loadtest::peer::{ClientError, JoinSpec, LowerLayer, Publish};
 use ion_cluster::loadtest::signal::SignalError;
 use ion_cluster::loadtest::stats::{SendLog, Window};
-use ion_cluster::protocol::JoinConfig;
+use ion_cluster::protocol::{JoinConfig, VideoLayer};
 
 pub use ion_cluster::loadtest::stats::Kind;
 
@@ -108,6 +108,8 @@ pub struct RemoteTrack {
     pub packets: u64,
     /// Distinct packet numbers received.
     numbers: BTreeSet<u32>,
+    /// Stamps received by the publisher's stamp index: which simulcast layers arrived.
+    pub sources: BTreeMap<u32, u64>,
     /// When the last packet arrived, µs of wall clock.
     last_us: u64,
     /// The server stopped sending it (renegotiated it away) or webrtc-rs ended it.
@@ -140,6 +142,8 @@ pub struct Peer {
     video_packets_per_frame: AtomicU32,
     /// Numbers received per track id, gathered from the library's arrivals.
     numbers: Mutex<HashMap<String, BTreeSet<u32>>>,
+    /// Stamps received per track id and publisher stamp index (a simulcast layer has its own).
+    sources: Mutex<HashMap<String, BTreeMap<u32, u64>>>,
 }
 
 impl Peer {
@@ -167,6 +171,7 @@ impl Peer {
             next_index: AtomicU32::new(0),
             video_packets_per_frame: AtomicU32::new(0),
             numbers: Mutex::default(),
+            sources: Mutex::default(),
         })
     }
 
@@ -176,13 +181,41 @@ impl Peer {
         let mut tracks = Vec::new();
         for (on, kind) in [(media.audio, Kind::Audio), (media.video, Kind::Video)] {
             if on {
-                tracks.push(Publish {
-                    kind,
-                    index: self.next_index.fetch_add(1, Ordering::Relaxed),
-                    log: Arc::new(SendLog::default()),
-                });
+                tracks.push(self.new_track(kind));
             }
         }
+        self.publish_tracks(tracks).await
+    }
+
+    /// Publishes a video track with two simulcast layers (rids `f` and `q`): the top one
+    /// shaped as [`Peer::set_video_packets_per_frame`] says, the lower one small packet per
+    /// frame. Returns the stamp index of each, top first.
+    pub async fn publish_simulcast_video(&self) -> anyhow::Result<[u32; 2]> {
+        let mut track = self.new_track(Kind::Video);
+        let lower = LowerLayer {
+            index: self.next_index.fetch_add(1, Ordering::Relaxed),
+            log: Arc::new(SendLog::default()),
+            shape: VideoShape {
+                bitrate_bps: SMALL_FRAME_BYTES * 8 * u64::from(VIDEO_FPS),
+                fps: VIDEO_FPS,
+            },
+        };
+        let indices = [track.index, lower.index];
+        track.lower = Some(lower);
+        self.publish_tracks(vec![track]).await?;
+        Ok(indices)
+    }
+
+    fn new_track(&self, kind: Kind) -> Publish {
+        Publish {
+            kind,
+            index: self.next_index.fetch_add(1, Ordering::Relaxed),
+            log: Arc::new(SendLog::default()),
+            lower: None,
+        }
+    }
+
+    async fn publish_tracks(&self, tracks: Vec<Publish>) -> anyhow::Result<()> {
         let packets = u64::from(self.video_packets_per_frame.load(Ordering::Relaxed).max(1));
         let frame_bytes = if packets == 1 {
             SMALL_FRAME_BYTES
@@ -236,6 +269,7 @@ impl Peer {
     pub fn remote_tracks(&self) -> Vec<RemoteTrack> {
         let offered = self.participant.offered_tracks();
         let mut numbers = self.numbers.lock().expect("lock");
+        let mut sources = self.sources.lock().expect("lock");
         let mut tracks: Vec<RemoteTrack> = self
             .participant
             .tracks()
@@ -244,12 +278,17 @@ impl Peer {
                 let received = track.stats.take();
                 let seen = numbers.entry(track.track_id.clone()).or_default();
                 seen.extend(received.arrivals.iter().map(|a| a.number));
+                let by_source = sources.entry(track.track_id.clone()).or_default();
+                for arrival in &received.arrivals {
+                    *by_source.entry(arrival.track).or_default() += 1;
+                }
                 RemoteTrack {
                     track_id: track.track_id.clone(),
                     stream_id: track.stream_id.clone(),
                     kind: track.kind,
                     packets: received.packets,
                     numbers: seen.clone(),
+                    sources: by_source.clone(),
                     last_us: received.last_us,
                     ended: track.ended() || offered.get(&track.track_id) == Some(&false),
                 }
@@ -267,6 +306,42 @@ impl Peer {
             .collect()
     }
 
+    /// Stamps received so far on the live video tracks from `stream_id`, by the publisher's
+    /// stamp index: with simulcast, which layers arrived and how much of each.
+    pub fn video_layers_from(&self, stream_id: &str) -> BTreeMap<u32, u64> {
+        let mut layers = BTreeMap::new();
+        for track in self.tracks_from(stream_id) {
+            if track.kind == Kind::Video {
+                for (index, count) in track.sources {
+                    *layers.entry(index).or_default() += count;
+                }
+            }
+        }
+        layers
+    }
+
+    /// Waits until this peer receives layer `only` of `stream_id`'s video and no other: over
+    /// one poll interval `only` grew and every other layer stood still.
+    pub async fn wait_only_layer(&self, stream_id: &str, only: u32, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut before = self.video_layers_from(stream_id);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.video_layers_from(stream_id);
+            let grew = |index: &u32| now.get(index) > before.get(index);
+            if grew(&only) && !now.keys().filter(|i| **i != only).any(grew) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} still does not receive only layer {only} of {stream_id}'s video after \
+                 {timeout:?}: stamps by layer {before:?} then {now:?}",
+                self.uid
+            );
+            before = now;
+        }
+    }
+
     /// Track ids the server's latest subscriber offer sends, and those it stopped.
     pub fn offered_tracks(&self) -> HashMap<String, bool> {
         self.participant.offered_tracks()
@@ -280,6 +355,15 @@ impl Peer {
     /// PLI/FIR received by this peer's publisher PC.
     pub fn keyframe_requests(&self) -> u64 {
         self.participant.keyframe_requests()
+    }
+
+    /// Asks for `layer` of the video of `stream_id` over the `ion-sfu` data channel, as
+    /// ion-sdk-js `preferLayer` does.
+    pub async fn prefer_layer(&self, stream_id: &str, layer: VideoLayer) -> anyhow::Result<()> {
+        self.participant
+            .prefer_layer(stream_id, layer)
+            .await
+            .map_err(test_error)
     }
 
     /// Sends a PLI for the remote video track `track_id`.

@@ -287,6 +287,11 @@ impl Dialer {
                 }
                 event = events_rx.recv() => match event {
                     Some(PeerEvent::Removed(reason)) => break Ended::failed(reason, true),
+                    Some(PeerEvent::LayerWanted(preference)) => {
+                        if let Err(error) = signal.notify("layers", preference) {
+                            break Ended::failed(error.to_string(), true);
+                        }
+                    }
                     Some(PeerEvent::SubscriberOffer(_)) | None => {}
                 },
             }

@@ -112,6 +112,7 @@ async fn serve(mut socket: WebSocket, context: Arc<SignalContext>, sid: String, 
                     }
                 }
                 Some(PeerEvent::Removed(reason)) => break reason,
+                Some(PeerEvent::LayerWanted(_)) => {}
                 None => break "the media worker stopped".to_owned(),
             },
             message = socket.recv() => {
@@ -120,7 +121,7 @@ async fn serve(mut socket: WebSocket, context: Arc<SignalContext>, sid: String, 
                 }
                 match message {
                     Some(Ok(Message::Text(text))) => {
-                        if let Err(why) = answer(&worker, participant, text.as_str()).await {
+                        if let Err(why) = from_edge(&worker, participant, text.as_str()).await {
                             break why;
                         }
                     }
@@ -137,18 +138,28 @@ async fn serve(mut socket: WebSocket, context: Arc<SignalContext>, sid: String, 
     context.ownership.leave(&sid).await;
 }
 
-/// Applies the edge's `answer`; anything else from the edge is a protocol error that ends
-/// the relay.
-async fn answer(
+/// Applies the edge's `answer`, or its `layers`: the most its viewers want of a stream's
+/// video. Anything else from the edge is a protocol error that ends the relay.
+async fn from_edge(
     worker: &mpsc::Sender<Command>,
     participant: crate::sfu::ParticipantId,
     text: &str,
 ) -> Result<(), String> {
     let desc = match protocol::parse(text) {
         Ok(Incoming::Answer(params)) if params.desc.kind == "answer" => params.desc,
+        Ok(Incoming::Layers(preference)) => {
+            let command = Command::PreferLayer {
+                participant,
+                preference,
+            };
+            return worker
+                .send(command)
+                .await
+                .map_err(|_| SfuError::WorkerGone.to_string());
+        }
         Ok(_) => {
             return Err(format!(
-                "the edge sent something other than an answer: {text}"
+                "the edge sent something other than an answer or layers: {text}"
             ));
         }
         Err(error) => return Err(format!("the edge sent bad JSON-RPC: {}", error.to_json())),

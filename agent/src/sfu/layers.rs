@@ -1,9 +1,11 @@
 //! Simulcast layer choice for one subscriber of one track. Pure: it sees which layers (RTP
-//! stream ids) arrive and how many bytes each carries, and picks the one to forward. The
-//! default is the highest layer, judged by bytes, so it works whatever the client names its
-//! layers (ion-sdk-js uses f/h/q, others h/m/l).
+//! stream ids) arrive and how many bytes each carries, and picks the one to forward for the
+//! [`VideoLayer`] a subscriber wants (high by default). Layers are ranked by bytes, so it
+//! works whatever the client names its layers (ion-sdk-js uses f/h/q, others h/m/l).
 
 use std::time::{Duration, Instant};
+
+use ion_cluster::protocol::VideoLayer;
 
 /// How long byte counts are gathered before layers are compared.
 const WINDOW: Duration = Duration::from_secs(1);
@@ -17,8 +19,9 @@ pub struct LayerMeter<R> {
     layers: [(Option<R>, u64); MAX_LAYERS],
     used: usize,
     window_start: Option<Instant>,
-    /// The layer with the most bytes in the last complete window.
-    best: Option<R>,
+    /// The layers that carried bytes in the last complete window, most bytes first.
+    ranked: [Option<R>; MAX_LAYERS],
+    active: usize,
 }
 
 impl<R: Copy + PartialEq> Default for LayerMeter<R> {
@@ -27,7 +30,8 @@ impl<R: Copy + PartialEq> Default for LayerMeter<R> {
             layers: [(None, 0); MAX_LAYERS],
             used: 0,
             window_start: None,
-            best: None,
+            ranked: [None; MAX_LAYERS],
+            active: 0,
         }
     }
 }
@@ -37,10 +41,14 @@ impl<R: Copy + PartialEq> LayerMeter<R> {
     pub fn observe(&mut self, rid: Option<R>, bytes: usize, now: Instant) {
         let start = *self.window_start.get_or_insert(now);
         if now.saturating_duration_since(start) >= WINDOW {
-            self.best = self.layers[..self.used]
-                .iter()
-                .max_by_key(|(_, b)| *b)
-                .and_then(|(r, _)| *r);
+            let mut by_bytes = self.layers;
+            by_bytes[..self.used].sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+            self.active = 0;
+            // A layer the sender stopped carries nothing and cannot be forwarded.
+            for (rid, _) in by_bytes[..self.used].iter().filter(|(_, b)| *b > 0) {
+                self.ranked[self.active] = *rid;
+                self.active += 1;
+            }
             for layer in &mut self.layers[..self.used] {
                 layer.1 = 0;
             }
@@ -60,11 +68,27 @@ impl<R: Copy + PartialEq> LayerMeter<R> {
         }
     }
 
-    /// The layer a subscriber should get; `None` when the track has no layers (forward
-    /// everything) or before the first layer has been seen.
+    /// The layer for a subscriber that wants `want`: of the layers that carried bytes in the
+    /// last window, high is the most bytes, low the fewest, medium the middle of three (the
+    /// lower of two). Before a full window, the first layer seen. `None` when the track has
+    /// no layers (forward everything) or none has been seen. `VideoLayer::None` (no video)
+    /// is the caller's to honour; here it reads as low.
+    pub fn pick(&self, want: VideoLayer) -> Option<R> {
+        if self.active == 0 {
+            return self.layers[..self.used].first().and_then(|(r, _)| *r);
+        }
+        let last = self.active - 1;
+        let at = match want {
+            VideoLayer::High => 0,
+            VideoLayer::Medium => last.min(1),
+            VideoLayer::Low | VideoLayer::None => last,
+        };
+        self.ranked[at]
+    }
+
+    /// The layer for a subscriber with no preference: the highest.
     pub fn preferred(&self) -> Option<R> {
-        self.best
-            .or_else(|| self.layers[..self.used].first().and_then(|(r, _)| *r))
+        self.pick(VideoLayer::High)
     }
 }
 
@@ -107,6 +131,25 @@ mod tests {
         assert_eq!(meter.preferred(), Some('q'));
         meter.observe(Some('q'), 100, t0 + WINDOW);
         assert_eq!(meter.preferred(), Some('f'));
+    }
+
+    #[test]
+    fn each_wanted_layer_maps_to_a_rank_by_bytes() {
+        let t0 = Instant::now();
+        let mut meter = LayerMeter::default();
+        for (rid, bytes) in [('q', 100), ('h', 400), ('f', 1000)] {
+            meter.observe(Some(rid), bytes, t0);
+        }
+        meter.observe(Some('q'), 100, t0 + WINDOW);
+        assert_eq!(meter.pick(VideoLayer::High), Some('f'));
+        assert_eq!(meter.pick(VideoLayer::Medium), Some('h'));
+        assert_eq!(meter.pick(VideoLayer::Low), Some('q'));
+        // The top layer stops: of the two left, medium is the lower.
+        meter.observe(Some('h'), 400, t0 + WINDOW);
+        meter.observe(Some('q'), 100, t0 + WINDOW * 2);
+        assert_eq!(meter.pick(VideoLayer::High), Some('h'));
+        assert_eq!(meter.pick(VideoLayer::Medium), Some('q'));
+        assert_eq!(meter.pick(VideoLayer::Low), Some('q'));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use participant::{Link, ParticipantId};
 
 use crate::config::WebrtcConfig;
 
-pub use ion_cluster::protocol::JoinConfig;
+pub use ion_cluster::protocol::{JoinConfig, LayerPreference, VideoLayer};
 
 /// Which PeerConnection a trickled candidate belongs to (ion-sfu: 0 publisher, 1 subscriber).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +86,12 @@ pub enum Command {
     Leave {
         participant: ParticipantId,
     },
+    /// The simulcast layer a subscriber wants of a stream's video: from a client (its data
+    /// channel or the `layers` notification), or from an edge for all its viewers.
+    PreferLayer {
+        participant: ParticipantId,
+        preference: LayerPreference,
+    },
     /// Removes every participant of `sid`, telling each `reason`: the session ended
     /// elsewhere (the origin of a session this node is an edge of).
     EndSession {
@@ -101,6 +107,9 @@ pub enum PeerEvent {
     SubscriberOffer(SdpOffer),
     /// The participant was removed by the worker (ICE failure, timeout).
     Removed(String),
+    /// At an edge, to the relay from the origin: the most its viewers now want of the video
+    /// of this stream; the edge sends it to the origin, so no other layer crosses.
+    LayerWanted(LayerPreference),
 }
 
 #[derive(Debug, Error)]

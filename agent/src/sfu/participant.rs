@@ -17,7 +17,7 @@ use str0m::{Candidate, Rtc};
 use tokio::sync::mpsc;
 
 use super::session::TrackId;
-use super::{JoinConfig, PeerEvent, SfuError};
+use super::{JoinConfig, PeerEvent, SfuError, VideoLayer};
 
 /// The data channel ion-sdk-js waits for on the subscriber PeerConnection before `join`
 /// resolves.
@@ -178,6 +178,9 @@ pub struct Participant {
     pub subscriber: Option<Pc>,
     pub events: mpsc::UnboundedSender<PeerEvent>,
     pub outs: Vec<TrackOut>,
+    /// The video layer this subscriber wants of each stream id (ion-sfu's `preferLayer`),
+    /// kept for subscriptions that open after the request.
+    pub wanted_layers: Vec<(String, VideoLayer)>,
     pending_offer: Option<SdpPendingOffer>,
     api_channel_offered: bool,
     pub joined_at: Instant,
@@ -220,12 +223,28 @@ impl Participant {
             subscriber,
             events,
             outs: Vec::new(),
+            wanted_layers: Vec::new(),
             pending_offer: None,
             joined_at: now,
             connected: false,
             disconnected_since: None,
             failed: None,
             dirty: [false; 2],
+        }
+    }
+
+    /// The video layer this subscriber wants of `stream_id`; high unless it said otherwise.
+    pub fn wanted_layer(&self, stream_id: &str) -> VideoLayer {
+        self.wanted_layers
+            .iter()
+            .find(|(stream, _)| stream == stream_id)
+            .map_or(VideoLayer::High, |(_, layer)| *layer)
+    }
+
+    pub fn set_wanted_layer(&mut self, stream_id: &str, layer: VideoLayer) {
+        match self.wanted_layers.iter_mut().find(|(s, _)| s == stream_id) {
+            Some(entry) => entry.1 = layer,
+            None => self.wanted_layers.push((stream_id.to_owned(), layer)),
         }
     }
 

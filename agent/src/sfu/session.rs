@@ -7,6 +7,7 @@ use std::time::Instant;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 
+use super::VideoLayer;
 use super::layers::{LayerChoice, LayerMeter};
 use super::participant::ParticipantId;
 use super::rewrite::Rewriter;
@@ -21,6 +22,8 @@ pub struct Subscription {
     pub participant: ParticipantId,
     pub mid: Mid,
     pub layer: LayerChoice<Rid>,
+    /// The layer the subscriber asked for (video only; `None` stops its video).
+    pub wanted: VideoLayer,
     /// The publisher's payload type last seen and the subscriber's matching one: matching
     /// codec parameters costs more than writing the packet, and the answer rarely changes.
     pub pt_map: Option<(Pt, Pt)>,
@@ -42,6 +45,9 @@ pub struct TrackIn {
     pub layers: LayerMeter<Rid>,
     pub subscriptions: Vec<Subscription>,
     pub last_keyframe_request: Option<Instant>,
+    /// At an edge, for a relayed video track: the layer last asked of the origin, the most
+    /// any viewer here wants (None before the first ask: the origin sends the highest).
+    pub asked_upstream: Option<VideoLayer>,
     /// The codec parameters of the payload type last received, looked up on the publisher's
     /// PeerConnection when the payload type changes.
     pub params: Option<PayloadParams>,

@@ -26,10 +26,20 @@ use super::participant::{Link, OutState, Participant, ParticipantId, Pc, Role, T
 use super::relay_socket::{self, RecvAny, RelaySocket};
 use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
-use super::{Command, PeerEvent, SfuError, Target};
+use super::{Command, LayerPreference, PeerEvent, SfuError, Target, VideoLayer};
 
 /// Keyframe requests to one publisher track are sent at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// The layers a subscriber can want, in [`layer_index`] order.
+const LAYERS: [VideoLayer; 3] = [VideoLayer::Low, VideoLayer::Medium, VideoLayer::High];
+
+fn layer_index(layer: VideoLayer) -> usize {
+    match layer {
+        VideoLayer::None | VideoLayer::Low => 0,
+        VideoLayer::Medium => 1,
+        VideoLayer::High => 2,
+    }
+}
 /// The loop wakes at least this often to expire dead participants.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Datagrams read in one go before the loop polls its peers again.
@@ -66,6 +76,11 @@ enum Effect {
     KeyframeRequest {
         subscriber: ParticipantId,
         request: KeyframeRequest,
+    },
+    /// A subscriber's layer choice from its `ion-sfu` data channel.
+    LayerPreference {
+        subscriber: ParticipantId,
+        preference: LayerPreference,
     },
 }
 
@@ -564,6 +579,10 @@ impl State {
                 subscriber,
                 request,
             } => self.relay_keyframe_request(subscriber, request, now),
+            Effect::LayerPreference {
+                subscriber,
+                preference,
+            } => self.prefer_layer(subscriber, preference),
         }
     }
 
@@ -634,6 +653,7 @@ impl State {
             layers: Default::default(),
             subscriptions: Vec::new(),
             last_keyframe_request: None,
+            asked_upstream: None,
             params: None,
         });
         update_gauges(&self.sessions, &self.participants, counters);
@@ -711,13 +731,22 @@ impl State {
         let clock_rate = spec.clock_rate.get();
         let video = track.kind == MediaKind::Video;
         track.layers.observe(rid, packet.payload.len(), now);
-        let wanted = track.layers.preferred();
+        // The layer for each wanted one, by `layer_index`; all None without simulcast.
+        let picks = if rid.is_some() {
+            LAYERS.map(|layer| track.layers.pick(layer))
+        } else {
+            [None; 3]
+        };
         let keyframe = rid.is_some() && starts_keyframe(spec.codec, &packet.payload);
         let extensions = forwarded_extensions(&packet.header.ext_vals);
-        let mut layer_switch_waiting = false;
+        let mut layer_switch_waiting = None;
         for sub in &mut track.subscriptions {
+            if video && sub.wanted == VideoLayer::None {
+                continue;
+            }
+            let wanted = picks[layer_index(sub.wanted)];
             if sub.layer.current != wanted {
-                layer_switch_waiting = true;
+                layer_switch_waiting.get_or_insert(wanted);
             }
             if !sub.layer.accept(rid, wanted, keyframe) {
                 continue;
@@ -775,7 +804,7 @@ impl State {
         // A subscriber waiting to switch layers needs a keyframe of the wanted one. Losses
         // need nothing here: each subscriber sees the gap itself, NACKs, and asks for a
         // keyframe (relayed below) when the packet cannot be had.
-        if video && layer_switch_waiting {
+        if video && let Some(wanted) = layer_switch_waiting {
             request_keyframe(
                 track,
                 &mut self.participants,
@@ -899,6 +928,10 @@ impl State {
                 candidate,
             } => self.trickle(participant, target, &candidate),
             Command::Leave { participant } => self.remove(participant, None, counters),
+            Command::PreferLayer {
+                participant,
+                preference,
+            } => self.prefer_layer(participant, preference),
             Command::EndSession { sid, reason } => {
                 let members = self
                     .sessions
@@ -1043,16 +1076,21 @@ impl State {
             let Some(track) = session.track_by_id_mut(track_id) else {
                 continue;
             };
+            let wanted = self
+                .participants
+                .get(&id)
+                .map_or(VideoLayer::High, |p| p.wanted_layer(&track.stream_id));
             track.subscriptions.push(Subscription {
                 participant: id,
                 mid,
                 layer: Default::default(),
+                wanted,
                 pt_map: None,
                 rewriter: Default::default(),
             });
             // A new subscriber can decode nothing until the next keyframe.
             if track.kind == MediaKind::Video {
-                let rid = track.layers.preferred();
+                let rid = track.layers.pick(wanted);
                 request_keyframe(
                     track,
                     &mut self.participants,
@@ -1063,7 +1101,71 @@ impl State {
                 );
             }
         }
+        self.ask_upstream(&sid);
         Ok(())
+    }
+
+    /// A subscriber's choice of layer for the video of `preference.stream_id`, now and for
+    /// tracks of that stream it subscribes to later.
+    fn prefer_layer(&mut self, id: ParticipantId, preference: LayerPreference) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        p.set_wanted_layer(&preference.stream_id, preference.video);
+        let sid = p.sid.clone();
+        tracing::debug!(%sid, participant = id.0, stream = %preference.stream_id, layer = ?preference.video, "layer preference");
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        for track in &mut session.tracks {
+            if track.kind != MediaKind::Video || track.stream_id != preference.stream_id {
+                continue;
+            }
+            for sub in &mut track.subscriptions {
+                if sub.participant == id {
+                    sub.wanted = preference.video;
+                }
+            }
+        }
+        self.ask_upstream(&sid);
+    }
+
+    /// At an edge: asks each relay from an origin for the most that the viewers here want of
+    /// each video track it relays, so that a layer no viewer here wants does not cross (and
+    /// no video at all when no viewer here watches it).
+    fn ask_upstream(&mut self, sid: &Arc<str>) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        for track in &mut session.tracks {
+            if track.kind != MediaKind::Video {
+                continue;
+            }
+            let Some(relay) = self
+                .participants
+                .get(&track.origin)
+                .filter(|p| matches!(p.link, Link::FromOrigin { .. }))
+            else {
+                continue;
+            };
+            let most = track
+                .subscriptions
+                .iter()
+                .map(|s| s.wanted)
+                .max()
+                .unwrap_or(VideoLayer::None);
+            // Until asked, the origin sends the highest layer.
+            if track.asked_upstream.unwrap_or(VideoLayer::High) == most {
+                continue;
+            }
+            track.asked_upstream = Some(most);
+            let _ = relay.events.send(PeerEvent::LayerWanted(LayerPreference {
+                stream_id: track.stream_id.clone(),
+                video: most,
+                audio: true,
+                framerate: None,
+            }));
+        }
     }
 
     fn trickle(&mut self, id: ParticipantId, target: Target, candidate: &str) {
@@ -1121,6 +1223,8 @@ impl State {
             );
             if session.members.is_empty() {
                 self.sessions.remove(&p.sid);
+            } else {
+                self.ask_upstream(&p.sid);
             }
         }
         update_gauges(&self.sessions, &self.participants, counters);
@@ -1277,6 +1381,18 @@ fn on_event(
                 subscriber: p.id,
                 request,
             });
+        }
+        // ion-sdk-js's API channel: `preferLayer`, `mute` and `unmute` of a remote stream.
+        Event::ChannelData(data) if role == Role::Subscriber && !data.binary => {
+            match serde_json::from_slice::<LayerPreference>(&data.data) {
+                Ok(preference) => effects.push_back(Effect::LayerPreference {
+                    subscriber: p.id,
+                    preference,
+                }),
+                Err(error) => {
+                    tracing::debug!(participant = p.id.0, %error, "ignoring an unknown data channel message")
+                }
+            }
         }
         _ => {}
     }

@@ -110,7 +110,8 @@ pub async fn serve(
                 CLOSE_GOING_AWAY,
                 format!("removed from the session: {reason}"),
             ),
-            Wake::Event(None) => Next::Continue,
+            // Only a relay's edge end is told what to ask upstream; a client never is.
+            Wake::Event(Some(PeerEvent::LayerWanted(_)) | None) => Next::Continue,
             Wake::Ping => {
                 if last_heard.elapsed() >= idle_timeout {
                     Next::Close(
@@ -184,6 +185,7 @@ impl Connection {
             Incoming::Offer { id, params } => self.offer(id, params.desc).await,
             Incoming::Answer(params) => self.answer(params.desc).await.map(|()| None),
             Incoming::Trickle(params) => self.trickle(params).await.map(|()| None),
+            Incoming::Layers(preference) => self.layers(preference).await.map(|()| None),
         };
         match outcome {
             Ok(Some(reply)) => send(socket, reply).await,
@@ -324,6 +326,20 @@ impl Connection {
             Err(_) => Err(SfuError::WorkerGone),
         };
         result.map_err(|e| sfu_error(Value::Null, e))
+    }
+
+    /// The `layers` notification: the same layer choice ion-sdk-js sends on its data channel.
+    async fn layers(&mut self, preference: protocol::LayerPreference) -> Result<(), RpcError> {
+        let joined = self.joined(&Value::Null)?;
+        let command = Command::PreferLayer {
+            participant: joined.participant,
+            preference,
+        };
+        joined
+            .worker
+            .send(command)
+            .await
+            .map_err(|_| sfu_error(Value::Null, SfuError::WorkerGone))
     }
 
     async fn trickle(&mut self, params: protocol::TrickleParams) -> Result<(), RpcError> {
