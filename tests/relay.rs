@@ -420,6 +420,28 @@ async fn a_conference_spanning_three_nodes_reaches_every_participant() {
     }
 }
 
+/// A conference that began on one node and gained an edge later (as placement's `Extend`
+/// adds one): a speaker on the new edge reaches the participants on the origin, which pulls
+/// from the edge once the record lists it, and the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_s_origin_pulls_from_an_edge_added_while_it_is_live() {
+    let cluster = Cluster::start("relay-grow", &["origin-1", "edge-1"]).await;
+    let (origin, edge) = (cluster.node("origin-1"), cluster.node("edge-1"));
+    cluster
+        .plant("conf", SessionClass::Conference, "origin-1", &[])
+        .await;
+    let alice = join(origin, "conf", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    // The live session gains an edge.
+    cluster
+        .plant("conf", SessionClass::Conference, "origin-1", &["edge-1"])
+        .await;
+    let bob = join(edge, "conf", "bob").await;
+    bob.publish(Media::BOTH).await.expect("bob publishes");
+    receives_from(&alice, &bob).await;
+    receives_from(&bob, &alice).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sessions_relayed_between_the_same_nodes_stay_apart() {
     let cluster = Cluster::start("relay-two", &["origin-1", "edge-1"]).await;

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use ion_cluster::model::SessionClass;
 use ion_cluster::store::{Claim, EtcdOptions, LeaseId, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -50,8 +51,9 @@ pub enum ClaimError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
     /// The session is this node's: claimed in etcd, released by the last leave. `spans`:
-    /// it has edges on other nodes (its record lists relays).
-    Owner { spans: bool },
+    /// it has edges on other nodes (its record lists relays). `may_span`: a conference,
+    /// which may gain edges later, whose speakers there this node must then pull.
+    Owner { spans: bool, may_span: bool },
     /// This node is an edge of a session that lives on another node, which owns the record.
     Edge,
 }
@@ -130,8 +132,8 @@ struct Task {
     drain: watch::Receiver<DrainState>,
     hold: watch::Sender<Hold>,
     store: Option<Store>,
-    /// Participants per session on this node, and whether the session spans nodes.
-    members: HashMap<String, (usize, bool)>,
+    /// Participants per session on this node, and how it spans nodes.
+    members: HashMap<String, (usize, Membership)>,
     /// Participants per session this node is an edge of (the origin owns the record).
     edges: HashMap<String, usize>,
 }
@@ -180,6 +182,7 @@ impl Task {
         match claim {
             Ok(Claim::Adopted(record) | Claim::Created(record)) => Ok(Membership::Owner {
                 spans: !record.relays.is_empty(),
+                may_span: record.class == SessionClass::Conference,
             }),
             Ok(Claim::Edge {
                 signal_url: Some(_),
@@ -214,10 +217,10 @@ impl Task {
     }
 
     async fn join(&mut self, sid: &str) -> Result<Membership, ClaimError> {
-        if let Some((count, spans)) = self.members.get_mut(sid) {
+        if let Some((count, membership)) = self.members.get_mut(sid) {
             // Existing sessions keep taking participants while the node drains.
             *count += 1;
-            return Ok(Membership::Owner { spans: *spans });
+            return Ok(membership.clone());
         }
         if let Some(count) = self.edges.get_mut(sid) {
             // A session relayed here keeps taking viewers while the node drains, as one it
@@ -249,13 +252,13 @@ impl Task {
             },
         };
         hold::release(&self.hold, sid, "its session went live");
-        let Membership::Owner { spans } = membership else {
+        if membership == Membership::Edge {
             tracing::debug!(%sid, "a participant of a session relayed from its origin");
             self.edges.insert(sid.to_owned(), 1);
             return Ok(membership);
-        };
+        }
         tracing::info!(%sid, "session claimed in etcd");
-        self.members.insert(sid.to_owned(), (1, spans));
+        self.members.insert(sid.to_owned(), (1, membership.clone()));
         Ok(membership)
     }
 

@@ -19,7 +19,7 @@ use crate::capacity::{
 };
 use crate::model::{
     DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
-    SessionClass, SessionRecord, Units,
+    SessionRecord, Units,
 };
 
 /// Drain requests written by the autoscaler carry a reason starting with this; only such
@@ -391,10 +391,10 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let mut small: Vec<&PendingDemand> = Vec::new();
     for demand in pending {
         let spec = ClassSpec::of(demand.class);
-        // A placed livestream that still has a pending demand asked for one more edge (its
-        // edges are full and no node is free): that gets a node of its own like any
-        // livestream. The commit that places a session deletes its pending demand.
-        let edge_wanted = demand.class == SessionClass::Livestream;
+        // A placed session that may span nodes and still has a pending demand asked for one
+        // more edge (its nodes are full and no node is free): that gets a node held for it.
+        // The commit that places a session deletes its pending demand.
+        let edge_wanted = spec.spans;
         if placed.contains(demand.sid.as_str()) && !edge_wanted {
             out.covers.insert(demand.sid.clone(), Cover::Placed);
             continue;
@@ -444,12 +444,12 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             .filter(|m| demand.demand <= spec.limit(m.capacity(policy.units_per_vcpu)))
             .or_else(|| smallest_fitting(demand.demand, policy.units_per_vcpu, &spec));
         let Some(machine) = machine else {
-            // A livestream no machine holds spans several of the largest type, each held for
-            // it and started together, so placement can split it over them.
+            // A livestream or conference no machine holds spans several of the largest type,
+            // each held for it and started together, so placement can split it over them.
             let biggest = largest();
             let room = spec.limit(biggest.capacity(policy.units_per_vcpu));
-            let span = span_nodes(demand.demand, room)
-                .filter(|_| demand.class == SessionClass::Livestream);
+            let span =
+                span_nodes(demand.class, demand.size, demand.demand, room).filter(|_| spec.spans);
             let Some(span) = span else {
                 out.covers.insert(demand.sid.clone(), Cover::TooLarge);
                 continue;

@@ -446,11 +446,12 @@ proptest! {
                     };
                     let capacity = MachineType::by_name(machine_type).expect("a catalogue type")
                         .capacity(policy.units_per_vcpu);
-                    // A livestream no machine holds spans several: each can take its share.
+                    // A session no machine holds spans several if its class may: each can
+                    // take its share.
                     let span = detailed.actions.iter().filter(|a| matches!(a,
                         Action::Spawn { for_demands, .. } if for_demands.contains(&demand.sid))).count();
-                    let share = crate::capacity::split_shares(demand.demand, span as u32).0;
-                    prop_assert!(span == 1 || demand.class == SessionClass::Livestream);
+                    let share = crate::capacity::split_shares(demand.class, demand.size, demand.demand, span as u32).0;
+                    prop_assert!(span == 1 || spec.spans);
                     prop_assert!(share <= spec.limit(capacity), "{} over {span}", demand.demand);
                     if spec.dedicated {
                         prop_assert_eq!(hold_for.as_deref(), Some(demand.sid.as_str()));

@@ -19,6 +19,9 @@ pub struct ClassSpec {
     pub headroom: f64,
     /// The session gets a node of its own (held for it) and shares it with nobody.
     pub dedicated: bool,
+    /// The session may span nodes, its tracks relayed between them, when no one node holds
+    /// it: a livestream's viewers, a conference's participants.
+    pub spans: bool,
     /// What `size` counts, for messages: "participants", "viewers", "tracks".
     pub counts: &'static str,
 }
@@ -44,6 +47,7 @@ impl ClassSpec {
             max_size,
             headroom,
             dedicated,
+            spans: matches!(class, SessionClass::Livestream | SessionClass::Conference),
             counts,
         }
     }

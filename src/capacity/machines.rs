@@ -2,7 +2,7 @@
 //! type whose capacity holds a demand under a class's headroom.
 
 use super::ClassSpec;
-use crate::model::Units;
+use crate::model::{SessionClass, Units};
 
 /// One machine type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,17 +89,31 @@ pub fn smallest_fitting(
 /// reservations (3 operations each) with one split of 16 stays under etcd's 128 operations.
 pub const MAX_SPAN_NODES: u32 = 16;
 
-/// The shares of a livestream of `demand` units over `nodes` nodes: each takes an equal share
-/// of the viewers (`edge`), and the origin one unit more per edge for the relay it feeds.
-pub fn split_shares(demand: Units, nodes: u32) -> (Units, Units) {
-    let share = demand.div_ceil(nodes.max(1));
-    (share.saturating_add(nodes.saturating_sub(1)), share)
+/// The shares `(origin, each edge)` of a session of `class` and `size` (`demand` units) over
+/// `nodes` nodes. Each node takes an equal share of the participants, plus its relays:
+/// - a livestream's origin one unit more per edge, for the relay it feeds (one viewer's
+///   worth), and its edges nothing more;
+/// - a conference's nodes, every one of them, two units per speaker (up to 6): each remote
+///   speaker's stream arrives once at each node, and each local one leaves once per other
+///   node, which over the session averages under one stream per speaker per node.
+pub fn split_shares(class: SessionClass, size: u32, demand: Units, nodes: u32) -> (Units, Units) {
+    if nodes <= 1 {
+        return (demand, demand);
+    }
+    let share = demand.div_ceil(nodes);
+    match class {
+        SessionClass::Conference => {
+            let relays = share.saturating_add(2 * size.min(6));
+            (relays, relays)
+        }
+        _ => (share.saturating_add(nodes.saturating_sub(1)), share),
+    }
 }
 
 /// The fewest nodes of `room` units each (2 or more, at most [`MAX_SPAN_NODES`]) that hold a
-/// livestream of `demand` units split by [`split_shares`].
-pub fn span_nodes(demand: Units, room: Units) -> Option<u32> {
-    (2..=MAX_SPAN_NODES).find(|&nodes| split_shares(demand, nodes).0 <= room)
+/// session of `class` and `size` (`demand` units) split by [`split_shares`].
+pub fn span_nodes(class: SessionClass, size: u32, demand: Units, room: Units) -> Option<u32> {
+    (2..=MAX_SPAN_NODES).find(|&nodes| split_shares(class, size, demand, nodes).0 <= room)
 }
 
 /// The largest catalogue type.

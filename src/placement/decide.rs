@@ -10,7 +10,7 @@ use super::{Decision, Policy, Request, Role, Snapshot, Strategy};
 use crate::capacity::{
     ClassSpec, MAX_SPAN_NODES, largest, node_load, smallest_fitting, span_nodes, split_shares,
 };
-use crate::model::{SessionClass, SessionRecord, Units};
+use crate::model::{SessionRecord, Units};
 
 /// Where the session of `request` goes, given `snapshot` and `policy`. Pure and deterministic:
 /// the same inputs give the same decision, whatever the order of nodes in the snapshot.
@@ -49,8 +49,9 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
             demand,
         };
     }
-    // Free nodes now beat one bigger machine in a minute: a livestream spans them.
-    if spec.class == SessionClass::Livestream
+    // Free nodes now beat one bigger machine in a minute: a livestream or a conference
+    // spans them.
+    if spec.spans
         && let Some(split) = split(snapshot, request, &spec, demand, policy)
     {
         return split;
@@ -67,11 +68,11 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
     }
     let biggest = largest();
     let per_machine = spec.limit(biggest.capacity(policy.units_per_vcpu));
-    if spec.class == SessionClass::Livestream
-        && let Some(count) = span_nodes(demand, per_machine)
+    if spec.spans
+        && let Some(count) = span_nodes(request.class, request.size, demand, per_machine)
     {
-        // A livestream beyond one machine and beyond what the free nodes can split: how many
-        // of the largest machines it would span.
+        // A session beyond one machine and beyond what the free nodes can split: how many of
+        // the largest machines it would span.
         return Decision::NeedCapacity {
             demand,
             machine_type: biggest.name.to_owned(),
@@ -120,9 +121,9 @@ fn room(spec: &ClassSpec, candidate: &Candidate<'_>) -> Units {
     spec.limit(candidate.node.capacity).saturating_sub(used)
 }
 
-/// A livestream over the fewest free nodes that hold it: the one with the most room is the
-/// origin, and each node takes an equal share of the viewers, the origin one viewer's worth
-/// more per edge for the relay it feeds. None when the free nodes together are too small.
+/// A livestream or conference over the fewest eligible nodes that hold it: the one with the
+/// most room is the origin, and each node takes its share by [`split_shares`]. None when the
+/// nodes together are too small.
 fn split(
     snapshot: &Snapshot,
     request: &Request,
@@ -139,7 +140,8 @@ fn split(
     rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     let most = rooms.len().min(MAX_SPAN_NODES as usize);
     (2..=most).find_map(|nodes| {
-        let (origin_demand, edge_demand) = split_shares(demand, nodes as u32);
+        let (origin_demand, edge_demand) =
+            split_shares(request.class, request.size, demand, nodes as u32);
         (rooms[0].0 >= origin_demand && rooms[nodes - 1].0 >= edge_demand).then(|| {
             Decision::Split {
                 origin: rooms[0].1.to_owned(),
@@ -155,8 +157,8 @@ fn split(
 }
 
 /// Where a new viewer of `session` goes: the edge with the most room, ties to the node id
-/// (the origin when the session has no live edge). When every node of a livestream is full,
-/// a free node becomes one more edge, with the share each edge has.
+/// (the origin when the session has no live edge). When every node of a session that may span
+/// nodes is full, a free node becomes one more edge, with the share each edge has.
 fn viewer_decision(snapshot: &Snapshot, session: &SessionRecord, policy: &Policy) -> Decision {
     let spec = ClassSpec::of(session.class);
     let rules = policy.load_rules();
@@ -175,11 +177,11 @@ fn viewer_decision(snapshot: &Snapshot, session: &SessionRecord, policy: &Policy
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .or_else(|| room_of(&session.node).map(|room| (room, session.node.as_str())));
     let best_node = best.map_or(session.node.as_str(), |(_, id)| id).to_owned();
-    if best.is_some_and(|(room, _)| room > 0) || session.class != SessionClass::Livestream {
+    if best.is_some_and(|(room, _)| room > 0) || !spec.spans {
         return Decision::Existing { node: best_node };
     }
     // Full: a free node joins as an edge, with the share each edge has (or the origin's, for
-    // the first edge of a livestream that fit one node).
+    // the first edge of a session that fit one node).
     let share = if session.edge_demand > 0 {
         session.edge_demand
     } else {

@@ -372,8 +372,20 @@ fn no_capacity_names_the_smallest_machine_that_fits() {
             booting: None,
         }
     );
-    let tiny = Policy {
+    // Beyond the largest machine (240 units at 10 per vCPU), a conference spans several:
+    // 1794 / 8 + 12 = 237 each.
+    let small = Policy {
         units_per_vcpu: 10,
+        ..Policy::default()
+    };
+    let decision = decide(&snap, &request("c", SessionClass::Conference, 300), &small);
+    assert!(
+        matches!(&decision, Decision::NeedCapacity { machine_type, count: 8, .. } if machine_type == "n2-highcpu-32"),
+        "{decision:?}"
+    );
+    // Beyond 16 of them, it is refused.
+    let tiny = Policy {
+        units_per_vcpu: 1,
         ..Policy::default()
     };
     let decision = decide(&snap, &request("c", SessionClass::Conference, 300), &tiny);
@@ -696,5 +708,54 @@ fn a_viewer_finding_every_edge_full_adds_a_free_node_as_an_edge_or_asks_for_one(
     assert!(
         matches!(&decision, Decision::NeedCapacity { demand: 150, count: 1, hold_for: Some(h), .. } if h == "live"),
         "{decision:?}"
+    );
+}
+
+#[test]
+fn a_conference_no_node_holds_spans_shared_nodes_and_grows_by_edges() {
+    // 4-vCPU nodes: 600 units, 450 for a conference. A conference of 100 needs 6 × 99 = 594.
+    // Unlike a livestream it may share a node: `a` already carries a group.
+    let mut snap = snapshot(
+        vec![node("a", 4, 0.0), node("b", 4, 0.0)],
+        vec![session("x", "a", SessionClass::Group, 2)],
+    );
+    let policy = Policy::default();
+    let decision = decide(
+        &snap,
+        &request("conf", SessionClass::Conference, 100),
+        &policy,
+    );
+    // Each node: half the streams (297) plus two per speaker (12) for its relays.
+    assert_eq!(
+        decision,
+        Decision::Split {
+            origin: "b".to_owned(),
+            edges: vec!["a".to_owned()],
+            origin_demand: 309,
+            edge_demand: 309,
+        }
+    );
+    // Placed on one node that is now full: a participant placed as a viewer adds a free
+    // node as an edge, as for a livestream.
+    snap.sessions = vec![session("conf", "a", SessionClass::Conference, 400)];
+    snap.nodes = vec![node("a", 4, 0.95), node("b", 4, 0.0)];
+    let mut viewer = request("conf", SessionClass::Conference, 1);
+    viewer.role = Role::Viewer;
+    assert_eq!(
+        decide(&snap, &viewer, &policy),
+        Decision::Extend {
+            edge: "b".to_owned(),
+            edge_demand: 400,
+        }
+    );
+    // A meeting never spans: its full node is where it stays.
+    snap.sessions = vec![session("meet", "a", SessionClass::Meeting, 400)];
+    let mut member = request("meet", SessionClass::Meeting, 1);
+    member.role = Role::Viewer;
+    assert_eq!(
+        decide(&snap, &member, &policy),
+        Decision::Existing {
+            node: "a".to_owned()
+        }
     );
 }

@@ -74,6 +74,11 @@ impl Edges {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether this node can open relays: it has the cluster secret that signs them.
+    pub fn can_relay(&self) -> bool {
+        self.shared.secret.is_some()
+    }
+
     /// Counts a participant of the spanning session `sid` in; the first one starts pulling
     /// its tracks from the other nodes.
     pub fn enter(&self, sid: &str) -> Result<(), String> {

@@ -225,8 +225,11 @@ impl Connection {
             .join(&params.sid)
             .await
             .map_err(|e| RpcError::new(id.clone(), SERVER_ERROR, e.to_string()))?;
+        // A conference on this node alone pulls from edges added later, if relays are set up.
         let spans = match membership {
-            Membership::Owner { spans } => spans,
+            Membership::Owner { spans, may_span } => {
+                spans || (may_span && self.context.edges.can_relay())
+            }
             Membership::Edge => true,
         };
         if spans && let Err(why) = self.context.edges.enter(&params.sid) {
