@@ -916,7 +916,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__place)
-            opts="-o -h --class --size --session --strategy --role --wait --reservation-ttl --output --etcd --prefix --connect-timeout --config --help"
+            opts="-o -h --class --size --session --strategy --role --uid --wait --reservation-ttl --output --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -940,6 +940,10 @@ _ionctl() {
                     ;;
                 --role)
                     COMPREPLY=($(compgen -W "publisher viewer" -- "${cur}"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --wait)

@@ -69,8 +69,9 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l size -d 'Partici
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l session -d 'Session id [default: a new UUID]. Placing an existing session returns its node' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l strategy -d 'How to pick among the nodes that fit' -r -f -a "binpack\t'Fill used nodes first, the fullest after placement wins, so empty nodes can go'
 spread\t'The least utilised node after placement wins'"
-complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l role -d 'Who joins: a publisher goes to the session\'s origin, a viewer of a session that spans nodes to its edge with the most room' -r -f -a "publisher\t'Publishes: joins the session\'s origin node'
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l role -d 'Who joins: a publisher goes to the session\'s origin, a viewer of a session that spans nodes to its node (origin or edge) with the most room' -r -f -a "publisher\t'Publishes: joins the session\'s origin node'
 viewer\t'Only watches: joins the edge of a spanning session with the most room'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l uid -d 'The participant: viewers of a session that spans nodes are spread over its nodes by it, in proportion to their room [default: the node with the most room]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l wait -d 'When no node fits, watch the cluster this long for one (e.g. 30s, 5m)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l reservation-ttl -d 'How long the reservation holds if nobody joins' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'

@@ -241,6 +241,7 @@ async fn placements(
                     size,
                     strategy: Strategy::Binpack,
                     role: Role::Publisher,
+                    uid: None,
                 };
                 let begun = Instant::now();
                 match placer.place(request).await? {

@@ -267,3 +267,78 @@ async fn the_agent_cpu_can_come_from_its_own_metrics() {
         "/proc said {before} then {after}, /metrics said {exposed}"
     );
 }
+
+/// `--place` for a session that spans nodes: placement splits the livestream over both
+/// agents, and each viewer is placed with role viewer (and its uid) and joins the node it is
+/// given, with that node's token; the report shows what the viewers of each node received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn place_routes_the_viewers_of_a_split_livestream_to_its_nodes() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("loadtest-span");
+    let store = etcd.store(&prefix).await;
+    // 10 units each, 8 for a livestream: 12 viewers need both (7 on the origin, 6 on the edge).
+    let small = |id: &str| {
+        let mut spec = AgentSpec::new(id)
+            .set("auth", "enabled", true)
+            .set("auth", "secret", SECRET);
+        spec.units_per_vcpu = 5;
+        spec
+    };
+    let _agents: Vec<AgentProcess> = ["span-a", "span-b"]
+        .into_iter()
+        .map(|id| AgentProcess::start(&etcd, &prefix, small(id)))
+        .collect();
+    for id in ["span-a", "span-b"] {
+        let key = store.keys().node(id);
+        wait_for(
+            "the agents to register",
+            Duration::from_secs(15),
+            || async { store.get::<NodeRecord>(&key).await.ok().flatten() },
+        )
+        .await;
+    }
+    let endpoint = etcd.endpoint();
+    let (code, stdout, stderr, _) = loadtest(
+        &[
+            "--place",
+            "--etcd",
+            &endpoint,
+            "--prefix",
+            &prefix,
+            "--class",
+            "livestream",
+            "--subscribers",
+            "12",
+            "--duration",
+            "3s",
+            "-o",
+            "json",
+        ],
+        &[("IONCTL_JOIN_SECRET", SECRET)],
+    )
+    .await;
+    assert_eq!(code, Some(0), "stderr: {stderr}\nstdout: {stdout}");
+    let report = json(&stdout, &stderr);
+    let summary = &report["summary"];
+    assert_eq!(summary["tracks_received"], 24, "{summary}");
+    let nodes = report["nodes"].as_array().expect("a row per node");
+    let on: Vec<(&str, u64)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().expect("a node id"),
+                n["subscribers"].as_u64().expect("a count"),
+            )
+        })
+        .collect();
+    assert_eq!(on.len(), 2, "viewers on both nodes: {nodes:?}");
+    assert!(on.iter().all(|(_, viewers)| *viewers > 0), "{nodes:?}");
+    for node in nodes {
+        let expected = node["packets_expected"].as_u64().expect("a count");
+        let received = node["packets_received"].as_u64().expect("a count");
+        assert!(
+            expected > 0 && received * 100 >= expected * 95,
+            "{node}: {received} of {expected}"
+        );
+    }
+}

@@ -240,6 +240,7 @@ async fn load_lag_a_burst_is_spread_by_committed_units() {
                     size: 6,
                     strategy: Strategy::Binpack,
                     role: Role::Publisher,
+                    uid: None,
                 };
                 placer.place(request).await
             }));

@@ -820,7 +820,7 @@ async fn a_viewer_finding_every_edge_full_adds_a_free_node_to_the_session() {
     harness::plant(
         &store,
         &[
-            harness::node_record("origin", 2, 0.5),
+            harness::node_record("origin", 2, 0.95),
             harness::node_record("full-edge", 2, 0.95),
             harness::node_record("spare", 2, 0.0),
         ],

@@ -28,6 +28,10 @@ pub struct PlaceBody {
     /// `publisher` (the default) or `viewer`: which node of a session that spans nodes.
     #[serde(default)]
     pub role: Role,
+    /// The participant: viewers of a session that spans nodes are spread over its nodes by
+    /// it, in proportion to their room.
+    #[serde(default)]
+    pub uid: Option<String>,
 }
 
 pub async fn place(
@@ -41,7 +45,7 @@ pub async fn place(
             rejection.body_text()
         ))
     })?;
-    let request = checked_request(
+    let mut request = checked_request(
         body.session,
         body.class,
         body.size,
@@ -49,6 +53,7 @@ pub async fn place(
         body.role,
     )
     .map_err(ApiError::bad_request)?;
+    request.uid = body.uid;
     let outcome = state.placer.place(request.clone()).await?;
     let status = match &outcome {
         Outcome::Placed { .. } => StatusCode::OK,

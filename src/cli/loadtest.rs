@@ -16,6 +16,7 @@ use super::output::{OutputArgs, OutputFormat, print_json, print_table, table, wr
 use super::values::{AgentCpuArg, ClassArg};
 use super::{CliError, Context, Exit, GlobalArgs};
 use crate::api::PlaceAnswer;
+use crate::capacity::ClassSpec;
 use crate::loadtest::calibrate::Policy;
 use crate::loadtest::media::VideoShape;
 use crate::loadtest::report::{AgentReport, CalibrationReport, ClientReport, Report, Summary};
@@ -123,6 +124,8 @@ struct Target {
     node: Option<String>,
     session: String,
     store: Option<Store>,
+    /// With --place, for a session that may span nodes: each subscriber placed as a viewer.
+    viewer_route: Option<loadtest::ViewerRoute>,
 }
 
 pub async fn run(global: &GlobalArgs, args: LoadtestArgs) -> Result<(), CliError> {
@@ -178,6 +181,7 @@ pub async fn run(global: &GlobalArgs, args: LoadtestArgs) -> Result<(), CliError
         join_timeout: Duration::from_secs(5),
         keyframe_interval: Duration::from_secs(2),
         agent_cpu: args.agent_cpu.into(),
+        viewer_route: target.viewer_route,
     };
     let mut painter = PhaseBar::new();
     if args.calibrate {
@@ -263,6 +267,7 @@ async fn resolve_target(
                 )
             }),
             store,
+            viewer_route: None,
         });
     }
     // --place: exactly what `ionctl place` does.
@@ -334,13 +339,70 @@ async fn resolve_target(
             super::context::JOIN_SECRET_ENV
         );
     }
+    let viewer_route = ClassSpec::of(class).spans.then(|| {
+        viewer_route(
+            std::sync::Arc::new(placer),
+            request.clone(),
+            secret,
+            context.auth.token_ttl,
+        )
+    });
     Ok(Target {
         url,
         token: answer.token,
         node: answer.node,
         session: request.sid,
         store: Some(store),
+        viewer_route,
     })
+}
+
+/// Each subscriber of a session that may span nodes placed as `ionctl place --session S
+/// --role viewer --uid U` would be: on the edge its uid draws, with a token for that node.
+fn viewer_route(
+    placer: std::sync::Arc<Placer>,
+    session: crate::placement::Request,
+    secret: Option<crate::token::JoinSecret>,
+    token_ttl: Duration,
+) -> loadtest::ViewerRoute {
+    let route = move |uid: String| -> loadtest::RouteFuture {
+        let placer = placer.clone();
+        let secret = secret.clone();
+        let request = crate::placement::Request {
+            role: Role::Viewer,
+            uid: Some(uid),
+            ..session.clone()
+        };
+        Box::pin(async move {
+            let outcome = placer
+                .place(request.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let answer = PlaceAnswer::new(
+                &request,
+                &outcome,
+                placer.store().keys(),
+                secret.as_ref(),
+                SystemTime::now(),
+                token_ttl,
+            );
+            match (outcome, answer.signal_url) {
+                (Outcome::Placed { .. }, Some(url)) => Ok(loadtest::JoinTarget {
+                    url,
+                    token: answer.token,
+                    node: answer.node,
+                }),
+                (Outcome::Placed { .. }, None) => {
+                    Err("the placer answered without a signal URL".to_owned())
+                }
+                (Outcome::NoCapacity { .. }, _) => {
+                    Err("no node of the session has room for another viewer".to_owned())
+                }
+                (Outcome::Refused { reason }, _) => Err(reason),
+            }
+        })
+    };
+    loadtest::ViewerRoute(std::sync::Arc::new(route))
 }
 
 /// Progress on stderr: a bar on a terminal; elsewhere one plain line per phase.
@@ -583,6 +645,21 @@ fn print_report(report: &Report) -> Result<(), CliError> {
     }
     print_table(&mut tracks)?;
     write_stdout(b"\n")?;
+    if !report.nodes.is_empty() {
+        let mut nodes = table(&["node", "subscribers", "received", "loss", "p50", "p99"]);
+        for row in &report.nodes {
+            nodes.add_row(vec![
+                row.node.clone(),
+                row.subscribers.to_string(),
+                format!("{}/{}", row.packets_received, row.packets_expected),
+                percent(row.loss),
+                ms(row.latency_p50_ms),
+                ms(row.latency_p99_ms),
+            ]);
+        }
+        print_table(&mut nodes)?;
+        write_stdout(b"\n")?;
+    }
     let mut summary = table(&["summary", ""]);
     for [k, v] in summary_rows(&report.summary, &report.agent, &report.client) {
         summary.add_row(vec![k, v]);

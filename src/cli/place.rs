@@ -29,9 +29,13 @@ pub struct PlaceArgs {
     #[arg(long, value_enum, default_value_t = StrategyArg::Binpack)]
     pub strategy: StrategyArg,
     /// Who joins: a publisher goes to the session's origin, a viewer of a session that spans
-    /// nodes to its edge with the most room.
+    /// nodes to its node (origin or edge) with the most room.
     #[arg(long, value_enum, default_value_t = RoleArg::Publisher)]
     pub role: RoleArg,
+    /// The participant: viewers of a session that spans nodes are spread over its nodes by
+    /// it, in proportion to their room [default: the node with the most room].
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<String>,
     /// When no node fits, watch the cluster this long for one (e.g. 30s, 5m).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
@@ -44,7 +48,7 @@ pub struct PlaceArgs {
 
 pub async fn run(context: &Context, args: PlaceArgs) -> Result<(), CliError> {
     // Everything about the request is checked before etcd is contacted.
-    let request = checked_request(
+    let mut request = checked_request(
         args.session,
         args.class.into(),
         args.size,
@@ -52,6 +56,7 @@ pub async fn run(context: &Context, args: PlaceArgs) -> Result<(), CliError> {
         args.role.into(),
     )
     .map_err(CliError::usage)?;
+    request.uid = args.uid;
     let secret = context.join_secret()?;
     let store = context.store().await?;
     let options = PlacerOptions {

@@ -28,7 +28,7 @@ pub mod send;
 pub mod signal;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ use client::Participant;
 use media::{VideoShape, now_us};
 use peer::{ClientError, JoinSpec, Publish};
 use report::{
-    AgentCpuFrom, AgentReport, CalibrationReport, ClientReport, CpuSource, PacketSource,
+    AgentCpuFrom, AgentReport, CalibrationReport, ClientReport, CpuSource, NodeRow, PacketSource,
     PublisherTrackRow, Report, RunConfig, StepReport, Summary, TrackRow, WindowReport,
 };
 use signal::SignalError;
@@ -71,6 +71,30 @@ pub struct Config {
     pub keyframe_interval: Duration,
     /// Which source of the agent's CPU to use.
     pub agent_cpu: AgentCpuFrom,
+    /// Where each subscriber joins, when not at `url`: a session that spans nodes routes its
+    /// viewers to its edges (`ionctl loadtest --place` asks the placer, role viewer).
+    pub viewer_route: Option<ViewerRoute>,
+}
+
+/// A node to join: its signaling URL, the join token for it, and its id.
+#[derive(Debug, Clone)]
+pub struct JoinTarget {
+    pub url: String,
+    pub token: Option<String>,
+    pub node: Option<String>,
+}
+
+/// A route's answer for one subscriber.
+pub type RouteFuture = std::pin::Pin<Box<dyn Future<Output = Result<JoinTarget, String>> + Send>>;
+
+/// Finds the node a subscriber (by uid) joins.
+#[derive(Clone)]
+pub struct ViewerRoute(pub Arc<dyn Fn(String) -> RouteFuture + Send + Sync>);
+
+impl std::fmt::Debug for ViewerRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViewerRoute")
+    }
 }
 
 impl Config {
@@ -286,6 +310,8 @@ struct Member {
     participant: Arc<Participant>,
     /// The publisher track indexes it publishes (it expects all others).
     own: Vec<u32>,
+    /// The node it joined, when known.
+    node: Option<String>,
 }
 
 /// Participants in one session, and what they publish.
@@ -368,6 +394,7 @@ impl Session {
             session.members.push(Member {
                 participant,
                 own: publish.iter().map(|p| p.index).collect(),
+                node: session.config.node.clone(),
             });
             progress(Progress::Joining { done: p + 1, total });
         }
@@ -392,28 +419,47 @@ impl Session {
                 _ = tokio::time::sleep_until(next), if spawned < count => {
                     let uid = format!("sub-{}", self.next_subscriber);
                     self.next_subscriber += 1;
-                    let spec = self.spec(&uid);
+                    let mut spec = self.spec(&uid);
+                    let mut node = self.config.node.clone();
+                    let route = self.config.viewer_route.clone();
                     let window = self.window.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
+                        if let Some(route) = route {
+                            match (route.0)(uid.clone()).await {
+                                Ok(target) => {
+                                    spec.url = target.url;
+                                    spec.token = target.token;
+                                    node = target.node;
+                                }
+                                Err(why) => {
+                                    let _ = tx.send((uid, Err(JoinFailure::Route(why)), node));
+                                    return;
+                                }
+                            }
+                        }
                         let result = Participant::join(&spec, window).await;
-                        let _ = tx.send((uid, result));
+                        let _ = tx.send((uid, result.map_err(JoinFailure::Join), node));
                     });
                     spawned += 1;
                     next += period;
                 }
-                Some((uid, result)) = rx.recv() => {
+                Some((uid, result, node)) = rx.recv() => {
                     done += 1;
                     match result {
                         Ok(participant) => self.members.push(Member {
                             participant: Arc::new(participant),
                             own: Vec::new(),
+                            node,
                         }),
-                        Err(error) => {
-                            if self.members.is_empty() {
-                                return Err(Error::join(&uid, &self.config.session, error));
-                            }
+                        Err(JoinFailure::Join(error)) if self.members.is_empty() => {
+                            return Err(Error::join(&uid, &self.config.session, error));
+                        }
+                        Err(JoinFailure::Join(error)) => {
                             self.join_errors.push(format!("{uid} could not join: {error}"));
+                        }
+                        Err(JoinFailure::Route(why)) => {
+                            self.join_errors.push(format!("{uid} could not be placed: {why}"));
                         }
                     }
                     progress(Progress::Joining { done: before + done, total });
@@ -639,6 +685,11 @@ impl Session {
             })
             .collect();
         let mut all_latency = latency_histogram();
+        // Per node the subscribers joined: (subscribers, expected, received, latency).
+        let mut per_node: BTreeMap<
+            String,
+            (BTreeSet<usize>, u64, u64, hdrhistogram::Histogram<u64>),
+        > = BTreeMap::new();
         let (mut expected_total, mut received_total) = (0u64, 0u64);
         let mut tracks_received = 0u64;
         let mut rtp_total = 0u64;
@@ -674,6 +725,15 @@ impl Session {
                 tracks_received += 1;
             }
             let _ = all_latency.add(&a.latency_us);
+            if let Some(node) = &self.members[member].node {
+                let entry = per_node
+                    .entry(node.clone())
+                    .or_insert_with(|| (BTreeSet::new(), 0, 0, latency_histogram()));
+                entry.0.insert(member);
+                entry.1 += a.expected;
+                entry.2 += a.received;
+                let _ = entry.3.add(&a.latency_us);
+            }
             if let Some((row, hist)) = per_source.get_mut(&index) {
                 row.subscribers_expected += 1;
                 if a.received > 0 {
@@ -758,6 +818,18 @@ impl Session {
                 host_busy: m.host_busy,
             },
             publisher_tracks,
+            nodes: per_node
+                .into_iter()
+                .map(|(node, (members, expected, received, hist))| NodeRow {
+                    node,
+                    subscribers: members.len() as u32,
+                    packets_expected: expected,
+                    packets_received: received,
+                    loss: report::loss(expected, received),
+                    latency_p50_ms: report::percentile_ms(&hist, 0.5),
+                    latency_p99_ms: report::percentile_ms(&hist, 0.99),
+                })
+                .collect(),
             tracks,
         }
     }
@@ -773,6 +845,12 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
         }
     }
+}
+
+/// Why a subscriber is not in the session.
+enum JoinFailure {
+    Route(String),
+    Join(ClientError),
 }
 
 /// Raw readings of one window.

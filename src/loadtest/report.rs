@@ -40,8 +40,25 @@ pub struct Report {
     pub client: ClientReport,
     /// One row per publisher track, aggregated over its subscribers.
     pub publisher_tracks: Vec<PublisherTrackRow>,
+    /// One row per node the participants joined, when they joined several (a session that
+    /// spans nodes): what its subscribers received, so one relay hop's cost shows against
+    /// the origin's own viewers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeRow>,
     /// One row per subscriber × publisher track.
     pub tracks: Vec<TrackRow>,
+}
+
+/// What the subscribers on one node received.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    pub subscribers: u32,
+    pub packets_expected: u64,
+    pub packets_received: u64,
+    pub loss: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -17,7 +17,7 @@ use crate::model::{SessionRecord, Units};
 pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decision {
     if let Some(existing) = snapshot.sessions.iter().find(|s| s.sid == request.sid) {
         return match request.role {
-            Role::Viewer => viewer_decision(snapshot, existing, policy),
+            Role::Viewer => viewer_decision(snapshot, existing, request.uid.as_deref(), policy),
             Role::Publisher => Decision::Existing {
                 node: existing.node.clone(),
             },
@@ -156,10 +156,36 @@ fn split(
     })
 }
 
-/// Where a new viewer of `session` goes: the edge with the most room, ties to the node id
-/// (the origin when the session has no live edge). When every node of a session that may span
-/// nodes is full, a free node becomes one more edge, with the share each edge has.
-fn viewer_decision(snapshot: &Snapshot, session: &SessionRecord, policy: &Policy) -> Decision {
+/// One of `rooms` drawn in proportion to its room by a hash of `uid`: the same viewer gets
+/// the same node while the rooms stand. None when no node has room.
+fn drawn_by_room<'a>(rooms: &[(Units, &'a str)], uid: &str) -> Option<(Units, &'a str)> {
+    let total: u64 = rooms.iter().map(|(room, _)| u64::from(*room)).sum();
+    if total == 0 {
+        return None;
+    }
+    // FNV-1a: stable across runs and builds, unlike the standard library's hasher.
+    let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut point = hash % total;
+    rooms.iter().copied().find(|(room, _)| {
+        let inside = point < u64::from(*room);
+        point = point.saturating_sub(u64::from(*room));
+        inside
+    })
+}
+
+/// Where a new viewer of `session` goes: among its nodes (origin and edges) with room, the
+/// one with the most room; with the viewer's `uid`, one drawn in proportion to room by a
+/// hash of it, so that a burst of viewers spreads over the edges
+/// before their load shows. When every node of a session that may span nodes is full, a free
+/// node becomes one more edge, with the share each edge has.
+fn viewer_decision(
+    snapshot: &Snapshot,
+    session: &SessionRecord,
+    uid: Option<&str>,
+    policy: &Policy,
+) -> Decision {
     let spec = ClassSpec::of(session.class);
     let rules = policy.load_rules();
     let room_of = |id: &str| {
@@ -169,13 +195,17 @@ fn viewer_decision(snapshot: &Snapshot, session: &SessionRecord, policy: &Policy
             spec.limit(node.capacity).saturating_sub(used)
         })
     };
-    // The edges, or the origin when none of them is left.
-    let best = session
-        .relays
-        .iter()
-        .filter_map(|id| room_of(id).map(|room| (room, id.as_str())))
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
-        .or_else(|| room_of(&session.node).map(|room| (room, session.node.as_str())));
+    // Every node of the session that is still registered: the origin's share holds viewers
+    // too, beside the relays it feeds.
+    let mut rooms: Vec<(Units, &str)> = session
+        .nodes()
+        .filter_map(|id| room_of(id).map(|room| (room, id)))
+        .collect();
+    rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let best = match uid {
+        Some(uid) => drawn_by_room(&rooms, uid).or(rooms.first().copied()),
+        None => rooms.first().copied(),
+    };
     let best_node = best.map_or(session.node.as_str(), |(_, id)| id).to_owned();
     if best.is_some_and(|(room, _)| room > 0) || !spec.spans {
         return Decision::Existing { node: best_node };

@@ -84,6 +84,10 @@ pub struct Request {
     pub size: u32,
     pub strategy: Strategy,
     pub role: Role,
+    /// The participant, when the caller knows it: viewers of a session that spans nodes are
+    /// spread over its nodes with room by a hash of it, so a burst of joins does not all go
+    /// to the node with the most room before its load shows them.
+    pub uid: Option<String>,
 }
 
 /// The knobs of placement that are not part of a request.

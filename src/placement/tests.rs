@@ -64,6 +64,7 @@ fn request(sid: &str, class: SessionClass, size: u32) -> Request {
         size,
         strategy: Pick::Binpack,
         role: Role::Publisher,
+        uid: None,
     }
 }
 
@@ -464,6 +465,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
             size,
             strategy: if spread { Pick::Spread } else { Pick::Binpack },
             role: Role::Publisher,
+            uid: None,
         })
 }
 
@@ -681,10 +683,10 @@ fn a_viewer_finding_every_edge_full_adds_a_free_node_as_an_edge_or_asks_for_one(
     let mut live = session("live", "a", SessionClass::Livestream, 151);
     live.relays = vec!["b".to_owned()];
     live.edge_demand = 150;
-    // b's agent is at 95% of its 300 units: past the livestream's 255.
+    // a's and b's agents are at 95% of their 300 units: past the livestream's 255.
     let mut snap = snapshot(
         vec![
-            node("a", 2, 0.0),
+            node("a", 2, 0.95),
             node("b", 2, 0.95),
             node("c", 2, 0.0),
             node("d", 4, 0.0),
@@ -758,4 +760,56 @@ fn a_conference_no_node_holds_spans_shared_nodes_and_grows_by_edges() {
             node: "a".to_owned()
         }
     );
+}
+
+#[test]
+fn viewers_with_uids_spread_over_the_edges_in_proportion_to_room() {
+    // Edges b (300 units, 255 for a livestream) and c (600, 510): c has twice b's room, and
+    // the origin a little for viewers beside its relays.
+    let mut live = session("live", "a", SessionClass::Livestream, 201);
+    live.relays = vec!["b".to_owned(), "c".to_owned()];
+    live.edge_demand = 0;
+    let snap = snapshot(
+        vec![node("a", 2, 0.0), node("b", 2, 0.0), node("c", 4, 0.0)],
+        vec![live],
+    );
+    let policy = Policy::default();
+    let mut on = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..3000 {
+        let mut viewer = request("live", SessionClass::Livestream, 1);
+        viewer.role = Role::Viewer;
+        viewer.uid = Some(format!("viewer-{i}"));
+        let decision = decide(&snap, &viewer, &policy);
+        let Decision::Existing { node } = &decision else {
+            panic!("{decision:?}");
+        };
+        *on.entry(node.clone()).or_default() += 1;
+        // The same viewer is routed the same way.
+        assert_eq!(decide(&snap, &viewer, &policy), decision);
+    }
+    // Rooms: a 255 − 201 = 54, b 255, c 510; 819 in all.
+    let (a, b, c) = (on["a"], on["b"], on["c"]);
+    assert!((140..260).contains(&a), "{on:?}");
+    assert!(
+        (830..1040).contains(&b) && (1760..1980).contains(&c),
+        "{on:?}"
+    );
+}
+
+proptest! {
+    #[test]
+    fn a_viewer_is_routed_to_a_node_of_its_session_with_room_when_one_has_it(
+        snap in arb_snapshot(),
+        uid in "[a-z0-9]{1,12}",
+    ) {
+        let policy = Policy::default();
+        let Some(session) = snap.sessions.first() else { return Ok(()); };
+        let mut viewer = request(&session.sid, session.class, 1);
+        viewer.role = Role::Viewer;
+        viewer.uid = Some(uid);
+        let decision = decide(&snap, &viewer, &policy);
+        if let Decision::Existing { node } = &decision {
+            prop_assert!(session.is_on(node), "{node} is not a node of {}", session.sid);
+        }
+    }
 }

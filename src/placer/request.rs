@@ -42,5 +42,6 @@ pub fn checked_request(
         size,
         strategy,
         role,
+        uid: None,
     })
 }
