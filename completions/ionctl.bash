@@ -55,6 +55,9 @@ _ionctl() {
             ionctl,spawn)
                 cmd="ionctl__subcmd__spawn"
                 ;;
+            ionctl,token)
+                cmd="ionctl__subcmd__token"
+                ;;
             ionctl,top)
                 cmd="ionctl__subcmd__top"
                 ;;
@@ -112,6 +115,9 @@ _ionctl() {
             ionctl__subcmd__help,spawn)
                 cmd="ionctl__subcmd__help__subcmd__spawn"
                 ;;
+            ionctl__subcmd__help,token)
+                cmd="ionctl__subcmd__help__subcmd__token"
+                ;;
             ionctl__subcmd__help,top)
                 cmd="ionctl__subcmd__help__subcmd__top"
                 ;;
@@ -121,6 +127,21 @@ _ionctl() {
             ionctl__subcmd__help__subcmd__bench,place)
                 cmd="ionctl__subcmd__help__subcmd__bench__subcmd__place"
                 ;;
+            ionctl__subcmd__help__subcmd__token,issue)
+                cmd="ionctl__subcmd__help__subcmd__token__subcmd__issue"
+                ;;
+            ionctl__subcmd__token,help)
+                cmd="ionctl__subcmd__token__subcmd__help"
+                ;;
+            ionctl__subcmd__token,issue)
+                cmd="ionctl__subcmd__token__subcmd__issue"
+                ;;
+            ionctl__subcmd__token__subcmd__help,help)
+                cmd="ionctl__subcmd__token__subcmd__help__subcmd__help"
+                ;;
+            ionctl__subcmd__token__subcmd__help,issue)
+                cmd="ionctl__subcmd__token__subcmd__help__subcmd__issue"
+                ;;
             *)
                 ;;
         esac
@@ -128,7 +149,7 @@ _ionctl() {
 
     case "${cmd}" in
         ionctl)
-            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help"
+            opts="-h -V --etcd --prefix --connect-timeout --config --help --version nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -520,7 +541,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help)
-            opts="nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest completions help"
+            opts="nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -718,6 +739,34 @@ _ionctl() {
         ionctl__subcmd__help__subcmd__spawn)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__token)
+            opts="issue"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__token__subcmd__issue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1122,6 +1171,128 @@ _ionctl() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__token)
+            opts="-h --etcd --prefix --connect-timeout --config --help issue help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__token__subcmd__help)
+            opts="issue help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__token__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__token__subcmd__help__subcmd__issue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__token__subcmd__issue)
+            opts="-h --session --class --size --role --ttl --etcd --prefix --connect-timeout --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --class)
+                    COMPREPLY=($(compgen -W "group meeting conference livestream recording" -- "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
+                    COMPREPLY=($(compgen -W "publisher viewer" -- "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --etcd)

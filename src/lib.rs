@@ -30,6 +30,7 @@ pub mod bench;
 pub mod capacity;
 pub mod cli;
 pub mod compute;
+pub mod gateway;
 pub mod loadtest;
 pub mod model;
 pub mod placement;

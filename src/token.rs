@@ -6,12 +6,20 @@
 //! Relay tokens are the same JWT with another issuer: an edge node signs one with the same
 //! secret to open a relay from a session's origin node ([`issue_relay`], [`verify_relay`]),
 //! and a join token never opens a relay, nor a relay token a join.
+//!
+//! Client tokens ([`issue_client`], [`verify_client`]) are what an operator's back end gives
+//! a browser for the gateway (`ionctl serve`'s `GET /ws`): one session, and optionally the
+//! class, size and role to place it with. The gateway swaps one for a join token of the node
+//! it picks; neither admits what the other does.
 
 use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::model::SessionClass;
+use crate::placement::Role;
 
 /// HS256 wants a key at least as long as its 256-bit hash.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -21,6 +29,7 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 pub const CLOCK_LEEWAY: Duration = Duration::from_secs(10);
 const ISSUER: &str = "ion-cluster";
 const RELAY_ISSUER: &str = "ion-cluster-relay";
+const CLIENT_ISSUER: &str = "ion-cluster-client";
 
 /// The `[auth]` table of `ionctl`'s and the agent's config files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +62,32 @@ pub struct JoinClaims {
     /// Seconds since the Unix epoch.
     pub iat: u64,
     pub exp: u64,
+}
+
+/// What a client token says: the session its holder may join through the gateway, and how
+/// to place it when it is new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientClaims {
+    pub iss: String,
+    pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<SessionClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// Publisher or viewer: which node of a session that spans nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// What a client token grants, before it is signed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientGrant {
+    pub sid: String,
+    pub class: Option<SessionClass>,
+    pub size: Option<u32>,
+    pub role: Option<Role>,
 }
 
 /// A checked signing secret. Its `Debug` never shows the secret.
@@ -144,6 +179,65 @@ fn issue_as(
     .expect("HS256 signing does not fail")
 }
 
+/// A client token for the gateway granting `grant` until `now + ttl`.
+pub fn issue_client(
+    secret: &JoinSecret,
+    grant: &ClientGrant,
+    now: SystemTime,
+    ttl: Duration,
+) -> String {
+    let claims = ClientClaims {
+        iss: CLIENT_ISSUER.to_owned(),
+        sid: grant.sid.clone(),
+        class: grant.class,
+        size: grant.size,
+        role: grant.role,
+        iat: unix_secs(now),
+        exp: unix_secs(now + ttl),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret.0),
+    )
+    .expect("HS256 signing does not fail")
+}
+
+/// Checks a client token's signature, issuer and expiry at `now`; the session it names is the
+/// caller's to compare with the join.
+pub fn verify_client(
+    secret: &JoinSecret,
+    token: Option<&str>,
+    now: SystemTime,
+) -> Result<ClientClaims, TokenError> {
+    let claims: ClientClaims = decode(CLIENT_ISSUER, secret, token)?;
+    let expired_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
+    if expired_at + CLOCK_LEEWAY <= now {
+        return Err(TokenError::Expired { expired_at });
+    }
+    Ok(claims)
+}
+
+/// Decodes a token of `issuer` signed with `secret`; expiry is the caller's to check against
+/// its own `now`.
+fn decode<C: serde::de::DeserializeOwned>(
+    issuer: &str,
+    secret: &JoinSecret,
+    token: Option<&str>,
+) -> Result<C, TokenError> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_exp = false;
+    validation.required_spec_claims = ["exp", "iss"].into_iter().map(String::from).collect();
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<C>(token, &DecodingKey::from_secret(&secret.0), &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            _ => TokenError::Malformed(e.to_string()),
+        })
+}
+
 /// Checks that `token` was signed with `secret`, admits session `sid` on node `node`, and has
 /// not expired at `now` (give or take [`CLOCK_LEEWAY`]).
 pub fn verify(
@@ -175,22 +269,8 @@ fn verify_as(
     node: &str,
     now: SystemTime,
 ) -> Result<JoinClaims, TokenError> {
-    let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
-    let mut validation = Validation::new(Algorithm::HS256);
     // Expiry is checked below against the caller's `now`, not the library's clock.
-    validation.validate_exp = false;
-    validation.required_spec_claims = ["exp", "iss"].into_iter().map(String::from).collect();
-    validation.set_issuer(&[issuer]);
-    let data = jsonwebtoken::decode::<JoinClaims>(
-        token,
-        &DecodingKey::from_secret(&secret.0),
-        &validation,
-    )
-    .map_err(|e| match e.kind() {
-        ErrorKind::InvalidSignature => TokenError::BadSignature,
-        _ => TokenError::Malformed(e.to_string()),
-    })?;
-    let claims = data.claims;
+    let claims: JoinClaims = decode(issuer, secret, token)?;
     let expired_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
     if expired_at + CLOCK_LEEWAY <= now {
         return Err(TokenError::Expired { expired_at });
@@ -230,6 +310,43 @@ mod tests {
         let claims = verify(&secret(), Some(&token), "s1", "n1", at(59)).expect("valid");
         assert_eq!((claims.sid.as_str(), claims.node.as_str()), ("s1", "n1"));
         assert_eq!(claims.exp - claims.iat, 60);
+    }
+
+    #[test]
+    fn a_client_token_carries_its_grant_and_is_no_join_token() {
+        let grant = ClientGrant {
+            sid: "s1".to_owned(),
+            class: Some(SessionClass::Meeting),
+            size: Some(20),
+            role: Some(Role::Viewer),
+        };
+        let ttl = Duration::from_secs(60);
+        let token = issue_client(&secret(), &grant, at(0), ttl);
+        let claims = verify_client(&secret(), Some(&token), at(30)).expect("valid");
+        assert_eq!(claims.sid, "s1");
+        assert_eq!(
+            (claims.class, claims.size, claims.role),
+            (grant.class, grant.size, grant.role)
+        );
+        assert!(matches!(
+            verify_client(&secret(), Some(&token), at(100)),
+            Err(TokenError::Expired { .. })
+        ));
+        // Neither kind passes for the other.
+        assert!(matches!(
+            verify(&secret(), Some(&token), "s1", "n1", at(1)),
+            Err(TokenError::Malformed(_))
+        ));
+        let join = issue(&secret(), "s1", "n1", at(0), ttl);
+        assert!(matches!(
+            verify_client(&secret(), Some(&join), at(1)),
+            Err(TokenError::Malformed(_))
+        ));
+        let other = JoinSecret::new("another-secret-of-32-bytes-or-more!").expect("long");
+        assert_eq!(
+            verify_client(&other, Some(&token), at(1)),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `ionctl serve`: the placer over HTTP for web front ends. `POST /v1/place` takes and returns
 //! JSON, `GET /v1/nodes` and `GET /v1/sessions` read the cluster, `GET /healthz` says whether
-//! etcd answers, and `GET /metrics` exposes Prometheus text. Several replicas can serve one
+//! etcd answers, `GET /metrics` exposes Prometheus text, and `GET /ws` is the signaling
+//! gateway ([`crate::gateway`]). Several replicas can serve one
 //! etcd: every reservation goes through the same race-free commit.
 
 mod answer;
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub metrics: PrometheusHandle,
     /// How `GET /v1/nodes` reads load and condition: the placement policy's.
     pub load_rules: crate::capacity::LoadRules,
+    /// How the gateway places a session its client token does not describe.
+    pub gateway: crate::gateway::GatewayOptions,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -41,6 +44,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/place", post(place::place))
         .route("/v1/nodes", get(read::nodes))
         .route("/v1/sessions", get(read::sessions))
+        .route("/ws", get(crate::gateway::upgrade))
         .route("/healthz", get(read::healthz))
         .route("/metrics", get(metrics::render))
         .route_layer(axum::middleware::from_fn(metrics::count_requests))

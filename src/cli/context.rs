@@ -51,6 +51,7 @@ struct ConfigFile {
     autoscale: crate::autoscale::Policy,
     gce: GceSettings,
     local: LocalFile,
+    gateway: crate::gateway::GatewayOptions,
 }
 
 /// What commands run with: the resolved etcd options, join-token settings, placement policy,
@@ -65,6 +66,8 @@ pub struct Context {
     pub autoscale: crate::autoscale::Policy,
     pub gce: GceSettings,
     pub local: LocalFile,
+    /// The `[gateway]` table.
+    pub gateway: crate::gateway::GatewayOptions,
 }
 
 impl Context {
@@ -83,6 +86,7 @@ impl Context {
             autoscale,
             gce,
             local,
+            gateway,
         } = file;
         if !(policy.host_busy_cpu > 0.0 && policy.host_busy_cpu <= 1.0) {
             return Err(CliError::usage(anyhow::anyhow!(
@@ -113,6 +117,7 @@ impl Context {
             autoscale,
             gce,
             local,
+            gateway,
         })
     }
 

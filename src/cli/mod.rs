@@ -18,6 +18,7 @@ mod providers;
 mod serve;
 mod sessions;
 mod spawn;
+mod token;
 mod top;
 mod values;
 
@@ -69,6 +70,8 @@ pub enum Command {
     /// Load-test an agent with webrtc-rs participants: loss, latency and the agent's CPU per
     /// forwarded packet; --calibrate measures units_per_vcpu.
     Loadtest(loadtest::LoadtestArgs),
+    /// Client tokens for the gateway (`serve`'s /ws): `token issue --session S`.
+    Token(token::TokenArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
 }
@@ -115,6 +118,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Delete(args) => delete::run(&Context::resolve(&cli.global)?, args).await,
             Command::Autoscale(args) => autoscale::run(&Context::resolve(&cli.global)?, args).await,
             Command::Loadtest(args) => loadtest::run(&cli.global, args).await,
+            Command::Token(args) => token::run(&Context::resolve(&cli.global)?, args),
             Command::Completions(args) => completions::run(args),
         }
     })

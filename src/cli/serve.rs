@@ -42,6 +42,7 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
         token_ttl: context.auth.token_ttl,
         metrics: install_metrics(),
         load_rules: context.policy.load_rules(),
+        gateway: context.gateway.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

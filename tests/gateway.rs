@@ -1,0 +1,368 @@
+//! The gateway (`ionctl serve`'s `GET /ws`): webrtc-rs peers that know only the gateway's URL
+//! and a client token join, are placed, and exchange media with the node the gateway picked;
+//! bad clients get their clear error or close. Real etcd, agents and `ionctl serve`.
+
+mod harness;
+
+use std::time::{Duration, SystemTime};
+
+use harness::{
+    AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, RawSignal, Reply, ServeProcess,
+    unique_prefix, wait_for,
+};
+use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord};
+use ion_cluster::store::Store;
+use ion_cluster::token::{ClientGrant, JoinSecret, issue_client};
+
+const SECRET: &str = "gateway-test-secret-0123456789abcdef";
+
+/// etcd, agents that require join tokens, and gateways, on one prefix.
+struct Cluster {
+    gateways: Vec<ServeProcess>,
+    agents: Vec<AgentProcess>,
+    store: Store,
+    _etcd: Etcd,
+}
+
+impl Cluster {
+    async fn start(test: &str, agents: &[&str], gateways: usize) -> Cluster {
+        let etcd = Etcd::start().await;
+        let prefix = unique_prefix(test);
+        let store = etcd.store(&prefix).await;
+        let agents: Vec<AgentProcess> = agents
+            .iter()
+            .map(|id| {
+                let spec = AgentSpec::new(id)
+                    .set("auth", "enabled", true)
+                    .set("auth", "secret", SECRET);
+                AgentProcess::start(&etcd, &prefix, spec)
+            })
+            .collect();
+        for agent in &agents {
+            let key = store.keys().node(&agent.node_id);
+            wait_for(
+                "the agents to register",
+                Duration::from_secs(15),
+                || async { store.get::<NodeRecord>(&key).await.ok().flatten() },
+            )
+            .await;
+        }
+        let mut started = Vec::new();
+        for _ in 0..gateways {
+            started
+                .push(ServeProcess::start(&etcd, &prefix, &[("IONCTL_JOIN_SECRET", SECRET)]).await);
+        }
+        Cluster {
+            gateways: started,
+            agents,
+            store,
+            _etcd: etcd,
+        }
+    }
+
+    fn url(&self, gateway: usize, token: &str) -> String {
+        format!(
+            "ws://127.0.0.1:{}/ws?access_token={token}",
+            self.gateways[gateway].port
+        )
+    }
+
+    async fn session(&self, sid: &str) -> Option<SessionRecord> {
+        self.store
+            .get(&self.store.keys().session(sid))
+            .await
+            .expect("reading etcd")
+    }
+}
+
+fn client_token(sid: &str) -> String {
+    let grant = ClientGrant {
+        sid: sid.to_owned(),
+        class: Some(SessionClass::Group),
+        size: Some(4),
+        role: None,
+    };
+    let secret = JoinSecret::new(SECRET).expect("a long secret");
+    issue_client(&secret, &grant, SystemTime::now(), Duration::from_secs(300))
+}
+
+async fn join(url: &str, sid: &str, uid: &str) -> Peer {
+    Peer::join(url, sid, uid, JoinConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("{uid} joining {sid} through the gateway: {e:#}"))
+}
+
+/// Waits until `peer` receives flowing audio and video from `uid`.
+async fn wait_flowing(peer: &Peer, uid: &str) {
+    let what = format!("{} to receive audio and video from {uid}", peer.uid);
+    wait_for(&what, Duration::from_secs(20), || async {
+        let tracks = peer.tracks_from(uid);
+        let flowing = |kind| {
+            tracks
+                .iter()
+                .any(|t| t.kind == kind && t.flowing(Duration::from_millis(500)))
+        };
+        (flowing(Kind::Audio) && flowing(Kind::Video)).then_some(())
+    })
+    .await;
+}
+
+/// Two gateway replicas: peers of one session, each through its own replica, land on the
+/// same node (the second finds the session the first placed) and receive each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_through_two_gateway_replicas_meet_on_one_node() {
+    let cluster = Cluster::start("gateway-replicas", &["gw-node-1", "gw-node-2"], 2).await;
+    let token = client_token("room");
+    let alice = join(&cluster.url(0, &token), "room", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let bob = join(&cluster.url(1, &token), "room", "bob").await;
+    bob.publish(Media::BOTH).await.expect("bob publishes");
+    wait_flowing(&alice, "bob").await;
+    wait_flowing(&bob, "alice").await;
+    let record = cluster
+        .session("room")
+        .await
+        .expect("the session is placed");
+    assert!(record.relays.is_empty(), "one node: {record:?}");
+    assert!(
+        cluster.agents.iter().any(|a| a.node_id == record.node),
+        "{record:?}"
+    );
+    for peer in [&alice, &bob] {
+        assert!(
+            peer.problems().is_empty(),
+            "{}: {:?}",
+            peer.uid,
+            peer.problems()
+        );
+    }
+}
+
+/// What a bad client gets: no token, a forged or expired one, or one for another session; a
+/// first message that is not a join; an oversized message; silence. Meanwhile a healthy pair
+/// on the same gateway keeps receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_clients_get_clear_errors_and_a_healthy_session_keeps_flowing() {
+    let cluster = Cluster::start("gateway-bad", &["gw-bad-1"], 1).await;
+    let token = client_token("healthy");
+    let alice = join(&cluster.url(0, &token), "healthy", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let bob = join(&cluster.url(0, &token), "healthy", "bob").await;
+    wait_flowing(&bob, "alice").await;
+    let port = cluster.gateways[0].port;
+
+    // Refused before the upgrade (and before etcd): no token, a forged one, an expired one.
+    let forged = {
+        let other = JoinSecret::new("not-the-cluster-secret-0123456789abcdef").expect("long");
+        let grant = ClientGrant {
+            sid: "x".to_owned(),
+            ..ClientGrant::default()
+        };
+        issue_client(&other, &grant, SystemTime::now(), Duration::from_secs(60))
+    };
+    let expired = {
+        let secret = JoinSecret::new(SECRET).expect("long");
+        let grant = ClientGrant {
+            sid: "x".to_owned(),
+            ..ClientGrant::default()
+        };
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        issue_client(&secret, &grant, long_ago, Duration::from_secs(60))
+    };
+    for (what, query, says) in [
+        ("no token", String::new(), "no client token"),
+        (
+            "a forged token",
+            format!("?access_token={forged}"),
+            "not signed",
+        ),
+        (
+            "an expired token",
+            format!("?access_token={expired}"),
+            "expired",
+        ),
+    ] {
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/ws{query}"))
+            .await
+            .expect("the gateway answers");
+        assert_eq!(response.status(), 401, "{what}");
+        let body = response.text().await.expect("a body");
+        assert!(body.contains(says), "{what}: {body}");
+        assert!(
+            RawSignal::connect(&format!("ws://127.0.0.1:{port}/ws{query}"))
+                .await
+                .is_err()
+        );
+    }
+
+    // A token for another session: a JSON-RPC error, then the close.
+    let mut raw = RawSignal::connect(&cluster.url(0, &client_token("other")))
+        .await
+        .expect("upgraded");
+    let join = r#"{"jsonrpc":"2.0","id":1,"method":"join","params":{"sid":"healthy","uid":"eve","offer":{"type":"offer","sdp":"v=0"}}}"#;
+    raw.send_text(join).await.expect("sent");
+    let error = raw
+        .expect_error(Duration::from_secs(5))
+        .await
+        .expect("an error");
+    assert_eq!(error.code, -32001, "{error:?}");
+    assert!(error.message.contains("for session other"), "{error:?}");
+
+    // Garbage first, then a first message that is not a join.
+    for (text, says) in [
+        ("not json", "parse error"),
+        (
+            r#"{"jsonrpc":"2.0","method":"trickle","params":{"target":0,"candidate":{"candidate":"c"}}}"#,
+            "must be a join",
+        ),
+    ] {
+        let mut raw = RawSignal::connect(&cluster.url(0, &token))
+            .await
+            .expect("upgraded");
+        raw.send_text(text).await.expect("sent");
+        let error = raw
+            .expect_error(Duration::from_secs(5))
+            .await
+            .expect("an error");
+        assert!(error.message.contains(says), "{text}: {error:?}");
+        assert!(matches!(
+            raw.next(Duration::from_secs(5)).await,
+            Ok(Reply::Closed(_))
+        ));
+    }
+
+    // An oversized message closes the connection.
+    let mut raw = RawSignal::connect(&cluster.url(0, &token))
+        .await
+        .expect("upgraded");
+    let _ = raw.send_text("x".repeat(100 * 1024)).await;
+    assert!(matches!(
+        raw.next(Duration::from_secs(5)).await,
+        Ok(Reply::Closed(_))
+    ));
+
+    // Silence: closed after the handshake deadline, with the reason.
+    let mut raw = RawSignal::connect(&cluster.url(0, &token))
+        .await
+        .expect("upgraded");
+    match raw.next(Duration::from_secs(15)).await.expect("a close") {
+        Reply::Closed(Some(reason)) => assert!(reason.contains("send the join first"), "{reason}"),
+        other => panic!("a silent client must be closed with a reason: {other:?}"),
+    }
+
+    // The healthy pair never noticed.
+    let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+    wait_for("bob to keep receiving", Duration::from_secs(5), || async {
+        let now = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+        (now > before + 20).then_some(())
+    })
+    .await;
+    assert!(bob.problems().is_empty(), "{:?}", bob.problems());
+}
+
+/// The session's node dies: the client's WebSocket through the gateway closes; once the
+/// node's lease has taken the session with it, a rejoin through the gateway lands on the
+/// other node, and media flows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_after_the_node_died_lands_on_a_healthy_node() {
+    let mut cluster = Cluster::start("gateway-failover", &["gw-fo-1", "gw-fo-2"], 1).await;
+    let token = client_token("call");
+    let url = cluster.url(0, &token);
+    let alice = join(&url, "call", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let dead = cluster.session("call").await.expect("placed").node;
+    cluster
+        .agents
+        .iter_mut()
+        .find(|a| a.node_id == dead)
+        .expect("the session's agent")
+        .kill9();
+    wait_for(
+        "alice's WebSocket to close",
+        Duration::from_secs(20),
+        || async { alice.signal_closed() },
+    )
+    .await;
+    alice.close().await;
+    wait_for(
+        "the dead node's session to lapse",
+        Duration::from_secs(20),
+        || async { cluster.session("call").await.is_none().then_some(()) },
+    )
+    .await;
+
+    let alice = join(&url, "call", "alice").await;
+    alice
+        .publish(Media::BOTH)
+        .await
+        .expect("alice publishes again");
+    let bob = join(&url, "call", "bob").await;
+    wait_flowing(&bob, "alice").await;
+    let record = cluster.session("call").await.expect("placed again");
+    assert_ne!(record.node, dead, "placed on the dead node: {record:?}");
+}
+
+/// No node can take the session: the client gets a JSON-RPC error saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_no_node_can_take_gets_a_no_capacity_error() {
+    let cluster = Cluster::start("gateway-full", &["gw-full-1"], 1).await;
+    // A conference of 300 fits on no 2-vCPU test agent.
+    let grant = ClientGrant {
+        sid: "huge".to_owned(),
+        class: Some(SessionClass::Conference),
+        size: Some(300),
+        role: None,
+    };
+    let secret = JoinSecret::new(SECRET).expect("a long secret");
+    let token = issue_client(&secret, &grant, SystemTime::now(), Duration::from_secs(60));
+    let error = Peer::join(
+        &cluster.url(0, &token),
+        "huge",
+        "alice",
+        JoinConfig::default(),
+    )
+    .await
+    .err()
+    .expect("the join is refused");
+    assert!(format!("{error:#}").contains("no capacity"), "{error:#}");
+    assert!(cluster.session("huge").await.is_none());
+}
+
+/// `ionctl token issue` prints a client token the gateway accepts; without a secret it says
+/// what to set.
+#[tokio::test]
+async fn ionctl_token_issue_prints_a_client_token() {
+    let output = harness::ionctl_with_env(
+        &[
+            "token",
+            "issue",
+            "--session",
+            "s1",
+            "--class",
+            "meeting",
+            "--size",
+            "20",
+            "--role",
+            "viewer",
+        ],
+        &[("IONCTL_JOIN_SECRET", SECRET)],
+    )
+    .await;
+    assert!(output.status.success(), "{}", harness::stderr(&output));
+    let token = harness::stdout(&output).trim().to_owned();
+    let secret = JoinSecret::new(SECRET).expect("a long secret");
+    let claims = ion_cluster::token::verify_client(&secret, Some(&token), SystemTime::now())
+        .expect("a valid client token");
+    assert_eq!(claims.sid, "s1");
+    assert_eq!(claims.class, Some(SessionClass::Meeting));
+    assert_eq!(claims.size, Some(20));
+    assert_eq!(claims.role, Some(ion_cluster::placement::Role::Viewer));
+
+    let output = harness::ionctl_with_env(&["token", "issue", "--session", "s1"], &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        harness::stderr(&output).contains("IONCTL_JOIN_SECRET"),
+        "{}",
+        harness::stderr(&output)
+    );
+}
