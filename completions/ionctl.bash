@@ -1035,7 +1035,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__serve)
-            opts="-h --listen --reservation-ttl --etcd --prefix --connect-timeout --config --help"
+            opts="-h --listen --reservation-ttl --max-connections --max-connections-per-ip --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1046,6 +1046,14 @@ _ionctl() {
                     return 0
                     ;;
                 --reservation-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections-per-ip)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -366,3 +366,57 @@ async fn ionctl_token_issue_prints_a_client_token() {
         harness::stderr(&output)
     );
 }
+
+/// 200 connections from one address against a cap of 100: the first 100 are taken, the rest
+/// refused with 429 and the reason; a slot freed is usable again. (A healthy session beside
+/// bad clients: `bad_clients_get_clear_errors_and_a_healthy_session_keeps_flowing`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_from_one_address_are_capped() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("gateway-cap");
+    let gateway = ServeProcess::start_with(
+        &etcd,
+        &prefix,
+        &[("IONCTL_JOIN_SECRET", SECRET)],
+        &["--max-connections-per-ip", "100"],
+    )
+    .await;
+    let url = format!(
+        "ws://127.0.0.1:{}/ws?access_token={}",
+        gateway.port,
+        client_token("capped")
+    );
+    let mut open = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..200 {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => open.push(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                    .into_owned();
+                refused.push((response.status().as_u16(), body));
+            }
+            Err(other) => panic!("an unexpected failure: {other}"),
+        }
+    }
+    assert_eq!((open.len(), refused.len()), (100, 100));
+    assert!(
+        refused
+            .iter()
+            .all(|(status, body)| *status == 429 && body.contains("100 connections open")),
+        "{:?}",
+        refused.first()
+    );
+    open.pop();
+    wait_for(
+        "a freed slot to be usable",
+        Duration::from_secs(5),
+        || async {
+            tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+}

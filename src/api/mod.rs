@@ -37,6 +37,8 @@ pub struct ApiState {
     pub load_rules: crate::capacity::LoadRules,
     /// How the gateway places a session its client token does not describe.
     pub gateway: crate::gateway::GatewayOptions,
+    /// The gateway's open client connections.
+    pub connections: crate::gateway::ConnectionLimits,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {

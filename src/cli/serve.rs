@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{CliError, Context};
 use crate::api::{ApiState, install_metrics, router};
+use crate::gateway::{ConnectionLimits, Limits};
 use crate::placer::{Placer, PlacerOptions};
 
 #[derive(Debug, Args)]
@@ -19,6 +20,13 @@ pub struct ServeArgs {
     /// How long a reservation holds if nobody joins.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub reservation_ttl: Duration,
+    /// Gateway client connections at most [default: [gateway] max_connections, 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Gateway client connections from one IP address at most [default: [gateway]
+    /// max_connections_per_ip, 100].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
 pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
@@ -43,6 +51,14 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
         metrics: install_metrics(),
         load_rules: context.policy.load_rules(),
         gateway: context.gateway.clone(),
+        connections: ConnectionLimits::new(Limits {
+            total: args
+                .max_connections
+                .unwrap_or(context.gateway.max_connections),
+            per_ip: args
+                .max_connections_per_ip
+                .unwrap_or(context.gateway.max_connections_per_ip),
+        }),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -51,7 +67,8 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
     let local = listener.local_addr().map_err(CliError::other)?;
     tracing::info!(%local, "serving");
     eprintln!("listening on http://{local}");
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await
         .context("the HTTP server failed")

@@ -7,15 +7,19 @@
 //! closes. Media never passes through it. It keeps no state of its own, so any number of
 //! replicas can serve one cluster: a live session is found in etcd by every one of them.
 
+mod limits;
 mod pipe;
 mod route;
 
+pub use limits::{ConnectionLimits, Limits};
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -46,6 +50,9 @@ const CLOSE_ERROR: u16 = 1011;
 pub struct GatewayOptions {
     pub default_class: SessionClass,
     pub default_size: u32,
+    /// Open client connections at most, in all and from one IP address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for GatewayOptions {
@@ -53,6 +60,8 @@ impl Default for GatewayOptions {
         Self {
             default_class: SessionClass::Meeting,
             default_size: 10,
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
         }
     }
 }
@@ -75,6 +84,7 @@ fn refuse(status: StatusCode, why: String) -> Response {
 /// one gets a 401 and etcd is not touched.
 pub async fn upgrade(
     State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<GatewayQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -109,9 +119,16 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    let slot = match state.connections.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(full) => return refuse(full.status(), full.to_string()),
+    };
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(socket, state, claims, role))
+        .on_upgrade(move |socket| async move {
+            serve(socket, state, claims, role).await;
+            drop(slot);
+        })
 }
 
 async fn serve(
