@@ -420,3 +420,88 @@ async fn connections_from_one_address_are_capped() {
     )
     .await;
 }
+
+/// A self-signed certificate for 127.0.0.1, written as PEM files into `dir`.
+fn write_certificate(dir: &std::path::Path) -> reqwest::Certificate {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a test certificate");
+    let pem = certified.cert.pem();
+    // Written whole and then renamed, as a rotation tool would, so no reader sees half a file.
+    for (name, text) in [
+        ("cert.pem", pem.clone()),
+        ("key.pem", certified.signing_key.serialize_pem()),
+    ] {
+        let partial = dir.join(format!("{name}.new"));
+        std::fs::write(&partial, text).expect("writing a PEM file");
+        std::fs::rename(&partial, dir.join(name)).expect("renaming a PEM file");
+    }
+    reqwest::Certificate::from_pem(pem.as_bytes()).expect("a PEM certificate")
+}
+
+fn trusting(root: reqwest::Certificate) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([root])
+        .pool_idle_timeout(Duration::from_secs(120))
+        .build()
+        .expect("an HTTPS client")
+}
+
+/// `serve --tls-cert --tls-key` serves HTTPS with the certificate. Replacing the files: new
+/// connections get the new certificate (a client trusting only the old one fails), and a
+/// connection opened before stays up (its client, trusting only the old one, still gets
+/// answers over it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_certificates_are_rotated_without_dropping_connections() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("gateway-tls");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let old = write_certificate(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let gateway = ServeProcess::start_with(
+        &etcd,
+        &prefix,
+        &[("IONCTL_JOIN_SECRET", SECRET)],
+        &[
+            "--tls-cert",
+            cert.to_str().expect("a UTF-8 path"),
+            "--tls-key",
+            key.to_str().expect("a UTF-8 path"),
+        ],
+    )
+    .await;
+    let healthz = format!("{}/healthz", gateway.base_url());
+    assert!(healthz.starts_with("https://"));
+    let before = trusting(old.clone());
+    let answer = before
+        .get(&healthz)
+        .send()
+        .await
+        .expect("HTTPS with the first certificate");
+    assert_eq!(answer.status(), 200);
+
+    let new = write_certificate(dir.path());
+    wait_for(
+        "new connections to get the new certificate",
+        Duration::from_secs(15),
+        || async {
+            trusting(new.clone())
+                .get(&healthz)
+                .send()
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    assert!(
+        trusting(old).get(&healthz).send().await.is_err(),
+        "a new connection still got the old certificate"
+    );
+    let answer = before
+        .get(&healthz)
+        .send()
+        .await
+        .expect("the connection opened before the rotation is still up");
+    assert_eq!(answer.status(), 200);
+}

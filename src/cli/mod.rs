@@ -18,6 +18,7 @@ mod providers;
 mod serve;
 mod sessions;
 mod spawn;
+mod tls;
 mod token;
 mod top;
 mod values;

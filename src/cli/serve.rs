@@ -1,6 +1,7 @@
 //! `ionctl serve`: the placer over HTTP (see [`crate::api`]) until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,23 @@ pub struct ServeArgs {
     /// max_connections_per_ip, 100].
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+    /// PEM certificate chain: serve HTTPS and wss:// with it (reloaded when the file
+    /// changes).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "IONCTL_TLS_CERT"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "IONCTL_TLS_KEY"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
@@ -65,13 +83,33 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))
         .map_err(CliError::other)?;
     let local = listener.local_addr().map_err(CliError::other)?;
-    tracing::info!(%local, "serving");
-    eprintln!("listening on http://{local}");
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+    let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) else {
+        tracing::info!(%local, "serving");
+        eprintln!("listening on http://{local}");
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("the HTTP server failed")
+            .map_err(CliError::other);
+    };
+    let config = super::tls::load_and_watch(cert, key)
         .await
-        .context("the HTTP server failed")
+        .map_err(CliError::usage)?;
+    tracing::info!(%local, "serving over TLS");
+    eprintln!("listening on https://{local}");
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown().await;
+        stopping.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let listener = listener.into_std().map_err(CliError::other)?;
+    axum_server::from_tcp_rustls(listener, config)
+        .handle(handle)
+        .serve(app)
+        .await
+        .context("the HTTPS server failed")
         .map_err(CliError::other)
 }
 

@@ -9,6 +9,8 @@ pub struct ServeProcess {
     child: Child,
     log: tempfile::NamedTempFile,
     pub port: u16,
+    /// Started with `--tls-cert`: it speaks HTTPS.
+    tls: bool,
 }
 
 impl ServeProcess {
@@ -39,8 +41,18 @@ impl ServeProcess {
             .stderr(log.reopen().expect("log handle"))
             .spawn()
             .expect("starting ionctl serve");
-        let serve = Self { child, log, port };
-        let client = reqwest::Client::new();
+        let tls = args.contains(&"--tls-cert");
+        let serve = Self {
+            child,
+            log,
+            port,
+            tls,
+        };
+        // Readiness only; the TLS tests check the certificate themselves.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(tls)
+            .build()
+            .expect("an HTTP client");
         let url = format!("{}/healthz", serve.base_url());
         wait_for(
             "ionctl serve to answer /healthz",
@@ -61,7 +73,8 @@ impl ServeProcess {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn log(&self) -> String {
