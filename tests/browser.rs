@@ -69,29 +69,7 @@ async fn run_tabs(sid: &str, mode: Option<&str>, edge: bool) -> serde_json::Valu
     let viewer_url = edge_agent
         .as_ref()
         .map_or_else(|| url.clone(), |e| format!("ws://127.0.0.1:{}/ws", e.port));
-    let mut node = tokio::process::Command::new("node");
-    node.arg(browser_dir.join("run.mjs"))
-        .arg(&url)
-        .arg(sid)
-        .arg("60000")
-        .arg(mode.unwrap_or("plain"))
-        .arg(&viewer_url)
-        .kill_on_drop(true);
-    let run = node.output();
-    // While the tabs are in the session, the agent holds its key.
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the browser test finished within 120 s")
-        .expect("running node (install it with `scripts/install-deps --browser`)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
-    assert!(
-        output.status.success(),
-        "browser test failed: {report:#}\n{stderr}"
-    );
-    eprintln!("browser report: {report}");
+    let report = run_script(&url, sid, mode.unwrap_or("plain"), &viewer_url, &[]).await;
 
     // Both tabs closed with the browser: the last leave deletes the session key.
     let key = store.keys().session(sid);
@@ -109,6 +87,43 @@ async fn run_tabs(sid: &str, mode: Option<&str>, edge: bool) -> serde_json::Valu
         },
     )
     .await;
+    report
+}
+
+/// Runs `run.mjs` (tab A joins `url`, tab B `viewer_url`) and returns its JSON report, which
+/// must say the run succeeded.
+async fn run_script(
+    url: &str,
+    sid: &str,
+    mode: &str,
+    viewer_url: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> serde_json::Value {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let mut node = tokio::process::Command::new("node");
+    node.arg(browser_dir.join("run.mjs"))
+        .arg(url)
+        .arg(sid)
+        .arg("60000")
+        .arg(mode)
+        .arg(viewer_url)
+        .envs(env.iter().copied())
+        .kill_on_drop(true);
+    let run = node.output();
+    // While the tabs are in the session, the agent holds its key.
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser test finished within 120 s")
+        .expect("running node (install it with `scripts/install-deps --browser`)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    assert!(
+        output.status.success(),
+        "browser test failed: {report:#}\n{stderr}"
+    );
+    eprintln!("browser report: {report}");
     report
 }
 
@@ -187,4 +202,95 @@ async fn chromium_simulcast_layers_switch_without_stopping_the_decoder() {
 async fn ion_sdk_js_on_an_edge_decodes_video_published_on_the_origin() {
     let report = run_tabs("browser-edge", None, true).await;
     decoded_video_and_audio(&report);
+}
+
+/// The front door: a page served over https runs the unmodified ion-sdk-js, whose only
+/// configuration is the gateway's `wss://` URL with a client token. On a 3-node cluster both
+/// tabs join through the gateway, land on one node, and decode each other's media. Chromium
+/// trusts the test's certificate by its key's hash, not by ignoring certificate errors.
+#[tokio::test]
+async fn ion_sdk_js_over_https_uses_the_cluster_through_one_wss_url() {
+    const SECRET: &str = "browser-gateway-secret-0123456789abcdef";
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("browser-gateway");
+    let store = etcd.store(&prefix).await;
+    let ids = ["gw-browser-1", "gw-browser-2", "gw-browser-3"];
+    let agents: Vec<AgentProcess> = ids
+        .iter()
+        .map(|id| {
+            let spec = AgentSpec::new(id)
+                .set("auth", "enabled", true)
+                .set("auth", "secret", SECRET);
+            AgentProcess::start(&etcd, &prefix, spec)
+        })
+        .collect();
+    for id in ids {
+        wait_for(
+            "the agents to register",
+            Duration::from_secs(15),
+            || async {
+                store
+                    .get::<ion_cluster::model::NodeRecord>(&store.keys().node(id))
+                    .await
+                    .ok()
+                    .flatten()
+            },
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a test certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("writing the certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("writing the key");
+    let gateway = harness::ServeProcess::start_with(
+        &etcd,
+        &prefix,
+        &[("IONCTL_JOIN_SECRET", SECRET)],
+        &[
+            "--tls-cert",
+            cert.to_str().expect("a UTF-8 path"),
+            "--tls-key",
+            key.to_str().expect("a UTF-8 path"),
+        ],
+    )
+    .await;
+    let grant = ion_cluster::token::ClientGrant {
+        sid: "browser-front-door".to_owned(),
+        class: Some(SessionClass::Group),
+        size: Some(2),
+        role: None,
+    };
+    let secret = ion_cluster::token::JoinSecret::new(SECRET).expect("a long secret");
+    let token = ion_cluster::token::issue_client(
+        &secret,
+        &grant,
+        std::time::SystemTime::now(),
+        Duration::from_secs(600),
+    );
+    let url = format!("wss://127.0.0.1:{}/ws?access_token={token}", gateway.port);
+    let report = run_script(
+        &url,
+        "browser-front-door",
+        "plain",
+        &url,
+        &[
+            ("ION_TEST_TLS_CERT", cert.as_os_str()),
+            ("ION_TEST_TLS_KEY", key.as_os_str()),
+        ],
+    )
+    .await;
+    decoded_video_and_audio(&report);
+    // One node claimed the session; the others never saw it.
+    let claimed: Vec<&str> = agents
+        .iter()
+        .filter(|a| {
+            a.log()
+                .lines()
+                .any(|l| l.contains("session claimed") && l.contains("browser-front-door"))
+        })
+        .map(|a| a.node_id.as_str())
+        .collect();
+    assert_eq!(claimed.len(), 1, "claimed on {claimed:?}");
 }

@@ -11,8 +11,15 @@
 // With a viewer URL, tab B joins there instead: another node of a session that spans
 // nodes, which receives A's media over a relay.
 //
+// With ION_TEST_TLS_CERT and ION_TEST_TLS_KEY (PEM files), the page is served over https
+// with that certificate, and Chromium trusts it by its key's hash
+// (--ignore-certificate-errors-spki-list), not by ignoring certificate errors: the page can
+// then open wss:// URLs signed by the same certificate, as a real app served over https.
+//
 // Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast|plain] [viewer-ws-url]
-import { createServer } from 'node:http';
+import { createHash, X509Certificate } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +40,11 @@ const files = {
   '/ion-sdk.min.js': [join(here, 'node_modules/ion-sdk-js/dist/ion-sdk.min.js'), 'text/javascript'],
   '/json-rpc.min.js': [join(here, 'node_modules/ion-sdk-js/dist/json-rpc.min.js'), 'text/javascript'],
 };
-const server = createServer(async (req, res) => {
+const tls = process.env.ION_TEST_TLS_CERT && {
+  cert: await readFile(process.env.ION_TEST_TLS_CERT),
+  key: await readFile(process.env.ION_TEST_TLS_KEY),
+};
+const handler = async (req, res) => {
   const entry = files[req.url];
   if (req.url === '/favicon.ico') {
     res.writeHead(204).end();
@@ -44,9 +55,16 @@ const server = createServer(async (req, res) => {
     return;
   }
   res.writeHead(200, { 'content-type': entry[1] }).end(await readFile(entry[0]));
-});
+};
+const server = tls ? createHttpsServer(tls, handler) : createHttpServer(handler);
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const page_url = `http://127.0.0.1:${server.address().port}/`;
+const page_url = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}/`;
+// The base64 SHA-256 of the certificate's SubjectPublicKeyInfo, as Chromium's flag wants it.
+const trust = tls
+  ? ['--ignore-certificate-errors-spki-list=' + createHash('sha256')
+      .update(new X509Certificate(tls.cert).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64')]
+  : [];
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
@@ -56,6 +74,7 @@ const browser = await chromium.launch({
     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
     // Plain host candidates instead of mDNS names, so nothing is multicast on the network.
     '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ...trust,
   ],
 });
 
