@@ -1035,7 +1035,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__serve)
-            opts="-h --listen --reservation-ttl --max-connections --max-connections-per-ip --tls-cert --tls-key --etcd --prefix --connect-timeout --config --help"
+            opts="-h --listen --reservation-ttl --max-connections --max-connections-per-ip --client-timeout --tls-cert --tls-key --etcd --prefix --connect-timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1054,6 +1054,10 @@ _ionctl() {
                     return 0
                     ;;
                 --max-connections-per-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -86,6 +86,7 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l listen -d 'Addre
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l reservation-ttl -d 'How long a reservation holds if nobody joins' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l max-connections -d 'Gateway client connections at most [default: [gateway] max_connections, 10000]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l max-connections-per-ip -d 'Gateway client connections from one IP address at most [default: [gateway] max_connections_per_ip, 100]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l client-timeout -d 'Close a gateway client silent this long, pongs included [default: [gateway] client_timeout, 30s]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l tls-cert -d 'PEM certificate chain: serve HTTPS and wss:// with it (reloaded when the file changes)' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l tls-key -d 'PEM private key of --tls-cert' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r

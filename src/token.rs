@@ -170,10 +170,15 @@ fn issue_as(
         iat: unix_secs(now),
         exp: unix_secs(now + ttl),
     };
+    sign(secret, &claims)
+}
+
+/// `claims` as an HS256 JWT signed with `secret`.
+fn sign(secret: &JoinSecret, claims: &impl Serialize) -> String {
     // HMAC signing of serialisable claims cannot fail: any key length is valid for HS256.
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
-        &claims,
+        claims,
         &EncodingKey::from_secret(&secret.0),
     )
     .expect("HS256 signing does not fail")
@@ -195,12 +200,7 @@ pub fn issue_client(
         iat: unix_secs(now),
         exp: unix_secs(now + ttl),
     };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(&secret.0),
-    )
-    .expect("HS256 signing does not fail")
+    sign(secret, &claims)
 }
 
 /// Checks a client token's signature, issuer and expiry at `now`; the session it names is the

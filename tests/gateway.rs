@@ -505,3 +505,216 @@ async fn tls_certificates_are_rotated_without_dropping_connections() {
         .expect("the connection opened before the rotation is still up");
     assert_eq!(answer.status(), 200);
 }
+
+/// One `join` → answer round trip over a fresh WebSocket to `url`, from the send to the
+/// reply.
+async fn join_round_trip(url: &str, sid: &str, uid: &str) -> Duration {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connected");
+    let join = harness::placeholder_join(sid, uid).to_string();
+    let sent = std::time::Instant::now();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(join))
+        .await
+        .expect("sent");
+    loop {
+        match ws.next().await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                let reply: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if reply.get("id").is_some() {
+                    assert!(reply.get("result").is_some(), "{reply}");
+                    let elapsed = sent.elapsed();
+                    let _ = ws.close(None).await;
+                    return elapsed;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no answer to the join: {other:?}"),
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at].as_secs_f64() * 1000.0
+}
+
+/// Not a test: the gateway's cost, run by `scripts/bench-gateway`. (1) `join` → answer
+/// through the gateway against straight to the agent, alternated in one run
+/// (`ION_BENCH_JOINS` each, default 200), into a session that exists, so no placement commit
+/// is timed. (2) `ION_BENCH_IDLE` (default 1000) clients joined through the gateway and then
+/// idle: the gateway's RSS and CPU over 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; run scripts/bench-gateway"]
+async fn gateway_cost_against_joining_the_agent_directly() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (joins, idle) = (env("ION_BENCH_JOINS", 200), env("ION_BENCH_IDLE", 1000));
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("gateway-bench");
+    let store = etcd.store(&prefix).await;
+    let spec = AgentSpec::new("gw-bench-1").set("auth", "secret", SECRET);
+    let agent = AgentProcess::start(&etcd, &prefix, spec);
+    wait_for("the agent to register", Duration::from_secs(15), || async {
+        store
+            .get::<NodeRecord>(&store.keys().node("gw-bench-1"))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let cap = (idle + 10).to_string();
+    let gateway = ServeProcess::start_with(
+        &etcd,
+        &prefix,
+        &[("IONCTL_JOIN_SECRET", SECRET)],
+        &["--max-connections-per-ip", &cap],
+    )
+    .await;
+    let grant = ClientGrant {
+        sid: "bench".to_owned(),
+        // Placed once; the agent admits joins beyond the placed size.
+        class: Some(SessionClass::Group),
+        size: Some(6),
+        role: None,
+    };
+    let secret = JoinSecret::new(SECRET).expect("a long secret");
+    let token = issue_client(
+        &secret,
+        &grant,
+        SystemTime::now(),
+        Duration::from_secs(3600),
+    );
+    let via_gateway = format!("ws://127.0.0.1:{}/ws?access_token={token}", gateway.port);
+    let direct = format!("ws://127.0.0.1:{}/ws", agent.port);
+    // The first join places the session; it is not timed.
+    join_round_trip(&via_gateway, "bench", "warm").await;
+    let (mut through, mut straight) = (Vec::new(), Vec::new());
+    for i in 0..joins {
+        through.push(join_round_trip(&via_gateway, "bench", &format!("g{i}")).await);
+        straight.push(join_round_trip(&direct, "bench", &format!("d{i}")).await);
+    }
+    through.sort();
+    straight.sort();
+    let row = |name: &str, sorted: &[Duration]| {
+        println!(
+            "{name:<16} p50 {:>6.2} ms  p99 {:>6.2} ms",
+            percentile(sorted, 0.5),
+            percentile(sorted, 0.99)
+        );
+    };
+    println!("join -> answer, {joins} each, alternated:");
+    row("agent directly", &straight);
+    row("through gateway", &through);
+    println!(
+        "ratio p50 {:.2}x  p99 {:.2}x",
+        percentile(&through, 0.5) / percentile(&straight, 0.5),
+        percentile(&through, 0.99) / percentile(&straight, 0.99)
+    );
+
+    let pid = gateway.pid();
+    let rss_before = ion_cluster::loadtest::agent_cpu::rss_bytes(pid).expect("the gateway's RSS");
+    let mut open = Vec::new();
+    for i in 0..idle {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let (mut ws, _) = tokio_tungstenite::connect_async(via_gateway.as_str())
+            .await
+            .expect("connected");
+        let join = harness::placeholder_join("bench", &format!("idle{i}")).to_string();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(join))
+            .await
+            .expect("sent");
+        let _answer = ws.next().await;
+        open.push(ws);
+    }
+    let cpu0 = ion_cluster::loadtest::agent_cpu::process_cpu_seconds(Some(pid)).expect("CPU");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu = ion_cluster::loadtest::agent_cpu::process_cpu_seconds(Some(pid)).expect("CPU") - cpu0;
+    let rss = ion_cluster::loadtest::agent_cpu::rss_bytes(pid).expect("the gateway's RSS");
+    let metrics = harness::http_get(gateway.port, "/metrics").await;
+    let still_open = harness::sample(&metrics, "ionctl_gateway_connections").unwrap_or(0.0);
+    println!(
+        "{still_open} of {idle} idle proxied connections still open at the end (the agent drops \
+         a participant that never connects after 30 s)"
+    );
+    println!(
+        "{idle} idle proxied connections: gateway RSS {:.1} MiB ({:.1} MiB before, {:.1} KiB \
+         each), CPU {:.2}% of a core over 10 s",
+        rss as f64 / 1048576.0,
+        rss_before as f64 / 1048576.0,
+        (rss.saturating_sub(rss_before)) as f64 / 1024.0 / idle.max(1) as f64,
+        cpu / 10.0 * 100.0
+    );
+    drop(open);
+}
+
+/// A client that vanishes without closing (it stops reading, so it answers no ping): the
+/// gateway closes it after `--client-timeout` and its node connection with it, so the
+/// participant leaves the node (the node cannot tell by itself: the gateway answers its
+/// pings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_client_is_closed_and_leaves_its_node() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("gateway-silent");
+    let store = etcd.store(&prefix).await;
+    let spec = AgentSpec::new("gw-silent-1").set("auth", "secret", SECRET);
+    let _agent = AgentProcess::start(&etcd, &prefix, spec);
+    wait_for("the agent to register", Duration::from_secs(15), || async {
+        store
+            .get::<NodeRecord>(&store.keys().node("gw-silent-1"))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let gateway = ServeProcess::start_with(
+        &etcd,
+        &prefix,
+        &[("IONCTL_JOIN_SECRET", SECRET)],
+        &["--client-timeout", "2s"],
+    )
+    .await;
+    let url = format!(
+        "ws://127.0.0.1:{}/ws?access_token={}",
+        gateway.port,
+        client_token("silent")
+    );
+    let mut raw = RawSignal::connect(&url).await.expect("upgraded");
+    raw.send_text(harness::placeholder_join("silent", "ghost").to_string())
+        .await
+        .expect("sent");
+    let reply = raw.next(Duration::from_secs(10)).await.expect("the answer");
+    assert!(
+        matches!(&reply, Reply::Json(r) if r.get("result").is_some()),
+        "{reply:?}"
+    );
+    let key = store.keys().session("silent");
+    assert!(
+        store
+            .get::<SessionRecord>(&key)
+            .await
+            .expect("etcd")
+            .is_some()
+    );
+    // From here the client reads nothing, so it answers no ping.
+    wait_for(
+        "the node to see the vanished client leave (its session key deleted)",
+        Duration::from_secs(15),
+        || async {
+            store
+                .get::<SessionRecord>(&key)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    drop(raw);
+}

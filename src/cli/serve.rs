@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// max_connections_per_ip, 100].
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+    /// Close a gateway client silent this long, pongs included [default: [gateway]
+    /// client_timeout, 30s].
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub client_timeout: Option<Duration>,
     /// PEM certificate chain: serve HTTPS and wss:// with it (reloaded when the file
     /// changes).
     #[arg(
@@ -54,6 +58,15 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
             "no join secret: answers carry no token; set [auth] secret or IONCTL_JOIN_SECRET"
         );
     }
+    let client_timeout = args
+        .client_timeout
+        .unwrap_or(context.gateway.client_timeout);
+    if client_timeout < Duration::from_secs(1) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--client-timeout {} is too short for a client to answer a ping; use at least 1s",
+            humantime::format_duration(client_timeout)
+        )));
+    }
     let store = context.store().await?;
     let options = PlacerOptions {
         policy: context.policy.clone(),
@@ -68,7 +81,10 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
         token_ttl: context.auth.token_ttl,
         metrics: install_metrics(),
         load_rules: context.policy.load_rules(),
-        gateway: context.gateway.clone(),
+        gateway: crate::gateway::GatewayOptions {
+            client_timeout,
+            ..context.gateway.clone()
+        },
         connections: ConnectionLimits::new(Limits {
             total: args
                 .max_connections

@@ -34,6 +34,10 @@ use crate::token::{self, TokenError};
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// The largest message either side may send, as the agent's own limit.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Read buffer of each of a proxied connection's two WebSockets. The default, 128 KiB, made
+/// an idle proxied client cost 270 KiB; signaling messages are a few KiB, and a larger one
+/// is read in several chunks.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// How long the node's WebSocket may take to open.
 const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -53,6 +57,11 @@ pub struct GatewayOptions {
     /// Open client connections at most, in all and from one IP address.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// A client that sends nothing, not even a pong to the gateway's pings, this long is
+    /// closed, and its node connection with it. The gateway must check this itself: it
+    /// answers the node's pings, so the node can no longer tell a vanished client.
+    #[serde(with = "humantime_serde")]
+    pub client_timeout: Duration,
 }
 
 impl Default for GatewayOptions {
@@ -62,6 +71,7 @@ impl Default for GatewayOptions {
             default_size: 10,
             max_connections: 10_000,
             max_connections_per_ip: 100,
+            client_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -125,6 +135,7 @@ pub async fn upgrade(
     };
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             serve(socket, state, claims, role).await;
             drop(slot);
@@ -158,7 +169,8 @@ async fn serve(
                             .increment(1);
                         metrics::histogram!("ionctl_gateway_node_connect_seconds")
                             .record(started.elapsed().as_secs_f64());
-                        pipe::both_ways(&mut client, upstream, &node.id).await
+                        let timeout = state.gateway.client_timeout;
+                        pipe::both_ways(&mut client, upstream, &node.id, timeout).await
                     }
                 },
             }

@@ -1,8 +1,13 @@
 //! The proxy proper: every message from the client to its node and back, unchanged, until
-//! either side closes; the other side then gets the close and its reason.
+//! either side closes; the other side then gets the close and its reason. The gateway pings
+//! the client itself and ends a client silent for the timeout: it answers the node's pings,
+//! so the node cannot tell.
+
+use std::time::Duration;
 
 use axum::extract::ws::{Message as ClientMessage, WebSocket};
 use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as NodeMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as NodeClose;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -12,10 +17,37 @@ use super::{CLOSE_ERROR, CLOSE_POLICY, CLOSE_TOO_BIG, MAX_MESSAGE_BYTES};
 
 /// Pipes until one side ends; returns the close to give the client (the node's own close
 /// code and reason when it closed).
-pub async fn both_ways(client: &mut WebSocket, mut node: Upstream, node_id: &str) -> (u16, String) {
+pub async fn both_ways(
+    client: &mut WebSocket,
+    mut node: Upstream,
+    node_id: &str,
+    client_timeout: Duration,
+) -> (u16, String) {
+    let mut ping = tokio::time::interval(client_timeout / 3);
+    let mut last_heard = Instant::now();
     loop {
         tokio::select! {
-            from_client = client.recv() => match from_client {
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= client_timeout {
+                    let reason = format!(
+                        "no message or pong from the client for {}s",
+                        client_timeout.as_secs()
+                    );
+                    let _ = node
+                        .close(Some(NodeClose {
+                            code: CloseCode::Away,
+                            reason: reason.clone().into(),
+                        }))
+                        .await;
+                    return (CLOSE_POLICY, reason);
+                }
+                let _ = client.send(ClientMessage::Ping(Default::default())).await;
+            }
+            from_client = client.recv() => {
+                if let Some(Ok(_)) = &from_client {
+                    last_heard = Instant::now();
+                }
+                match from_client {
                 Some(Ok(ClientMessage::Text(text))) => {
                     if text.len() > MAX_MESSAGE_BYTES {
                         return (CLOSE_TOO_BIG, format!("message over {MAX_MESSAGE_BYTES} bytes"));
@@ -38,6 +70,7 @@ pub async fn both_ways(client: &mut WebSocket, mut node: Upstream, node_id: &str
                         }))
                         .await;
                     return (1000, "bye".to_owned());
+                }
                 }
             },
             from_node = node.next() => match from_node {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::api::{ApiState, PlaceAnswer};
@@ -105,7 +106,12 @@ pub async fn to_node(
 
 /// Opens the node's signaling WebSocket and sends it the join.
 pub async fn connect(node: &NodeTarget, join: &str) -> Result<Upstream, String> {
-    let connecting = tokio_tungstenite::connect_async(node.signal_url.as_str());
+    let config = WebSocketConfig::default()
+        .read_buffer_size(super::READ_BUFFER_BYTES)
+        .max_message_size(Some(super::MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(super::MAX_MESSAGE_BYTES));
+    let connecting =
+        tokio_tungstenite::connect_async_with_config(node.signal_url.as_str(), Some(config), false);
     let (mut upstream, _) = tokio::time::timeout(super::NODE_CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| {
