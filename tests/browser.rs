@@ -239,21 +239,12 @@ async fn ion_sdk_js_over_https_uses_the_cluster_through_one_wss_url() {
         .await;
     }
     let dir = tempfile::tempdir().expect("a temp dir");
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-        .expect("a test certificate");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).expect("writing the certificate");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("writing the key");
+    let certificate = harness::TestCertificate::write(dir.path());
     let gateway = harness::ServeProcess::start_with(
         &etcd,
         &prefix,
         &[("IONCTL_JOIN_SECRET", SECRET)],
-        &[
-            "--tls-cert",
-            cert.to_str().expect("a UTF-8 path"),
-            "--tls-key",
-            key.to_str().expect("a UTF-8 path"),
-        ],
+        &certificate.serve_args(),
     )
     .await;
     let grant = ion_cluster::token::ClientGrant {
@@ -276,8 +267,8 @@ async fn ion_sdk_js_over_https_uses_the_cluster_through_one_wss_url() {
         "plain",
         &url,
         &[
-            ("ION_TEST_TLS_CERT", cert.as_os_str()),
-            ("ION_TEST_TLS_KEY", key.as_os_str()),
+            ("ION_TEST_TLS_CERT", certificate.cert.as_os_str()),
+            ("ION_TEST_TLS_KEY", certificate.key.as_os_str()),
         ],
     )
     .await;

@@ -7,8 +7,8 @@ mod harness;
 use std::time::{Duration, SystemTime};
 
 use harness::{
-    AgentProcess, AgentSpec, Etcd, JoinConfig, Kind, Media, Peer, RawSignal, Reply, ServeProcess,
-    unique_prefix, wait_for,
+    AgentProcess, AgentSpec, Etcd, JoinConfig, Media, Peer, RawSignal, Reply, ServeProcess,
+    TestCertificate, unique_prefix, wait_for,
 };
 use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord};
 use ion_cluster::store::Store;
@@ -92,21 +92,6 @@ async fn join(url: &str, sid: &str, uid: &str) -> Peer {
         .unwrap_or_else(|e| panic!("{uid} joining {sid} through the gateway: {e:#}"))
 }
 
-/// Waits until `peer` receives flowing audio and video from `uid`.
-async fn wait_flowing(peer: &Peer, uid: &str) {
-    let what = format!("{} to receive audio and video from {uid}", peer.uid);
-    wait_for(&what, Duration::from_secs(20), || async {
-        let tracks = peer.tracks_from(uid);
-        let flowing = |kind| {
-            tracks
-                .iter()
-                .any(|t| t.kind == kind && t.flowing(Duration::from_millis(500)))
-        };
-        (flowing(Kind::Audio) && flowing(Kind::Video)).then_some(())
-    })
-    .await;
-}
-
 /// Two gateway replicas: peers of one session, each through its own replica, land on the
 /// same node (the second finds the session the first placed) and receive each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,8 +102,8 @@ async fn peers_through_two_gateway_replicas_meet_on_one_node() {
     alice.publish(Media::BOTH).await.expect("alice publishes");
     let bob = join(&cluster.url(1, &token), "room", "bob").await;
     bob.publish(Media::BOTH).await.expect("bob publishes");
-    wait_flowing(&alice, "bob").await;
-    wait_flowing(&bob, "alice").await;
+    alice.wait_flowing_from("bob").await;
+    bob.wait_flowing_from("alice").await;
     let record = cluster
         .session("room")
         .await
@@ -148,7 +133,7 @@ async fn bad_clients_get_clear_errors_and_a_healthy_session_keeps_flowing() {
     let alice = join(&cluster.url(0, &token), "healthy", "alice").await;
     alice.publish(Media::BOTH).await.expect("alice publishes");
     let bob = join(&cluster.url(0, &token), "healthy", "bob").await;
-    wait_flowing(&bob, "alice").await;
+    bob.wait_flowing_from("alice").await;
     let port = cluster.gateways[0].port;
 
     // Refused before the upgrade (and before etcd): no token, a forged one, an expired one.
@@ -297,7 +282,7 @@ async fn a_rejoin_after_the_node_died_lands_on_a_healthy_node() {
         .await
         .expect("alice publishes again");
     let bob = join(&url, "call", "bob").await;
-    wait_flowing(&bob, "alice").await;
+    bob.wait_flowing_from("alice").await;
     let record = cluster.session("call").await.expect("placed again");
     assert_ne!(record.node, dead, "placed on the dead node: {record:?}");
 }
@@ -421,21 +406,11 @@ async fn connections_from_one_address_are_capped() {
     .await;
 }
 
-/// A self-signed certificate for 127.0.0.1, written as PEM files into `dir`.
-fn write_certificate(dir: &std::path::Path) -> reqwest::Certificate {
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-        .expect("a test certificate");
-    let pem = certified.cert.pem();
-    // Written whole and then renamed, as a rotation tool would, so no reader sees half a file.
-    for (name, text) in [
-        ("cert.pem", pem.clone()),
-        ("key.pem", certified.signing_key.serialize_pem()),
-    ] {
-        let partial = dir.join(format!("{name}.new"));
-        std::fs::write(&partial, text).expect("writing a PEM file");
-        std::fs::rename(&partial, dir.join(name)).expect("renaming a PEM file");
-    }
-    reqwest::Certificate::from_pem(pem.as_bytes()).expect("a PEM certificate")
+/// A new certificate in `dir`, and the root a client trusts it by.
+fn write_certificate(dir: &std::path::Path) -> (TestCertificate, reqwest::Certificate) {
+    let written = TestCertificate::write(dir);
+    let root = reqwest::Certificate::from_pem(written.pem.as_bytes()).expect("a PEM certificate");
+    (written, root)
 }
 
 fn trusting(root: reqwest::Certificate) -> reqwest::Client {
@@ -455,19 +430,12 @@ async fn tls_certificates_are_rotated_without_dropping_connections() {
     let etcd = Etcd::start().await;
     let prefix = unique_prefix("gateway-tls");
     let dir = tempfile::tempdir().expect("a temp dir");
-    let old = write_certificate(dir.path());
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
+    let (files, old) = write_certificate(dir.path());
     let gateway = ServeProcess::start_with(
         &etcd,
         &prefix,
         &[("IONCTL_JOIN_SECRET", SECRET)],
-        &[
-            "--tls-cert",
-            cert.to_str().expect("a UTF-8 path"),
-            "--tls-key",
-            key.to_str().expect("a UTF-8 path"),
-        ],
+        &files.serve_args(),
     )
     .await;
     let healthz = format!("{}/healthz", gateway.base_url());
@@ -480,7 +448,7 @@ async fn tls_certificates_are_rotated_without_dropping_connections() {
         .expect("HTTPS with the first certificate");
     assert_eq!(answer.status(), 200);
 
-    let new = write_certificate(dir.path());
+    let (_, new) = write_certificate(dir.path());
     wait_for(
         "new connections to get the new certificate",
         Duration::from_secs(15),

@@ -138,21 +138,6 @@ fn packets_out(metrics: &str) -> f64 {
         .expect("the agent's outbound packet counter")
 }
 
-/// Waits until `peer` receives flowing audio and video from `uid`.
-async fn wait_flowing(peer: &Peer, uid: &str) {
-    let what = format!("{} to receive audio and video from {uid}", peer.uid);
-    wait_for(&what, Duration::from_secs(20), || async {
-        let tracks = peer.tracks_from(uid);
-        let flowing = |kind| {
-            tracks
-                .iter()
-                .any(|t| t.kind == kind && t.flowing(Duration::from_millis(500)))
-        };
-        (flowing(Kind::Audio) && flowing(Kind::Video)).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_on_an_edge_receive_the_origin_s_publisher_over_one_relay() {
     let cluster = Cluster::start("relay-fanout", &["origin-1", "edge-1"]).await;
@@ -167,7 +152,7 @@ async fn viewers_on_an_edge_receive_the_origin_s_publisher_over_one_relay() {
         join(edge, "live", "v2").await,
     ];
     for viewer in &viewers {
-        wait_flowing(viewer, "alice").await;
+        viewer.wait_flowing_from("alice").await;
     }
 
     // A window of numbered packets, and what each node sent meanwhile.
@@ -366,7 +351,7 @@ async fn a_relay_without_the_cluster_s_signature_opens_nothing() {
 /// Receives at least 95% of each of `from`'s audio and video packets over 3 s.
 async fn receives_from(viewer: &Peer, publisher: &Peer) {
     let uid = publisher.uid.as_str();
-    wait_flowing(viewer, uid).await;
+    viewer.wait_flowing_from(uid).await;
     let start = [publisher.sent(Kind::Audio), publisher.sent(Kind::Video)];
     tokio::time::sleep(Duration::from_secs(3)).await;
     let end = [publisher.sent(Kind::Audio), publisher.sent(Kind::Video)];
@@ -569,7 +554,7 @@ async fn a_killed_edge_s_relay_is_dropped_and_its_viewers_resume_on_another_edge
     let alice = join(cluster.node("origin-1"), "show", "alice").await;
     alice.publish(Media::BOTH).await.expect("alice publishes");
     let viewer = join(cluster.node("edge-1"), "show", "viewer").await;
-    wait_flowing(&viewer, "alice").await;
+    viewer.wait_flowing_from("alice").await;
     assert!(
         cluster
             .node("origin-1")
@@ -674,7 +659,7 @@ async fn the_origin_dying_ends_the_session_on_its_edges_with_a_reason() {
     let alice = join(cluster.node("origin-1"), "doomed", "alice").await;
     alice.publish(Media::BOTH).await.expect("alice publishes");
     let viewer = join(cluster.node("edge-1"), "doomed", "viewer").await;
-    wait_flowing(&viewer, "alice").await;
+    viewer.wait_flowing_from("alice").await;
 
     cluster.node_mut("origin-1").kill9();
     // The record goes with the origin's lease (TTL 10 s); the edge reads it every 3 s.
@@ -742,7 +727,7 @@ async fn relay_cost_against_a_local_viewer() {
     // One viewer alone pays what the first subscriber of a track pays (a send call per
     // packet); the next ones share it. A relay is a first subscriber too.
     let single = join(origin, "bench", "single").await;
-    wait_flowing(&single, "host").await;
+    single.wait_flowing_from("host").await;
     let (with_one, ..) = origin_cpu(origin, window).await;
     single.close().await;
     drop(single);
@@ -752,7 +737,7 @@ async fn relay_cost_against_a_local_viewer() {
         local.push(join(origin, "bench", &format!("local-{i}")).await);
     }
     for viewer in &local {
-        wait_flowing(viewer, "host").await;
+        viewer.wait_flowing_from("host").await;
     }
     let (with_local, local_in, local_out) = origin_cpu(origin, window).await;
     for viewer in &local {
@@ -765,7 +750,7 @@ async fn relay_cost_against_a_local_viewer() {
         remote.push(join(edge, "bench", &format!("remote-{i}")).await);
     }
     for viewer in &remote {
-        wait_flowing(viewer, "host").await;
+        viewer.wait_flowing_from("host").await;
     }
     let (with_relay, relay_in, relay_out) = origin_cpu(origin, window).await;
     let mut worst = 1.0f64;
@@ -894,7 +879,7 @@ async fn a_draining_edge_keeps_taking_viewers_of_the_session_it_relays() {
     let host = join(origin, "running", "host").await;
     host.publish(Media::BOTH).await.expect("publishing");
     let first = join(edge, "running", "first").await;
-    wait_flowing(&first, "host").await;
+    first.wait_flowing_from("host").await;
 
     let endpoint = cluster._etcd.endpoint();
     let drained = harness::ionctl(&[

@@ -23,7 +23,7 @@ pub use ion_cluster::protocol::{JoinConfig, VideoLayer};
 pub use local::LocalAgents;
 pub use peer::{AUDIO_PPS, Kind, Media, Peer, RawSignal, RemoteTrack, Reply, RpcError, VIDEO_FPS};
 pub use probe::{cpu_seconds, http_get, sample};
-pub use serve::ServeProcess;
+pub use serve::{ServeProcess, TestCertificate};
 pub use signal::{TokenIn, join_with_placeholder_offer, join_with_token, placeholder_join};
 
 use std::future::Future;

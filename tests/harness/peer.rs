@@ -306,6 +306,21 @@ impl Peer {
             .collect()
     }
 
+    /// Waits (at most 20 s) until this peer receives flowing audio and video from `uid`.
+    pub async fn wait_flowing_from(&self, uid: &str) {
+        let what = format!("{} to receive audio and video from {uid}", self.uid);
+        super::wait_for(&what, Duration::from_secs(20), || async {
+            let tracks = self.tracks_from(uid);
+            let flowing = |kind| {
+                tracks
+                    .iter()
+                    .any(|t| t.kind == kind && t.flowing(Duration::from_millis(500)))
+            };
+            (flowing(Kind::Audio) && flowing(Kind::Video)).then_some(())
+        })
+        .await;
+    }
+
     /// Stamps received so far on the live video tracks from `stream_id`, by the publisher's
     /// stamp index: with simulcast, which layers arrived and how much of each.
     pub fn video_layers_from(&self, stream_id: &str) -> BTreeMap<u32, u64> {

@@ -5,6 +5,44 @@ use std::time::Duration;
 
 use super::{Etcd, free_port, wait_for};
 
+/// A self-signed certificate for 127.0.0.1 in PEM files, for `serve --tls-cert --tls-key`.
+pub struct TestCertificate {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// The certificate's PEM text.
+    pub pem: String,
+}
+
+impl TestCertificate {
+    /// Writes a new one as `cert.pem` and `key.pem` in `dir`, replacing what is there: each
+    /// file is written whole and renamed into place, as a rotation tool would.
+    pub fn write(dir: &std::path::Path) -> TestCertificate {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .expect("a test certificate");
+        let pem = certified.cert.pem();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        for (path, text) in [
+            (&cert, pem.clone()),
+            (&key, certified.signing_key.serialize_pem()),
+        ] {
+            let partial = path.with_extension("new");
+            std::fs::write(&partial, text).expect("writing a PEM file");
+            std::fs::rename(&partial, path).expect("renaming a PEM file");
+        }
+        TestCertificate { cert, key, pem }
+    }
+
+    /// The `serve` arguments that use it.
+    pub fn serve_args(&self) -> [&str; 4] {
+        [
+            "--tls-cert",
+            self.cert.to_str().expect("a UTF-8 path"),
+            "--tls-key",
+            self.key.to_str().expect("a UTF-8 path"),
+        ]
+    }
+}
+
 pub struct ServeProcess {
     child: Child,
     log: tempfile::NamedTempFile,
