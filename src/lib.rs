@@ -39,5 +39,6 @@ pub mod protocol;
 pub mod provider;
 pub mod store;
 pub mod text;
+pub mod tls;
 pub mod token;
 pub mod tui;

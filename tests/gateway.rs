@@ -686,3 +686,42 @@ async fn a_vanished_client_is_closed_and_leaves_its_node() {
     .await;
     drop(raw);
 }
+
+/// An agent alone (a one-node set-up) serves its signaling port over TLS with `[signal]
+/// tls_cert` and `tls_key`, and registers a `wss://` signal URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_serves_its_signaling_port_over_tls() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("agent-tls");
+    let store = etcd.store(&prefix).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (files, root) = write_certificate(dir.path());
+    let spec = AgentSpec::new("tls-node")
+        .set("signal", "tls_cert", files.cert.to_str().expect("UTF-8"))
+        .set("signal", "tls_key", files.key.to_str().expect("UTF-8"));
+    let agent = AgentProcess::start(&etcd, &prefix, spec);
+    let record = wait_for("the agent to register", Duration::from_secs(15), || async {
+        store
+            .get::<NodeRecord>(&store.keys().node("tls-node"))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert!(
+        record.signal_url.starts_with("wss://"),
+        "{}",
+        record.signal_url
+    );
+    let metrics = trusting(root)
+        .get(format!("https://127.0.0.1:{}/metrics", agent.port))
+        .send()
+        .await
+        .expect("HTTPS on the signaling port");
+    assert_eq!(metrics.status(), 200);
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/metrics", agent.port)).await;
+    assert!(
+        plain.is_err() || !plain.expect("checked").status().is_success(),
+        "plain HTTP must not be served beside TLS"
+    );
+}

@@ -112,6 +112,11 @@ pub struct SignalConfig {
     /// A participant whose WebSocket stays silent this long (no message, no pong) is removed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// PEM certificate chain and private key: serve `https`/`wss` on the signaling port
+    /// (reloaded when the files change). For one-node set-ups; in a cluster the gateway
+    /// (`ionctl serve --tls-cert`) terminates TLS and the agents stay on the internal network.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for SignalConfig {
@@ -123,6 +128,8 @@ impl Default for SignalConfig {
             max_message_bytes: 64 * 1024,
             max_errors: 5,
             idle_timeout: Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -307,6 +314,9 @@ impl AgentConfig {
         if self.signal.max_message_bytes < 1024 {
             bail!("[signal] max_message_bytes{at} must be at least 1024");
         }
+        if self.signal.tls_cert.is_some() != self.signal.tls_key.is_some() {
+            bail!("[signal] tls_cert and tls_key{at} go together: set both, or neither");
+        }
         if self.webrtc.bind.is_unspecified()
             && self.webrtc.nat1to1.is_empty()
             && self.webrtc.ice_servers.is_empty()
@@ -369,10 +379,15 @@ impl AgentConfig {
     pub fn signal_url(&self) -> String {
         let host = &self.signal.public_host;
         let port = self.signal.listen.port();
-        if host.contains(':') {
-            format!("ws://[{host}]:{port}/ws")
+        let scheme = if self.signal.tls_cert.is_some() {
+            "wss"
         } else {
-            format!("ws://{host}:{port}/ws")
+            "ws"
+        };
+        if host.contains(':') {
+            format!("{scheme}://[{host}]:{port}/ws")
+        } else {
+            format!("{scheme}://{host}:{port}/ws")
         }
     }
 }

@@ -170,7 +170,15 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         node_id: config.cluster.node_id.clone(),
         join_secret: config.join_secret(),
     });
-    let server = tokio::spawn(signaling::serve(listener, context, shutdown.clone()));
+    let tls = match (&config.signal.tls_cert, &config.signal.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ion_cluster::tls::load_and_watch(cert.clone(), key.clone())
+                .await
+                .context("[signal] tls_cert, tls_key")?,
+        ),
+        _ => None,
+    };
+    let server = tokio::spawn(signaling::serve(listener, context, tls, shutdown.clone()));
     Reporter::new(
         &config,
         identity,

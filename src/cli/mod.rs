@@ -18,7 +18,6 @@ mod providers;
 mod serve;
 mod sessions;
 mod spawn;
-mod tls;
 mod token;
 mod top;
 mod values;

@@ -109,9 +109,9 @@ pub async fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
             .context("the HTTP server failed")
             .map_err(CliError::other);
     };
-    let config = super::tls::load_and_watch(cert, key)
+    let config = crate::tls::load_and_watch(cert, key)
         .await
-        .map_err(CliError::usage)?;
+        .map_err(|e| CliError::usage(e.context("--tls-cert, --tls-key")))?;
     tracing::info!(%local, "serving over TLS");
     eprintln!("listening on https://{local}");
     let handle = axum_server::Handle::new();

@@ -77,16 +77,32 @@ async fn metrics(State(context): State<Arc<SignalContext>>) -> impl IntoResponse
     )
 }
 
-/// Serves until `shutdown` flips.
+/// Serves until `shutdown` flips: over TLS with `tls` (the loaded `[signal] tls_cert` and
+/// `tls_key`), else plain.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     context: Arc<SignalContext>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(context))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
+    let app = router(context);
+    let Some(tls) = tls else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await?;
+        return Ok(());
+    };
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(3)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)
+        .handle(handle)
+        .serve(app.into_make_service())
         .await?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! TLS for `ionctl serve`: the certificate chain and key from PEM files, reloaded when either
-//! file changes. A reload swaps the configuration new handshakes use; connections already open
+//! TLS for `ionctl serve` and the agent's signaling port: the certificate chain and key from
+//! PEM files, reloaded when either file changes. A reload swaps the configuration new handshakes use; connections already open
 //! keep theirs, so rotating a certificate drops nobody.
 
 use std::path::{Path, PathBuf};
@@ -13,12 +13,13 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Loads `cert` and `key`, and keeps reloading them when they change.
 pub async fn load_and_watch(cert: PathBuf, key: PathBuf) -> anyhow::Result<RustlsConfig> {
+    crate::compute::install_crypto_provider();
     let config = RustlsConfig::from_pem_file(&cert, &key)
         .await
         .with_context(|| {
             format!(
-                "cannot use {} and {} for TLS (--tls-cert, --tls-key: a PEM certificate chain \
-                 and its PEM private key)",
+                "cannot use {} and {} for TLS (a PEM certificate chain and its PEM private \
+                 key)",
                 cert.display(),
                 key.display()
             )
