@@ -106,24 +106,19 @@ pub async fn upgrade(
                 .to_owned(),
         );
     };
-    let claims =
-        match token::verify_client(&secret, query.access_token.as_deref(), SystemTime::now()) {
-            Ok(claims) => claims,
-            Err(TokenError::Missing) => {
-                return refuse(
-                StatusCode::UNAUTHORIZED,
-                "no client token: connect to /ws?access_token=TOKEN with a token from your back \
-                 end (ion_cluster::token::issue_client, or `ionctl token issue`)"
-                    .to_owned(),
-            );
-            }
-            Err(error) => {
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    format!("client token refused: {error}"),
-                );
-            }
-        };
+    let checked = token::verify_client(&secret, query.access_token.as_deref(), SystemTime::now());
+    let claims = match checked {
+        Ok(claims) => claims,
+        Err(TokenError::Missing) => {
+            let why = "no client token: connect to /ws?access_token=TOKEN with a token from \
+                       your back end (ion_cluster::token::issue_client, or `ionctl token issue`)";
+            return refuse(StatusCode::UNAUTHORIZED, why.to_owned());
+        }
+        Err(error) => {
+            let why = format!("client token refused: {error}");
+            return refuse(StatusCode::UNAUTHORIZED, why);
+        }
+    };
     let role = claims.role.or(query.role).unwrap_or_default();
     let ws = match ws {
         Ok(ws) => ws,

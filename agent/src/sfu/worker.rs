@@ -32,14 +32,6 @@ use super::{Command, LayerPreference, PeerEvent, SfuError, Target, VideoLayer};
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// The layers a subscriber can want, in [`layer_index`] order.
 const LAYERS: [VideoLayer; 3] = [VideoLayer::Low, VideoLayer::Medium, VideoLayer::High];
-
-fn layer_index(layer: VideoLayer) -> usize {
-    match layer {
-        VideoLayer::None | VideoLayer::Low => 0,
-        VideoLayer::Medium => 1,
-        VideoLayer::High => 2,
-    }
-}
 /// The loop wakes at least this often to expire dead participants.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Datagrams read in one go before the loop polls its peers again.
@@ -1239,6 +1231,15 @@ impl State {
         for (id, reason) in expired {
             self.remove(id, Some(&reason), counters);
         }
+    }
+}
+
+/// Where `layer` is in [`LAYERS`]; no video (`None`) is the caller's to honour.
+fn layer_index(layer: VideoLayer) -> usize {
+    match layer {
+        VideoLayer::None | VideoLayer::Low => 0,
+        VideoLayer::Medium => 1,
+        VideoLayer::High => 2,
     }
 }
 
