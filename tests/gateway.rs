@@ -26,6 +26,16 @@ struct Cluster {
 
 impl Cluster {
     async fn start(test: &str, agents: &[&str], gateways: usize) -> Cluster {
+        Self::start_with(test, agents, gateways, &[]).await
+    }
+
+    /// The same, with extra `ionctl serve` arguments for each gateway.
+    async fn start_with(
+        test: &str,
+        agents: &[&str],
+        gateways: usize,
+        serve_args: &[&str],
+    ) -> Cluster {
         let etcd = Etcd::start().await;
         let prefix = unique_prefix(test);
         let store = etcd.store(&prefix).await;
@@ -49,8 +59,8 @@ impl Cluster {
         }
         let mut started = Vec::new();
         for _ in 0..gateways {
-            started
-                .push(ServeProcess::start(&etcd, &prefix, &[("IONCTL_JOIN_SECRET", SECRET)]).await);
+            let env = [("IONCTL_JOIN_SECRET", SECRET)];
+            started.push(ServeProcess::start_with(&etcd, &prefix, &env, serve_args).await);
         }
         Cluster {
             gateways: started,
@@ -475,13 +485,17 @@ async fn tls_certificates_are_rotated_without_dropping_connections() {
 }
 
 /// One `join` → answer round trip over a fresh WebSocket to `url`, from the send to the
-/// reply.
-async fn join_round_trip(url: &str, sid: &str, uid: &str) -> Duration {
+/// reply; `token` is the join token, for a join straight to an agent.
+async fn join_round_trip(url: &str, sid: &str, uid: &str, token: Option<&str>) -> Duration {
     use futures_util::{SinkExt as _, StreamExt as _};
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connected");
-    let join = harness::placeholder_join(sid, uid).to_string();
+    let mut join = harness::placeholder_join(sid, uid);
+    if let Some(token) = token {
+        join["params"]["token"] = token.into();
+    }
+    let join = join.to_string();
     let sent = std::time::Instant::now();
     ws.send(tokio_tungstenite::tungstenite::Message::text(join))
         .await
@@ -523,27 +537,10 @@ async fn gateway_cost_against_joining_the_agent_directly() {
             .unwrap_or(default)
     };
     let (joins, idle) = (env("ION_BENCH_JOINS", 200), env("ION_BENCH_IDLE", 1000));
-    let etcd = Etcd::start().await;
-    let prefix = unique_prefix("gateway-bench");
-    let store = etcd.store(&prefix).await;
-    let spec = AgentSpec::new("gw-bench-1").set("auth", "secret", SECRET);
-    let agent = AgentProcess::start(&etcd, &prefix, spec);
-    wait_for("the agent to register", Duration::from_secs(15), || async {
-        store
-            .get::<NodeRecord>(&store.keys().node("gw-bench-1"))
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
     let cap = (idle + 10).to_string();
-    let gateway = ServeProcess::start_with(
-        &etcd,
-        &prefix,
-        &[("IONCTL_JOIN_SECRET", SECRET)],
-        &["--max-connections-per-ip", &cap],
-    )
-    .await;
+    let args = ["--max-connections-per-ip", &cap];
+    let cluster = Cluster::start_with("gateway-bench", &["gw-bench-1"], 1, &args).await;
+    let (agent, gateway) = (&cluster.agents[0], &cluster.gateways[0]);
     let grant = ClientGrant {
         sid: "bench".to_owned(),
         // Placed once; the agent admits joins beyond the placed size.
@@ -561,11 +558,19 @@ async fn gateway_cost_against_joining_the_agent_directly() {
     let via_gateway = format!("ws://127.0.0.1:{}/ws?access_token={token}", gateway.port);
     let direct = format!("ws://127.0.0.1:{}/ws", agent.port);
     // The first join places the session; it is not timed.
-    join_round_trip(&via_gateway, "bench", "warm").await;
+    join_round_trip(&via_gateway, "bench", "warm", None).await;
+    let node_token = ion_cluster::token::issue(
+        &secret,
+        "bench",
+        "gw-bench-1",
+        SystemTime::now(),
+        Duration::from_secs(3600),
+    );
     let (mut through, mut straight) = (Vec::new(), Vec::new());
     for i in 0..joins {
-        through.push(join_round_trip(&via_gateway, "bench", &format!("g{i}")).await);
-        straight.push(join_round_trip(&direct, "bench", &format!("d{i}")).await);
+        through.push(join_round_trip(&via_gateway, "bench", &format!("g{i}"), None).await);
+        let token = Some(node_token.as_str());
+        straight.push(join_round_trip(&direct, "bench", &format!("d{i}"), token).await);
     }
     through.sort();
     straight.sort();
@@ -627,31 +632,10 @@ async fn gateway_cost_against_joining_the_agent_directly() {
 /// pings).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_client_is_closed_and_leaves_its_node() {
-    let etcd = Etcd::start().await;
-    let prefix = unique_prefix("gateway-silent");
-    let store = etcd.store(&prefix).await;
-    let spec = AgentSpec::new("gw-silent-1").set("auth", "secret", SECRET);
-    let _agent = AgentProcess::start(&etcd, &prefix, spec);
-    wait_for("the agent to register", Duration::from_secs(15), || async {
-        store
-            .get::<NodeRecord>(&store.keys().node("gw-silent-1"))
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
-    let gateway = ServeProcess::start_with(
-        &etcd,
-        &prefix,
-        &[("IONCTL_JOIN_SECRET", SECRET)],
-        &["--client-timeout", "2s"],
-    )
-    .await;
-    let url = format!(
-        "ws://127.0.0.1:{}/ws?access_token={}",
-        gateway.port,
-        client_token("silent")
-    );
+    let args = ["--client-timeout", "2s"];
+    let cluster = Cluster::start_with("gateway-silent", &["gw-silent-1"], 1, &args).await;
+    let store = &cluster.store;
+    let url = cluster.url(0, &client_token("silent"));
     let mut raw = RawSignal::connect(&url).await.expect("upgraded");
     raw.send_text(harness::placeholder_join("silent", "ghost").to_string())
         .await
