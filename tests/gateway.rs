@@ -321,6 +321,13 @@ async fn a_join_no_node_can_take_gets_a_no_capacity_error() {
     .expect("the join is refused");
     assert!(format!("{error:#}").contains("no capacity"), "{error:#}");
     assert!(cluster.session("huge").await.is_none());
+    // The demand is written for the autoscaler, as `ionctl place` writes it.
+    let pending: Option<ion_cluster::model::PendingDemand> = cluster
+        .store
+        .get(&cluster.store.keys().pending("huge"))
+        .await
+        .expect("reading etcd");
+    assert_eq!(pending.map(|p| p.size), Some(300));
 }
 
 /// `ionctl token issue` prints a client token the gateway accepts; without a secret it says
