@@ -124,12 +124,7 @@ async fn peers_through_two_gateway_replicas_meet_on_one_node() {
         "{record:?}"
     );
     for peer in [&alice, &bob] {
-        assert!(
-            peer.problems().is_empty(),
-            "{}: {:?}",
-            peer.uid,
-            peer.problems()
-        );
+        peer.assert_no_problems();
     }
 }
 
@@ -252,7 +247,7 @@ async fn bad_clients_get_clear_errors_and_a_healthy_session_keeps_flowing() {
         (now > before + 20).then_some(())
     })
     .await;
-    assert!(bob.problems().is_empty(), "{:?}", bob.problems());
+    bob.assert_no_problems();
 }
 
 /// The session's node dies: the client's WebSocket through the gateway closes; once the

@@ -169,9 +169,9 @@ async fn one_publisher_reaches_three_subscribers_with_little_loss() {
                 viewer.uid
             );
         }
-        assert!(viewer.problems().is_empty(), "{:?}", viewer.problems());
+        viewer.assert_no_problems();
     }
-    assert!(alice.problems().is_empty(), "{:?}", alice.problems());
+    alice.assert_no_problems();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,12 +197,7 @@ async fn six_people_each_receive_the_other_five() {
         );
     }
     for peer in &peers {
-        assert!(
-            peer.problems().is_empty(),
-            "{}: {:?}",
-            peer.uid,
-            peer.problems()
-        );
+        peer.assert_no_problems();
     }
 }
 
@@ -259,7 +254,7 @@ async fn a_leaving_publisher_s_tracks_end_for_subscribers() {
         "packets still arrive on alice's ended tracks"
     );
     assert_eq!(carol.tracks_from("alice").len(), 0);
-    assert!(bob.problems().is_empty(), "{:?}", bob.problems());
+    bob.assert_no_problems();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,8 +700,8 @@ async fn an_unpublished_track_ends_and_can_come_back() {
 
     alice.publish(Media::VIDEO).await.expect("publishing again");
     wait_flowing(&bob, &["alice"], Media::BOTH).await;
-    assert!(bob.problems().is_empty(), "{:?}", bob.problems());
-    assert!(alice.problems().is_empty(), "{:?}", alice.problems());
+    bob.assert_no_problems();
+    alice.assert_no_problems();
 }
 
 /// Simulcast: a publisher sends two layers; each subscriber gets the one it asks for over the
@@ -764,11 +759,6 @@ async fn each_subscriber_gets_the_simulcast_layer_it_asks_for() {
         .wait_only_layer("alice", top, MEDIA_DEADLINE)
         .await;
     for peer in [&alice, &high_viewer, &low_viewer] {
-        assert!(
-            peer.problems().is_empty(),
-            "{}: {:?}",
-            peer.uid,
-            peer.problems()
-        );
+        peer.assert_no_problems();
     }
 }

@@ -185,7 +185,7 @@ async fn viewers_on_an_edge_receive_the_origin_s_publisher_over_one_relay() {
                 viewer.uid
             );
         }
-        assert!(viewer.problems().is_empty(), "{:?}", viewer.problems());
+        viewer.assert_no_problems();
     }
     // The origin sends each packet once to the edge, not once per viewer; the edge sends it
     // to each of its two viewers. (Both counts include a little RTCP and STUN.)
@@ -287,12 +287,7 @@ async fn an_edge_whose_viewers_all_want_the_low_layer_receives_only_it() {
         "the edge receives {rate:.0} packets/s: the low layer alone is 30"
     );
     for peer in viewers.iter().chain([&alice, &local]) {
-        assert!(
-            peer.problems().is_empty(),
-            "{}: {:?}",
-            peer.uid,
-            peer.problems()
-        );
+        peer.assert_no_problems();
     }
 }
 
@@ -397,7 +392,7 @@ async fn a_conference_spanning_three_nodes_reaches_every_participant() {
         let tracks = viewer.remote_tracks();
         let live: Vec<_> = tracks.iter().filter(|t| !t.ended).collect();
         assert_eq!(live.len(), 4, "{} has {live:?}", viewer.uid);
-        assert!(viewer.problems().is_empty(), "{:?}", viewer.problems());
+        viewer.assert_no_problems();
     }
     // The relays stayed up: every edge answered the origins' pings.
     for node in &cluster.nodes {
@@ -580,7 +575,7 @@ async fn a_killed_edge_s_relay_is_dropped_and_its_viewers_resume_on_another_edge
     // The viewer, placed again, lands on the other edge and receives again.
     let again = join(cluster.node("edge-2"), "show", "viewer").await;
     receives_from(&again, &alice).await;
-    assert!(alice.problems().is_empty(), "{:?}", alice.problems());
+    alice.assert_no_problems();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,17 +37,24 @@ pub enum Commit {
     Conflict { revision: i64 },
 }
 
-/// What a guarded transaction came to, at etcd's revision then.
-fn commit_of(response: &etcd_client::TxnResponse) -> Commit {
-    let revision = response.header().map_or(0, |h| h.revision());
-    if response.succeeded() {
-        Commit::Committed { revision }
-    } else {
-        Commit::Conflict { revision }
-    }
-}
-
 impl Store {
+    /// Runs a guarded reservation transaction and says what it came to, at etcd's revision
+    /// then.
+    async fn commit_txn(&self, txn: Txn) -> Result<Commit, StoreError> {
+        let response = self
+            .client
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        Ok(if response.succeeded() {
+            Commit::Committed { revision }
+        } else {
+            Commit::Conflict { revision }
+        })
+    }
+
     /// Writes `sessions` (each naming its node) on `lease`, if each session is absent and no
     /// chosen node's placement index changed after `decided_at`. Deletes each session's
     /// `pending/` entry in the same transaction.
@@ -103,14 +110,8 @@ impl Store {
                 .with_prefix(),
             );
         }
-        let txn = Txn::new().when(compares).and_then(ops);
-        let response = self
-            .client
-            .clone()
-            .txn(txn)
+        self.commit_txn(Txn::new().when(compares).and_then(ops))
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(commit_of(&response))
     }
 
     /// Adds `edge` to the spanning session `session` (already listing it): rewrites
@@ -146,14 +147,8 @@ impl Store {
             ),
             TxnOp::delete(self.keys.pending(&session.sid), None),
         ];
-        let txn = Txn::new().when(compares).and_then(ops);
-        let response = self
-            .client
-            .clone()
-            .txn(txn)
+        self.commit_txn(Txn::new().when(compares).and_then(ops))
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(commit_of(&response))
     }
 
     /// Writes `pending/<sid>` on a lease of [`PENDING_TTL`], replacing an earlier one, so the

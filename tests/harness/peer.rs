@@ -399,6 +399,14 @@ impl Peer {
         self.participant.subscriber_state()
     }
 
+    /// Fails the test, naming this peer, if it had any background failure or stray JSON-RPC
+    /// error.
+    #[track_caller]
+    pub fn assert_no_problems(&self) {
+        let problems = self.problems();
+        assert!(problems.is_empty(), "{}: {problems:?}", self.uid);
+    }
+
     /// Background failures and stray JSON-RPC errors so far.
     pub fn problems(&self) -> Vec<String> {
         self.participant.problems()
