@@ -41,6 +41,24 @@ pub struct ApiState {
     pub connections: crate::gateway::ConnectionLimits,
 }
 
+impl ApiState {
+    /// The answer to `request`, with a join token for the node when a secret is set.
+    pub fn answer(
+        &self,
+        request: &crate::placement::Request,
+        outcome: &crate::placer::Outcome,
+    ) -> PlaceAnswer {
+        PlaceAnswer::new(
+            request,
+            outcome,
+            self.placer.store().keys(),
+            self.secret.as_ref(),
+            std::time::SystemTime::now(),
+            self.token_ttl,
+        )
+    }
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/place", post(place::place))

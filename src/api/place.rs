@@ -3,7 +3,6 @@
 //! session has a node, 503 with the `pending` key when no node fits, 400 for bad input.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
@@ -60,13 +59,5 @@ pub async fn place(
         Outcome::NoCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Outcome::Refused { reason } => return Err(ApiError::bad_request(reason)),
     };
-    let answer = PlaceAnswer::new(
-        &request,
-        &outcome,
-        state.placer.store().keys(),
-        state.secret.as_ref(),
-        SystemTime::now(),
-        state.token_ttl,
-    );
-    Ok((status, Json(answer)))
+    Ok((status, Json(state.answer(&request, &outcome))))
 }

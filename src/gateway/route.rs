@@ -2,15 +2,13 @@
 //! (class and size from the client token, else `[gateway]`), and the WebSocket to that node
 //! with the join re-signed for it.
 
-use std::time::SystemTime;
-
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::api::{ApiState, PlaceAnswer};
+use crate::api::ApiState;
 use crate::placement::Role;
 use crate::placer::{Outcome, checked_request};
 use crate::protocol::{self, JoinParams, RpcError};
@@ -61,14 +59,7 @@ pub async fn to_node(
             format!("cannot place the session: {e}"),
         )
     })?;
-    let answer = PlaceAnswer::new(
-        &request,
-        &outcome,
-        state.placer.store().keys(),
-        state.secret.as_ref(),
-        SystemTime::now(),
-        state.token_ttl,
-    );
+    let answer = state.answer(&request, &outcome);
     match outcome {
         Outcome::Placed { .. } => {}
         Outcome::NoCapacity { .. } => {

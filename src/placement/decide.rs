@@ -177,9 +177,9 @@ fn drawn_by_room<'a>(rooms: &[(Units, &'a str)], uid: &str) -> Option<(Units, &'
 
 /// Where a new viewer of `session` goes: among its nodes (origin and edges) with room, the
 /// one with the most room; with the viewer's `uid`, one drawn in proportion to room by a
-/// hash of it, so that a burst of viewers spreads over the edges
-/// before their load shows. When every node of a session that may span nodes is full, a free
-/// node becomes one more edge, with the share each edge has.
+/// hash of it, so that a burst of viewers spreads over the nodes before their load shows.
+/// When every node of a session that may span nodes is full, a free node becomes one more
+/// edge, with the share each edge has.
 fn viewer_decision(
     snapshot: &Snapshot,
     session: &SessionRecord,
