@@ -69,7 +69,15 @@ async fn run_tabs(sid: &str, mode: Option<&str>, edge: bool) -> serde_json::Valu
     let viewer_url = edge_agent
         .as_ref()
         .map_or_else(|| url.clone(), |e| format!("ws://127.0.0.1:{}/ws", e.port));
-    let report = run_script(&url, sid, mode.unwrap_or("plain"), &viewer_url, &[]).await;
+    let report = run_script(
+        &url,
+        sid,
+        mode.unwrap_or("plain"),
+        &viewer_url,
+        &[],
+        async || {},
+    )
+    .await;
 
     // Both tabs closed with the browser: the last leave deletes the session key.
     let key = store.keys().session(sid);
@@ -91,36 +99,65 @@ async fn run_tabs(sid: &str, mode: Option<&str>, edge: bool) -> serde_json::Valu
 }
 
 /// Runs `run.mjs` (tab A joins `url`, tab B `viewer_url`) and returns its JSON report, which
-/// must say the run succeeded.
+/// must say the run succeeded. In `failover` mode, `on_flowing` runs when the script says
+/// media flows, and the script goes on once it has returned.
 async fn run_script(
     url: &str,
     sid: &str,
     mode: &str,
     viewer_url: &str,
     env: &[(&str, &std::ffi::OsStr)],
+    on_flowing: impl AsyncFnOnce(),
 ) -> serde_json::Value {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let mut node = tokio::process::Command::new("node");
-    node.arg(browser_dir.join("run.mjs"))
+    let timeout = if mode == "failover" { 100 } else { 60 };
+    let mut node = tokio::process::Command::new("node")
+        .arg(browser_dir.join("run.mjs"))
         .arg(url)
         .arg(sid)
-        .arg("60000")
+        .arg((timeout * 1000).to_string())
         .arg(mode)
         .arg(viewer_url)
         .envs(env.iter().copied())
-        .kill_on_drop(true);
-    let run = node.output();
-    // While the tabs are in the session, the agent holds its key.
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the browser test finished within 120 s")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .expect("running node (install it with `scripts/install-deps --browser`)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    let mut stdin = node.stdin.take().expect("node's stdin");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().expect("node's stdout")).lines();
+    let mut stderr = node.stderr.take().expect("node's stderr");
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut on_flowing = Some(on_flowing);
+    let mut last = String::new();
+    let run = async {
+        // While the tabs are in the session, the agent holds its key.
+        while let Some(line) = lines.next_line().await.expect("reading node's stdout") {
+            if line.contains(r#""event":"flowing""#) {
+                if let Some(hook) = on_flowing.take() {
+                    hook().await;
+                }
+                stdin.write_all(b"go\n").await.expect("writing to node");
+            } else {
+                last = line;
+            }
+        }
+        node.wait().await.expect("waiting for node")
+    };
+    let status = tokio::time::timeout(Duration::from_secs(timeout + 60), run)
+        .await
+        .unwrap_or_else(|_| panic!("the browser test finished within {} s", timeout + 60));
+    let stderr = stderr.await.unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(&last)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{last}\n{stderr}"));
     assert!(
-        output.status.success(),
+        status.success(),
         "browser test failed: {report:#}\n{stderr}"
     );
     eprintln!("browser report: {report}");
@@ -204,84 +241,172 @@ async fn ion_sdk_js_on_an_edge_decodes_video_published_on_the_origin() {
     decoded_video_and_audio(&report);
 }
 
+/// A 3-node cluster behind one `ionctl serve` gateway with a test certificate, as a web app
+/// served over https sees it.
+struct FrontDoor {
+    agents: Vec<AgentProcess>,
+    store: ion_cluster::store::Store,
+    certificate: harness::TestCertificate,
+    _gateway: harness::ServeProcess,
+    _dir: tempfile::TempDir,
+    _etcd: Etcd,
+    port: u16,
+}
+
+impl FrontDoor {
+    const SECRET: &str = "browser-gateway-secret-0123456789abcdef";
+
+    async fn start(name: &str) -> Self {
+        let etcd = Etcd::start().await;
+        let prefix = unique_prefix(name);
+        let store = etcd.store(&prefix).await;
+        let ids: Vec<String> = (1..=3).map(|i| format!("{name}-{i}")).collect();
+        let agents: Vec<AgentProcess> = ids
+            .iter()
+            .map(|id| {
+                let spec = AgentSpec::new(id).set("auth", "enabled", true).set(
+                    "auth",
+                    "secret",
+                    Self::SECRET,
+                );
+                AgentProcess::start(&etcd, &prefix, spec)
+            })
+            .collect();
+        for id in &ids {
+            wait_for(
+                "the agents to register",
+                Duration::from_secs(15),
+                || async {
+                    store
+                        .get::<ion_cluster::model::NodeRecord>(&store.keys().node(id))
+                        .await
+                        .ok()
+                        .flatten()
+                },
+            )
+            .await;
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let certificate = harness::TestCertificate::write(dir.path());
+        let gateway = harness::ServeProcess::start_with(
+            &etcd,
+            &prefix,
+            &[("IONCTL_JOIN_SECRET", Self::SECRET)],
+            &certificate.serve_args(),
+        )
+        .await;
+        Self {
+            agents,
+            store,
+            certificate,
+            port: gateway.port,
+            _gateway: gateway,
+            _dir: dir,
+            _etcd: etcd,
+        }
+    }
+
+    /// The gateway's `wss://` URL with a client token for a group call `sid`: all the app
+    /// is configured with.
+    fn url(&self, sid: &str) -> String {
+        let grant = ion_cluster::token::ClientGrant {
+            sid: sid.to_owned(),
+            class: Some(SessionClass::Group),
+            size: Some(2),
+            role: None,
+        };
+        let secret = ion_cluster::token::JoinSecret::new(Self::SECRET).expect("a long secret");
+        let token = ion_cluster::token::issue_client(
+            &secret,
+            &grant,
+            std::time::SystemTime::now(),
+            Duration::from_secs(600),
+        );
+        format!("wss://127.0.0.1:{}/ws?access_token={token}", self.port)
+    }
+
+    /// Runs both tabs in `sid` through the gateway; see `run_script`.
+    async fn run(
+        &self,
+        sid: &str,
+        mode: &str,
+        on_flowing: impl AsyncFnOnce(),
+    ) -> serde_json::Value {
+        let url = self.url(sid);
+        let env = [
+            ("ION_TEST_TLS_CERT", self.certificate.cert.as_os_str()),
+            ("ION_TEST_TLS_KEY", self.certificate.key.as_os_str()),
+        ];
+        run_script(&url, sid, mode, &url, &env, on_flowing).await
+    }
+
+    /// The nodes whose agent logged claiming `sid`.
+    fn claimed(&self, sid: &str) -> Vec<String> {
+        self.agents
+            .iter()
+            .filter(|a| {
+                a.log()
+                    .lines()
+                    .any(|l| l.contains("session claimed") && l.contains(sid))
+            })
+            .map(|a| a.node_id.clone())
+            .collect()
+    }
+}
+
 /// The front door: a page served over https runs the unmodified ion-sdk-js, whose only
 /// configuration is the gateway's `wss://` URL with a client token. On a 3-node cluster both
 /// tabs join through the gateway, land on one node, and decode each other's media. Chromium
 /// trusts the test's certificate by its key's hash, not by ignoring certificate errors.
 #[tokio::test]
 async fn ion_sdk_js_over_https_uses_the_cluster_through_one_wss_url() {
-    const SECRET: &str = "browser-gateway-secret-0123456789abcdef";
-    let etcd = Etcd::start().await;
-    let prefix = unique_prefix("browser-gateway");
-    let store = etcd.store(&prefix).await;
-    let ids = ["gw-browser-1", "gw-browser-2", "gw-browser-3"];
-    let agents: Vec<AgentProcess> = ids
-        .iter()
-        .map(|id| {
-            let spec = AgentSpec::new(id)
-                .set("auth", "enabled", true)
-                .set("auth", "secret", SECRET);
-            AgentProcess::start(&etcd, &prefix, spec)
-        })
-        .collect();
-    for id in ids {
-        wait_for(
-            "the agents to register",
-            Duration::from_secs(15),
-            || async {
-                store
-                    .get::<ion_cluster::model::NodeRecord>(&store.keys().node(id))
-                    .await
-                    .ok()
-                    .flatten()
-            },
-        )
+    let front_door = FrontDoor::start("gw-browser").await;
+    let report = front_door
+        .run("browser-front-door", "plain", async || {})
         .await;
-    }
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let certificate = harness::TestCertificate::write(dir.path());
-    let gateway = harness::ServeProcess::start_with(
-        &etcd,
-        &prefix,
-        &[("IONCTL_JOIN_SECRET", SECRET)],
-        &certificate.serve_args(),
-    )
-    .await;
-    let grant = ion_cluster::token::ClientGrant {
-        sid: "browser-front-door".to_owned(),
-        class: Some(SessionClass::Group),
-        size: Some(2),
-        role: None,
-    };
-    let secret = ion_cluster::token::JoinSecret::new(SECRET).expect("a long secret");
-    let token = ion_cluster::token::issue_client(
-        &secret,
-        &grant,
-        std::time::SystemTime::now(),
-        Duration::from_secs(600),
-    );
-    let url = format!("wss://127.0.0.1:{}/ws?access_token={token}", gateway.port);
-    let report = run_script(
-        &url,
-        "browser-front-door",
-        "plain",
-        &url,
-        &[
-            ("ION_TEST_TLS_CERT", certificate.cert.as_os_str()),
-            ("ION_TEST_TLS_KEY", certificate.key.as_os_str()),
-        ],
-    )
-    .await;
     decoded_video_and_audio(&report);
     // One node claimed the session; the others never saw it.
-    let claimed: Vec<&str> = agents
-        .iter()
-        .filter(|a| {
-            a.log()
-                .lines()
-                .any(|l| l.contains("session claimed") && l.contains("browser-front-door"))
-        })
-        .map(|a| a.node_id.as_str())
-        .collect();
+    let claimed = front_door.claimed("browser-front-door");
     assert_eq!(claimed.len(), 1, "claimed on {claimed:?}");
+}
+
+/// The session's node is killed while both tabs are in the call: each tab's WebSocket
+/// through the gateway closes, and a rejoin through the same URL (a new ion-sdk-js Client,
+/// with backoff, as docs/operations.md says) lands on another node, where the subscribing
+/// tab decodes the publisher's media again.
+#[tokio::test]
+async fn ion_sdk_js_rejoins_through_the_gateway_after_its_node_is_killed() {
+    let front_door = FrontDoor::start("gw-failover").await;
+    let sid = "browser-failover";
+    let mut dead = String::new();
+    let report = front_door
+        .run(sid, "failover", async || {
+            let record: SessionRecord = front_door
+                .store
+                .get(&front_door.store.keys().session(sid))
+                .await
+                .expect("reading etcd")
+                .expect("the session is placed");
+            let agent = front_door
+                .agents
+                .iter()
+                .find(|a| a.node_id == record.node)
+                .expect("the session's agent");
+            agent.signal("KILL");
+            dead = record.node;
+        })
+        .await;
+    decoded_video_and_audio(&report);
+    let closed = report["closed"]
+        .as_array()
+        .expect("how the tabs' sockets closed");
+    assert!(
+        closed.len() == 2 && closed.iter().all(|c| c["code"].is_u64()),
+        "{report:#}"
+    );
+    let claimed = front_door.claimed(sid);
+    assert!(
+        claimed.iter().any(|node| *node != dead),
+        "the rejoin must land on a node other than {dead}: claimed on {claimed:?}"
+    );
 }

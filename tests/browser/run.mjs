@@ -11,16 +11,22 @@
 // With a viewer URL, tab B joins there instead: another node of a session that spans
 // nodes, which receives A's media over a relay.
 //
+// With `failover`, once B decodes, the script prints {"event":"flowing"} and waits for a line
+// on stdin: the test kills the session's node meanwhile. Both tabs' WebSockets must then
+// close, and both tabs rejoin through the same URL as docs/operations.md tells an app to
+// (a new Client, with backoff) until B decodes A's media again.
+//
 // With ION_TEST_TLS_CERT and ION_TEST_TLS_KEY (PEM files), the page is served over https
 // with that certificate, and Chromium trusts it by its key's hash
 // (--ignore-certificate-errors-spki-list), not by ignoring certificate errors: the page can
 // then open wss:// URLs signed by the same certificate, as a real app served over https.
 //
-// Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast|plain] [viewer-ws-url]
+// Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast|failover|plain] [viewer-ws-url]
 import { createHash, X509Certificate } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -29,6 +35,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const [url, sid, timeoutArg, mode, viewerArg] = process.argv.slice(2);
 const viewerUrl = viewerArg || url;
 const simulcast = mode === 'simulcast';
+const failover = mode === 'failover';
 const timeoutMs = Number(timeoutArg || 45000);
 if (!url || !sid) {
   console.error('usage: node run.mjs <ws-url> <sid> [timeout-ms]');
@@ -127,6 +134,31 @@ try {
       (top = await topWidth(), true) &&
       (await phase('top layer after f resumes', (v) => v.frameWidth >= top));
     if (!ok) video = null;
+  }
+  if (video && failover) {
+    console.log(JSON.stringify({ event: 'flowing' }));
+    const lines = createInterface({ input: process.stdin });
+    await new Promise((resolve) => lines.once('line', resolve));
+    lines.close();
+    const closed = async () => [
+      await a.evaluate(() => window.ionTest.state.closed),
+      await b.evaluate(() => window.ionTest.state.closed),
+    ];
+    while (Date.now() < deadline && (await closed()).some((c) => !c)) {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    result.closed = await closed();
+    video = null;
+    if (result.closed.every((c) => c)) {
+      await a.evaluate(([u, s, d]) => window.ionTest.rejoin(u, s, 'tab-a', d), [url, sid, deadline]);
+      await a.evaluate(() => window.ionTest.publish(false));
+      await b.evaluate(([u, s, d]) => window.ionTest.rejoin(u, s, 'tab-b', d), [viewerUrl, sid, deadline]);
+      video = await until((v, au) => v.framesDecoded > 30 && au.packetsReceived > 0);
+    }
+    result.rejoin = {
+      a: await a.evaluate(() => window.ionTest.state.attempts),
+      b: await b.evaluate(() => window.ionTest.state.attempts),
+    };
   }
   result.ok = !!video;
   result.publisher = await a.evaluate(() => window.ionTest.state);
