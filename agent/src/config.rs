@@ -45,6 +45,24 @@ pub struct AgentConfig {
     /// Join tokens: with `enabled`, a join needs a token from `ionctl place` signed with
     /// `secret` (shared with the placers) for this session on this node.
     pub auth: AuthOptions,
+    pub recorder: RecorderConfig,
+}
+
+/// `[recorder]`: where this node writes the recordings placed on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecorderConfig {
+    /// Each recording gets a directory `<dir>/<sid>-<start time>` with one WebM per
+    /// participant.
+    pub dir: PathBuf,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/ion-agent/recordings"),
+        }
+    }
 }
 
 /// Who this node is in the cluster.

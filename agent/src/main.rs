@@ -6,6 +6,7 @@ mod drain;
 mod hold;
 mod metrics;
 mod ownership;
+mod recorder;
 mod registration;
 mod relay;
 mod sfu;
@@ -154,6 +155,22 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         hold_tx,
     );
     let relay_secret = config.relay_secret();
+    tokio::spawn(recorder::follow(
+        recorder::RecorderContext {
+            etcd: config.etcd.clone(),
+            node_id: config.cluster.node_id.clone(),
+            secret: relay_secret.clone(),
+            dir: config.recorder.dir.clone(),
+            bind_ip: config.webrtc.bind,
+            media_ip: config
+                .candidate_ips()
+                .first()
+                .copied()
+                .unwrap_or(config.webrtc.bind),
+            ownership: ownership.clone(),
+        },
+        shutdown.clone(),
+    ));
     let edges = relay::edge::Edges::new(
         sfu.clone(),
         config.cluster.node_id.clone(),

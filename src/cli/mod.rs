@@ -15,6 +15,7 @@ mod output;
 mod place;
 mod progress;
 mod providers;
+mod record;
 mod serve;
 mod sessions;
 mod spawn;
@@ -70,6 +71,8 @@ pub enum Command {
     /// Load-test an agent with webrtc-rs participants: loss, latency and the agent's CPU per
     /// forwarded packet; --calibrate measures units_per_vcpu.
     Loadtest(loadtest::LoadtestArgs),
+    /// Record sessions: `record start SID`, `record stop SID`, `record list`.
+    Record(record::RecordArgs),
     /// Client tokens for the gateway (`serve`'s /ws): `token issue --session S`.
     Token(token::TokenArgs),
     /// Write shell completion scripts (bash, zsh, fish).
@@ -118,6 +121,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Delete(args) => delete::run(&Context::resolve(&cli.global)?, args).await,
             Command::Autoscale(args) => autoscale::run(&Context::resolve(&cli.global)?, args).await,
             Command::Loadtest(args) => loadtest::run(&cli.global, args).await,
+            Command::Record(args) => record::run(&Context::resolve(&cli.global)?, args).await,
             Command::Token(args) => token::run(&Context::resolve(&cli.global)?, args),
             Command::Completions(args) => completions::run(args),
         }

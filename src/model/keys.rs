@@ -103,6 +103,14 @@ impl Keys {
         format!("{}instances/{name}", self.prefix)
     }
 
+    pub fn recordings(&self) -> String {
+        format!("{}recordings/", self.prefix)
+    }
+
+    pub fn recording(&self, sid: &str) -> String {
+        format!("{}recordings/{sid}", self.prefix)
+    }
+
     pub fn autoscaler_election(&self) -> String {
         format!("{}election/autoscaler", self.prefix)
     }
@@ -156,6 +164,7 @@ mod tests {
         assert!(k.placements_of("n1").starts_with(&k.placements()));
         assert_eq!(k.pending("s1"), "/t/pending/s1");
         assert_eq!(k.instance("i1"), "/t/instances/i1");
+        assert_eq!(k.recording("s1"), "/t/recordings/s1");
         assert_eq!(k.autoscaler_election(), "/t/election/autoscaler");
         // A node's placement index must not live under nodes/, or stats writes would
         // conflict with placements (docs/placement.md).

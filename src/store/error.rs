@@ -32,6 +32,8 @@ pub enum StoreError {
     WatchEnded { prefix: String, reason: String },
     #[error("no node {node:?} is registered under {prefix}; `ionctl nodes` lists the nodes there")]
     UnknownNode { node: String, prefix: String },
+    #[error("{key} kept changing under this update; try again")]
+    Conflict { key: String },
     #[error(transparent)]
     Key(#[from] KeyError),
 }

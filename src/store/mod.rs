@@ -9,6 +9,7 @@ mod lease;
 mod options;
 mod read;
 mod sessions;
+mod update;
 mod watch;
 
 pub use commit::{Commit, MAX_RESERVATIONS_PER_TXN, MAX_TXN_OPS, PENDING_TTL, reservation_ops};

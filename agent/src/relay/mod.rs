@@ -20,7 +20,7 @@ pub mod origin;
 use ion_cluster::token::JoinSecret;
 
 /// How long a relay token is valid: it is checked once, when the relay opens.
-const TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The relay endpoint of the node whose signaling URL is `signal_url` (`ws://host:port/ws`).
 pub fn relay_url(signal_url: &str, sid: &str, edge: &str, token: &str) -> Result<String, String> {

@@ -1,0 +1,331 @@
+//! From received frames to one WebM per participant. A participant's file opens on its
+//! first video keyframe (or its first audio frame when it publishes no video), so it starts
+//! decodable; the video track takes that keyframe's size. Frames wait in a short reorder
+//! window and go into the file in capture order, so audio and video interleave and line up.
+//! A participant who leaves and rejoins goes on in the same file; a track kind the file was
+//! opened without (video turned on later) starts the next part, `<uid>-2.webm`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ion_cluster::model::RecordedFile;
+use str0m::media::MediaKind;
+
+use super::pull::{Frame, Received};
+use super::webm::{TrackKind, WebmWriter};
+
+/// How long a frame waits for earlier frames of other tracks before it is written.
+const REORDER_WINDOW: Duration = Duration::from_millis(250);
+/// How long a participant's audio waits for its video's first keyframe before the file
+/// opens with audio only.
+const VIDEO_WAIT: Duration = Duration::from_secs(3);
+
+/// The files of one recording.
+pub struct Files {
+    dir: PathBuf,
+    participants: HashMap<String, Participant>,
+    /// Finished parts, for the record.
+    done: Vec<RecordedFile>,
+}
+
+struct Participant {
+    uid: String,
+    /// Track kinds the participant has announced and not ended.
+    kinds: Vec<MediaKind>,
+    /// Frames held before the file opens.
+    early: Vec<Frame>,
+    file: Option<OpenFile>,
+    /// Parts opened so far.
+    parts: u32,
+}
+
+struct OpenFile {
+    name: String,
+    writer: WebmWriter,
+    /// Capture time of the file's first frame: timestamp 0.
+    epoch: SystemTime,
+    video: Option<u64>,
+    audio: Option<u64>,
+    /// Frames by capture time, not yet written.
+    pending: BTreeMap<(SystemTime, u64), Frame>,
+    next_seq: u64,
+}
+
+impl Files {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            participants: HashMap::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Takes one frame or track end. An error is the file system's (a full disk): the
+    /// recording must stop.
+    pub fn take(&mut self, received: Received) -> std::io::Result<()> {
+        match received {
+            Received::Added { stream, kind } => {
+                let participant = participant(&mut self.participants, &stream);
+                if !participant.kinds.contains(&kind) {
+                    participant.kinds.push(kind);
+                }
+                Ok(())
+            }
+            Received::Frame(frame) => {
+                let participant = participant(&mut self.participants, &frame.stream);
+                if !participant.kinds.contains(&frame.kind) {
+                    participant.kinds.push(frame.kind);
+                }
+                participant.take(&self.dir, frame, &mut self.done)
+            }
+            Received::Ended { stream, kind } => {
+                if let Some(p) = self.participants.get_mut(&stream) {
+                    p.kinds.retain(|k| *k != kind);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The files so far: finished parts and open ones as they stand.
+    pub fn summary(&self) -> Vec<RecordedFile> {
+        let mut files = self.done.clone();
+        for p in self.participants.values() {
+            if let Some(file) = &p.file {
+                files.push(RecordedFile {
+                    name: file.name.clone(),
+                    uid: p.uid.clone(),
+                    bytes: file.writer.bytes_written(),
+                    duration_ms: file.writer.duration_ms(),
+                });
+            }
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        files
+    }
+
+    /// Writes everything held and finishes every file. Goes on past a failing file, and
+    /// returns the first error.
+    pub fn finish(&mut self) -> std::io::Result<Vec<RecordedFile>> {
+        let mut first_error = None;
+        for p in self.participants.values_mut() {
+            if let Err(e) = p.close(&mut self.done) {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(self.summary()),
+        }
+    }
+
+    /// Writes what the reorder windows hold, without finishing the files: what a stop on
+    /// an error keeps.
+    pub fn flush(&mut self) {
+        for p in self.participants.values_mut() {
+            if let Some(file) = &mut p.file {
+                let _ = file.drain(None).and_then(|()| file.writer.flush_cluster());
+            }
+        }
+    }
+}
+
+/// The participant whose msid stream id is `stream` (its uid).
+fn participant<'a>(
+    participants: &'a mut HashMap<String, Participant>,
+    stream: &str,
+) -> &'a mut Participant {
+    let uid = if stream.is_empty() { "unknown" } else { stream };
+    participants
+        .entry(uid.to_owned())
+        .or_insert_with(|| Participant::new(uid.to_owned()))
+}
+
+impl Participant {
+    fn new(uid: String) -> Self {
+        Self {
+            uid,
+            kinds: Vec::new(),
+            early: Vec::new(),
+            file: None,
+            parts: 0,
+        }
+    }
+
+    fn take(
+        &mut self,
+        dir: &Path,
+        frame: Frame,
+        done: &mut Vec<RecordedFile>,
+    ) -> std::io::Result<()> {
+        let fits = self.file.as_ref().is_none_or(|f| f.has(frame.kind));
+        if !fits {
+            // A kind the open part has no track for: finish it and begin the next.
+            self.close(done)?;
+        }
+        if self.file.is_none() {
+            self.early.push(frame);
+            return self.open_when_ready(dir);
+        }
+        let file = self.file.as_mut().expect("checked above");
+        file.push(frame);
+        file.drain(Some(REORDER_WINDOW))
+    }
+
+    /// Opens the file once it can start on a keyframe: the first video keyframe, or audio
+    /// alone when no video comes within [`VIDEO_WAIT`].
+    fn open_when_ready(&mut self, dir: &Path) -> std::io::Result<()> {
+        let keyframe = self
+            .early
+            .iter()
+            .position(|f| f.kind == MediaKind::Video && f.keyframe);
+        let first = self.early.first().map(|f| f.captured);
+        let latest = self.early.last().map(|f| f.captured);
+        let waited_enough = match (first, latest) {
+            (Some(first), Some(latest)) => {
+                latest.duration_since(first).unwrap_or_default() >= VIDEO_WAIT
+            }
+            _ => false,
+        };
+        let has_video = self.kinds.contains(&MediaKind::Video);
+        let (start, tracks) = match keyframe {
+            Some(i) => {
+                let size = vp8_size(&self.early[i].data).unwrap_or((640, 480));
+                let mut tracks = vec![TrackKind::Vp8 {
+                    width: size.0,
+                    height: size.1,
+                }];
+                if self.kinds.contains(&MediaKind::Audio) {
+                    tracks.push(TrackKind::Opus { channels: 2 });
+                }
+                (self.early[i].captured, tracks)
+            }
+            None if !has_video || waited_enough => {
+                let Some(first) = first else { return Ok(()) };
+                (first, vec![TrackKind::Opus { channels: 2 }])
+            }
+            None => {
+                // Audio waits for the video's keyframe, but not for ever.
+                return Ok(());
+            }
+        };
+        self.parts += 1;
+        let name = if self.parts == 1 {
+            format!("{}.webm", self.uid)
+        } else {
+            format!("{}-{}.webm", self.uid, self.parts)
+        };
+        let writer = WebmWriter::create(&dir.join(&name), &tracks)?;
+        let mut file = OpenFile {
+            name,
+            writer,
+            epoch: start,
+            video: tracks
+                .iter()
+                .position(|t| matches!(t, TrackKind::Vp8 { .. }))
+                .map(|i| i as u64 + 1),
+            audio: tracks
+                .iter()
+                .position(|t| matches!(t, TrackKind::Opus { .. }))
+                .map(|i| i as u64 + 1),
+            pending: BTreeMap::new(),
+            next_seq: 0,
+        };
+        // The file starts on the keyframe: what was captured before it is left out.
+        for frame in std::mem::take(&mut self.early) {
+            if frame.captured >= start && file.has(frame.kind) {
+                file.push(frame);
+            }
+        }
+        let drained = file.drain(Some(REORDER_WINDOW));
+        self.file = Some(file);
+        drained
+    }
+
+    fn close(&mut self, done: &mut Vec<RecordedFile>) -> std::io::Result<()> {
+        self.early.clear();
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        let drained = file.drain(None);
+        let summary = file.writer.finish();
+        drained?;
+        let summary = summary?;
+        done.push(RecordedFile {
+            name: file.name,
+            uid: self.uid.clone(),
+            bytes: summary.bytes,
+            duration_ms: summary.duration_ms,
+        });
+        Ok(())
+    }
+}
+
+impl OpenFile {
+    fn has(&self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Video => self.video.is_some(),
+            MediaKind::Audio => self.audio.is_some(),
+        }
+    }
+
+    fn push(&mut self, frame: Frame) {
+        self.pending.insert((frame.captured, self.next_seq), frame);
+        self.next_seq += 1;
+    }
+
+    /// Writes held frames in capture order: those older than `window` behind the newest,
+    /// or all of them when `window` is None.
+    fn drain(&mut self, window: Option<Duration>) -> std::io::Result<()> {
+        let newest = match self.pending.last_key_value() {
+            Some(((t, _), _)) => *t,
+            None => return Ok(()),
+        };
+        while let Some(entry) = self.pending.first_entry() {
+            let captured = entry.key().0;
+            if let Some(window) = window
+                && newest.duration_since(captured).unwrap_or_default() < window
+            {
+                break;
+            }
+            let frame = entry.remove();
+            let track = match frame.kind {
+                MediaKind::Video => self.video,
+                MediaKind::Audio => self.audio,
+            };
+            let Some(track) = track else { continue };
+            let at = captured.duration_since(self.epoch).unwrap_or_default();
+            self.writer
+                .write_frame(track, at.as_millis() as u64, frame.keyframe, &frame.data)?;
+        }
+        Ok(())
+    }
+}
+
+/// Width and height from a VP8 keyframe's header (RFC 6386 §9.1), if it is one.
+pub fn vp8_size(frame: &[u8]) -> Option<(u16, u16)> {
+    let keyframe = frame.first()? & 0x01 == 0;
+    if !keyframe || frame.len() < 10 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
+    Some((width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vp8_size;
+
+    #[test]
+    fn a_vp8_keyframe_gives_its_size_and_other_frames_none() {
+        // Frame tag (key frame, shown), start code, 640 x 360 with scaling bits set.
+        let key = [0x50, 0x2a, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x42, 0x68, 0x01];
+        assert_eq!(vp8_size(&key), Some((640, 360)));
+        let mut inter = key;
+        inter[0] |= 0x01;
+        assert_eq!(vp8_size(&inter), None);
+        assert_eq!(vp8_size(&key[..8]), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! The recorder: any node that a `recording` reservation is placed on records the session it
+//! names. `ionctl record start SID` places the reservation (a dedicated class, so the node
+//! carries nothing else) and writes `recordings/<sid>` naming the node; this module follows
+//! those records, and for each one of this node:
+//!
+//! - claims the reservation, which moves it onto the node lease like a live session;
+//! - pulls the session's tracks from each of its nodes over the relay ([`pull`]), as one more
+//!   node of the session, and writes one WebM per participant ([`files`], [`webm`]);
+//! - reports progress (files, bytes, duration) into the record every [`REPORT_EVERY`];
+//! - on `ionctl record stop` (or when the session ends) finishes the files, marks the record
+//!   `done` and releases the reservation. A write error (a full disk) stops it as `failed`,
+//!   with the error in the record and the log; the files keep what reached them.
+
+mod files;
+mod pull;
+pub mod webm;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use ion_cluster::model::{NodeRecord, RecordingRecord, RecordingState, SessionRecord};
+use ion_cluster::store::{EtcdOptions, Store};
+use ion_cluster::token::JoinSecret;
+use tokio::sync::{mpsc, watch};
+
+use crate::ownership::Ownership;
+use crate::relay::edge::Origin;
+
+/// How often the recordings of this node are read.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How often a recording writes its progress into its record.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+/// Frames between the relays and the files: a few seconds of a large session.
+const FRAME_QUEUE: usize = 4096;
+
+/// What every recording on this node shares.
+#[derive(Clone)]
+pub struct RecorderContext {
+    pub etcd: EtcdOptions,
+    pub node_id: String,
+    pub secret: Option<JoinSecret>,
+    pub dir: PathBuf,
+    /// Where the recorder's media sockets bind, and the address they announce.
+    pub bind_ip: IpAddr,
+    pub media_ip: IpAddr,
+    pub ownership: Ownership,
+}
+
+/// Follows `recordings/` for records of this node until `shutdown`, and runs each.
+pub async fn follow(context: RecorderContext, mut shutdown: watch::Receiver<bool>) {
+    let mut running: HashMap<String, watch::Sender<bool>> = HashMap::new();
+    let mut store: Option<Store> = None;
+    loop {
+        match mine(&context, &mut store).await {
+            Ok(records) => {
+                let wanted: HashSet<String> = records
+                    .iter()
+                    .filter(|r| r.state.is_active() && !r.stop_requested)
+                    .map(|r| r.sid.clone())
+                    .collect();
+                running.retain(|sid, stop| {
+                    let keep = wanted.contains(sid) && !stop.is_closed();
+                    if !keep {
+                        let _ = stop.send(true);
+                    }
+                    keep
+                });
+                for record in records {
+                    if wanted.contains(&record.sid) && !running.contains_key(&record.sid) {
+                        let (stop, stopped) = watch::channel(false);
+                        running.insert(record.sid.clone(), stop);
+                        tokio::spawn(record_session(context.clone(), record, stopped));
+                    }
+                }
+            }
+            Err(error) => {
+                store = None;
+                tracing::warn!(%error, "cannot read this node's recordings; retrying");
+            }
+        }
+        tokio::select! {
+            () = stopped(&mut shutdown) => break,
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+    }
+    for stop in running.values() {
+        let _ = stop.send(true);
+    }
+    // Give the recordings their moment to finish their files.
+    for (_, stop) in running {
+        stop.closed().await;
+    }
+}
+
+/// Resolves once `stop` has flipped (or its sender is gone).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn mine(
+    context: &RecorderContext,
+    store: &mut Option<Store>,
+) -> Result<Vec<RecordingRecord>, ion_cluster::store::StoreError> {
+    if store.is_none() {
+        *store = Some(Store::connect(&context.etcd).await?);
+    }
+    let store = store.as_ref().expect("connected above");
+    let listed = store
+        .list::<RecordingRecord>(&store.keys().recordings(), None)
+        .await?;
+    Ok(listed
+        .items
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.node == context.node_id)
+        .collect())
+}
+
+/// Records one session until `stop` flips or the session ends.
+async fn record_session(
+    context: RecorderContext,
+    record: RecordingRecord,
+    mut stop: watch::Receiver<bool>,
+) {
+    let sid = record.sid.clone();
+    let outcome = run(&context, &record, &mut stop).await;
+    let (state, error, files) = match outcome {
+        Ok(files) => (RecordingState::Done, None, files),
+        Err(Failure { why, files }) => {
+            tracing::error!(%sid, error = %why, "recording failed");
+            (RecordingState::Failed, Some(why), files)
+        }
+    };
+    if let Ok(store) = Store::connect(&context.etcd).await {
+        let written = store
+            .update(&store.keys().recording(&sid), |r: &mut RecordingRecord| {
+                r.state = state;
+                r.error = error.clone();
+                r.stopped_at = Some(SystemTime::now());
+                if !files.is_empty() {
+                    r.files = files.clone();
+                }
+                true
+            })
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(%sid, %error, "could not write the recording's end into etcd");
+        }
+    }
+    context.ownership.leave(&record.reservation).await;
+    tracing::info!(%sid, state = state.as_str(), "recording ended");
+}
+
+struct Failure {
+    why: String,
+    files: Vec<ion_cluster::model::RecordedFile>,
+}
+
+impl Failure {
+    fn early(why: String) -> Self {
+        Self {
+            why,
+            files: Vec::new(),
+        }
+    }
+}
+
+async fn run(
+    context: &RecorderContext,
+    record: &RecordingRecord,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Vec<ion_cluster::model::RecordedFile>, Failure> {
+    let sid = &record.sid;
+    let secret = crate::relay::no_secret(context.secret.as_ref())
+        .map_err(Failure::early)?
+        .clone();
+    context
+        .ownership
+        .join(&record.reservation)
+        .await
+        .map_err(|e| {
+            Failure::early(format!(
+                "cannot claim the recording's reservation {}: {e}; run `ionctl record start {sid}` again",
+                record.reservation
+            ))
+        })?;
+    let started = SystemTime::now();
+    let stamp = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let dir = context.dir.join(format!("{sid}-{stamp}"));
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Failure::early(format!(
+            "cannot create {}: {e}; check [recorder] dir",
+            dir.display()
+        ))
+    })?;
+    let store = Store::connect(&context.etcd)
+        .await
+        .map_err(|e| Failure::early(e.to_string()))?;
+    let key = store.keys().recording(sid);
+    let dir_text = dir.display().to_string();
+    store
+        .update(&key, |r: &mut RecordingRecord| {
+            r.state = RecordingState::Recording;
+            r.started_at = Some(started);
+            r.dir = Some(dir_text.clone());
+            true
+        })
+        .await
+        .map_err(|e| Failure::early(e.to_string()))?;
+    tracing::info!(%sid, dir = %dir.display(), "recording");
+
+    let (frames_tx, mut frames) = mpsc::channel(FRAME_QUEUE);
+    let (stop_pulls, pulls_stopped) = watch::channel(false);
+    let mut pulled: HashSet<String> = HashSet::new();
+    let mut files = files::Files::new(&dir);
+    let mut report = tokio::time::interval(REPORT_EVERY);
+    let mut session_seen = false;
+    let result = loop {
+        tokio::select! {
+            () = stopped(stop) => break Ok(()),
+            received = frames.recv() => {
+                let Some(received) = received else { continue };
+                if let Err(e) = files.take(received) {
+                    break Err(format!("writing the recording into {}: {e}; free space there (or point [recorder] dir elsewhere) and start the recording again", dir.display()));
+                }
+            }
+            _ = report.tick() => {
+                // New nodes of the session get a relay; a session that ended ends this.
+                match sources(&store, sid, &context.node_id).await {
+                    Ok(Some(origins)) => {
+                        session_seen = true;
+                        for origin in origins {
+                            if pulled.insert(origin.node.clone()) {
+                                let source = pull::Source {
+                                    sid: sid.clone(),
+                                    recorder: context.node_id.clone(),
+                                    origin,
+                                    secret: secret.clone(),
+                                    bind_ip: context.bind_ip,
+                                    media_ip: context.media_ip,
+                                };
+                                tokio::spawn(pull::pull(source, frames_tx.clone(), pulls_stopped.clone()));
+                            }
+                        }
+                    }
+                    Ok(None) if session_seen => break Ok(()),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%sid, %error, "cannot read the recorded session's nodes"),
+                }
+                let summary = files.summary();
+                let _ = store.update(&key, |r: &mut RecordingRecord| {
+                    r.files = summary.clone();
+                    true
+                }).await;
+            }
+        }
+    };
+    let _ = stop_pulls.send(true);
+    match result {
+        Ok(()) => files.finish().map_err(|e| Failure {
+            why: format!("finishing the recording in {}: {e}", dir.display()),
+            files: files.summary(),
+        }),
+        Err(why) => {
+            files.flush();
+            Err(Failure {
+                why,
+                files: files.summary(),
+            })
+        }
+    }
+}
+
+/// The registered nodes of session `sid` to pull from; None when the session has no record.
+async fn sources(
+    store: &Store,
+    sid: &str,
+    this_node: &str,
+) -> Result<Option<Vec<Origin>>, ion_cluster::store::StoreError> {
+    let Some(session) = store
+        .get::<SessionRecord>(&store.keys().session(sid))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut origins = Vec::new();
+    for node in crate::relay::edge::sources(&session, this_node) {
+        if let Some(record) = store.get::<NodeRecord>(&store.keys().node(&node)).await? {
+            origins.push(Origin {
+                node,
+                signal_url: record.signal_url,
+            });
+        }
+    }
+    Ok(Some(origins))
+}

@@ -1,0 +1,377 @@
+//! Recording: `ionctl record start` puts a recorder on a node of its own, which pulls the
+//! session over the relay and writes one WebM per participant. Real etcd, real agents,
+//! webrtc-rs publishers whose frames carry stamps (track, number, send time), so each file
+//! is checked by what it holds: codecs, frame counts against what was sent, timestamps,
+//! duration and the audio/video offset. `matroska-demuxer` reads the files back, and
+//! `ffprobe` (installed by `scripts/install-deps`) must agree on the packet counts.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::{AgentProcess, AgentSpec, Etcd, JoinConfig, Media, Peer, unique_prefix, wait_for};
+use ion_cluster::loadtest::media::scan;
+use ion_cluster::model::{NodeRecord, RecordingRecord, RecordingState, SessionRecord};
+use ion_cluster::store::Store;
+use matroska_demuxer::{Frame, MatroskaFile, TrackType};
+
+const SECRET: &str = "recording-test-secret-0123456789abcdef";
+
+/// etcd, one SFU node and one node free to record on, sharing the cluster secret.
+struct Cluster {
+    agents: Vec<AgentProcess>,
+    store: Store,
+    prefix: String,
+    etcd: Etcd,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(test: &str) -> Cluster {
+        let etcd = Etcd::start().await;
+        let prefix = unique_prefix(test);
+        let store = etcd.store(&prefix).await;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let ids = [format!("{test}-sfu"), format!("{test}-recorder")];
+        let agents: Vec<AgentProcess> = ids
+            .iter()
+            .map(|id| {
+                let spec = AgentSpec::new(id)
+                    .set("auth", "secret", SECRET)
+                    .set("webrtc", "workers", 1)
+                    .set("recorder", "dir", dir.path().join(id).display().to_string());
+                AgentProcess::start(&etcd, &prefix, spec)
+            })
+            .collect();
+        for id in &ids {
+            wait_for(
+                "the agents to register",
+                Duration::from_secs(15),
+                || async {
+                    store
+                        .get::<NodeRecord>(&store.keys().node(id))
+                        .await
+                        .ok()
+                        .flatten()
+                },
+            )
+            .await;
+        }
+        Cluster {
+            agents,
+            store,
+            prefix,
+            etcd,
+            dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.agents[0].port)
+    }
+
+    async fn ionctl(&self, args: &[&str]) -> std::process::Output {
+        let endpoint = self.etcd.endpoint();
+        let mut all = vec!["--etcd", &endpoint, "--prefix", &self.prefix];
+        all.extend_from_slice(args);
+        harness::ionctl(&all).await
+    }
+
+    async fn recording(&self, sid: &str) -> Option<RecordingRecord> {
+        self.store
+            .get(&self.store.keys().recording(sid))
+            .await
+            .expect("reading etcd")
+    }
+
+    /// Waits until the recording of `sid` has files for `uids` of at least `ms` each.
+    async fn wait_recorded(&self, sid: &str, uids: &[&str], ms: u64) -> RecordingRecord {
+        wait_for(
+            &format!("{ms} ms recorded of {uids:?}"),
+            Duration::from_secs(ms / 1000 + 30),
+            || async {
+                let record = self.recording(sid).await?;
+                let long_enough = uids.iter().all(|uid| {
+                    record
+                        .files
+                        .iter()
+                        .any(|f| f.uid == *uid && f.duration_ms >= ms)
+                });
+                long_enough.then_some(record)
+            },
+        )
+        .await
+    }
+}
+
+/// What one track of a file holds.
+#[derive(Debug, Default)]
+struct TrackFrames {
+    /// Block timestamps (ms), in file order.
+    timestamps: Vec<u64>,
+    /// The publisher's send time of each frame (µs), from its first stamp.
+    sent_us: Vec<u64>,
+    keyframes: usize,
+}
+
+struct FileContents {
+    codecs: Vec<String>,
+    video: TrackFrames,
+    audio: TrackFrames,
+    duration_ms: f64,
+    size: (u64, u64),
+}
+
+fn read_webm(path: &Path) -> FileContents {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut mkv = MatroskaFile::open(file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut codecs = Vec::new();
+    let (mut video_track, mut audio_track, mut size) = (0, 0, (0, 0));
+    for track in mkv.tracks() {
+        codecs.push(track.codec_id().to_owned());
+        match track.track_type() {
+            TrackType::Video => {
+                video_track = track.track_number().get();
+                let video = track.video().expect("video settings");
+                size = (video.pixel_width().get(), video.pixel_height().get());
+            }
+            TrackType::Audio => audio_track = track.track_number().get(),
+            other => panic!("unexpected track type {other:?}"),
+        }
+    }
+    let duration_ms = mkv
+        .info()
+        .duration()
+        .expect("a finished file has a Duration");
+    let (mut video, mut audio) = (TrackFrames::default(), TrackFrames::default());
+    let mut frame = Frame::default();
+    let mut last = 0;
+    while mkv
+        .next_frame(&mut frame)
+        .expect("the file reads to its end")
+    {
+        assert!(
+            frame.timestamp >= last,
+            "{}: timestamps go back from {last} to {}",
+            path.display(),
+            frame.timestamp
+        );
+        last = frame.timestamp;
+        let into = if frame.track == video_track {
+            &mut video
+        } else {
+            assert_eq!(frame.track, audio_track);
+            &mut audio
+        };
+        into.timestamps.push(frame.timestamp);
+        if frame.is_keyframe == Some(true) {
+            into.keyframes += 1;
+        }
+        let mut first = None;
+        scan(&frame.data, |stamp| {
+            first.get_or_insert(stamp.sent_us);
+        });
+        into.sent_us
+            .push(first.unwrap_or_else(|| panic!("a frame without a stamp in {}", path.display())));
+    }
+    FileContents {
+        codecs,
+        video,
+        audio,
+        duration_ms,
+        size,
+    }
+}
+
+/// Frames a publisher sent at `rate` per second between the first and last frame of `track`.
+fn expected_frames(track: &TrackFrames, rate: f64) -> f64 {
+    let first = *track.sent_us.first().expect("frames") as f64;
+    let last = *track.sent_us.last().expect("frames") as f64;
+    (last - first) / 1e6 * rate + 1.0
+}
+
+fn median(mut values: Vec<i64>) -> i64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// How much later than it was sent each frame sits in the file: send time (ms) minus block
+/// timestamp, whose median is the file's start on the publisher's clock per track.
+fn offsets(track: &TrackFrames) -> Vec<i64> {
+    track
+        .timestamps
+        .iter()
+        .zip(&track.sent_us)
+        .map(|(ts, sent)| (*sent / 1000) as i64 - *ts as i64)
+        .collect()
+}
+
+/// ffprobe's packet count per stream of `path`.
+fn ffprobe_packets(path: &Path) -> Vec<u64> {
+    let output = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-show_entries"])
+        .arg("stream=codec_name,nb_read_packets")
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("running ffprobe (install it with `scripts/install-deps`)");
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "ffprobe on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            line.rsplit(',')
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("ffprobe line {line:?}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_publishers_are_recorded_into_a_webm_each_checked_by_content() {
+    let cluster = Cluster::start("rec").await;
+    let alice = Peer::join(&cluster.url(), "call", "alice", JoinConfig::default())
+        .await
+        .expect("alice joins");
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let bob = Peer::join(&cluster.url(), "call", "bob", JoinConfig::default())
+        .await
+        .expect("bob joins");
+    bob.publish(Media::BOTH).await.expect("bob publishes");
+    bob.wait_flowing_from("alice").await;
+
+    let started = cluster.ionctl(&["record", "start", "call"]).await;
+    assert!(started.status.success(), "{}", harness::stderr(&started));
+    let record = cluster
+        .recording("call")
+        .await
+        .expect("the recording's record");
+    // A dedicated class: the recorder is the node that carries nothing else.
+    assert_eq!(record.node, "rec-recorder");
+    let session: SessionRecord = cluster
+        .store
+        .get(&cluster.store.keys().session("call"))
+        .await
+        .expect("reading etcd")
+        .expect("the session");
+    assert_eq!(session.node, "rec-sfu");
+
+    cluster
+        .wait_recorded("call", &["alice", "bob"], 10_000)
+        .await;
+    let stopped = cluster
+        .ionctl(&["record", "stop", "call", "-o", "json"])
+        .await;
+    assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
+    let record = cluster.recording("call").await.expect("the record");
+    assert_eq!(record.state, RecordingState::Done, "{record:?}");
+    let dir = PathBuf::from(record.dir.as_deref().expect("the recording's directory"));
+    assert!(dir.starts_with(cluster.dir.path()), "{}", dir.display());
+    let mut names: Vec<&str> = record.files.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alice.webm", "bob.webm"], "{record:?}");
+
+    for file in &record.files {
+        let path = dir.join(&file.name);
+        let contents = read_webm(&path);
+        assert_eq!(contents.codecs, ["V_VP8", "A_OPUS"], "{}", file.name);
+        // The generator's keyframes are 640 × 360.
+        assert_eq!(contents.size, (640, 360));
+        let (video, audio) = (&contents.video, &contents.audio);
+        assert!(video.keyframes >= 1);
+        assert!(
+            video.timestamps.first() == Some(&0) || audio.timestamps.first() == Some(&0),
+            "the file starts at 0"
+        );
+        for (track, got, rate) in [
+            ("video", video, f64::from(harness::VIDEO_FPS)),
+            ("audio", audio, f64::from(harness::AUDIO_PPS)),
+        ] {
+            let expected = expected_frames(got, rate);
+            let count = got.timestamps.len() as f64;
+            assert!(
+                (count - expected).abs() <= expected * 0.02,
+                "{}: {count} {track} frames where {expected:.0} were sent",
+                file.name
+            );
+        }
+        let last = *video
+            .timestamps
+            .last()
+            .max(audio.timestamps.last())
+            .expect("frames");
+        assert!(last >= 10_000, "{}: only {last} ms", file.name);
+        assert!(
+            (contents.duration_ms - last as f64).abs() <= 50.0,
+            "{}: Duration {} ms, last frame at {last} ms",
+            file.name,
+            contents.duration_ms
+        );
+        let av = median(offsets(video)) - median(offsets(audio));
+        assert!(
+            av.abs() < 100,
+            "{}: audio and video {av} ms apart",
+            file.name
+        );
+        eprintln!(
+            "{}: {} video and {} audio frames over {last} ms, A/V {av} ms",
+            file.name,
+            video.timestamps.len(),
+            audio.timestamps.len()
+        );
+        assert_eq!(
+            ffprobe_packets(&path),
+            [video.timestamps.len() as u64, audio.timestamps.len() as u64],
+            "{}",
+            file.name
+        );
+        assert_eq!(
+            std::fs::metadata(&path).expect("the file").len(),
+            file.bytes
+        );
+    }
+    // The reservation went with the recording: the recorder is free again.
+    let reservation = cluster
+        .store
+        .get::<SessionRecord>(&cluster.store.keys().session(&record.reservation))
+        .await
+        .expect("reading etcd");
+    assert!(reservation.is_none(), "{reservation:?}");
+    alice.assert_no_problems();
+    bob.assert_no_problems();
+}
+
+/// `record list` shows the recording; bad input gets a clear error and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_commands_say_what_is_wrong() {
+    let cluster = Cluster::start("rec-cli").await;
+    let bad_bucket = cluster
+        .ionctl(&["record", "start", "call", "--bucket", "s3://nope"])
+        .await;
+    assert_eq!(bad_bucket.status.code(), Some(2));
+    assert!(harness::stderr(&bad_bucket).contains("gs://BUCKET"));
+    let unknown = cluster.ionctl(&["record", "stop", "nobody"]).await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(harness::stderr(&unknown).contains("has no recording"));
+
+    let started = cluster.ionctl(&["record", "start", "call"]).await;
+    assert!(started.status.success(), "{}", harness::stderr(&started));
+    let again = cluster.ionctl(&["record", "start", "call"]).await;
+    assert_eq!(again.status.code(), Some(2));
+    assert!(harness::stderr(&again).contains("already being recorded"));
+
+    let listed = cluster.ionctl(&["record", "list", "-o", "json"]).await;
+    assert!(listed.status.success());
+    let records: Vec<RecordingRecord> =
+        serde_json::from_slice(&listed.stdout).expect("record list -o json");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].sid, "call");
+    let table = cluster.ionctl(&["record", "list"]).await;
+    assert!(harness::stdout(&table).contains("rec-cli-recorder"));
+}
