@@ -29,6 +29,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(test: &str) -> Cluster {
+        Self::start_with(test, None).await
+    }
+
+    /// With `recorder_dir`, the recorder node writes there instead of under the temp dir.
+    async fn start_with(test: &str, recorder_dir: Option<&Path>) -> Cluster {
         let etcd = Etcd::start().await;
         let prefix = unique_prefix(test);
         let store = etcd.store(&prefix).await;
@@ -37,10 +42,14 @@ impl Cluster {
         let agents: Vec<AgentProcess> = ids
             .iter()
             .map(|id| {
+                let own_dir = match recorder_dir {
+                    Some(path) if id.ends_with("-recorder") => path.to_owned(),
+                    _ => dir.path().join(id),
+                };
                 let spec = AgentSpec::new(id)
                     .set("auth", "secret", SECRET)
                     .set("webrtc", "workers", 1)
-                    .set("recorder", "dir", dir.path().join(id).display().to_string());
+                    .set("recorder", "dir", own_dir.display().to_string());
                 AgentProcess::start(&etcd, &prefix, spec)
             })
             .collect();
@@ -233,9 +242,8 @@ fn ffprobe_packets(path: &Path) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_publishers_are_recorded_into_a_webm_each_checked_by_content() {
-    let cluster = Cluster::start("rec").await;
+/// Alice and Bob publish audio and video in session `call`, and each receives the other.
+async fn call(cluster: &Cluster) -> (Peer, Peer) {
     let alice = Peer::join(&cluster.url(), "call", "alice", JoinConfig::default())
         .await
         .expect("alice joins");
@@ -245,9 +253,38 @@ async fn two_publishers_are_recorded_into_a_webm_each_checked_by_content() {
         .expect("bob joins");
     bob.publish(Media::BOTH).await.expect("bob publishes");
     bob.wait_flowing_from("alice").await;
+    alice.wait_flowing_from("bob").await;
+    (alice, bob)
+}
 
+/// Starts recording `call`, which must succeed.
+async fn record_call(cluster: &Cluster) {
     let started = cluster.ionctl(&["record", "start", "call"]).await;
     assert!(started.status.success(), "{}", harness::stderr(&started));
+}
+
+/// The stamped frames of a file that was never finished, as far as they read: (block
+/// timestamp ms, send time µs) per frame, all tracks.
+fn read_unfinished(path: &Path) -> Vec<(u64, u64)> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut mkv = MatroskaFile::open(file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut frames = Vec::new();
+    let mut frame = Frame::default();
+    while let Ok(true) = mkv.next_frame(&mut frame) {
+        let mut first = None;
+        scan(&frame.data, |stamp| {
+            first.get_or_insert(stamp.sent_us);
+        });
+        frames.push((frame.timestamp, first.expect("a stamped frame")));
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_publishers_are_recorded_into_a_webm_each_checked_by_content() {
+    let cluster = Cluster::start("rec").await;
+    let (alice, bob) = call(&cluster).await;
+    record_call(&cluster).await;
     let record = cluster
         .recording("call")
         .await
@@ -374,4 +411,124 @@ async fn record_commands_say_what_is_wrong() {
     assert_eq!(records[0].sid, "call");
     let table = cluster.ionctl(&["record", "list"]).await;
     assert!(harness::stdout(&table).contains("rec-cli-recorder"));
+}
+
+/// kill -9 of the recorder mid-session: each file on its disk reads, without a finish, up to
+/// a few seconds before the kill (clusters reach the file whole and are fsynced), and the
+/// call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_recorder_leaves_files_readable_up_to_its_last_seconds() {
+    let mut cluster = Cluster::start("rec-kill").await;
+    let (alice, bob) = call(&cluster).await;
+    record_call(&cluster).await;
+    let record = cluster
+        .wait_recorded("call", &["alice", "bob"], 6_000)
+        .await;
+    cluster.agents[1].kill9();
+    let killed_us = ion_cluster::loadtest::media::now_us();
+    let dir = PathBuf::from(record.dir.as_deref().expect("the recording's directory"));
+    for uid in ["alice", "bob"] {
+        let path = dir.join(format!("{uid}.webm"));
+        let frames = read_unfinished(&path);
+        assert!(
+            frames.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{uid}: timestamps go back"
+        );
+        let last_sent = frames.iter().map(|f| f.1).max().expect("frames");
+        let lost_ms = (killed_us - last_sent) / 1000;
+        eprintln!(
+            "{uid}: {} frames read, the last sent {lost_ms} ms before the kill",
+            frames.len()
+        );
+        assert!(
+            lost_ms <= 3_000,
+            "{uid}: the file ends {lost_ms} ms before the kill"
+        );
+        assert!(frames.len() > 200, "{uid}: only {} frames", frames.len());
+    }
+    let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+    wait_for("bob to keep receiving", Duration::from_secs(5), || async {
+        let now = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+        (now > before + 20).then_some(())
+    })
+    .await;
+    alice.assert_no_problems();
+    bob.assert_no_problems();
+}
+
+/// The recorder's disk fills (a 128 KiB tmpfs made by the test): the recording stops as
+/// failed with the cause in its record, each file reads to its end, and the call is not
+/// touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_recording_with_a_clear_error_and_readable_files() {
+    let mount = tempfile::tempdir().expect("a temp dir");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128k", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .expect("running mount");
+    assert!(
+        status.success(),
+        "mounting a 128 KiB tmpfs needs root (as .ci/run runs); run the test as root"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path());
+    let cluster = Cluster::start_with("rec-full", Some(mount.path())).await;
+    let (alice, bob) = call(&cluster).await;
+    record_call(&cluster).await;
+    let record = wait_for("the recording to fail", Duration::from_secs(60), || async {
+        cluster
+            .recording("call")
+            .await
+            .filter(|r| r.state == RecordingState::Failed)
+    })
+    .await;
+    let error = record.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("No space left on device") && error.contains("free space"),
+        "{error}"
+    );
+    let log = cluster.agents[1].log();
+    assert!(
+        log.contains("recording failed") && log.contains("No space left"),
+        "{log}"
+    );
+    let dir = PathBuf::from(record.dir.as_deref().expect("the recording's directory"));
+    assert_eq!(record.files.len(), 2, "{record:?}");
+    for file in &record.files {
+        let path = dir.join(&file.name);
+        // Not finished, but whole up to its last cluster: the reader reaches the end of the
+        // file without an error.
+        let bytes = std::fs::read(&path).expect("the file");
+        let mut mkv = MatroskaFile::open(std::io::Cursor::new(bytes)).expect("a WebM file");
+        let mut frame = Frame::default();
+        let mut frames = 0;
+        loop {
+            match mkv.next_frame(&mut frame) {
+                Ok(true) => frames += 1,
+                Ok(false) => break,
+                Err(e) => panic!("{}: unreadable after {frames} frames: {e}", file.name),
+            }
+        }
+        assert!(frames > 0, "{}", file.name);
+    }
+    let listed = cluster.ionctl(&["record", "list"]).await;
+    assert!(
+        harness::stdout(&listed).contains("failed"),
+        "{}",
+        harness::stdout(&listed)
+    );
+    let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+    wait_for("bob to keep receiving", Duration::from_secs(5), || async {
+        let now = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+        (now > before + 20).then_some(())
+    })
+    .await;
+    alice.assert_no_problems();
+    bob.assert_no_problems();
 }
