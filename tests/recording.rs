@@ -446,6 +446,41 @@ async fn a_killed_recorder_leaves_files_readable_up_to_its_last_seconds() {
         );
         assert!(frames.len() > 200, "{uid}: only {} frames", frames.len());
     }
+    // Once the recorder's lease has lapsed, the record says it is lost, and `record stop`
+    // marks it failed with the reason.
+    let recorder = cluster.store.keys().node("rec-kill-recorder");
+    wait_for(
+        "the recorder's node to lapse",
+        Duration::from_secs(20),
+        || async {
+            let gone = cluster
+                .store
+                .get::<NodeRecord>(&recorder)
+                .await
+                .ok()?
+                .is_none();
+            gone.then_some(())
+        },
+    )
+    .await;
+    let listed = cluster.ionctl(&["record", "list"]).await;
+    assert!(
+        harness::stdout(&listed).contains("lost"),
+        "{}",
+        harness::stdout(&listed)
+    );
+    let stopped = cluster.ionctl(&["record", "stop", "call"]).await;
+    assert_eq!(
+        stopped.status.code(),
+        Some(1),
+        "{}",
+        harness::stderr(&stopped)
+    );
+    assert!(
+        harness::stderr(&stopped).contains("is gone"),
+        "{}",
+        harness::stderr(&stopped)
+    );
     let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
     wait_for("bob to keep receiving", Duration::from_secs(5), || async {
         let now = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();

@@ -3,6 +3,7 @@
 //! placer as `ionctl place`, and writes `recordings/<sid>` naming that node, which then
 //! records the session; `stop` asks it to finish; `list` shows every recording's state.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
@@ -111,9 +112,16 @@ async fn start(context: &Context, args: StartArgs) -> Result<(), CliError> {
     crate::model::keys::validate_id("session", &args.sid).map_err(CliError::usage)?;
     let store = context.store().await?;
     let key = store.keys().recording(&args.sid);
+    let registered = |node: &str| {
+        let key = store.keys().node(node);
+        let store = store.clone();
+        async move { store.get::<crate::model::NodeRecord>(&key).await }
+    };
     if let Some(existing) = store.get::<RecordingRecord>(&key).await?
         && existing.state.is_active()
         && !existing.stop_requested
+        // A recorder that died left its record active: it records nothing any more.
+        && registered(&existing.node).await?.is_some()
     {
         return Err(CliError::usage(anyhow!(
             "session {} is already being recorded on node {} ({}); `ionctl record stop {}` first",
@@ -190,8 +198,28 @@ async fn stop(context: &Context, args: StopArgs) -> Result<(), CliError> {
                 args.sid
             ))
         })?;
-    let deadline = tokio::time::Instant::now() + args.wait;
+    let node_gone = store
+        .get::<crate::model::NodeRecord>(&store.keys().node(&record.node))
+        .await?
+        .is_none();
     let mut record = record;
+    if record.state.is_active() && node_gone {
+        // Nobody is left to finish it: say so in the record, for `record list`.
+        let why = format!(
+            "its recorder node {} is gone; the files on its disk end where it stopped",
+            record.node
+        );
+        record = store
+            .update(&key, |r: &mut RecordingRecord| {
+                r.state = RecordingState::Failed;
+                r.error = Some(why.clone());
+                r.stopped_at = Some(SystemTime::now());
+                true
+            })
+            .await?
+            .unwrap_or(record);
+    }
+    let deadline = tokio::time::Instant::now() + args.wait;
     while record.state.is_active() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         match store.get::<RecordingRecord>(&key).await? {
@@ -201,7 +229,10 @@ async fn stop(context: &Context, args: StopArgs) -> Result<(), CliError> {
     }
     match args.output.output {
         OutputFormat::Json => print_json(&record)?,
-        OutputFormat::Table => print_recordings(&[record.clone()])?,
+        OutputFormat::Table => {
+            let nodes = HashSet::from([record.node.clone()]);
+            print_recordings(std::slice::from_ref(&record), &nodes)?
+        }
     }
     match record.state {
         RecordingState::Failed => Err(CliError::other(anyhow!(
@@ -237,18 +268,32 @@ async fn list(context: &Context, args: ListArgs) -> Result<(), CliError> {
                 eprintln!("No recordings under {}.", store.keys().prefix());
                 return Ok(());
             }
-            print_recordings(&recordings)
+            let nodes: HashSet<String> = store
+                .nodes()
+                .await?
+                .items
+                .into_iter()
+                .map(|(_, n)| n.id)
+                .collect();
+            print_recordings(&recordings, &nodes)
         }
     }
 }
 
-fn print_recordings(recordings: &[RecordingRecord]) -> Result<(), CliError> {
+/// The recordings as a table; `nodes` are the registered ones: an active recording on a
+/// node that is gone shows as lost.
+fn print_recordings(
+    recordings: &[RecordingRecord],
+    nodes: &HashSet<String>,
+) -> Result<(), CliError> {
     let now = SystemTime::now();
     let mut out = table(&[
         "sid", "node", "state", "duration", "bytes", "files", "upload", "error",
     ]);
     for r in recordings {
-        let state = if r.stop_requested && r.state.is_active() {
+        let state = if r.state.is_active() && !nodes.contains(&r.node) {
+            "lost: its node is gone".to_owned()
+        } else if r.stop_requested && r.state.is_active() {
             "stopping".to_owned()
         } else {
             r.state.as_str().to_owned()
