@@ -99,8 +99,8 @@ async fn run_tabs(sid: &str, mode: Option<&str>, edge: bool) -> serde_json::Valu
 }
 
 /// Runs `run.mjs` (tab A joins `url`, tab B `viewer_url`) and returns its JSON report, which
-/// must say the run succeeded. In `failover` mode, `on_flowing` runs when the script says
-/// media flows, and the script goes on once it has returned.
+/// must say the run succeeded. In `failover` and `hold` modes, `on_flowing` runs when the
+/// script says media flows, and the script goes on once it has returned.
 async fn run_script(
     url: &str,
     sid: &str,
@@ -111,7 +111,11 @@ async fn run_script(
 ) -> serde_json::Value {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let timeout = if mode == "failover" { 100 } else { 60 };
+    let timeout = if mode == "plain" || mode == "simulcast" {
+        60
+    } else {
+        100
+    };
     let mut node = tokio::process::Command::new("node")
         .arg(browser_dir.join("run.mjs"))
         .arg(url)
@@ -408,5 +412,113 @@ async fn ion_sdk_js_rejoins_through_the_gateway_after_its_node_is_killed() {
     assert!(
         claimed.iter().any(|node| *node != dead),
         "the rejoin must land on a node other than {dead}: claimed on {claimed:?}"
+    );
+}
+
+/// ion-sdk-js publishes from Chromium, and `ionctl record` records it on a node of its own:
+/// the publisher's WebM decodes without a single error in ffmpeg (real VP8 and Opus from a
+/// browser, as a player would read them).
+#[tokio::test]
+async fn a_recording_of_ion_sdk_js_decodes_in_ffmpeg() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("browser-record");
+    let store = etcd.store(&prefix).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ids = ["browser-rec-sfu", "browser-rec-recorder"];
+    let agents: Vec<AgentProcess> = ids
+        .iter()
+        .map(|id| {
+            let spec = AgentSpec::new(id).set("auth", "secret", RELAY_SECRET).set(
+                "recorder",
+                "dir",
+                dir.path().display().to_string(),
+            );
+            AgentProcess::start(&etcd, &prefix, spec)
+        })
+        .collect();
+    for id in ids {
+        wait_for(
+            "the agents to register",
+            Duration::from_secs(15),
+            || async {
+                store
+                    .get::<ion_cluster::model::NodeRecord>(&store.keys().node(id))
+                    .await
+                    .ok()
+                    .flatten()
+            },
+        )
+        .await;
+    }
+    let endpoint = etcd.endpoint();
+    let ionctl = async |args: &[&str]| {
+        let mut all = vec!["--etcd", endpoint.as_str(), "--prefix", prefix.as_str()];
+        all.extend_from_slice(args);
+        harness::ionctl(&all).await
+    };
+    let url = format!("ws://127.0.0.1:{}/ws", agents[0].port);
+    let key = store.keys().recording("browser-rec");
+    let mut record = None;
+    let report = run_script(&url, "browser-rec", "hold", &url, &[], async || {
+        let started = ionctl(&["record", "start", "browser-rec"]).await;
+        assert!(started.status.success(), "{}", harness::stderr(&started));
+        wait_for("5 s of tab A recorded", Duration::from_secs(40), || async {
+            let r: ion_cluster::model::RecordingRecord = store.get(&key).await.ok()??;
+            r.files
+                .iter()
+                .any(|f| f.uid == "tab-a" && f.duration_ms >= 5_000)
+                .then_some(())
+        })
+        .await;
+        let stopped = ionctl(&["record", "stop", "browser-rec"]).await;
+        assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
+        record = store
+            .get::<ion_cluster::model::RecordingRecord>(&key)
+            .await
+            .ok()
+            .flatten();
+    })
+    .await;
+    decoded_video_and_audio(&report);
+    let record = record.expect("the recording's record");
+    let file = record
+        .files
+        .iter()
+        .find(|f| f.uid == "tab-a")
+        .unwrap_or_else(|| panic!("no file of tab A: {record:?}"));
+    let path = Path::new(record.dir.as_deref().expect("a directory")).join(&file.name);
+    let decoded = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("running ffmpeg (install it with `scripts/install-deps`)");
+    let errors = String::from_utf8_lossy(&decoded.stderr);
+    assert!(
+        decoded.status.success() && errors.trim().is_empty(),
+        "ffmpeg reports errors decoding {}: {errors}",
+        path.display()
+    );
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .expect("running ffprobe");
+    let codecs = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(
+        codecs.split_whitespace().collect::<Vec<_>>(),
+        ["vp8", "opus"],
+        "{codecs}"
+    );
+    eprintln!(
+        "{}: {} bytes, {} ms",
+        file.name, file.bytes, file.duration_ms
     );
 }

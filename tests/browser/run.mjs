@@ -16,12 +16,15 @@
 // close, and both tabs rejoin through the same URL as docs/operations.md tells an app to
 // (a new Client, with backoff) until B decodes A's media again.
 //
+// With `hold`, the script prints the same event once B decodes and keeps both tabs in the
+// call until the test writes a line (the recording test records meanwhile).
+//
 // With ION_TEST_TLS_CERT and ION_TEST_TLS_KEY (PEM files), the page is served over https
 // with that certificate, and Chromium trusts it by its key's hash
 // (--ignore-certificate-errors-spki-list), not by ignoring certificate errors: the page can
 // then open wss:// URLs signed by the same certificate, as a real app served over https.
 //
-// Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast|failover|plain] [viewer-ws-url]
+// Usage: node run.mjs <ws-url> <sid> [timeout-ms] [simulcast|failover|hold|plain] [viewer-ws-url]
 import { createHash, X509Certificate } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -36,6 +39,7 @@ const [url, sid, timeoutArg, mode, viewerArg] = process.argv.slice(2);
 const viewerUrl = viewerArg || url;
 const simulcast = mode === 'simulcast';
 const failover = mode === 'failover';
+const hold = mode === 'hold';
 const timeoutMs = Number(timeoutArg || 45000);
 if (!url || !sid) {
   console.error('usage: node run.mjs <ws-url> <sid> [timeout-ms]');
@@ -135,11 +139,13 @@ try {
       (await phase('top layer after f resumes', (v) => v.frameWidth >= top));
     if (!ok) video = null;
   }
-  if (video && failover) {
+  if (video && (failover || hold)) {
     console.log(JSON.stringify({ event: 'flowing' }));
     const lines = createInterface({ input: process.stdin });
     await new Promise((resolve) => lines.once('line', resolve));
     lines.close();
+  }
+  if (video && failover) {
     const closed = async () => [
       await a.evaluate(() => window.ionTest.state.closed),
       await b.evaluate(() => window.ionTest.state.closed),

@@ -50,6 +50,9 @@ struct OpenFile {
     /// Frames by capture time, not yet written.
     pending: BTreeMap<(SystemTime, u64), Frame>,
     next_seq: u64,
+    /// The last timestamp written per track number: a track's timestamps strictly
+    /// increase, as players want (two frames of a track at one millisecond are refused).
+    last_ms: HashMap<u64, u64>,
 }
 
 impl Files {
@@ -231,6 +234,7 @@ impl Participant {
                 .map(|i| i as u64 + 1),
             pending: BTreeMap::new(),
             next_seq: 0,
+            last_ms: HashMap::new(),
         };
         // The file starts on the keyframe: what was captured before it is left out.
         for frame in std::mem::take(&mut self.early) {
@@ -295,9 +299,16 @@ impl OpenFile {
                 MediaKind::Audio => self.audio,
             };
             let Some(track) = track else { continue };
-            let at = captured.duration_since(self.epoch).unwrap_or_default();
+            let mut at = captured
+                .duration_since(self.epoch)
+                .unwrap_or_default()
+                .as_millis() as u64;
+            if let Some(last) = self.last_ms.get(&track) {
+                at = at.max(last + 1);
+            }
+            self.last_ms.insert(track, at);
             self.writer
-                .write_frame(track, at.as_millis() as u64, frame.keyframe, &frame.data)?;
+                .write_frame(track, at, frame.keyframe, &frame.data)?;
         }
         Ok(())
     }

@@ -99,6 +99,7 @@ struct Track {
     /// Video: no frame is handed on until a keyframe arrives.
     awaiting_keyframe: bool,
     last_keyframe_request: Option<Instant>,
+    clock: TrackClock,
 }
 
 /// One relay connection; Ok when stopped, else why it ended and whether it had connected.
@@ -224,6 +225,7 @@ async fn drive(
                             kind: added.kind,
                             awaiting_keyframe: added.kind == MediaKind::Video,
                             last_keyframe_request: None,
+                            clock: TrackClock::default(),
                         },
                     );
                     let announced = Received::Added {
@@ -277,23 +279,74 @@ fn admit(rtc: &mut Rtc, tracks: &mut HashMap<Mid, Track>, data: MediaData) -> Op
     Some(Frame {
         stream: track.stream.clone(),
         kind: track.kind,
-        captured: captured_at(&data),
+        captured: track.clock.captured(&data),
         keyframe: keyframe || track.kind == MediaKind::Audio,
         data: data.data,
     })
 }
 
-/// When the frame was captured: the last sender report maps RTP time to the sender's wall
-/// clock; before the first one, the arrival time stands in.
-fn captured_at(data: &MediaData) -> SystemTime {
-    match &data.last_sender_info {
-        Some(report) => on_sender_clock(
-            data.time.numer(),
-            data.time.denom(),
-            report.rtp_time.numer(),
-            report.ntp_time,
-        ),
-        None => SystemTime::now() - data.network_time.elapsed(),
+/// When a track's frames were captured, on the sender's clock. Each frame's time is its
+/// RTP time from one anchor, so a track's timestamps are as even as its RTP clock: each
+/// sender report says where the anchor should be, and the track moves it only when the
+/// report disagrees by more than [`REANCHOR`] (the first report after arrival times stood
+/// in, a sender that jumps), not on every report's few milliseconds of jitter.
+#[derive(Debug, Default)]
+struct TrackClock {
+    /// An RTP time (as str0m extends it) and its wall-clock time.
+    anchor: Option<(u64, SystemTime)>,
+    /// The anchor came from a sender report, not an arrival time.
+    reported: bool,
+}
+
+/// How far a sender report may disagree with a track's anchor before the anchor moves.
+const REANCHOR: Duration = Duration::from_millis(40);
+
+impl TrackClock {
+    fn captured(&mut self, data: &MediaData) -> SystemTime {
+        let rate = data.time.denom();
+        let rtp = data.time.numer();
+        let reported = data
+            .last_sender_info
+            .as_ref()
+            .map(|report| on_sender_clock(rtp, rate, report.rtp_time.numer(), report.ntp_time));
+        let arrived = SystemTime::now() - data.network_time.elapsed();
+        self.at(rtp, rate, reported, arrived)
+    }
+
+    /// The time of RTP time `rtp` at `rate` Hz, given where the latest sender report puts
+    /// it (if any) and when it arrived.
+    fn at(
+        &mut self,
+        rtp: u64,
+        rate: u32,
+        reported: Option<SystemTime>,
+        arrived: SystemTime,
+    ) -> SystemTime {
+        let Some((anchor_rtp, anchor_at)) = self.anchor else {
+            let at = reported.unwrap_or(arrived);
+            self.anchor = Some((rtp, at));
+            self.reported = reported.is_some();
+            return at;
+        };
+        let ticks = rtp as i128 - anchor_rtp as i128;
+        let offset = Duration::from_secs_f64(ticks.unsigned_abs() as f64 / f64::from(rate.max(1)));
+        let mapped = if ticks >= 0 {
+            anchor_at + offset
+        } else {
+            anchor_at - offset
+        };
+        if let Some(reported) = reported {
+            let apart = match reported.duration_since(mapped) {
+                Ok(later) => later,
+                Err(earlier) => earlier.duration(),
+            };
+            if !self.reported || apart > REANCHOR {
+                self.anchor = Some((rtp, reported));
+                self.reported = true;
+                return reported;
+            }
+        }
+        mapped
     }
 }
 
@@ -314,7 +367,34 @@ fn on_sender_clock(rtp: u64, rate: u32, report_rtp: u64, report_ntp: SystemTime)
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::on_sender_clock;
+    use super::{TrackClock, on_sender_clock};
+
+    #[test]
+    fn a_tracks_clock_follows_rtp_and_moves_only_for_a_real_disagreement() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let ms = Duration::from_millis;
+        let mut clock = TrackClock::default();
+        // Before any report, the first arrival anchors it, and RTP time counts from there:
+        // late arrivals do not move it.
+        assert_eq!(clock.at(48_000, 48_000, None, t0), t0);
+        assert_eq!(clock.at(48_960, 48_000, None, t0 + ms(90)), t0 + ms(20));
+        // The first report takes over, even a few ms away.
+        assert_eq!(
+            clock.at(49_920, 48_000, Some(t0 + ms(35)), t0 + ms(60)),
+            t0 + ms(35)
+        );
+        // A later report's jitter within 40 ms leaves the anchor: frames stay 20 ms apart.
+        assert_eq!(
+            clock.at(50_880, 48_000, Some(t0 + ms(75)), t0 + ms(80)),
+            t0 + ms(55)
+        );
+        // A report 100 ms off is a jump of the sender's clock: the anchor follows it.
+        assert_eq!(
+            clock.at(51_840, 48_000, Some(t0 + ms(175)), t0 + ms(100)),
+            t0 + ms(175)
+        );
+        assert_eq!(clock.at(52_800, 48_000, None, t0), t0 + ms(195));
+    }
 
     #[test]
     fn rtp_time_maps_onto_the_sender_reports_clock() {
