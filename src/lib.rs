@@ -11,6 +11,7 @@
 //! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
 //! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
 //! - [`compute`]: the Compute Engine v1 REST client and its credentials.
+//! - [`gcs`]: resumable uploads to Cloud Storage (recordings).
 //! - [`provider`]: creating and deleting machines for agents: GCE VMs or local processes,
 //!   and the one lifecycle of an instance (spawn, register, drain, delete).
 //! - [`autoscale`]: the pure `plan(snapshot, policy)` and the leader-elected loop that runs it.
@@ -31,6 +32,7 @@ pub mod capacity;
 pub mod cli;
 pub mod compute;
 pub mod gateway;
+pub mod gcs;
 pub mod loadtest;
 pub mod model;
 pub mod placement;

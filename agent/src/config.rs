@@ -48,20 +48,46 @@ pub struct AgentConfig {
     pub recorder: RecorderConfig,
 }
 
-/// `[recorder]`: where this node writes the recordings placed on it.
+/// `[recorder]`: where this node writes the recordings placed on it, and how it uploads
+/// them to Cloud Storage when a recording names a bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecorderConfig {
     /// Each recording gets a directory `<dir>/<sid>-<start time>` with one WebM per
     /// participant.
     pub dir: PathBuf,
+    /// The Cloud Storage JSON API's base URL (a test server in tests).
+    pub storage_url: String,
+    /// Credentials for uploads, as `[gce] auth` of ionctl: `adc` (Application Default
+    /// Credentials: on GCE, the VM's service account), `metadata`, or `key-file`.
+    pub auth: ion_cluster::compute::AuthMode,
+    /// The service-account key for `auth = "key-file"`.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for RecorderConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("/var/lib/ion-agent/recordings"),
+            storage_url: ion_cluster::gcs::DEFAULT_BASE_URL.to_owned(),
+            auth: ion_cluster::compute::AuthMode::Adc,
+            key_file: None,
         }
+    }
+}
+
+impl RecorderConfig {
+    /// The credentials uploads use.
+    pub fn upload_auth(&self) -> anyhow::Result<ion_cluster::compute::Auth> {
+        use ion_cluster::compute::{Auth, AuthMode};
+        Ok(match (self.auth, &self.key_file) {
+            (AuthMode::Adc, _) => Auth::Adc,
+            (AuthMode::Metadata, _) => Auth::Metadata { endpoint: None },
+            (AuthMode::KeyFile, Some(path)) => Auth::KeyFile(path.clone()),
+            (AuthMode::KeyFile, None) => {
+                bail!("[recorder] auth = \"key-file\" needs [recorder] key_file")
+            }
+        })
     }
 }
 

@@ -168,6 +168,10 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
                 .copied()
                 .unwrap_or(config.webrtc.bind),
             ownership: ownership.clone(),
+            upload: recorder::UploadSettings {
+                base_url: config.recorder.storage_url.clone(),
+                auth: config.recorder.upload_auth()?,
+            },
         },
         shutdown.clone(),
     ));

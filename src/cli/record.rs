@@ -305,7 +305,10 @@ fn print_recordings(
             short_age(r.duration(now)),
             r.bytes().to_string(),
             r.files.len().to_string(),
-            r.bucket.clone().unwrap_or_else(|| "local".to_owned()),
+            match &r.bucket {
+                Some(bucket) => format!("{}/{} to {bucket}", r.uploaded(), r.files.len()),
+                None => "local".to_owned(),
+            },
             r.error.clone().unwrap_or_default(),
         ]);
     }

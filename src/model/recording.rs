@@ -14,7 +14,9 @@ pub enum RecordingState {
     /// Asked for; the recorder node has not picked it up yet.
     Requested,
     Recording,
-    /// Stopped; the files are complete on the recorder's disk (and uploaded, with a bucket).
+    /// Stopped; the files are complete and go up to the bucket, if the recording has one.
+    Uploading,
+    /// Stopped; the files are complete on the recorder's disk, or uploaded to the bucket.
     Done,
     /// Stopped by an error (`error` says which); the files hold what was written before it.
     Failed,
@@ -25,12 +27,13 @@ impl RecordingState {
         match self {
             RecordingState::Requested => "requested",
             RecordingState::Recording => "recording",
+            RecordingState::Uploading => "uploading",
             RecordingState::Done => "done",
             RecordingState::Failed => "failed",
         }
     }
 
-    /// Still to be recorded or recording.
+    /// Still to be recorded or recording (an upload after the stop is not).
     pub fn is_active(self) -> bool {
         matches!(self, RecordingState::Requested | RecordingState::Recording)
     }
@@ -45,6 +48,10 @@ pub struct RecordedFile {
     pub uid: String,
     pub bytes: u64,
     pub duration_ms: u64,
+    /// `gs://bucket/object` once the upload is confirmed (size and CRC32C match); the
+    /// local file is deleted then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +94,11 @@ impl RecordingRecord {
     /// The reservation id of the recording of `sid`: ids end in `.rec` only for recordings.
     pub fn reservation_for(sid: &str) -> String {
         format!("{sid}.rec")
+    }
+
+    /// Files uploaded, of all.
+    pub fn uploaded(&self) -> usize {
+        self.files.iter().filter(|f| f.uploaded.is_some()).count()
     }
 
     pub fn bytes(&self) -> u64 {

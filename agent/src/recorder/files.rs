@@ -101,6 +101,7 @@ impl Files {
                     uid: p.uid.clone(),
                     bytes: file.writer.bytes_written(),
                     duration_ms: file.writer.duration_ms(),
+                    uploaded: None,
                 });
             }
         }
@@ -261,6 +262,7 @@ impl Participant {
             uid: self.uid.clone(),
             bytes: summary.bytes,
             duration_ms: summary.duration_ms,
+            uploaded: None,
         });
         Ok(())
     }

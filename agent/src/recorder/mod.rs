@@ -13,6 +13,7 @@
 
 mod files;
 mod pull;
+mod upload;
 pub mod webm;
 
 use std::collections::{HashMap, HashSet};
@@ -46,7 +47,10 @@ pub struct RecorderContext {
     pub bind_ip: IpAddr,
     pub media_ip: IpAddr,
     pub ownership: Ownership,
+    pub upload: upload::UploadSettings,
 }
+
+pub use upload::UploadSettings;
 
 /// Follows `recordings/` for records of this node until `shutdown`, and runs each.
 pub async fn follow(context: RecorderContext, mut shutdown: watch::Receiver<bool>) {
@@ -118,7 +122,8 @@ async fn mine(
         .collect())
 }
 
-/// Records one session until `stop` flips or the session ends.
+/// Records one session until `stop` flips or the session ends, then uploads its files when
+/// the recording names a bucket.
 async fn record_session(
     context: RecorderContext,
     record: RecordingRecord,
@@ -126,36 +131,94 @@ async fn record_session(
 ) {
     let sid = record.sid.clone();
     let outcome = run(&context, &record, &mut stop).await;
-    let (state, error, files) = match outcome {
-        Ok(files) => (RecordingState::Done, None, files),
-        Err(Failure { why, files }) => {
+    let (mut state, mut error, mut files, dir) = match outcome {
+        Ok(Recorded { files, dir }) => (RecordingState::Done, None, files, Some(dir)),
+        Err(Failure { why, files, dir }) => {
             tracing::error!(%sid, error = %why, "recording failed");
-            (RecordingState::Failed, Some(why), files)
+            (RecordingState::Failed, Some(why), files, dir)
         }
     };
-    if let Ok(store) = Store::connect(&context.etcd).await {
-        let written = store
-            .update(&store.keys().recording(&sid), |r: &mut RecordingRecord| {
-                r.state = state;
-                r.error = error.clone();
-                r.stopped_at = Some(SystemTime::now());
-                if !files.is_empty() {
-                    r.files = files.clone();
-                }
-                true
-            })
-            .await;
-        if let Err(error) = written {
-            tracing::warn!(%sid, %error, "could not write the recording's end into etcd");
+    let store = Store::connect(&context.etcd).await.ok();
+    let bucket = record.bucket.as_deref().map(ion_cluster::gcs::BucketPath::parse);
+    if let (RecordingState::Done, Some(bucket), Some(dir)) = (state, bucket, &dir)
+        && !files.is_empty()
+    {
+        write_end(store.as_ref(), &sid, RecordingState::Uploading, None, &files).await;
+        let uploaded = match bucket {
+            Ok(bucket) => {
+                // Each confirmed file shows in the record as it goes up. A progress write
+                // only ever adds an upload, so one that lands late loses nothing.
+                let progress = |files: &[ion_cluster::model::RecordedFile]| {
+                    if let Some(store) = store.clone() {
+                        let (key, files) = (store.keys().recording(&sid), files.to_vec());
+                        tokio::spawn(async move {
+                            let _ = store
+                                .update(&key, |r: &mut RecordingRecord| {
+                                    for file in &mut r.files {
+                                        let done = files.iter().find(|f| f.name == file.name);
+                                        if let Some(url) = done.and_then(|f| f.uploaded.clone()) {
+                                            file.uploaded.get_or_insert(url);
+                                        }
+                                    }
+                                    true
+                                })
+                                .await;
+                        });
+                    }
+                };
+                upload::upload_all(&context.upload, &bucket, dir, &mut files, progress).await
+            }
+            Err(why) => Err(why),
+        };
+        if let Err(why) = uploaded {
+            tracing::error!(%sid, error = %why, "recording upload failed");
+            state = RecordingState::Failed;
+            error = Some(why);
         }
     }
+    write_end(store.as_ref(), &sid, state, error, &files).await;
     context.ownership.leave(&record.reservation).await;
     tracing::info!(%sid, state = state.as_str(), "recording ended");
+}
+
+/// Writes the recording's state, error and files into its record.
+async fn write_end(
+    store: Option<&Store>,
+    sid: &str,
+    state: RecordingState,
+    error: Option<String>,
+    files: &[ion_cluster::model::RecordedFile],
+) {
+    let Some(store) = store else {
+        tracing::warn!(%sid, "cannot reach etcd to write the recording's end");
+        return;
+    };
+    let written = store
+        .update(&store.keys().recording(sid), |r: &mut RecordingRecord| {
+            r.state = state;
+            r.error.clone_from(&error);
+            r.stopped_at.get_or_insert_with(SystemTime::now);
+            if !files.is_empty() {
+                r.files = files.to_vec();
+            }
+            true
+        })
+        .await;
+    if let Err(error) = written {
+        tracing::warn!(%sid, %error, "could not write the recording's end into etcd");
+    }
+}
+
+/// A recording that stopped as asked: its files and where they are.
+struct Recorded {
+    files: Vec<ion_cluster::model::RecordedFile>,
+    dir: PathBuf,
 }
 
 struct Failure {
     why: String,
     files: Vec<ion_cluster::model::RecordedFile>,
+    dir: Option<PathBuf>,
 }
 
 impl Failure {
@@ -163,6 +226,7 @@ impl Failure {
         Self {
             why,
             files: Vec::new(),
+            dir: None,
         }
     }
 }
@@ -171,7 +235,7 @@ async fn run(
     context: &RecorderContext,
     record: &RecordingRecord,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Vec<ion_cluster::model::RecordedFile>, Failure> {
+) -> Result<Recorded, Failure> {
     let sid = &record.sid;
     let secret = crate::relay::no_secret(context.secret.as_ref())
         .map_err(Failure::early)?
@@ -262,15 +326,23 @@ async fn run(
     };
     let _ = stop_pulls.send(true);
     match result {
-        Ok(()) => files.finish().map_err(|e| Failure {
-            why: format!("finishing the recording in {}: {e}", dir.display()),
-            files: files.summary(),
-        }),
+        Ok(()) => match files.finish() {
+            Ok(finished) => Ok(Recorded {
+                files: finished,
+                dir,
+            }),
+            Err(e) => Err(Failure {
+                why: format!("finishing the recording in {}: {e}", dir.display()),
+                files: files.summary(),
+                dir: Some(dir),
+            }),
+        },
         Err(why) => {
             files.flush();
             Err(Failure {
                 why,
                 files: files.summary(),
+                dir: Some(dir),
             })
         }
     }
