@@ -6,6 +6,13 @@
 //! `ffprobe` (installed by `scripts/install-deps`) must agree on the packet counts.
 
 mod harness;
+// The fake Cloud Storage server and a self-signing service-account key, for the uploads.
+#[allow(dead_code)]
+#[path = "gcs/fake.rs"]
+mod fake;
+#[allow(dead_code)]
+#[path = "gcs/key.rs"]
+mod key;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,11 +36,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(test: &str) -> Cluster {
-        Self::start_with(test, None).await
+        Self::start_with(test, |spec| spec).await
     }
 
-    /// With `recorder_dir`, the recorder node writes there instead of under the temp dir.
-    async fn start_with(test: &str, recorder_dir: Option<&Path>) -> Cluster {
+    /// `recorder` adds to the recorder node's configuration.
+    async fn start_with(test: &str, recorder: impl Fn(AgentSpec) -> AgentSpec) -> Cluster {
         let etcd = Etcd::start().await;
         let prefix = unique_prefix(test);
         let store = etcd.store(&prefix).await;
@@ -42,14 +49,15 @@ impl Cluster {
         let agents: Vec<AgentProcess> = ids
             .iter()
             .map(|id| {
-                let own_dir = match recorder_dir {
-                    Some(path) if id.ends_with("-recorder") => path.to_owned(),
-                    _ => dir.path().join(id),
-                };
                 let spec = AgentSpec::new(id)
                     .set("auth", "secret", SECRET)
                     .set("webrtc", "workers", 1)
-                    .set("recorder", "dir", own_dir.display().to_string());
+                    .set("recorder", "dir", dir.path().join(id).display().to_string());
+                let spec = if id.ends_with("-recorder") {
+                    recorder(spec)
+                } else {
+                    spec
+                };
                 AgentProcess::start(&etcd, &prefix, spec)
             })
             .collect();
@@ -413,6 +421,96 @@ async fn record_commands_say_what_is_wrong() {
     assert!(harness::stdout(&table).contains("rec-cli-recorder"));
 }
 
+/// A participant who leaves and rejoins goes on in the same file: one file for Alice that
+/// reads to its end, with her frames from before and after the gap, in order, and the gap
+/// where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_who_rejoins_goes_on_in_the_same_file() {
+    let cluster = Cluster::start("rec-rejoin").await;
+    let (alice, bob) = call(&cluster).await;
+    record_call(&cluster).await;
+    cluster
+        .wait_recorded("call", &["alice", "bob"], 3_000)
+        .await;
+    alice.close().await;
+    let left_us = ion_cluster::loadtest::media::now_us();
+    let before = cluster.recording("call").await.expect("the record");
+    let bob_ms = |r: &RecordingRecord| {
+        r.files
+            .iter()
+            .find(|f| f.uid == "bob")
+            .map_or(0, |f| f.duration_ms)
+    };
+    // Bob goes on alone for two seconds (his file grows), then Alice is back.
+    let bob_before = bob_ms(&before);
+    wait_for("bob's file to grow", Duration::from_secs(20), || async {
+        let r = cluster.recording("call").await?;
+        (bob_ms(&r) >= bob_before + 2_000).then_some(())
+    })
+    .await;
+    let alice = Peer::join(&cluster.url(), "call", "alice", JoinConfig::default())
+        .await
+        .expect("alice joins again");
+    alice
+        .publish(Media::BOTH)
+        .await
+        .expect("alice publishes again");
+    let back_us = ion_cluster::loadtest::media::now_us();
+    bob.wait_flowing_from("alice").await;
+    let alice_ms = |r: &RecordingRecord| {
+        r.files
+            .iter()
+            .filter(|f| f.uid == "alice")
+            .map(|f| f.duration_ms)
+            .max()
+            .unwrap_or(0)
+    };
+    let gap_end = alice_ms(&cluster.recording("call").await.expect("the record"));
+    wait_for("alice recorded again", Duration::from_secs(20), || async {
+        let r = cluster.recording("call").await?;
+        (alice_ms(&r) >= gap_end + 3_000).then_some(())
+    })
+    .await;
+    let stopped = cluster.ionctl(&["record", "stop", "call"]).await;
+    assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
+    let record = cluster.recording("call").await.expect("the record");
+    let mut names: Vec<&str> = record.files.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alice.webm", "bob.webm"], "{record:?}");
+    let path = PathBuf::from(record.dir.as_deref().expect("a directory")).join("alice.webm");
+    let contents = read_webm(&path);
+    let sent: Vec<u64> = contents
+        .video
+        .sent_us
+        .iter()
+        .chain(&contents.audio.sent_us)
+        .copied()
+        .collect();
+    assert!(
+        sent.iter().any(|s| *s < left_us),
+        "no frames from before she left"
+    );
+    assert!(
+        sent.iter().any(|s| *s >= back_us),
+        "no frames from after she came back"
+    );
+    // The gap is in the file's time line, as long as she was away (give or take the
+    // keyframe her return waited for).
+    let video = &contents.video.timestamps;
+    let gap = video.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let away_ms = (back_us - left_us) / 1000;
+    assert!(
+        gap + 500 >= away_ms && gap <= away_ms + 2_000,
+        "the largest gap is {gap} ms; she was away {away_ms} ms"
+    );
+    assert_eq!(
+        ffprobe_packets(&path),
+        [video.len() as u64, contents.audio.timestamps.len() as u64]
+    );
+    bob.assert_no_problems();
+    alice.assert_no_problems();
+}
+
 /// kill -9 of the recorder mid-session: each file on its disk reads, without a finish, up to
 /// a few seconds before the kill (clusters reach the file whole and are fsynced), and the
 /// call goes on.
@@ -513,7 +611,11 @@ async fn a_full_disk_stops_the_recording_with_a_clear_error_and_readable_files()
         }
     }
     let _unmount = Unmount(mount.path());
-    let cluster = Cluster::start_with("rec-full", Some(mount.path())).await;
+    let on_tmpfs = mount.path().display().to_string();
+    let cluster = Cluster::start_with("rec-full", |spec| {
+        spec.set("recorder", "dir", on_tmpfs.clone())
+    })
+    .await;
     let (alice, bob) = call(&cluster).await;
     record_call(&cluster).await;
     let record = wait_for("the recording to fail", Duration::from_secs(60), || async {
@@ -564,6 +666,189 @@ async fn a_full_disk_stops_the_recording_with_a_clear_error_and_readable_files()
         (now > before + 20).then_some(())
     })
     .await;
+    alice.assert_no_problems();
+    bob.assert_no_problems();
+}
+
+/// The benchmark of `scripts/bench-record`: for 1, 10 and 50 participants that publish
+/// (500 kbit/s VP8 at 30 fps and Opus, generated) and subscribe to nothing, the recorder's
+/// CPU per recorded stream and the megabytes it writes per minute, over a window of
+/// `ION_BENCH_SECONDS` (20). Participant counts: `ION_BENCH_PARTICIPANTS` (1,10,50).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: scripts/bench-record"]
+async fn recorder_cost_per_stream_and_bytes_per_minute() {
+    let seconds: u64 = std::env::var("ION_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let counts: Vec<usize> = std::env::var("ION_BENCH_PARTICIPANTS")
+        .unwrap_or_else(|_| "1,10,50".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let cluster = Cluster::start("rec-bench").await;
+    let recorder_pid = cluster.agents[1].pid();
+    let mut rows = Vec::new();
+    for n in counts {
+        let sid = format!("bench-{n}");
+        let config = JoinConfig {
+            no_subscribe: true,
+            ..JoinConfig::default()
+        };
+        let mut peers = Vec::new();
+        for i in 0..n {
+            let peer = Peer::join(&cluster.url(), &sid, &format!("p{i}"), config)
+                .await
+                .expect("a participant joins");
+            peer.publish(Media::BOTH).await.expect("it publishes");
+            peers.push(peer);
+        }
+        let started = cluster
+            .ionctl(&["record", "start", &sid, "--tracks", &(2 * n).to_string()])
+            .await;
+        assert!(started.status.success(), "{}", harness::stderr(&started));
+        let uids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let uid_refs: Vec<&str> = uids.iter().map(String::as_str).collect();
+        let before = cluster.wait_recorded(&sid, &uid_refs, 2_000).await;
+        let cpu_before = harness::cpu_seconds(recorder_pid);
+        let wall = std::time::Instant::now();
+        // The measurement window: the recorder runs on its own, nothing to wait for.
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let cpu = harness::cpu_seconds(recorder_pid) - cpu_before;
+        let elapsed = wall.elapsed().as_secs_f64();
+        let after = cluster.recording(&sid).await.expect("the record");
+        let bytes = after.bytes().saturating_sub(before.bytes()) as f64;
+        let stopped = cluster.ionctl(&["record", "stop", &sid]).await;
+        assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
+        let streams = (2 * n) as f64;
+        let row = format!(
+            "| {n} | {streams} | {:.1}% | {:.2}% | {:.1} | {:.2} |",
+            100.0 * cpu / elapsed,
+            100.0 * cpu / elapsed / streams,
+            bytes / 1e6 / elapsed * 60.0,
+            bytes / 1e6 / elapsed * 60.0 / n as f64,
+        );
+        eprintln!("{row}");
+        rows.push(row);
+        for peer in peers {
+            peer.close().await;
+        }
+    }
+    eprintln!(
+        "\n| participants | streams | recorder CPU (of a core) | per stream | MB written per minute | per participant |\n|---|---|---|---|---|---|"
+    );
+    for row in rows {
+        eprintln!("{row}");
+    }
+}
+
+/// With `--bucket`, the files go up to Cloud Storage when the recording stops (a fake JSON
+/// API that checks the resumable protocol and the recorder's signed token). Alice's upload
+/// meets a 503 and then a connection broken half-way through a chunk, and resumes from what
+/// the session holds; Bob's object comes out corrupt, so his upload fails and his local file
+/// stays. Only confirmed files are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_upload_resuming_after_faults_and_keep_what_did_not_match() {
+    let key = key::service_account_key();
+    let storage = fake::FakeStorage::start(&["rec-bucket"], key::signed_by(&key)).await;
+    // Alice's file: a 503, the status query, a broken connection, the status query, the rest.
+    storage.fault_put(1, fake::Fault::Fail(503));
+    storage.fault_put(3, fake::Fault::Break);
+    // Bob's file (uploaded after Alice's, in name order): its object comes out corrupt.
+    storage.fault_put(6, fake::Fault::Corrupt);
+    let (url, key_file) = (storage.url(), key.path.display().to_string());
+    let cluster = Cluster::start_with("rec-upload", |spec| {
+        spec.set("recorder", "storage_url", url.clone())
+            .set("recorder", "auth", "key-file")
+            .set("recorder", "key_file", key_file.clone())
+    })
+    .await;
+    let (alice, bob) = call(&cluster).await;
+    let started = cluster
+        .ionctl(&[
+            "record",
+            "start",
+            "call",
+            "--bucket",
+            "gs://rec-bucket/calls",
+        ])
+        .await;
+    assert!(started.status.success(), "{}", harness::stderr(&started));
+    cluster
+        .wait_recorded("call", &["alice", "bob"], 3_000)
+        .await;
+    let stopped = cluster.ionctl(&["record", "stop", "call"]).await;
+    assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
+    let record = wait_for("the uploads to end", Duration::from_secs(60), || async {
+        cluster
+            .recording("call")
+            .await
+            .filter(|r| !r.state.is_active() && r.state != RecordingState::Uploading)
+    })
+    .await;
+    assert_eq!(storage.rejections(), Vec::<String>::new());
+    assert_eq!(record.state, RecordingState::Failed, "{record:?}");
+    let error = record.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("bob.webm") && error.contains("local file is kept"),
+        "{error}"
+    );
+    let dir = PathBuf::from(record.dir.as_deref().expect("a directory"));
+    let folder = dir
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned();
+
+    let alice_file = record
+        .files
+        .iter()
+        .find(|f| f.uid == "alice")
+        .expect("alice's file");
+    let object = format!("calls/{folder}/alice.webm");
+    assert_eq!(
+        alice_file.uploaded.as_deref(),
+        Some(format!("gs://rec-bucket/{object}").as_str())
+    );
+    assert!(
+        !dir.join("alice.webm").exists(),
+        "an uploaded file is deleted"
+    );
+    let bytes = storage
+        .object("rec-bucket", &object)
+        .expect("alice's object");
+    assert_eq!(bytes.len() as u64, alice_file.bytes);
+    let mut mkv = MatroskaFile::open(std::io::Cursor::new(bytes)).expect("a WebM object");
+    let mut frame = Frame::default();
+    let mut frames = 0;
+    while mkv
+        .next_frame(&mut frame)
+        .expect("the object reads to its end")
+    {
+        frames += 1;
+    }
+    assert!(frames > 200, "{frames} frames in alice's object");
+    // Both faults were met and got over: a status query follows each.
+    let seen = storage.seen();
+    assert!(seen.len() >= 6, "{seen:?}");
+
+    let bob_file = record
+        .files
+        .iter()
+        .find(|f| f.uid == "bob")
+        .expect("bob's file");
+    assert_eq!(bob_file.uploaded, None);
+    let kept = dir.join("bob.webm");
+    assert_eq!(
+        std::fs::metadata(&kept).expect("bob's file is kept").len(),
+        bob_file.bytes
+    );
+    let listed = cluster.ionctl(&["record", "list"]).await;
+    assert!(
+        harness::stdout(&listed).contains("1/2 to gs://rec-bucket/calls"),
+        "{}",
+        harness::stdout(&listed)
+    );
     alice.assert_no_problems();
     bob.assert_no_problems();
 }

@@ -37,7 +37,7 @@ Exit codes:
   1  failure not covered below
   2  usage error: a bad flag, argument or config file
   3  etcd unreachable (check --etcd / IONCTL_ETCD_ENDPOINTS and that etcd runs)
-  4  no capacity: no node can take the session
+  4  no capacity: no node can take the session (or record it)
   5  drain timed out with sessions left
   6  unknown node or instance
   7  agent unreachable or join refused (loadtest)";

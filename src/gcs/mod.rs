@@ -197,7 +197,9 @@ impl Uploader {
         let mut failures = 0;
         let mut last_failure: String;
         'session: loop {
-            let session = self.open_session(bucket, object, size, &mut requests).await?;
+            let session = self
+                .open_session(bucket, object, size, &mut requests)
+                .await?;
             let mut offset = 0;
             loop {
                 let answer = if offset < size || size == 0 {
@@ -229,9 +231,18 @@ impl Uploader {
                             }
                         });
                     }
+                    // Progress: faults count afresh, so a long upload that recovers from
+                    // one now and then is not given up on.
+                    Answer::Holds(held) if held > offset => {
+                        offset = held;
+                        failures = 0;
+                        continue;
+                    }
+                    // A 308 that holds nothing more (or has lost its Range header): count it,
+                    // so that a session that keeps taking nothing cannot loop for ever.
                     Answer::Holds(held) => {
                         offset = held;
-                        continue;
+                        last_failure = format!("the session took none of the bytes from {held}");
                     }
                     Answer::Expired => last_failure = "the upload session expired".to_owned(),
                     Answer::Transient(why) => last_failure = why,
@@ -343,7 +354,12 @@ impl Uploader {
     }
 
     /// One PUT to the session: a chunk, or (empty) a status query.
-    async fn put(&self, session: &Url, range: String, body: Vec<u8>) -> Result<Answer, UploadError> {
+    async fn put(
+        &self,
+        session: &Url,
+        range: String,
+        body: Vec<u8>,
+    ) -> Result<Answer, UploadError> {
         let token = self.tokens.token().await?;
         let sent = self
             .http
@@ -463,7 +479,13 @@ mod tests {
             BucketPath::parse("gs://rec-bucket").unwrap().object("x"),
             "x"
         );
-        for bad in ["rec-bucket", "s3://rec-bucket", "gs://", "gs://UP", "gs://ab/x"] {
+        for bad in [
+            "rec-bucket",
+            "s3://rec-bucket",
+            "gs://",
+            "gs://UP",
+            "gs://ab/x",
+        ] {
             assert!(BucketPath::parse(bad).is_err(), "{bad}");
         }
     }

@@ -139,11 +139,21 @@ async fn record_session(
         }
     };
     let store = Store::connect(&context.etcd).await.ok();
-    let bucket = record.bucket.as_deref().map(ion_cluster::gcs::BucketPath::parse);
+    let bucket = record
+        .bucket
+        .as_deref()
+        .map(ion_cluster::gcs::BucketPath::parse);
     if let (RecordingState::Done, Some(bucket), Some(dir)) = (state, bucket, &dir)
         && !files.is_empty()
     {
-        write_end(store.as_ref(), &sid, RecordingState::Uploading, None, &files).await;
+        write_end(
+            store.as_ref(),
+            &sid,
+            RecordingState::Uploading,
+            None,
+            &files,
+        )
+        .await;
         let uploaded = match bucket {
             Ok(bucket) => {
                 // Each confirmed file shows in the record as it goes up. A progress write
@@ -289,7 +299,8 @@ async fn run(
             () = stopped(stop) => break Ok(()),
             received = frames.recv() => {
                 let Some(received) = received else { continue };
-                if let Err(e) = files.take(received) {
+                // Writes and fsyncs block: let the runtime move other tasks off this thread.
+                if let Err(e) = tokio::task::block_in_place(|| files.take(received)) {
                     break Err(format!("writing the recording into {}: {e}; free space there (or point [recorder] dir elsewhere) and start the recording again", dir.display()));
                 }
             }
@@ -326,7 +337,7 @@ async fn run(
     };
     let _ = stop_pulls.send(true);
     match result {
-        Ok(()) => match files.finish() {
+        Ok(()) => match tokio::task::block_in_place(|| files.finish()) {
             Ok(finished) => Ok(Recorded {
                 files: finished,
                 dir,
@@ -338,7 +349,7 @@ async fn run(
             }),
         },
         Err(why) => {
-            files.flush();
+            tokio::task::block_in_place(|| files.flush());
             Err(Failure {
                 why,
                 files: files.summary(),

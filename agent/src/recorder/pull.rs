@@ -300,6 +300,8 @@ struct TrackClock {
 
 /// How far a sender report may disagree with a track's anchor before the anchor moves.
 const REANCHOR: Duration = Duration::from_millis(40);
+/// How far from its arrival a report may put a frame before the report is disbelieved.
+const IMPLAUSIBLE: Duration = Duration::from_secs(5);
 
 impl TrackClock {
     fn captured(&mut self, data: &MediaData) -> SystemTime {
@@ -322,6 +324,16 @@ impl TrackClock {
         reported: Option<SystemTime>,
         arrived: SystemTime,
     ) -> SystemTime {
+        // A report that puts the frame far from when it arrived describes another moment
+        // (a stream's first report, sent before its first packet, maps RTP time 0): the
+        // sender and this node share NTP time, so only a few ms of transit lie between.
+        let reported = reported.filter(|at| {
+            let apart = match at.duration_since(arrived) {
+                Ok(later) => later,
+                Err(earlier) => earlier.duration(),
+            };
+            apart <= IMPLAUSIBLE
+        });
         let Some((anchor_rtp, anchor_at)) = self.anchor else {
             let at = reported.unwrap_or(arrived);
             self.anchor = Some((rtp, at));
@@ -394,6 +406,12 @@ mod tests {
             t0 + ms(175)
         );
         assert_eq!(clock.at(52_800, 48_000, None, t0), t0 + ms(195));
+        // A report that would put a frame hours from its arrival is not believed.
+        let hours = t0 + Duration::from_secs(40_000);
+        assert_eq!(
+            clock.at(53_760, 48_000, Some(hours), t0 + ms(215)),
+            t0 + ms(215)
+        );
     }
 
     #[test]
