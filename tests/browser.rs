@@ -33,20 +33,10 @@ async fn run_tabs(sid: &str, mode: Option<&str>, edge: bool) -> serde_json::Valu
     let spec = |id: &str| AgentSpec::new(id).set("auth", "secret", RELAY_SECRET);
     let agent = AgentProcess::start(&etcd, &prefix, spec("browser-1"));
     let edge_agent = edge.then(|| AgentProcess::start(&etcd, &prefix, spec("browser-edge")));
-    for node in std::iter::once("browser-1").chain(edge.then_some("browser-edge")) {
-        wait_for(
-            "the agents to register",
-            Duration::from_secs(15),
-            || async {
-                store
-                    .get::<ion_cluster::model::NodeRecord>(&store.keys().node(node))
-                    .await
-                    .ok()
-                    .flatten()
-            },
-        )
-        .await;
-    }
+    let nodes: Vec<&str> = std::iter::once("browser-1")
+        .chain(edge.then_some("browser-edge"))
+        .collect();
+    harness::wait_registered(&store, &nodes).await;
     if edge {
         let record = SessionRecord {
             sid: sid.to_owned(),
@@ -276,20 +266,8 @@ impl FrontDoor {
                 AgentProcess::start(&etcd, &prefix, spec)
             })
             .collect();
-        for id in &ids {
-            wait_for(
-                "the agents to register",
-                Duration::from_secs(15),
-                || async {
-                    store
-                        .get::<ion_cluster::model::NodeRecord>(&store.keys().node(id))
-                        .await
-                        .ok()
-                        .flatten()
-                },
-            )
-            .await;
-        }
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        harness::wait_registered(&store, &id_refs).await;
         let dir = tempfile::tempdir().expect("a temp dir");
         let certificate = harness::TestCertificate::write(dir.path());
         let gateway = harness::ServeProcess::start_with(
@@ -436,20 +414,7 @@ async fn a_recording_of_ion_sdk_js_decodes_in_ffmpeg() {
             AgentProcess::start(&etcd, &prefix, spec)
         })
         .collect();
-    for id in ids {
-        wait_for(
-            "the agents to register",
-            Duration::from_secs(15),
-            || async {
-                store
-                    .get::<ion_cluster::model::NodeRecord>(&store.keys().node(id))
-                    .await
-                    .ok()
-                    .flatten()
-            },
-        )
-        .await;
-    }
+    harness::wait_registered(&store, &ids).await;
     let endpoint = etcd.endpoint();
     let ionctl = async |args: &[&str]| {
         let mut all = vec!["--etcd", endpoint.as_str(), "--prefix", prefix.as_str()];

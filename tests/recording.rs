@@ -61,20 +61,8 @@ impl Cluster {
                 AgentProcess::start(&etcd, &prefix, spec)
             })
             .collect();
-        for id in &ids {
-            wait_for(
-                "the agents to register",
-                Duration::from_secs(15),
-                || async {
-                    store
-                        .get::<NodeRecord>(&store.keys().node(id))
-                        .await
-                        .ok()
-                        .flatten()
-                },
-            )
-            .await;
-        }
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        harness::wait_registered(&store, &id_refs).await;
         Cluster {
             agents,
             store,
@@ -263,6 +251,19 @@ async fn call(cluster: &Cluster) -> (Peer, Peer) {
     bob.wait_flowing_from("alice").await;
     alice.wait_flowing_from("bob").await;
     (alice, bob)
+}
+
+/// The call is untouched by what happened to its recording: Bob still receives, and
+/// neither peer saw a problem.
+async fn call_goes_on(alice: &Peer, bob: &Peer) {
+    let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+    wait_for("bob to keep receiving", Duration::from_secs(5), || async {
+        let now = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+        (now > before + 20).then_some(())
+    })
+    .await;
+    alice.assert_no_problems();
+    bob.assert_no_problems();
 }
 
 /// Starts recording `call`, which must succeed.
@@ -579,14 +580,7 @@ async fn a_killed_recorder_leaves_files_readable_up_to_its_last_seconds() {
         "{}",
         harness::stderr(&stopped)
     );
-    let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
-    wait_for("bob to keep receiving", Duration::from_secs(5), || async {
-        let now = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
-        (now > before + 20).then_some(())
-    })
-    .await;
-    alice.assert_no_problems();
-    bob.assert_no_problems();
+    call_goes_on(&alice, &bob).await;
 }
 
 /// The recorder's disk fills (a 128 KiB tmpfs made by the test): the recording stops as
@@ -660,14 +654,7 @@ async fn a_full_disk_stops_the_recording_with_a_clear_error_and_readable_files()
         "{}",
         harness::stdout(&listed)
     );
-    let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
-    wait_for("bob to keep receiving", Duration::from_secs(5), || async {
-        let now = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
-        (now > before + 20).then_some(())
-    })
-    .await;
-    alice.assert_no_problems();
-    bob.assert_no_problems();
+    call_goes_on(&alice, &bob).await;
 }
 
 /// The benchmark of `scripts/bench-record`: for 1, 10 and 50 participants that publish

@@ -73,6 +73,25 @@ impl ClientConfig {
     }
 }
 
+/// The base URL of a Google API (checked: it must carry a path) and an HTTP client for it
+/// with `timeout` per request; shared by the Compute and Cloud Storage clients.
+pub fn api_client(base_url: &str, timeout: Duration) -> Result<(Url, reqwest::Client), GceError> {
+    let base = Url::parse(base_url.trim_end_matches('/'))
+        .map_err(|e| GceError::Client(format!("bad base URL {base_url:?}: {e}")))?;
+    if base.cannot_be_a_base() {
+        return Err(GceError::Client(format!(
+            "bad base URL {base_url:?}: it cannot carry a path"
+        )));
+    }
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .user_agent(concat!("ion-cluster/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| GceError::Client(e.to_string()))?;
+    Ok((base, http))
+}
+
 /// A Compute Engine client for one project. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ComputeClient {
@@ -91,20 +110,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ComputeClient {
     pub fn new(config: ClientConfig) -> Result<Self, GceError> {
-        let base = Url::parse(config.base_url.trim_end_matches('/'))
-            .map_err(|e| GceError::Client(format!("bad base URL {:?}: {e}", config.base_url)))?;
-        if base.cannot_be_a_base() {
-            return Err(GceError::Client(format!(
-                "bad base URL {:?}: it cannot carry a path",
-                config.base_url
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("ionctl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| GceError::Client(e.to_string()))?;
+        let (base, http) = api_client(&config.base_url, REQUEST_TIMEOUT)?;
         Ok(Self {
             http,
             base,

@@ -8,7 +8,7 @@ mod error;
 pub mod types;
 
 pub use auth::{Auth, AuthMode, TokenSource};
-pub use client::{ClientConfig, ComputeClient, DEFAULT_BASE_URL, RetryPolicy};
+pub use client::{ClientConfig, ComputeClient, DEFAULT_BASE_URL, RetryPolicy, api_client};
 pub use error::GceError;
 
 /// Installs aws-lc-rs as the process's default rustls crypto provider. Two providers end up

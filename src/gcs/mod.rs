@@ -157,20 +157,7 @@ enum Answer {
 
 impl Uploader {
     pub fn new(config: StorageConfig) -> Result<Self, GceError> {
-        let base = Url::parse(config.base_url.trim_end_matches('/'))
-            .map_err(|e| GceError::Client(format!("bad base URL {:?}: {e}", config.base_url)))?;
-        if base.cannot_be_a_base() {
-            return Err(GceError::Client(format!(
-                "bad base URL {:?}: it cannot carry a path",
-                config.base_url
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .user_agent(concat!("ion-cluster/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| GceError::Client(e.to_string()))?;
+        let (base, http) = crate::compute::api_client(&config.base_url, Duration::from_secs(120))?;
         Ok(Self {
             http,
             base,
@@ -223,13 +210,7 @@ impl Uploader {
                 let expired = matches!(answer, Answer::Expired);
                 match answer {
                     Answer::Done(object_resource) => {
-                        return check(&object_resource, bucket, object, size, crc).map(|()| {
-                            Uploaded {
-                                url: format!("gs://{bucket}/{object}"),
-                                bytes: size,
-                                requests,
-                            }
-                        });
+                        return confirmed(&object_resource, bucket, object, size, crc, requests);
                     }
                     // Progress: faults count afresh, so a long upload that recovers from
                     // one now and then is not given up on.
@@ -268,13 +249,7 @@ impl Uploader {
                 {
                     Answer::Holds(held) => offset = held,
                     Answer::Done(object_resource) => {
-                        return check(&object_resource, bucket, object, size, crc).map(|()| {
-                            Uploaded {
-                                url: format!("gs://{bucket}/{object}"),
-                                bytes: size,
-                                requests,
-                            }
-                        });
+                        return confirmed(&object_resource, bucket, object, size, crc, requests);
                     }
                     Answer::Expired => continue 'session,
                     Answer::Transient(why) => {
@@ -421,6 +396,23 @@ async fn error_message(response: reqwest::Response) -> String {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or(text)
+}
+
+/// The upload, once the object resource shows the file's size and CRC32C.
+fn confirmed(
+    object_resource: &serde_json::Value,
+    bucket: &str,
+    object: &str,
+    size: u64,
+    crc: u32,
+    requests: u32,
+) -> Result<Uploaded, UploadError> {
+    check(object_resource, bucket, object, size, crc)?;
+    Ok(Uploaded {
+        url: format!("gs://{bucket}/{object}"),
+        bytes: size,
+        requests,
+    })
 }
 
 /// The object resource must have the file's size and CRC32C.

@@ -68,6 +68,25 @@ where
     }
 }
 
+/// Waits (15 s at most) until every node of `ids` has registered under the store's prefix.
+pub async fn wait_registered(store: &ion_cluster::store::Store, ids: &[&str]) {
+    for id in ids {
+        let key = store.keys().node(id);
+        wait_for(
+            &format!("agent {id} to register"),
+            Duration::from_secs(15),
+            || async {
+                store
+                    .get::<ion_cluster::model::NodeRecord>(&key)
+                    .await
+                    .ok()
+                    .flatten()
+            },
+        )
+        .await;
+    }
+}
+
 /// The directory cargo puts binaries in (`target/debug`), found from the test executable
 /// (`target/debug/deps/<test>`).
 pub fn bin_dir() -> PathBuf {
