@@ -412,11 +412,31 @@ async fn record_commands_say_what_is_wrong() {
     assert_eq!(again.status.code(), Some(2));
     assert!(harness::stderr(&again).contains("already being recorded"));
 
+    // A recording takes a node of its own: the second takes the other idle node, and a
+    // third finds none (exit 4), leaving its demand for the autoscaler.
+    let second = cluster.ionctl(&["record", "start", "other"]).await;
+    assert!(second.status.success(), "{}", harness::stderr(&second));
+    let third = cluster.ionctl(&["record", "start", "third"]).await;
+    assert_eq!(third.status.code(), Some(4), "{}", harness::stderr(&third));
+    assert!(harness::stderr(&third).contains("no node is free to record"));
+    let pending: Option<ion_cluster::model::PendingDemand> = cluster
+        .store
+        .get(&cluster.store.keys().pending("third.rec"))
+        .await
+        .expect("reading etcd");
+    assert_eq!(
+        pending.map(|p| p.class),
+        Some(ion_cluster::model::SessionClass::Recording)
+    );
+    assert!(cluster.recording("third").await.is_none());
+
     let listed = cluster.ionctl(&["record", "list", "-o", "json"]).await;
     assert!(listed.status.success());
     let records: Vec<RecordingRecord> =
         serde_json::from_slice(&listed.stdout).expect("record list -o json");
-    assert_eq!(records.len(), 1);
+    assert_eq!(records.len(), 2);
+    let nodes: std::collections::HashSet<&str> = records.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "two recordings on one node: {records:?}");
     assert_eq!(records[0].sid, "call");
     let table = cluster.ionctl(&["record", "list"]).await;
     assert!(harness::stdout(&table).contains("rec-cli-recorder"));
