@@ -797,3 +797,93 @@ async fn gce_settings_resolve_flag_then_env_then_file() {
         stderr(&output)
     );
 }
+
+/// A zone out of capacity or quota answers in several synchronous forms (503 or 403, the
+/// cause in the error's reason or only in its message), besides the operation's error. Each
+/// form moves the insert to the next zone at once: one request to the full zone, no
+/// retries there. With every zone full, the error names each zone's cause once.
+#[tokio::test]
+async fn every_form_of_a_full_zone_moves_on_at_once() {
+    install_crypto_provider();
+    let forms = [
+        Fault::Refuse(
+            503,
+            "ZONE_RESOURCE_POOL_EXHAUSTED",
+            "The zone does not have enough resources available to fulfill the request.",
+        ),
+        Fault::Refuse(
+            503,
+            "backendError",
+            "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS: The zone 'zone-a' does not have enough resources available to fulfill the request. '(resource type:compute)'.",
+        ),
+        Fault::Refuse(
+            403,
+            "resourcePoolExhausted",
+            "The zone does not have enough resources.",
+        ),
+        Fault::Refuse(
+            403,
+            "forbidden",
+            "QUOTA_EXCEEDED: Quota 'CPUS' exceeded. Limit: 24.0 in region europe-west1.",
+        ),
+        Fault::Refuse(
+            403,
+            "quotaExceeded",
+            "Quota 'CPUS' exceeded. Limit: 24.0 in region europe-west1.",
+        ),
+    ];
+    for form in forms {
+        let metadata = FakeMetadata::start("tok").await;
+        let compute = FakeCompute::start(PROJECT, IMAGE, 10, token_is("tok")).await;
+        compute.fault(Route::Insert, form);
+        let provider = provider(settings(&compute, &metadata, &["zone-a", "zone-b"]));
+        let started = std::time::Instant::now();
+        let instance = provider
+            .create(&spec("ion-full-a", None), &Progress::none())
+            .await
+            .unwrap_or_else(|e| panic!("{form:?}: not created in zone-b: {e}"));
+        assert_eq!(instance.zone, "zone-b", "{form:?}");
+        let zones: Vec<String> = compute
+            .seen_on(Route::Insert)
+            .iter()
+            .map(|s| s.path.split('/').nth(6).unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            zones,
+            ["zone-a", "zone-b"],
+            "{form:?}: retried the full zone"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{form:?}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(compute.rejections(), Vec::<String>::new());
+    }
+
+    // Every zone full: one line, each zone's cause once.
+    let metadata = FakeMetadata::start("tok").await;
+    let compute = FakeCompute::start(PROJECT, IMAGE, 10, token_is("tok")).await;
+    for _ in 0..2 {
+        compute.fault(
+            Route::Insert,
+            Fault::Refuse(
+                503,
+                "ZONE_RESOURCE_POOL_EXHAUSTED",
+                "ZONE_RESOURCE_POOL_EXHAUSTED: no room",
+            ),
+        );
+    }
+    let provider = provider(settings(&compute, &metadata, &["zone-a", "zone-b"]));
+    let error = provider
+        .create(&spec("ion-full-b", None), &Progress::none())
+        .await
+        .expect_err("no zone has room")
+        .to_string();
+    assert_eq!(
+        error.matches("ZONE_RESOURCE_POOL_EXHAUSTED").count(),
+        2,
+        "one cause per zone: {error}"
+    );
+    assert_eq!(compute.seen_on(Route::Insert).len(), 2, "{error}");
+}

@@ -678,7 +678,7 @@ async fn a_full_disk_stops_the_recording_with_a_clear_error_and_readable_files()
 }
 
 /// The benchmark of `scripts/bench-record`: for 1, 10 and 50 participants that publish
-/// (500 kbit/s VP8 at 30 fps and Opus, generated) and subscribe to nothing, the recorder's
+/// (~500 kbit/s VP8 at 30 fps and Opus, generated) and subscribe to nothing, the recorder's
 /// CPU per recorded stream and the megabytes it writes per minute, over a window of
 /// `ION_BENCH_SECONDS` (20). Participant counts: `ION_BENCH_PARTICIPANTS` (1,10,50).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -708,6 +708,8 @@ async fn recorder_cost_per_stream_and_bytes_per_minute() {
                 .await
                 .expect("a participant joins");
             peer.publish(Media::BOTH).await.expect("it publishes");
+            // Two full packets a frame at 30 fps: ~500 kbit/s, a camera's rate.
+            peer.set_video_packets_per_frame(2);
             peers.push(peer);
         }
         let started = cluster

@@ -27,7 +27,7 @@ pub enum GceError {
     },
     #[error(
         "Compute API answered {status} to {method} {url}: {message}{}",
-        reasons_suffix(reasons)
+        reasons_suffix(message, reasons)
     )]
     Api {
         status: u16,
@@ -61,11 +61,18 @@ pub enum GceError {
     RetriesExhausted { attempts: u32, last: Box<GceError> },
 }
 
-fn reasons_suffix(reasons: &[String]) -> String {
-    if reasons.is_empty() {
+/// The reasons the message does not already say, in brackets: a cause is printed once.
+fn reasons_suffix(message: &str, reasons: &[String]) -> String {
+    let mut new: Vec<&str> = Vec::new();
+    for reason in reasons {
+        if !message.contains(reason.as_str()) && !new.contains(&reason.as_str()) {
+            new.push(reason);
+        }
+    }
+    if new.is_empty() {
         String::new()
     } else {
-        format!(" ({})", reasons.join(", "))
+        format!(" ({})", new.join(", "))
     }
 }
 
@@ -92,6 +99,11 @@ impl GceError {
     /// Worth the same request again after a pause: 429, 5xx, API rate limits and transient
     /// transport failures.
     pub fn is_retryable(&self) -> bool {
+        // A zone out of capacity answers 503 too, but asking it again only burns the time
+        // another zone could use: it is not retried (see `is_capacity`).
+        if self.is_capacity() {
+            return false;
+        }
         match self {
             GceError::Transport { transient, .. } => *transient,
             GceError::Api {
@@ -117,10 +129,11 @@ impl GceError {
             GceError::Api {
                 reasons, message, ..
             } => {
-                reasons
-                    .iter()
-                    .any(|r| r == "quotaExceeded" || r == "resourcePoolExhausted")
-                    || CAPACITY_CODES.iter().any(|c| message.contains(c))
+                reasons.iter().any(|r| {
+                    r == "quotaExceeded"
+                        || r == "resourcePoolExhausted"
+                        || CAPACITY_CODES.contains(&r.as_str())
+                }) || CAPACITY_CODES.iter().any(|c| message.contains(c))
             }
             GceError::RetriesExhausted { last, .. } => last.is_capacity(),
             _ => false,

@@ -44,6 +44,9 @@ pub enum Fault {
     Fail(u16),
     /// Do the work, then answer with this status, as when the response is lost.
     LoseResponse(u16),
+    /// Refuse with this status, error reason and message (Google's error body), doing
+    /// nothing: the forms a zone out of capacity or quota answers in synchronously.
+    Refuse(u16, &'static str, &'static str),
 }
 
 /// One request as the fake saw it.
@@ -383,6 +386,9 @@ fn route_request(
             Some(route),
             google_error(status, "backendError", "injected failure"),
         );
+    }
+    if let Some(Fault::Refuse(status, reason, message)) = fault {
+        return (Some(route), google_error(status, reason, message));
     }
     let response = match route {
         Route::Insert => insert(shared, zone, query, body),
