@@ -707,9 +707,9 @@ async fn recorder_cost_per_stream_and_bytes_per_minute() {
             let peer = Peer::join(&cluster.url(), &sid, &format!("p{i}"), config)
                 .await
                 .expect("a participant joins");
-            peer.publish(Media::BOTH).await.expect("it publishes");
             // Two full packets a frame at 30 fps: ~500 kbit/s, a camera's rate.
             peer.set_video_packets_per_frame(2);
+            peer.publish(Media::BOTH).await.expect("it publishes");
             peers.push(peer);
         }
         let started = cluster
