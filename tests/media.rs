@@ -762,3 +762,113 @@ async fn each_subscriber_gets_the_simulcast_layer_it_asks_for() {
         peer.assert_no_problems();
     }
 }
+
+/// Signaling abuse on the agent: one address opening 1,000 WebSockets gets its first few
+/// (up to `[signal] max_connections_per_ip`) and 429 for the rest; connections that never
+/// join, and one that trickles a frame a byte a second, are closed after `join_timeout`;
+/// the slots come back, and a call on the node flows throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signaling_abuse_is_cut_off_and_a_call_is_unaffected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let spec = AgentSpec::new("abuse")
+        .set("signal", "max_connections_per_ip", 50)
+        .set("signal", "join_timeout", "4s");
+    let node = Node::start("abuse", spec).await;
+    let alice = node.join("healthy", "alice").await;
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let bob = node.join("healthy", "bob").await;
+    wait_flowing(&bob, &["alice"], Media::BOTH).await;
+
+    // A client that upgrades, then trickles a frame a byte a second.
+    let mut trickler = tokio::net::TcpStream::connect(("127.0.0.1", node.agent.port))
+        .await
+        .expect("connecting");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        node.agent.port
+    );
+    trickler
+        .write_all(request.as_bytes())
+        .await
+        .expect("upgrading");
+    let started = Instant::now();
+    let mut reply = vec![0u8; 1024];
+    let n = trickler
+        .read(&mut reply)
+        .await
+        .expect("the upgrade's answer");
+    assert!(
+        String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&reply[..n])
+    );
+
+    // A masked text frame's header, then its payload, a byte a second: never a message.
+    let frame: &[u8] = &[0x81, 0x85, 1, 2, 3, 4, b'h', b'e', b'l', b'l', b'o'];
+    let mut closed_after = None;
+    for byte in frame.iter().take(8) {
+        if trickler.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(1), trickler.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            // The server's close frame, then the end.
+            Ok(Ok(_)) => {}
+            Err(_) => {}
+        }
+    }
+    let closed_after = closed_after.expect("the trickler was not cut off within 8 s");
+    assert!(
+        closed_after < Duration::from_secs(6),
+        "cut off after {closed_after:?}"
+    );
+
+    // 1,000 WebSockets from the same address: 48 fit beside Alice's and Bob's.
+    // All at once, so that none of them times out before the last is refused.
+    let url = node.url();
+    let attempts = futures_util::future::join_all(
+        (0..1_000).map(|_| tokio_tungstenite::connect_async(url.as_str())),
+    )
+    .await;
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for attempt in attempts {
+        match attempt {
+            Ok((ws, _)) => open.push(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 429);
+                refused += 1;
+            }
+            Err(other) => panic!("neither admitted nor refused: {other}"),
+        }
+    }
+    assert_eq!((open.len(), refused), (48, 952));
+
+    // The idle ones are closed too, with the reason.
+    for ws in &mut open {
+        use futures_util::StreamExt;
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        match message {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame))))) => {
+                assert!(frame.reason.contains("no join within 4s"), "{frame:?}");
+            }
+            other => panic!("an idle connection was not closed with a reason: {other:?}"),
+        }
+    }
+    // Their slots are free again, and the call never noticed.
+    let carol = node.join("healthy", "carol").await;
+    wait_flowing(&carol, &["alice"], Media::BOTH).await;
+    let before = bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>();
+    wait_until("bob to keep receiving", Duration::from_secs(5), || {
+        bob.remote_tracks().iter().map(|t| t.packets).sum::<u64>() > before + 20
+    })
+    .await;
+    alice.assert_no_problems();
+    bob.assert_no_problems();
+}

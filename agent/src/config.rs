@@ -156,6 +156,15 @@ pub struct SignalConfig {
     /// A participant whose WebSocket stays silent this long (no message, no pong) is removed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A WebSocket that has not joined this long after it opened is closed: a client that
+    /// holds connections open without joining holds nothing for long.
+    #[serde(with = "humantime_serde")]
+    pub join_timeout: Duration,
+    /// Open signaling connections at most, in all and from one address; past either, the
+    /// upgrade is refused (503, 429). Connections through a gateway all come from its
+    /// address: keep `max_connections_per_ip` above what one gateway brings to this node.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     /// PEM certificate chain and private key: serve `https`/`wss` on the signaling port
     /// (reloaded when the files change). For one-node set-ups; in a cluster the gateway
     /// (`ionctl serve --tls-cert`) terminates TLS and the agents stay on the internal network.
@@ -172,6 +181,9 @@ impl Default for SignalConfig {
             max_message_bytes: 64 * 1024,
             max_errors: 5,
             idle_timeout: Duration::from_secs(30),
+            join_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_ip: 2_000,
             tls_cert: None,
             tls_key: None,
         }

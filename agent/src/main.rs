@@ -190,6 +190,10 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         metrics: metrics::Metrics::install(counters.clone())?,
         node_id: config.cluster.node_id.clone(),
         join_secret: config.join_secret(),
+        connections: ion_cluster::gateway::ConnectionLimits::new(ion_cluster::gateway::Limits {
+            total: config.signal.max_connections,
+            per_ip: config.signal.max_connections_per_ip,
+        }),
     });
     let tls = match (&config.signal.tls_cert, &config.signal.tls_key) {
         (Some(cert), Some(key)) => Some(

@@ -1,5 +1,6 @@
-//! How many client connections the gateway holds: at most so many in all and from one IP
-//! address. A connection takes a slot before its upgrade and gives it back when it ends.
+//! How many client connections a server holds (the gateway, and the agent's signaling port):
+//! at most so many in all and from one IP address. A connection takes a slot before its
+//! upgrade and gives it back when it ends.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,7 +32,7 @@ struct Open {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Full {
     #[error(
-        "the gateway holds its maximum of {0} connections; try again shortly or another replica"
+        "this server holds its maximum of {0} connections; try again shortly, or another replica"
     )]
     Total(usize),
     #[error("{ip} already has {limit} connections open, the most one address may; close some")]

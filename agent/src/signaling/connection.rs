@@ -49,6 +49,8 @@ enum Wake {
     Message(Option<Result<Message, axum::Error>>),
     Event(Option<PeerEvent>),
     Ping,
+    /// `[signal] join_timeout` passed without a join.
+    JoinTimeout,
 }
 
 /// What to do after a message.
@@ -72,6 +74,7 @@ pub async fn serve(
     };
     metrics::gauge!("ion_agent_signal_connections").increment(1.0);
     let idle_timeout = context.config.idle_timeout;
+    let join_deadline = tokio::time::Instant::now() + context.config.join_timeout;
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
@@ -80,6 +83,9 @@ pub async fn serve(
             message = socket.recv() => Wake::Message(message),
             event = events_rx.recv() => Wake::Event(event),
             _ = ping.tick() => Wake::Ping,
+            () = tokio::time::sleep_until(join_deadline), if connection.joined.is_none() => {
+                Wake::JoinTimeout
+            }
         };
         let next = match wake {
             Wake::Message(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
@@ -112,6 +118,13 @@ pub async fn serve(
             ),
             // Only a relay's edge end is told what to ask upstream; a client never is.
             Wake::Event(Some(PeerEvent::LayerWanted(_)) | None) => Next::Continue,
+            Wake::JoinTimeout => Next::Close(
+                CLOSE_POLICY,
+                format!(
+                    "no join within {}s of connecting",
+                    context.config.join_timeout.as_secs()
+                ),
+            ),
             Wake::Ping => {
                 if last_heard.elapsed() >= idle_timeout {
                     Next::Close(

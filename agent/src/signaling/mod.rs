@@ -8,11 +8,12 @@ mod connection;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
+use ion_cluster::gateway::ConnectionLimits;
 use ion_cluster::token::JoinSecret;
 
 use crate::config::SignalConfig;
@@ -34,6 +35,8 @@ pub struct SignalContext {
     pub node_id: String,
     /// Set when joins must carry a join token signed with it.
     pub join_secret: Option<JoinSecret>,
+    /// `[signal] max_connections`, `max_connections_per_ip`.
+    pub connections: ConnectionLimits,
 }
 
 /// `/ws?access_token=...`: the join token, for clients that cannot put it in the join.
@@ -61,13 +64,24 @@ pub fn router(context: Arc<SignalContext>) -> Router {
 
 async fn upgrade(
     State(context): State<Arc<SignalContext>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
-) -> impl IntoResponse {
+) -> axum::response::Response {
+    let slot = match context.connections.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(full) => {
+            tracing::warn!(%peer, reason = %full, "signaling connection refused");
+            return (full.status(), format!("{full}\n")).into_response();
+        }
+    };
     ws.max_message_size(TRANSPORT_MESSAGE_LIMIT)
         .max_frame_size(TRANSPORT_MESSAGE_LIMIT)
         .read_buffer_size(SIGNAL_READ_BUFFER)
-        .on_upgrade(move |socket| connection::serve(socket, context, query.access_token))
+        .on_upgrade(move |socket| async move {
+            connection::serve(socket, context, query.access_token).await;
+            drop(slot);
+        })
 }
 
 async fn metrics(State(context): State<Arc<SignalContext>>) -> impl IntoResponse {
@@ -87,11 +101,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let app = router(context);
     let Some(tls) = tls else {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await?;
         return Ok(());
     };
     let handle = axum_server::Handle::new();
@@ -102,7 +119,7 @@ pub async fn serve(
     });
     axum_server::from_tcp_rustls(listener.into_std()?, tls)
         .handle(handle)
-        .serve(app.into_make_service())
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await?;
     Ok(())
 }
