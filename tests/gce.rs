@@ -6,10 +6,12 @@
 #[path = "gce/fake.rs"]
 mod fake;
 mod harness;
+#[allow(dead_code)]
+#[path = "gcs/key.rs"]
+mod key;
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use fake::{AuthCheck, FakeCompute, FakeMetadata, Fault, Route};
 use harness::{Etcd, stderr, stdout, unique_prefix};
 use ion_cluster::compute::{
@@ -525,58 +527,17 @@ async fn the_fake_refuses_what_compute_would_refuse() {
     );
 }
 
-fn decode_claims(jwt: &str) -> Option<Value> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 #[tokio::test]
 async fn a_service_account_key_file_signs_its_own_token() {
     install_crypto_provider();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pem = dir.path().join("key.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&pem)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl makes a test key (apt-get install openssl)");
-    assert!(status.success());
-    let key = json!({
-        "type": "service_account",
-        "project_id": PROJECT,
-        "private_key_id": "test-key-1",
-        "private_key": std::fs::read_to_string(&pem).expect("the PEM"),
-        "client_email": SERVICE_ACCOUNT,
-        "client_id": "1234",
-        "token_uri": "http://127.0.0.1:9/token",
-    });
-    let key_file = dir.path().join("key.json");
-    std::fs::write(&key_file, key.to_string()).expect("writing the key file");
-
-    let check: AuthCheck = std::sync::Arc::new(|token: &str| {
-        let claims = decode_claims(token).ok_or("not a JWT")?;
-        if claims["iss"] == SERVICE_ACCOUNT && claims["sub"] == SERVICE_ACCOUNT {
-            Ok(())
-        } else {
-            Err(format!("claims {claims}"))
-        }
-    });
+    // The Cloud Storage tests' throwaway key; its signature is checked here as there.
+    let key = key::service_account_key();
+    let check: AuthCheck = key::signed_by(&key);
     let compute = FakeCompute::start(PROJECT, IMAGE, 10, check).await;
     let metadata = FakeMetadata::start("unused").await;
     let mut settings = settings(&compute, &metadata, &["zone-a"]);
     settings.auth = AuthMode::KeyFile;
-    settings.key_file = Some(key_file);
+    settings.key_file = Some(key.path.clone());
     let listed = provider(settings)
         .list()
         .await
@@ -586,7 +547,7 @@ async fn a_service_account_key_file_signs_its_own_token() {
     assert_eq!(metadata.hits(), 0, "the key signs locally");
 
     // Not a service-account key: a clear error naming the file.
-    let bad = dir.path().join("user.json");
+    let bad = key.dir.path().join("user.json");
     std::fs::write(&bad, r#"{"type": "authorized_user"}"#).expect("write");
     let mut settings = self::settings(&compute, &metadata, &["zone-a"]);
     settings.auth = AuthMode::KeyFile;
