@@ -649,6 +649,23 @@ async fn a_full_disk_stops_the_recording_with_a_clear_error_and_readable_files()
         log.contains("recording failed") && log.contains("No space left"),
         "{log}"
     );
+    // The recorder's node record says so too, and `ionctl nodes` shows it.
+    let recorder = cluster.store.keys().node("rec-full-recorder");
+    wait_for(
+        "the node record's problem",
+        Duration::from_secs(15),
+        || async {
+            let node: NodeRecord = cluster.store.get(&recorder).await.ok()??;
+            node.problem.filter(|p| p.contains("No space left"))
+        },
+    )
+    .await;
+    let nodes = cluster.ionctl(&["nodes"]).await;
+    assert!(
+        harness::stdout(&nodes).contains("No space left"),
+        "{}",
+        harness::stdout(&nodes)
+    );
     let dir = PathBuf::from(record.dir.as_deref().expect("the recording's directory"));
     assert_eq!(record.files.len(), 2, "{record:?}");
     for file in &record.files {

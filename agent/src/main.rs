@@ -155,6 +155,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         hold_tx,
     );
     let relay_secret = config.relay_secret();
+    let (problem_tx, problem_rx) = watch::channel(None);
     tokio::spawn(recorder::follow(
         recorder::RecorderContext {
             etcd: config.etcd.clone(),
@@ -168,6 +169,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
                 .copied()
                 .unwrap_or(config.webrtc.bind),
             ownership: ownership.clone(),
+            problem: problem_tx,
             upload: recorder::UploadSettings {
                 base_url: config.recorder.storage_url.clone(),
                 auth: config.recorder.upload_auth()?,
@@ -214,6 +216,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
             lease_out: lease_tx,
             drain: drain_rx,
             hold: hold_rx,
+            problem: problem_rx,
         },
     )
     .run()

@@ -74,9 +74,17 @@ pub async fn run(context: &Context, args: NodesArgs) -> Result<(), CliError> {
                     node.stats.sessions.to_string(),
                     node.stats.peers.to_string(),
                     short_age(node.stats_age(now)),
-                    view.condition_reason
-                        .clone()
-                        .unwrap_or_else(|| view.condition.to_owned()),
+                    {
+                        let condition = view
+                            .condition_reason
+                            .clone()
+                            .unwrap_or_else(|| view.condition.to_owned());
+                        // A problem the node reports (a failed recording) is shown with it.
+                        match &node.problem {
+                            Some(problem) => format!("{condition}; {problem}"),
+                            None => condition,
+                        }
+                    },
                 ]);
             }
             print_table(&mut out)

@@ -76,6 +76,10 @@ pub struct NodeRecord {
     pub shared_host: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Something on the node an operator should look at, which the node cannot fix by
+    /// itself: a recording that failed (a full disk). Cleared when the next recording starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     pub version: String,
     #[serde(with = "super::time")]
     pub started_at: SystemTime,
@@ -107,6 +111,7 @@ impl NodeRecord {
             hold_for: None,
             shared_host: false,
             labels: BTreeMap::new(),
+            problem: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: now,
             stats: NodeStats::default(),

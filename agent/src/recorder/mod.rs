@@ -48,6 +48,8 @@ pub struct RecorderContext {
     pub media_ip: IpAddr,
     pub ownership: Ownership,
     pub upload: upload::UploadSettings,
+    /// The node record's `problem`: the last failed recording, until the next one starts.
+    pub problem: watch::Sender<Option<String>>,
 }
 
 pub use upload::UploadSettings;
@@ -135,6 +137,9 @@ async fn record_session(
         Ok(Recorded { files, dir }) => (RecordingState::Done, None, files, Some(dir)),
         Err(Failure { why, files, dir }) => {
             tracing::error!(%sid, error = %why, "recording failed");
+            context
+                .problem
+                .send_replace(Some(format!("the recording of {sid} failed: {why}")));
             (RecordingState::Failed, Some(why), files, dir)
         }
     };
@@ -182,6 +187,9 @@ async fn record_session(
         };
         if let Err(why) = uploaded {
             tracing::error!(%sid, error = %why, "recording upload failed");
+            context.problem.send_replace(Some(format!(
+                "the upload of {sid}'s recording failed: {why}"
+            )));
             state = RecordingState::Failed;
             error = Some(why);
         }
@@ -287,6 +295,7 @@ async fn run(
         .await
         .map_err(|e| Failure::early(e.to_string()))?;
     tracing::info!(%sid, dir = %dir.display(), "recording");
+    context.problem.send_replace(None);
 
     let (frames_tx, mut frames) = mpsc::channel(FRAME_QUEUE);
     let (stop_pulls, pulls_stopped) = watch::channel(false);

@@ -25,6 +25,7 @@ pub struct WriteBudget {
 pub struct Presence {
     pub state: NodeState,
     pub hold_for: Option<String>,
+    pub problem: Option<String>,
 }
 
 /// What was last written, and when.
@@ -162,9 +163,15 @@ mod tests {
         let draining = Presence {
             state: NodeState::Draining,
             hold_for: None,
+            problem: None,
         };
         let at = t0 + Duration::from_secs(2);
         assert!(budget().should_write(Some(&last), &stats(0.02), &draining, at));
+        let troubled = Presence {
+            problem: Some("recording of s1 failed: disk full".to_owned()),
+            ..ready()
+        };
+        assert!(budget().should_write(Some(&last), &stats(0.02), &troubled, at));
     }
 
     #[test]

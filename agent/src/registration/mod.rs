@@ -57,6 +57,7 @@ pub struct Reporter {
     lease_out: watch::Sender<Option<LeaseId>>,
     drain: watch::Receiver<DrainState>,
     hold: watch::Receiver<Hold>,
+    problem: watch::Receiver<Option<String>>,
     /// The lease of the last registration, reused after an etcd restart when it is still
     /// alive so that keys on it (sessions) survive.
     lease: Option<LeaseId>,
@@ -70,6 +71,8 @@ pub struct ReporterLinks {
     pub lease_out: watch::Sender<Option<LeaseId>>,
     pub drain: watch::Receiver<DrainState>,
     pub hold: watch::Receiver<Hold>,
+    /// What the node reports as its problem (a failed recording), if anything.
+    pub problem: watch::Receiver<Option<String>>,
 }
 
 impl Reporter {
@@ -85,6 +88,7 @@ impl Reporter {
             lease_out,
             drain,
             hold,
+            problem,
         } = links;
         let report = &config.report;
         Self {
@@ -104,6 +108,7 @@ impl Reporter {
             lease_out,
             drain,
             hold,
+            problem,
             lease: None,
             last_write: None,
         }
@@ -187,6 +192,9 @@ impl Reporter {
                 Ok(()) = self.hold.changed() => {
                     self.write(&store, lease).await?;
                 }
+                Ok(()) = self.problem.changed() => {
+                    self.write(&store, lease).await?;
+                }
             }
         }
     }
@@ -215,6 +223,7 @@ impl Reporter {
         let presence = Presence {
             state,
             hold_for: self.hold.borrow().clone(),
+            problem: self.problem.borrow().clone(),
         };
         if !self
             .budget
@@ -277,6 +286,7 @@ impl Reporter {
             hold_for: presence.hold_for,
             shared_host: id.shared_host,
             labels: id.labels.clone(),
+            problem: presence.problem,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: id.started_at,
             stats,
