@@ -275,7 +275,14 @@ async fn stats_write_budget_holds_in_steady_state() {
         );
         if gap < Duration::from_millis(9900) {
             let (a, b) = (&before.stats, &after.stats);
-            let moved = (a.cpu - b.cpu).abs() >= 0.10 - 1e-9
+            // The budget watches the host's CPU, the agent's and the rest of the host's.
+            let moved = [
+                (a.cpu, b.cpu),
+                (a.agent_cpu, b.agent_cpu),
+                (a.other_cpu, b.other_cpu),
+            ]
+            .iter()
+            .any(|(x, y)| (x - y).abs() >= 0.10 - 1e-9)
                 || a.mem_used_bytes.abs_diff(b.mem_used_bytes) as f64
                     >= 0.05 * b.mem_total_bytes as f64 - 1.0
                 || (a.sessions, a.peers, a.tracks_in, a.tracks_out)
