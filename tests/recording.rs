@@ -412,6 +412,16 @@ async fn record_commands_say_what_is_wrong() {
     assert_eq!(again.status.code(), Some(2));
     assert!(harness::stderr(&again).contains("already being recorded"));
 
+    // Once stopped, it can be started again.
+    let stopped = cluster.ionctl(&["record", "stop", "call"]).await;
+    assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
+    let restarted = cluster.ionctl(&["record", "start", "call"]).await;
+    assert!(
+        restarted.status.success(),
+        "{}",
+        harness::stderr(&restarted)
+    );
+
     // A recording takes a node of its own: the second takes the other idle node, and a
     // third finds none (exit 4), leaving its demand for the autoscaler.
     let second = cluster.ionctl(&["record", "start", "other"]).await;

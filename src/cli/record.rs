@@ -100,6 +100,7 @@ async fn start(context: &Context, args: StartArgs) -> Result<(), CliError> {
     if let Some(bucket) = &args.bucket {
         checked_bucket(bucket)?;
     }
+    crate::model::keys::validate_id("session", &args.sid).map_err(CliError::usage)?;
     let reservation = RecordingRecord::reservation_for(&args.sid);
     let request = checked_request(
         Some(reservation.clone()),
@@ -109,7 +110,6 @@ async fn start(context: &Context, args: StartArgs) -> Result<(), CliError> {
         Role::Publisher,
     )
     .map_err(CliError::usage)?;
-    crate::model::keys::validate_id("session", &args.sid).map_err(CliError::usage)?;
     let store = context.store().await?;
     let key = store.keys().recording(&args.sid);
     let registered = |node: &str| {
@@ -117,19 +117,38 @@ async fn start(context: &Context, args: StartArgs) -> Result<(), CliError> {
         let store = store.clone();
         async move { store.get::<crate::model::NodeRecord>(&key).await }
     };
+    // The recording before this one must be over: its recorder still writes into the record
+    // while it records, finishes or uploads. A recorder that died left its record as it was:
+    // it writes nothing any more.
     if let Some(existing) = store.get::<RecordingRecord>(&key).await?
-        && existing.state.is_active()
-        && !existing.stop_requested
-        // A recorder that died left its record active: it records nothing any more.
+        && matches!(
+            existing.state,
+            RecordingState::Requested | RecordingState::Recording | RecordingState::Uploading
+        )
         && registered(&existing.node).await?.is_some()
     {
-        return Err(CliError::usage(anyhow!(
-            "session {} is already being recorded on node {} ({}); `ionctl record stop {}` first",
-            args.sid,
-            existing.node,
-            existing.state.as_str(),
-            args.sid
-        )));
+        let why = if existing.state == RecordingState::Uploading || existing.stop_requested {
+            format!(
+                "node {} is still finishing the previous recording of {} ({}); start again once \
+                 `ionctl record list` shows it done or failed",
+                existing.node,
+                args.sid,
+                if existing.state == RecordingState::Uploading {
+                    "uploading"
+                } else {
+                    "stopping"
+                }
+            )
+        } else {
+            format!(
+                "session {} is already being recorded on node {} ({}); `ionctl record stop {}` first",
+                args.sid,
+                existing.node,
+                existing.state.as_str(),
+                args.sid
+            )
+        };
+        return Err(CliError::usage(anyhow!(why)));
     }
     let options = PlacerOptions {
         policy: context.policy.clone(),

@@ -61,6 +61,21 @@ pub async fn follow(context: RecorderContext, mut shutdown: watch::Receiver<bool
     loop {
         match mine(&context, &mut store).await {
             Ok(records) => {
+                // Stopped before this node picked it up: nothing was recorded, and nobody
+                // else ends it.
+                let never_started: Vec<String> = records
+                    .iter()
+                    .filter(|r| {
+                        r.state == RecordingState::Requested
+                            && r.stop_requested
+                            && !running.contains_key(&r.sid)
+                    })
+                    .map(|r| r.sid.clone())
+                    .collect();
+                for sid in never_started {
+                    tracing::info!(%sid, "recording stopped before it began");
+                    write_end(store.as_ref(), &sid, RecordingState::Done, None, &[]).await;
+                }
                 let wanted: HashSet<String> = records
                     .iter()
                     .filter(|r| r.state.is_active() && !r.stop_requested)
