@@ -48,15 +48,8 @@ impl Cluster {
                 AgentProcess::start(&etcd, &prefix, spec)
             })
             .collect();
-        for agent in &agents {
-            let key = store.keys().node(&agent.node_id);
-            wait_for(
-                "the agents to register",
-                Duration::from_secs(15),
-                || async { store.get::<NodeRecord>(&key).await.ok().flatten() },
-            )
-            .await;
-        }
+        let ids: Vec<&str> = agents.iter().map(|a| a.node_id.as_str()).collect();
+        harness::wait_registered(&store, &ids).await;
         let mut started = Vec::new();
         for _ in 0..gateways {
             let env = [("IONCTL_JOIN_SECRET", SECRET)];

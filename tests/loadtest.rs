@@ -288,15 +288,7 @@ async fn place_routes_the_viewers_of_a_split_livestream_to_its_nodes() {
         .into_iter()
         .map(|id| AgentProcess::start(&etcd, &prefix, small(id)))
         .collect();
-    for id in ["span-a", "span-b"] {
-        let key = store.keys().node(id);
-        wait_for(
-            "the agents to register",
-            Duration::from_secs(15),
-            || async { store.get::<NodeRecord>(&key).await.ok().flatten() },
-        )
-        .await;
-    }
+    harness::wait_registered(&store, &["span-a", "span-b"]).await;
     let endpoint = etcd.endpoint();
     let (code, stdout, stderr, _) = loadtest(
         &[

@@ -40,25 +40,7 @@ impl Cluster {
                 AgentProcess::start(&etcd, &prefix, spec)
             })
             .collect();
-        for node in ids {
-            let key = store.keys().node(node);
-            wait_for(
-                &format!("{node} to register"),
-                Duration::from_secs(15),
-                || {
-                    let store = store.clone();
-                    let key = key.clone();
-                    async move {
-                        store
-                            .get::<ion_cluster::model::NodeRecord>(&key)
-                            .await
-                            .ok()
-                            .flatten()
-                    }
-                },
-            )
-            .await;
-        }
+        harness::wait_registered(&store, ids).await;
         Cluster {
             nodes,
             store,
