@@ -15,8 +15,11 @@ use str0m::media::MediaKind;
 use super::pull::{Frame, Received};
 use super::webm::{TrackKind, WebmWriter};
 
-/// How long a frame waits for earlier frames of other tracks before it is written.
-const REORDER_WINDOW: Duration = Duration::from_millis(250);
+/// How long a frame waits for earlier frames of other tracks before it is written. A
+/// browser on a busy machine sends its audio in bursts up to a few hundred milliseconds
+/// behind its video; a second holds them, and costs only memory and the last second of a
+/// crash.
+const REORDER_WINDOW: Duration = Duration::from_secs(1);
 /// How long a participant's audio waits for its video's first keyframe before the file
 /// opens with audio only.
 const VIDEO_WAIT: Duration = Duration::from_secs(3);
@@ -50,9 +53,10 @@ struct OpenFile {
     /// Frames by capture time, not yet written.
     pending: BTreeMap<(SystemTime, u64), Frame>,
     next_seq: u64,
-    /// The last timestamp written per track number: a track's timestamps strictly
-    /// increase, as players want (two frames of a track at one millisecond are refused).
-    last_ms: HashMap<u64, u64>,
+    /// Per track number, the last timestamp written and where that frame ends: a track's
+    /// timestamps strictly increase, as players want (two frames of a track at one
+    /// millisecond are refused), and audio frames never overlap.
+    last_ms: HashMap<u64, (u64, u64)>,
 }
 
 impl Files {
@@ -305,15 +309,51 @@ impl OpenFile {
                 .duration_since(self.epoch)
                 .unwrap_or_default()
                 .as_millis() as u64;
-            if let Some(last) = self.last_ms.get(&track) {
+            let lasts = match frame.kind {
+                MediaKind::Audio => opus_duration_ms(&frame.data).unwrap_or(0),
+                MediaKind::Video => 0,
+            };
+            // Audio later than the reorder window would be pushed onto the file's last
+            // timestamp, stacked over other frames: a gap plays better than that. (Video
+            // is kept: a missing frame breaks the decoder until the next keyframe.)
+            if lasts > 0 && at < self.writer.duration_ms() {
+                continue;
+            }
+            if let Some(&(last, end)) = self.last_ms.get(&track) {
+                // A sender report moved the track's clock back (the first one, correcting
+                // the arrival times that stood in): audio that would play over audio
+                // already written is dropped, so the track keeps its place against the
+                // video instead of drifting by the overlap. A millisecond is rounding.
+                if lasts > 0 && at + 1 < end {
+                    continue;
+                }
                 at = at.max(last + 1);
             }
-            self.last_ms.insert(track, at);
+            self.last_ms.insert(track, (at, at + lasts));
             self.writer
                 .write_frame(track, at, frame.keyframe, &frame.data)?;
         }
         Ok(())
     }
+}
+
+/// How long an Opus packet plays, in whole milliseconds, from its TOC byte (RFC 6716
+/// §3.1): the frame size of its configuration times its frame count.
+pub fn opus_duration_ms(packet: &[u8]) -> Option<u64> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    // Frame sizes in tenths of a millisecond: SILK 10–60, hybrid 10–20, CELT 2.5–20.
+    let tenths: u64 = match config {
+        0..=11 => [100, 200, 400, 600][usize::from(config % 4)],
+        12..=15 => [100, 200][usize::from(config % 2)],
+        _ => [25, 50, 100, 200][usize::from(config % 4)],
+    };
+    let frames = match toc & 0x03 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u64::from(*packet.get(1)? & 0x3f),
+    };
+    Some(tenths * frames / 10)
 }
 
 /// Width and height from a VP8 keyframe's header (RFC 6386 §9.1), if it is one.
@@ -329,7 +369,131 @@ pub fn vp8_size(frame: &[u8]) -> Option<(u16, u16)> {
 
 #[cfg(test)]
 mod tests {
-    use super::vp8_size;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use matroska_demuxer::{Frame as ReadFrame, MatroskaFile};
+    use str0m::media::MediaKind;
+
+    use super::{Files, opus_duration_ms, vp8_size};
+    use crate::recorder::pull::{Frame, Received};
+
+    #[test]
+    fn opus_durations_follow_the_toc_byte() {
+        // CELT 20 ms, one frame (what browsers send); SILK 60 ms; two CELT 10 ms frames;
+        // code 3 with 3 frames of 20 ms; an empty packet has no duration.
+        assert_eq!(opus_duration_ms(&[31 << 3]), Some(20));
+        assert_eq!(opus_duration_ms(&[3 << 3]), Some(60));
+        assert_eq!(opus_duration_ms(&[(30 << 3) | 1]), Some(20));
+        assert_eq!(opus_duration_ms(&[(31 << 3) | 3, 3]), Some(60));
+        assert_eq!(opus_duration_ms(&[]), None);
+        assert_eq!(opus_duration_ms(&[(31 << 3) | 3]), None);
+    }
+
+    /// Audio-only frames of 20 ms, 20 ms apart, whose clock moves back 13 ms after the
+    /// third frame (as when the first sender report corrects arrival times).
+    #[test]
+    fn audio_whose_clock_moves_back_is_not_written_over_itself() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut files = Files::new(dir.path());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let frame = |captured| {
+            Received::Frame(Frame {
+                stream: "alice".to_owned(),
+                kind: MediaKind::Audio,
+                captured,
+                keyframe: true,
+                data: Arc::from(vec![31 << 3, 0xaa, 0xbb]),
+            })
+        };
+        files
+            .take(Received::Added {
+                stream: "alice".to_owned(),
+                kind: MediaKind::Audio,
+            })
+            .expect("taken");
+        let mut sent = vec![0, 20, 40];
+        sent.extend((0..10).map(|i| 47 + 20 * i));
+        for ms in &sent {
+            files.take(frame(at(*ms))).expect("taken");
+        }
+        files.finish().expect("finished");
+        let bytes = std::fs::read(dir.path().join("alice.webm")).expect("the file");
+        let mut mkv = MatroskaFile::open(std::io::Cursor::new(bytes)).expect("it opens");
+        let mut read = ReadFrame::default();
+        let mut stamps = Vec::new();
+        while mkv.next_frame(&mut read).expect("it reads") {
+            stamps.push(read.timestamp);
+        }
+        // The frame at 47 would overlap the one at 40 by 13 ms: it is dropped, the rest
+        // stay on the corrected clock.
+        let expected: Vec<u64> = [0, 20, 40]
+            .into_iter()
+            .chain((1..10).map(|i| 47 + 20 * i))
+            .collect();
+        assert_eq!(stamps, expected);
+    }
+
+    /// A participant's audio arriving in a burst longer than the reorder window behind its
+    /// video: what is too late is left out, and no audio frame is stacked on another's time.
+    #[test]
+    fn audio_later_than_the_reorder_window_leaves_a_gap_not_a_pile() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut files = Files::new(dir.path());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let frame = |kind, ms: u64, data: Vec<u8>| {
+            Received::Frame(Frame {
+                stream: "bob".to_owned(),
+                kind,
+                captured: t0 + Duration::from_millis(ms),
+                keyframe: kind == MediaKind::Audio || ms == 0,
+                data: Arc::from(data),
+            })
+        };
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let added = Received::Added {
+                stream: "bob".to_owned(),
+                kind,
+            };
+            files.take(added).expect("taken");
+        }
+        let keyframe = vec![0x50, 0x2a, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01];
+        files
+            .take(frame(MediaKind::Video, 0, keyframe))
+            .expect("taken");
+        // Two seconds of video, then the same two seconds of audio at once.
+        for ms in (40..=2_000).step_by(40) {
+            files
+                .take(frame(MediaKind::Video, ms, vec![0x51, 0, 0]))
+                .expect("taken");
+        }
+        for ms in (0..=2_000).step_by(20) {
+            files
+                .take(frame(MediaKind::Audio, ms, vec![31 << 3, 1]))
+                .expect("taken");
+        }
+        files.finish().expect("finished");
+        let bytes = std::fs::read(dir.path().join("bob.webm")).expect("the file");
+        let mut mkv = MatroskaFile::open(std::io::Cursor::new(bytes)).expect("it opens");
+        let audio_track = 2;
+        let mut read = ReadFrame::default();
+        let mut audio = Vec::new();
+        while mkv.next_frame(&mut read).expect("it reads") {
+            if read.track == audio_track {
+                audio.push(read.timestamp);
+            }
+        }
+        assert!(
+            !audio.is_empty(),
+            "the audio still in the window is written"
+        );
+        assert!(
+            audio.windows(2).all(|w| w[1] >= w[0] + 20),
+            "audio frames overlap: {audio:?}"
+        );
+        assert_eq!(audio.last(), Some(&2_000));
+    }
 
     #[test]
     fn a_vp8_keyframe_gives_its_size_and_other_frames_none() {
