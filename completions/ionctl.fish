@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ionctl_global_optspecs
-    string join \n etcd= prefix= connect-timeout= config= h/help V/version
+    string join \n etcd= prefix= connect-timeout= etcd-ca= etcd-cert= etcd-key= etcd-user= config= h/help V/version
 end
 
 function __fish_ionctl_needs_command
@@ -27,6 +27,10 @@ end
 complete -c ionctl -n "__fish_ionctl_needs_command" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_needs_command" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_needs_command" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_needs_command" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_needs_command" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_needs_command" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_needs_command" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_needs_command" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_needs_command" -s V -l version -d 'Print version'
@@ -52,6 +56,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand nodes" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l node -d 'Only sessions on this node (as origin or edge)' -r
@@ -60,6 +68,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand sessions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l class -d 'Session class; it sets the size limits, demand and headroom' -r -f -a "group\t'2..6 participants, everyone sees everyone'
@@ -81,6 +93,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand place" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l listen -d 'Address to listen on (e.g. 0.0.0.0:8080; port 0 picks a free one)' -r
@@ -93,11 +109,19 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l tls-key -d 'PEM 
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place help" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
@@ -116,6 +140,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
@@ -124,6 +152,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l drain-reason -d 'T
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l reason -d 'Why, for whoever looks at the drain request later' -r
@@ -133,12 +165,20 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -l wait -d 'Wait until every node carries no session (exit 5 if --timeout passes first)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand drain" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand undrain" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l machine-type -d 'Machine type, e.g. n2-highcpu-4' -r
@@ -158,6 +198,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l wait -d 'Wait until the instance\'s agent has registered in etcd, showing progress'
 complete -c ionctl -n "__fish_ionctl_using_subcommand spawn" -l spot -d 'GCE: create a Spot VM [env: IONCTL_GCE_SPOT; config: [gce] spot]'
@@ -167,6 +211,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand instances" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l timeout -d 'How long to wait for the node\'s sessions to end before giving up (exit 5)' -r
@@ -178,6 +226,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l state-dir -d 'L
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -l force -d 'Delete at once, without draining: sessions on the node end abruptly'
 complete -c ionctl -n "__fish_ionctl_using_subcommand delete" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -203,6 +255,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l boot-delay -
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l once -d 'Run one tick once leader, then resign and exit'
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l spot -d 'GCE: create a Spot VM [env: IONCTL_GCE_SPOT; config: [gce] spot]'
@@ -230,6 +286,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l place -d 'Get a node from the placer, as `ionctl place` does, and join it with the join token'
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l audio -d 'Publish Opus audio (50 packets/s) beside the video; on unless --no-audio'
@@ -239,6 +299,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -s h -l help -d 
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -f -a "start" -d 'Record session SID on a node of its own (one WebM per participant)'
@@ -253,6 +317,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l wait -d 'Wait this long for the recorder to finish the files (0s: do not wait)' -r
@@ -261,6 +329,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
@@ -268,6 +340,10 @@ json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_subcommand_from help" -f -a "start" -d 'Record session SID on a node of its own (one WebM per participant)'
@@ -277,6 +353,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand record; and __fish_seen_su
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -s h -l help -d 'Print help'
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and not __fish_seen_subcommand_from issue help" -f -a "issue" -d 'Print a client token for joining SESSION through the gateway'
@@ -294,6 +374,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_sub
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from issue" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "issue" -d 'Print a client token for joining SESSION through the gateway'
@@ -302,6 +386,10 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l dir -d 'Di
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -l stdout -d 'Print the script on stdout instead of writing a file'
 complete -c ionctl -n "__fish_ionctl_using_subcommand completions" -s h -l help -d 'Print help'

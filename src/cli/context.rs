@@ -13,11 +13,13 @@ use super::CliError;
 use super::providers::LocalFile;
 use crate::placement::Policy;
 use crate::provider::gce::GceSettings;
-use crate::store::{EtcdOptions, Store};
+use crate::store::{EtcdOptions, Store, TlsOptions};
 use crate::token::{AuthOptions, JoinSecret};
 
 /// The environment variable that carries the join secret; it beats `[auth] secret`.
 pub const JOIN_SECRET_ENV: &str = "IONCTL_JOIN_SECRET";
+/// The etcd user's password: an environment variable, not a flag, so it stays out of `ps`.
+pub const ETCD_PASSWORD_ENV: &str = "IONCTL_ETCD_PASSWORD";
 
 /// Flags valid before or after any subcommand.
 #[derive(Debug, Clone, Args)]
@@ -36,6 +38,18 @@ pub struct GlobalArgs {
     /// How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s].
     #[arg(long, global = true, env = "IONCTL_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
     pub connect_timeout: Option<Duration>,
+    /// CA certificate (PEM) that signed etcd's; turns on TLS towards etcd.
+    #[arg(long, global = true, env = "IONCTL_ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth; needs --etcd-key.
+    #[arg(long, global = true, env = "IONCTL_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "IONCTL_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password.
+    #[arg(long, global = true, env = "IONCTL_ETCD_USER", value_name = "NAME")]
+    pub etcd_user: Option<String>,
     /// Config file [default: ~/.config/ionctl/config.toml, if present].
     #[arg(long, global = true, env = "IONCTL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -110,6 +124,7 @@ impl Context {
         if let Some(timeout) = global.connect_timeout {
             etcd.connect_timeout = timeout;
         }
+        apply_etcd_credentials(&mut etcd, global);
         Ok(Self {
             etcd,
             auth,
@@ -133,6 +148,36 @@ impl Context {
 
     pub async fn store(&self) -> Result<Store, CliError> {
         Ok(Store::connect(&self.etcd).await?)
+    }
+}
+
+/// Flags and environment over the config file's TLS files, user and password.
+fn apply_etcd_credentials(etcd: &mut EtcdOptions, global: &GlobalArgs) {
+    if global.etcd_ca.is_some() || global.etcd_cert.is_some() || global.etcd_key.is_some() {
+        let tls = etcd.tls.get_or_insert(TlsOptions {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            domain: None,
+        });
+        for (flag, field) in [
+            (&global.etcd_ca, &mut tls.ca_file),
+            (&global.etcd_cert, &mut tls.cert_file),
+            (&global.etcd_key, &mut tls.key_file),
+        ] {
+            if let Some(path) = flag {
+                *field = Some(path.clone());
+            }
+        }
+    }
+    if let Some(user) = &global.etcd_user {
+        etcd.username = Some(user.clone());
+    }
+    if let Some(password) = std::env::var(ETCD_PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        etcd.password = Some(password);
     }
 }
 

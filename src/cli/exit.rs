@@ -36,7 +36,7 @@ Exit codes:
   0  success
   1  failure not covered below
   2  usage error: a bad flag, argument or config file
-  3  etcd unreachable (check --etcd / IONCTL_ETCD_ENDPOINTS and that etcd runs)
+  3  etcd unreachable, or it refused ionctl's certificate, user or password
   4  no capacity: no node can take the session (or record it)
   5  drain timed out with sessions left
   6  unknown node or instance
@@ -80,6 +80,16 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// etcd refused this client's credentials: the cause, and where they are set.
+    fn denied(error: &dyn std::fmt::Display) -> Self {
+        let hint = "ionctl's etcd credentials come from --etcd-ca, --etcd-cert, --etcd-key, \
+                    --etcd-user and IONCTL_ETCD_PASSWORD, or [etcd] in \
+                    ~/.config/ionctl/config.toml";
+        Self::new(Exit::EtcdUnreachable, anyhow::anyhow!("{error}; {hint}"))
+    }
+}
+
 impl From<LifecycleError> for CliError {
     /// etcd's failures keep their own exit codes (unreachable, unknown node), under the step
     /// that failed.
@@ -100,9 +110,16 @@ impl From<StoreError> for CliError {
     fn from(error: StoreError) -> Self {
         if error.is_unreachable() {
             Self::unreachable(&error)
+        } else if error.is_access_denied() {
+            Self::denied(&error)
         } else if matches!(error, StoreError::UnknownNode { .. }) {
             Self::new(Exit::UnknownNode, error)
-        } else if matches!(error, StoreError::Key(_)) {
+        } else if matches!(
+            error,
+            StoreError::Key(_)
+                | StoreError::CredentialsIncomplete(_)
+                | StoreError::TlsIdentityIncomplete
+        ) {
             Self::usage(error)
         } else {
             Self::other(error)
@@ -114,6 +131,8 @@ impl From<PlaceError> for CliError {
     fn from(error: PlaceError) -> Self {
         if error.is_unreachable() {
             Self::unreachable(&error)
+        } else if matches!(&error, PlaceError::Store(e) if e.is_access_denied()) {
+            Self::denied(&error)
         } else {
             Self::other(error)
         }

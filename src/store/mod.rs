@@ -3,6 +3,7 @@
 //! the HTTP API, the autoscaler and the agent share one notion of the schema.
 
 mod commit;
+mod diagnose;
 mod drain;
 mod error;
 mod lease;
@@ -65,7 +66,7 @@ impl Store {
         };
         let client = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(StoreError::classify(e, &endpoints)),
+            Ok(Err(e)) => return Err(explain(StoreError::classify(e, &endpoints), options).await),
             Err(_) => {
                 return Err(unreachable(format!(
                     "no answer within {}",
@@ -104,6 +105,39 @@ impl Store {
     }
 }
 
+/// A failed connect, made specific about TLS where the gRPC stack was vague: a probe of our
+/// own names the alert etcd refused this client with, and a refusal of a client that has no
+/// certificate says so.
+async fn explain(error: StoreError, options: &EtcdOptions) -> StoreError {
+    let Some(tls) = &options.tls else {
+        return error;
+    };
+    let endpoints = options.endpoints.join(",");
+    let mut error = error;
+    if error.is_unreachable()
+        && let Some(refusal) = diagnose::tls_refusal(&options.endpoints[0], tls).await
+        && let Some(cause) = error::tls_problem(&refusal)
+    {
+        error = StoreError::Denied {
+            endpoints: endpoints.clone(),
+            cause,
+        };
+    }
+    match error {
+        StoreError::Denied { cause, .. }
+            if tls.cert_file.is_none() && cause.contains("refused this client's certificate") =>
+        {
+            StoreError::Denied {
+                endpoints,
+                cause: "etcd requires a client certificate and this client has none; set \
+                        [etcd.tls] cert_file and key_file"
+                    .to_owned(),
+            }
+        }
+        other => other,
+    }
+}
+
 fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, StoreError> {
     // Requests get a deadline so a partitioned etcd turns into an error, not a hang; the
     // keep-alive pings notice a dead connection under an idle watch.
@@ -111,8 +145,12 @@ fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, StoreError> 
         .with_connect_timeout(options.connect_timeout)
         .with_timeout(options.request_timeout)
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
-    if let (Some(user), Some(password)) = (&options.username, &options.password) {
-        connect = connect.with_user(user.clone(), password.clone());
+    if let Some((user, password)) = options.credentials()? {
+        // A long-lived client (an agent, `serve`, `top`) outlives its token; refreshing on
+        // "invalid auth token" keeps it working without reconnecting.
+        connect = connect
+            .with_user(user, password)
+            .with_auto_token_refresh(true);
     }
     if let Some(tls) = &options.tls {
         connect = connect.with_tls(tls.to_client_config()?);

@@ -11,6 +11,7 @@ mod cluster;
 mod etcd;
 mod local;
 mod peer;
+mod pki;
 mod probe;
 mod serve;
 mod signal;
@@ -18,10 +19,11 @@ mod signal;
 pub use agent::{AgentProcess, AgentSpec};
 pub use burn::CpuBurner;
 pub use cluster::{audit, node_record, plant};
-pub use etcd::Etcd;
+pub use etcd::{CLUSTER_PASSWORD, CLUSTER_USER, Etcd, OUTSIDER_PASSWORD, OUTSIDER_USER, Secure};
 pub use ion_cluster::protocol::{JoinConfig, VideoLayer};
 pub use local::LocalAgents;
 pub use peer::{AUDIO_PPS, Kind, Media, Peer, RawSignal, RemoteTrack, Reply, RpcError, VIDEO_FPS};
+pub use pki::{CertFiles, TestCa};
 pub use probe::{cpu_seconds, http_get, sample};
 pub use serve::{ServeProcess, TestCertificate};
 pub use signal::{TokenIn, join_with_placeholder_offer, join_with_token, placeholder_join};
@@ -172,6 +174,11 @@ pub async fn ionctl_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("IONCTL_PREFIX")
         .env_remove("IONCTL_CONFIG")
         .env_remove("IONCTL_CONNECT_TIMEOUT")
+        .env_remove("IONCTL_ETCD_CA")
+        .env_remove("IONCTL_ETCD_CERT")
+        .env_remove("IONCTL_ETCD_KEY")
+        .env_remove("IONCTL_ETCD_USER")
+        .env_remove("IONCTL_ETCD_PASSWORD")
         .env("XDG_CONFIG_HOME", "/nonexistent-ionctl-test-config")
         .kill_on_drop(true);
     for (key, value) in env {
