@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use ion_cluster::model::SessionClass;
-use ion_cluster::store::{Claim, EtcdOptions, LeaseId, Store, StoreError};
+use ion_cluster::model::SessionRecord;
+use ion_cluster::store::{Claim, EtcdOptions, IfUnplaced, LeaseId, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -124,6 +125,15 @@ impl Ownership {
     }
 }
 
+/// A session this node owns.
+struct Member {
+    participants: usize,
+    membership: Membership,
+    /// The record as last claimed: what a re-claim writes back if the key lapsed with a
+    /// lost lease.
+    record: SessionRecord,
+}
+
 struct Task {
     etcd: EtcdOptions,
     node_id: String,
@@ -133,7 +143,7 @@ struct Task {
     hold: watch::Sender<Hold>,
     store: Option<Store>,
     /// Participants per session on this node, and how it spans nodes.
-    members: HashMap<String, (usize, Membership)>,
+    members: HashMap<String, Member>,
     /// Participants per session this node is an edge of (the origin owns the record).
     edges: HashMap<String, usize>,
 }
@@ -169,25 +179,33 @@ impl Task {
         Ok(store)
     }
 
-    /// Claims `sid` on this node; an unplaced session is created only with `allow_unplaced`.
-    async fn claim(&mut self, sid: &str, allow_unplaced: bool) -> Result<Membership, ClaimError> {
+    /// Claims `sid` on this node; what happens when it has no record is `if_unplaced`'s.
+    /// An owned session comes back with the record claimed.
+    async fn claim(
+        &mut self,
+        sid: &str,
+        if_unplaced: &IfUnplaced,
+    ) -> Result<(Membership, Option<SessionRecord>), ClaimError> {
         let lease = (*self.lease.borrow()).ok_or(ClaimError::NotRegistered)?;
         let store = self.store().await.map_err(|source| ClaimError::Store {
             sid: sid.to_owned(),
             source,
         })?;
         let claim = store
-            .claim_session(sid, &self.node_id, lease, allow_unplaced)
+            .claim_session(sid, &self.node_id, lease, if_unplaced)
             .await;
         match claim {
-            Ok(Claim::Adopted(record) | Claim::Created(record)) => Ok(Membership::Owner {
-                spans: !record.relays.is_empty(),
-                may_span: record.class == SessionClass::Conference,
-            }),
+            Ok(Claim::Adopted(record) | Claim::Created(record)) => Ok((
+                Membership::Owner {
+                    spans: !record.relays.is_empty(),
+                    may_span: record.class == SessionClass::Conference,
+                },
+                Some(record),
+            )),
             Ok(Claim::Edge {
                 signal_url: Some(_),
                 ..
-            }) => Ok(Membership::Edge),
+            }) => Ok((Membership::Edge, None)),
             Ok(Claim::Edge {
                 origin,
                 signal_url: None,
@@ -217,10 +235,10 @@ impl Task {
     }
 
     async fn join(&mut self, sid: &str) -> Result<Membership, ClaimError> {
-        if let Some((count, membership)) = self.members.get_mut(sid) {
+        if let Some(member) = self.members.get_mut(sid) {
             // Existing sessions keep taking participants while the node drains.
-            *count += 1;
-            return Ok(membership.clone());
+            member.participants += 1;
+            return Ok(member.membership.clone());
         }
         if let Some(count) = self.edges.get_mut(sid) {
             // A session relayed here keeps taking viewers while the node drains, as one it
@@ -235,12 +253,17 @@ impl Task {
             });
         }
         let held_for_other = self.hold.borrow().clone().filter(|held| held != sid);
-        let membership = match held_for_other {
-            None => self.claim(sid, self.allow_unplaced).await?,
+        let if_unplaced = if self.allow_unplaced {
+            IfUnplaced::Create
+        } else {
+            IfUnplaced::Refuse
+        };
+        let (membership, record) = match held_for_other {
+            None => self.claim(sid, &if_unplaced).await?,
             // Only a session placed here gets in: placement puts another session on a held
             // node once the held session is reserved here (the hold has done its job, and
             // sessions packed onto the same new instance follow it).
-            Some(held) => match self.claim(sid, false).await {
+            Some(held) => match self.claim(sid, &IfUnplaced::Refuse).await {
                 Err(ClaimError::NotPlaced { .. }) => {
                     return Err(ClaimError::Held {
                         node: self.node_id.clone(),
@@ -252,13 +275,20 @@ impl Task {
             },
         };
         hold::release(&self.hold, sid, "its session went live");
-        if membership == Membership::Edge {
+        let Some(record) = record else {
             tracing::debug!(%sid, "a participant of a session relayed from its origin");
             self.edges.insert(sid.to_owned(), 1);
             return Ok(membership);
-        }
+        };
         tracing::info!(%sid, "session claimed in etcd");
-        self.members.insert(sid.to_owned(), (1, membership.clone()));
+        self.members.insert(
+            sid.to_owned(),
+            Member {
+                participants: 1,
+                membership: membership.clone(),
+                record,
+            },
+        );
         Ok(membership)
     }
 
@@ -270,11 +300,11 @@ impl Task {
             }
             return;
         }
-        let Some((count, _)) = self.members.get_mut(sid) else {
+        let Some(member) = self.members.get_mut(sid) else {
             return;
         };
-        *count -= 1;
-        if *count > 0 {
+        member.participants -= 1;
+        if member.participants > 0 {
             return;
         }
         self.members.remove(sid);
@@ -289,12 +319,30 @@ impl Task {
         }
     }
 
-    /// After a new node lease, every live session moves onto it.
+    /// After a new node lease, every live session moves onto it. A session whose key lapsed
+    /// with the old lease (a partition longer than the TTL) is written back as it was, placed
+    /// or not: its participants are here.
     async fn reclaim_all(&mut self) {
-        let sids: Vec<String> = self.members.keys().cloned().collect();
-        for sid in sids {
-            if let Err(error) = self.claim(&sid, self.allow_unplaced).await {
-                tracing::warn!(%sid, %error, "could not re-claim a live session on the new lease");
+        let sessions: Vec<(String, SessionRecord)> = self
+            .members
+            .iter()
+            .map(|(sid, member)| (sid.clone(), member.record.clone()))
+            .collect();
+        for (sid, record) in sessions {
+            match self.claim(&sid, &IfUnplaced::Restore(record)).await {
+                Ok((membership, Some(record))) => {
+                    tracing::info!(%sid, "live session re-claimed on the new lease");
+                    if let Some(member) = self.members.get_mut(&sid) {
+                        member.membership = membership;
+                        member.record = record;
+                    }
+                }
+                Ok((_, None)) => {
+                    tracing::warn!(%sid, "a session this node owned is now relayed here from another node");
+                }
+                Err(error) => {
+                    tracing::warn!(%sid, %error, "could not re-claim a live session on the new lease");
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ pub use error::StoreError;
 pub use lease::{LeaseId, NodeWrite};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, EtcdOptions, TlsOptions};
 pub use read::{Listed, Snapshot};
-pub use sessions::Claim;
+pub use sessions::{Claim, IfUnplaced};
 pub use watch::{Change, RawEvent, RawWatch, Watch};
 
 use std::time::Duration;

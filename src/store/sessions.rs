@@ -11,12 +11,25 @@ use super::lease::LeaseId;
 use super::{Store, StoreError};
 use crate::model::{NodeRecord, SessionClass, SessionRecord, SessionState};
 
+/// What a claim does when the session has no record in etcd.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IfUnplaced {
+    /// Refuse: only a placed session is taken ([`Claim::NotPlaced`]).
+    Refuse,
+    /// Create a record with no demand (local use, `allow_unplaced`).
+    Create,
+    /// Write back this node's last record of the session: its key lapsed with a lease
+    /// this node lost (a partition longer than the TTL) while its participants stayed.
+    Restore(SessionRecord),
+}
+
 /// The result of a claim that etcd answered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// A placer reserved the session for this node; it is now live on the node's lease.
     Adopted(SessionRecord),
-    /// No reservation existed and unplaced sessions are allowed; the agent created it.
+    /// No record existed; the agent created one (unplaced sessions allowed) or restored its
+    /// own after losing its lease.
     Created(SessionRecord),
     /// The session lives on another node.
     OtherNode {
@@ -42,7 +55,7 @@ impl Store {
         sid: &str,
         node_id: &str,
         lease: LeaseId,
-        allow_unplaced: bool,
+        if_unplaced: &IfUnplaced,
     ) -> Result<Claim, StoreError> {
         let key = self.keys.session(sid);
         let index = self.keys.placement(node_id, sid);
@@ -85,23 +98,33 @@ impl Store {
                         Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision()),
                     )
                 }
-                None if allow_unplaced => (
-                    SessionRecord {
-                        sid: sid.to_owned(),
-                        // Unplaced sessions carry no demand; the node's CPU (observed
-                        // units) accounts for them.
-                        class: SessionClass::Meeting,
-                        size: 0,
-                        demand: 0,
-                        node: node_id.to_owned(),
-                        state: SessionState::Live,
-                        relays: Vec::new(),
-                        edge_demand: 0,
-                        created_at: SystemTime::now(),
-                    },
-                    Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
-                ),
-                None => return Ok(Claim::NotPlaced),
+                None => {
+                    let record = match if_unplaced {
+                        IfUnplaced::Restore(record) => SessionRecord {
+                            node: node_id.to_owned(),
+                            state: SessionState::Live,
+                            ..record.clone()
+                        },
+                        IfUnplaced::Create => SessionRecord {
+                            sid: sid.to_owned(),
+                            // Unplaced sessions carry no demand; the node's CPU (observed
+                            // units) accounts for them.
+                            class: SessionClass::Meeting,
+                            size: 0,
+                            demand: 0,
+                            node: node_id.to_owned(),
+                            state: SessionState::Live,
+                            relays: Vec::new(),
+                            edge_demand: 0,
+                            created_at: SystemTime::now(),
+                        },
+                        IfUnplaced::Refuse => return Ok(Claim::NotPlaced),
+                    };
+                    (
+                        record,
+                        Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                    )
+                }
             };
             let on_lease = || Some(PutOptions::new().with_lease(lease));
             // Serialising our own record types cannot fail.

@@ -16,6 +16,8 @@ pub struct AgentSpec {
     pub machine_type: String,
     pub overrides: Vec<(&'static str, &'static str, toml::Value)>,
     pub env: Vec<(String, String)>,
+    /// A command the agent runs under (`ip netns exec NAME`), if any.
+    pub prefix: Vec<String>,
 }
 
 impl AgentSpec {
@@ -27,6 +29,7 @@ impl AgentSpec {
             machine_type: "e2-standard-2".to_owned(),
             overrides: Vec::new(),
             env: Vec::new(),
+            prefix: Vec::new(),
         }
     }
 
@@ -56,7 +59,15 @@ impl AgentProcess {
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config).expect("writing the agent config");
         let log = std::fs::File::create(dir.path().join("agent.log")).expect("agent log");
-        let child = Command::new(agent_bin())
+        let mut command = match spec.prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(agent_bin());
+                command
+            }
+            None => Command::new(agent_bin()),
+        };
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

@@ -150,6 +150,18 @@ impl Peer {
     /// Connects to `url` (ws://host:port/ws) and joins `sid`, with ion-sfu's `config` when it
     /// is not the default.
     pub async fn join(url: &str, sid: &str, uid: &str, config: JoinConfig) -> anyhow::Result<Peer> {
+        Self::join_from("127.0.0.1", url, sid, uid, config).await
+    }
+
+    /// As [`Peer::join`], with media sockets bound to `bind` (an address with a route to the
+    /// agent, as the host end of a test's veth link).
+    pub async fn join_from(
+        bind: &'static str,
+        url: &str,
+        sid: &str,
+        uid: &str,
+        config: JoinConfig,
+    ) -> anyhow::Result<Peer> {
         let spec = JoinSpec {
             url: url.to_owned(),
             sid: sid.to_owned(),
@@ -157,7 +169,7 @@ impl Peer {
             token: None,
             config: (config != JoinConfig::default()).then_some(config),
             timeout: CALL_TIMEOUT,
-            bind: "127.0.0.1",
+            bind,
         };
         // Open from the start: every arrival is recorded, for `received_in`.
         let window = Arc::new(Window::default());
