@@ -44,3 +44,6 @@ pub mod text;
 pub mod tls;
 pub mod token;
 pub mod tui;
+
+#[cfg(test)]
+mod fuzz_tests;

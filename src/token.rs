@@ -211,11 +211,19 @@ pub fn verify_client(
     now: SystemTime,
 ) -> Result<ClientClaims, TokenError> {
     let claims: ClientClaims = decode(CLIENT_ISSUER, secret, token)?;
-    let expired_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
-    if expired_at + CLOCK_LEEWAY <= now {
+    if let Some(expired_at) = expired(claims.exp, now) {
         return Err(TokenError::Expired { expired_at });
     }
     Ok(claims)
+}
+
+/// When a token with this `exp` expired, if it has at `now` (give or take [`CLOCK_LEEWAY`]).
+/// An `exp` too far ahead for `SystemTime` is as unexpired as any other far-off one, rather
+/// than an overflow panic (found by `fuzz_tests::tokens::signed_claims_of_any_shape`).
+fn expired(exp: u64, now: SystemTime) -> Option<SystemTime> {
+    let expired_at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp))?;
+    let refused_from = expired_at.checked_add(CLOCK_LEEWAY)?;
+    (refused_from <= now).then_some(expired_at)
 }
 
 /// Decodes a token of `issuer` signed with `secret`; expiry is the caller's to check against
@@ -271,8 +279,7 @@ fn verify_as(
 ) -> Result<JoinClaims, TokenError> {
     // Expiry is checked below against the caller's `now`, not the library's clock.
     let claims: JoinClaims = decode(issuer, secret, token)?;
-    let expired_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
-    if expired_at + CLOCK_LEEWAY <= now {
+    if let Some(expired_at) = expired(claims.exp, now) {
         return Err(TokenError::Expired { expired_at });
     }
     if claims.sid != sid {

@@ -13,6 +13,9 @@ mod sfu;
 mod shutdown;
 mod signaling;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -102,7 +102,11 @@ impl RecordingRecord {
     }
 
     pub fn bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.bytes).sum()
+        // Saturating: sizes come from etcd, and a sum that overflows must not panic
+        // (found by `fuzz_tests::records::recording_records`).
+        self.files
+            .iter()
+            .fold(0, |sum, f| sum.saturating_add(f.bytes))
     }
 
     /// Recorded time so far (or in all, once stopped).

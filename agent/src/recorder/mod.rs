@@ -11,7 +11,7 @@
 //!   `done` and releases the reservation. A write error (a full disk) stops it as `failed`,
 //!   with the error in the record and the log; the files keep what reached them.
 
-mod files;
+pub(crate) mod files;
 mod pull;
 mod upload;
 pub mod webm;

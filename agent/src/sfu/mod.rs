@@ -13,14 +13,14 @@
 //! and timestamp, so no frame is reassembled and re-packetized per subscriber.
 
 pub mod counters;
-mod keyframe;
-mod layers;
+pub(crate) mod keyframe;
+pub(crate) mod layers;
 mod participant;
 mod relay_socket;
-mod rewrite;
+pub(crate) mod rewrite;
 mod send_batch;
 mod session;
-mod stun;
+pub(crate) mod stun;
 mod worker;
 
 use std::hash::{Hash, Hasher};
