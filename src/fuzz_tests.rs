@@ -871,6 +871,40 @@ mod compute {
         addr
     }
 
+    /// A listing whose server hands back the page token it was asked for stops with an
+    /// error instead of paging for ever.
+    #[test]
+    fn a_listing_that_repeats_its_page_token_ends() {
+        crate::compute::install_crypto_provider();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let page = json!({"kind": "compute#instanceList", "items": [instance()],
+            "nextPageToken": "page-2"});
+        let answer = Answer {
+            status: 200,
+            retry_after: None,
+            body: Bytes(page.to_string().into_bytes()),
+        };
+        let answers: Answers = Arc::new(Mutex::new(vec![answer; 3].into()));
+        let addr = runtime.block_on(serve(answers));
+        let mut config = ClientConfig::new(
+            "test-project",
+            Auth::Metadata {
+                endpoint: Some(format!("http://{addr}")),
+            },
+        );
+        config.base_url = format!("http://{addr}/compute/v1");
+        let error = runtime
+            .block_on(async {
+                let client = ComputeClient::new(config).expect("the client builds");
+                client.list_instances(ZONE, None).await
+            })
+            .expect_err("a listing that never ends is an error");
+        assert!(error.to_string().contains("it would never end"), "{error}");
+    }
+
     fn check_error(error: &GceError) {
         let _ = (error.to_string(), error.is_retryable(), error.is_capacity());
         let _ = error.is_not_found();

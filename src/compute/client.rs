@@ -178,9 +178,23 @@ impl ComputeClient {
                 query.push(("pageToken", token.as_str()));
             }
             let url = self.url(&[zone, "instances"]);
-            let page: InstanceList = self.call(Method::GET, url, &query, None::<&()>).await?;
+            let page: InstanceList = self
+                .call(Method::GET, url.clone(), &query, None::<&()>)
+                .await?;
             instances.extend(page.items);
             match page.next_page_token.filter(|t| !t.is_empty()) {
+                // A server that hands back the token it was given would page for ever.
+                Some(token) if page_token.as_ref() == Some(&token) => {
+                    return Err(GceError::Decode {
+                        method: "GET".to_owned(),
+                        url: url.to_string(),
+                        message: format!(
+                            "the listing returned the page token it was asked for ({token}) \
+                             after {} instances; it would never end",
+                            instances.len()
+                        ),
+                    });
+                }
                 Some(token) => page_token = Some(token),
                 None => return Ok(instances),
             }

@@ -386,7 +386,7 @@ fn retryable(status: StatusCode) -> bool {
 /// The bytes a `Range: bytes=0-N` header says the session holds: N + 1.
 fn held_bytes(range: &str) -> Option<u64> {
     let last = range.strip_prefix("bytes=0-")?.trim().parse::<u64>().ok()?;
-    Some(last + 1)
+    last.checked_add(1)
 }
 
 /// Google's error body's message, else the body.
@@ -487,6 +487,7 @@ mod tests {
         assert_eq!(held_bytes("bytes=0-262143"), Some(262_144));
         assert_eq!(held_bytes("bytes=5-9"), None);
         assert_eq!(held_bytes("garbage"), None);
+        assert_eq!(held_bytes(&format!("bytes=0-{}", u64::MAX)), None);
     }
 
     #[test]

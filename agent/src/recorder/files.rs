@@ -220,9 +220,9 @@ impl Participant {
         };
         self.parts += 1;
         let name = if self.parts == 1 {
-            format!("{}.webm", self.uid)
+            format!("{}.webm", file_stem(&self.uid))
         } else {
-            format!("{}-{}.webm", self.uid, self.parts)
+            format!("{}-{}.webm", file_stem(&self.uid), self.parts)
         };
         let writer = WebmWriter::create(&dir.join(&name), &tracks)?;
         let mut file = OpenFile {
@@ -337,6 +337,32 @@ impl OpenFile {
     }
 }
 
+/// The file name (without extension) for participant `uid`, which comes from a client's
+/// join: the uid itself when it is a safe name (letters, digits, `-`, `_`, and `.` after the
+/// first character, at most 100), else the safe characters with `_` for the rest and a hash
+/// of the whole uid, so no uid reaches outside the recording's directory (`../x`, `/etc/x`)
+/// and two uids never share a file.
+pub fn file_stem(uid: &str) -> String {
+    const MAX: usize = 100;
+    let safe = |i: usize, c: char| {
+        c.is_ascii_alphanumeric() || c == '-' || c == '_' || (c == '.' && i > 0)
+    };
+    if !uid.is_empty() && uid.len() <= MAX && uid.chars().enumerate().all(|(i, c)| safe(i, c)) {
+        return uid.to_owned();
+    }
+    let cleaned: String = uid
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if safe(i, c) { c } else { '_' })
+        .take(MAX - 17)
+        .collect();
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{cleaned}-{hash:016x}")
+}
+
 /// How long an Opus packet plays, in whole milliseconds, from its TOC byte (RFC 6716
 /// §3.1): the frame size of its configuration times its frame count.
 pub fn opus_duration_ms(packet: &[u8]) -> Option<u64> {
@@ -375,8 +401,36 @@ mod tests {
     use matroska_demuxer::{Frame as ReadFrame, MatroskaFile};
     use str0m::media::MediaKind;
 
-    use super::{Files, opus_duration_ms, vp8_size};
+    use super::{Files, file_stem, opus_duration_ms, vp8_size};
     use crate::recorder::pull::{Frame, Received};
+
+    #[test]
+    fn a_uid_never_names_a_file_outside_the_recording_or_another_uid_s_file() {
+        assert_eq!(file_stem("alice-1_b.c"), "alice-1_b.c");
+        let dir = std::path::Path::new("/rec/s-1");
+        let mut stems = std::collections::HashSet::new();
+        for uid in [
+            "../../etc/passwd",
+            "/etc/x",
+            "..",
+            ".hidden",
+            "",
+            "a/b",
+            "a_b",
+            "ü",
+            "a\0b",
+        ] {
+            let stem = file_stem(uid);
+            assert!(
+                !stem.contains('/') && !stem.starts_with('.') && !stem.is_empty(),
+                "{stem}"
+            );
+            let path = dir.join(format!("{stem}.webm"));
+            assert_eq!(path.parent(), Some(dir), "{uid:?} -> {}", path.display());
+            assert!(stems.insert(stem), "{uid:?} shares a file");
+        }
+        assert!(file_stem(&"x".repeat(500)).len() <= 100);
+    }
 
     #[test]
     fn opus_durations_follow_the_toc_byte() {
