@@ -393,7 +393,12 @@ async fn a_chaos_run_keeps_every_invariant() {
     }
     // Every placement is answered: none may still be running a while after the end.
     let answered = tokio::time::timeout(Duration::from_secs(60), async {
-        while placing.join_next().await.is_some() {}
+        while let Some(done) = placing.join_next().await {
+            if let Err(failed) = done {
+                let line = format!("a placement was not answered: its task failed ({failed})");
+                tally.lock().unwrap().violations.push(line);
+            }
+        }
     })
     .await;
     if answered.is_err() {
