@@ -35,6 +35,12 @@ fn credentials(etcd: &Etcd, prefix: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// `args` with the client certificate and key of `files`.
+fn with_identity(args: Vec<String>, files: &harness::CertFiles) -> Vec<String> {
+    let args = with(args, "--etcd-cert", &files.cert.display().to_string());
+    with(args, "--etcd-key", &files.key.display().to_string())
+}
+
 /// Replaces the value after `flag` in `args`.
 fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
     let i = args.iter().position(|a| a == flag).expect("the flag") + 1;
@@ -152,15 +158,7 @@ async fn ionctl_names_each_wrong_etcd_credential_on_one_line_and_exits_3() {
         ),
         (
             "a client certificate from another CA",
-            with(
-                with(
-                    good.clone(),
-                    "--etcd-cert",
-                    &foreign.cert.display().to_string(),
-                ),
-                "--etcd-key",
-                &foreign.key.display().to_string(),
-            ),
+            with_identity(good.clone(), &foreign),
             CLUSTER_PASSWORD,
             &["refused this client's certificate", "--trusted-ca-file"],
         ),
@@ -176,15 +174,7 @@ async fn ionctl_names_each_wrong_etcd_credential_on_one_line_and_exits_3() {
         ),
         (
             "an expired client certificate",
-            with(
-                with(
-                    good.clone(),
-                    "--etcd-cert",
-                    &expired.cert.display().to_string(),
-                ),
-                "--etcd-key",
-                &expired.key.display().to_string(),
-            ),
+            with_identity(good.clone(), &expired),
             CLUSTER_PASSWORD,
             &["expired at 2021-01-01", "client certificate"],
         ),
