@@ -49,10 +49,7 @@ impl Cluster {
         let agents: Vec<AgentProcess> = ids
             .iter()
             .map(|id| {
-                let spec = AgentSpec::new(id)
-                    .set("auth", "secret", SECRET)
-                    .set("webrtc", "workers", 1)
-                    .set("recorder", "dir", dir.path().join(id).display().to_string());
+                let spec = spec(id, dir.path());
                 let spec = if id.ends_with("-recorder") {
                     recorder(spec)
                 } else {
@@ -74,6 +71,15 @@ impl Cluster {
 
     fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.agents[0].port)
+    }
+
+    /// Kills the recorder with -9 and starts it again with the same id, recording directory
+    /// and `recorder` additions, as a crash and a restart by systemd would.
+    fn restart_recorder(&mut self, recorder: impl Fn(AgentSpec) -> AgentSpec) {
+        self.agents[1].kill9();
+        let id = self.agents[1].node_id.clone();
+        let spec = recorder(spec(&id, self.dir.path()));
+        self.agents[1] = AgentProcess::start(&self.etcd, &self.prefix, spec);
     }
 
     async fn ionctl(&self, args: &[&str]) -> std::process::Output {
@@ -239,6 +245,14 @@ fn ffprobe_packets(path: &Path) -> Vec<u64> {
 }
 
 /// Alice and Bob publish audio and video in session `call`, and each receives the other.
+/// An agent of a recording test: its recordings go under `dir/<id>`.
+fn spec(id: &str, dir: &Path) -> AgentSpec {
+    AgentSpec::new(id)
+        .set("auth", "secret", SECRET)
+        .set("webrtc", "workers", 1)
+        .set("recorder", "dir", dir.join(id).display().to_string())
+}
+
 async fn call(cluster: &Cluster) -> (Peer, Peer) {
     let alice = Peer::join(&cluster.url(), "call", "alice", JoinConfig::default())
         .await
@@ -887,4 +901,92 @@ async fn recordings_upload_resuming_after_faults_and_keep_what_did_not_match() {
     );
     alice.assert_no_problems();
     bob.assert_no_problems();
+}
+
+/// The recorder is killed while Cloud Storage refuses its uploads, and restarted: it finds
+/// the recording still `uploading` with its files on disk, uploads them, deletes them, and
+/// the recording ends done.
+#[tokio::test]
+async fn an_upload_cut_short_by_a_restart_is_resumed() {
+    let key = key::service_account_key();
+    let storage = fake::FakeStorage::start(&["rec-bucket"], key::signed_by(&key)).await;
+    let (url, key_file) = (storage.url(), key.path.display().to_string());
+    let recorder = |spec: AgentSpec| {
+        spec.set("recorder", "storage_url", url.clone())
+            .set("recorder", "auth", "key-file")
+            .set("recorder", "key_file", key_file.clone())
+    };
+    let mut cluster = Cluster::start_with("rec-resume", recorder).await;
+    let (_alice, _bob) = call(&cluster).await;
+    let started = cluster
+        .ionctl(&[
+            "record",
+            "start",
+            "call",
+            "--bucket",
+            "gs://rec-bucket/calls",
+        ])
+        .await;
+    assert!(started.status.success(), "{}", harness::stderr(&started));
+    cluster
+        .wait_recorded("call", &["alice", "bob"], 2_000)
+        .await;
+    storage.fault_every_put(fake::Fault::Fail(503));
+    let stopped = cluster
+        .ionctl(&["record", "stop", "call", "--wait", "0s"])
+        .await;
+    assert!(
+        harness::stderr(&stopped).len() < 400,
+        "{}",
+        harness::stderr(&stopped)
+    );
+    wait_for(
+        "the upload to be refused",
+        Duration::from_secs(30),
+        || async {
+            let record = cluster.recording("call").await?;
+            (record.state == RecordingState::Uploading && storage.puts() >= 2).then_some(())
+        },
+    )
+    .await;
+    cluster.restart_recorder(recorder);
+    storage.heal();
+    let record = wait_for(
+        "the resumed upload to end",
+        Duration::from_secs(60),
+        || async {
+            cluster
+                .recording("call")
+                .await
+                .filter(|r| r.state != RecordingState::Uploading)
+        },
+    )
+    .await;
+    assert_eq!(record.state, RecordingState::Done, "{record:?}");
+    assert_eq!(storage.rejections(), Vec::<String>::new());
+    let dir = PathBuf::from(record.dir.as_deref().expect("a directory"));
+    let folder = dir
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned();
+    for uid in ["alice", "bob"] {
+        let file = record.files.iter().find(|f| f.uid == uid).expect("a file");
+        let object = format!("calls/{folder}/{}", file.name);
+        assert_eq!(
+            file.uploaded.as_deref(),
+            Some(format!("gs://rec-bucket/{object}").as_str())
+        );
+        let bytes = storage.object("rec-bucket", &object).expect("the object");
+        assert_eq!(bytes.len() as u64, file.bytes);
+        assert!(
+            !dir.join(&file.name).exists(),
+            "an uploaded file is deleted"
+        );
+    }
+    assert!(
+        cluster.agents[1]
+            .log()
+            .contains("resuming an upload a restart cut short")
+    );
 }

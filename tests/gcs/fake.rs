@@ -160,6 +160,12 @@ impl FakeStorage {
         self.shared.state().every_put = Some(fault);
     }
 
+    /// PUTs go through again after [`Self::fault_every_put`].
+    #[allow(dead_code)] // tests/recording.rs heals; tests/gcs.rs does not
+    pub fn heal(&self) {
+        self.shared.state().every_put = None;
+    }
+
     /// PUTs seen so far: `fault_put(puts() + 1, ..)` hits the next one.
     pub fn puts(&self) -> usize {
         self.shared.state().puts

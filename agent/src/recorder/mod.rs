@@ -18,7 +18,7 @@ pub mod webm;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use ion_cluster::model::{NodeRecord, RecordingRecord, RecordingState, SessionRecord};
@@ -57,10 +57,23 @@ pub use upload::UploadSettings;
 /// Follows `recordings/` for records of this node until `shutdown`, and runs each.
 pub async fn follow(context: RecorderContext, mut shutdown: watch::Receiver<bool>) {
     let mut running: HashMap<String, watch::Sender<bool>> = HashMap::new();
+    // Every recording's task in this process, recording or uploading, until it ends.
+    let mut tasks: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut store: Option<Store> = None;
     loop {
+        tasks.retain(|_, task| !task.is_finished());
         match mine(&context, &mut store).await {
             Ok(records) => {
+                // Uploading, and no task of this process uploads it: this agent restarted
+                // mid-upload. The files are on disk and the record says which are up.
+                for record in &records {
+                    if record.state == RecordingState::Uploading && !tasks.contains_key(&record.sid)
+                    {
+                        tracing::info!(sid = %record.sid, "resuming an upload a restart cut short");
+                        let task = tokio::spawn(resume_upload(context.clone(), record.clone()));
+                        tasks.insert(record.sid.clone(), task);
+                    }
+                }
                 // Stopped before this node picked it up: nothing was recorded, and nobody
                 // else ends it.
                 let never_started: Vec<String> = records
@@ -92,7 +105,9 @@ pub async fn follow(context: RecorderContext, mut shutdown: watch::Receiver<bool
                     if wanted.contains(&record.sid) && !running.contains_key(&record.sid) {
                         let (stop, stopped) = watch::channel(false);
                         running.insert(record.sid.clone(), stop);
-                        tokio::spawn(record_session(context.clone(), record, stopped));
+                        let sid = record.sid.clone();
+                        let task = tokio::spawn(record_session(context.clone(), record, stopped));
+                        tasks.insert(sid, task);
                     }
                 }
             }
@@ -174,37 +189,7 @@ async fn record_session(
             &files,
         )
         .await;
-        let uploaded = match bucket {
-            Ok(bucket) => {
-                // Each confirmed file shows in the record as it goes up. A progress write
-                // only ever adds an upload, so one that lands late loses nothing.
-                let progress = |files: &[ion_cluster::model::RecordedFile]| {
-                    if let Some(store) = store.clone() {
-                        let (key, files) = (store.keys().recording(&sid), files.to_vec());
-                        tokio::spawn(async move {
-                            let _ = store
-                                .update(&key, |r: &mut RecordingRecord| {
-                                    for file in &mut r.files {
-                                        let done = files.iter().find(|f| f.name == file.name);
-                                        if let Some(url) = done.and_then(|f| f.uploaded.clone()) {
-                                            file.uploaded.get_or_insert(url);
-                                        }
-                                    }
-                                    true
-                                })
-                                .await;
-                        });
-                    }
-                };
-                upload::upload_all(&context.upload, &bucket, dir, &mut files, progress).await
-            }
-            Err(why) => Err(why),
-        };
-        if let Err(why) = uploaded {
-            tracing::error!(%sid, error = %why, "recording upload failed");
-            context.problem.send_replace(Some(format!(
-                "the upload of {sid}'s recording failed: {why}"
-            )));
+        if let Err(why) = upload(&context, store.as_ref(), &sid, bucket, dir, &mut files).await {
             state = RecordingState::Failed;
             error = Some(why);
         }
@@ -212,6 +197,80 @@ async fn record_session(
     write_end(store.as_ref(), &sid, state, error, &files).await;
     context.ownership.leave(&record.reservation).await;
     tracing::info!(%sid, state = state.as_str(), "recording ended");
+}
+
+/// Uploads a recording that was uploading when its agent stopped: what is not up yet goes
+/// up from the directory the record names, and the record ends done or failed.
+async fn resume_upload(context: RecorderContext, record: RecordingRecord) {
+    let sid = record.sid.clone();
+    let store = Store::connect(&context.etcd).await.ok();
+    let mut files = record.files.clone();
+    let outcome = match (record.bucket.as_deref(), record.dir.as_deref()) {
+        (Some(bucket), Some(dir)) => {
+            let bucket = ion_cluster::gcs::BucketPath::parse(bucket);
+            upload(
+                &context,
+                store.as_ref(),
+                &sid,
+                bucket,
+                Path::new(dir),
+                &mut files,
+            )
+            .await
+        }
+        _ => Err("the record names no bucket or directory to upload from".to_owned()),
+    };
+    let (state, error) = match outcome {
+        Ok(()) => (RecordingState::Done, None),
+        Err(why) => (RecordingState::Failed, Some(why)),
+    };
+    write_end(store.as_ref(), &sid, state, error, &files).await;
+    tracing::info!(%sid, state = state.as_str(), "resumed upload ended");
+}
+
+/// Uploads `files` from `dir`, marking each in the record as it goes up; the error, also
+/// set as the node's problem, says what stays on disk.
+async fn upload(
+    context: &RecorderContext,
+    store: Option<&Store>,
+    sid: &str,
+    bucket: Result<ion_cluster::gcs::BucketPath, String>,
+    dir: &Path,
+    files: &mut [ion_cluster::model::RecordedFile],
+) -> Result<(), String> {
+    let uploaded = match bucket {
+        Ok(bucket) => {
+            // Each confirmed file shows in the record as it goes up. A progress write
+            // only ever adds an upload, so one that lands late loses nothing.
+            let progress = |files: &[ion_cluster::model::RecordedFile]| {
+                if let Some(store) = store.cloned() {
+                    let (key, files) = (store.keys().recording(sid), files.to_vec());
+                    tokio::spawn(async move {
+                        let _ = store
+                            .update(&key, |r: &mut RecordingRecord| {
+                                for file in &mut r.files {
+                                    let done = files.iter().find(|f| f.name == file.name);
+                                    if let Some(url) = done.and_then(|f| f.uploaded.clone()) {
+                                        file.uploaded.get_or_insert(url);
+                                    }
+                                }
+                                true
+                            })
+                            .await;
+                    });
+                }
+            };
+            upload::upload_all(&context.upload, &bucket, dir, files, progress).await
+        }
+        Err(why) => Err(why),
+    };
+    if let Err(why) = &uploaded {
+        tracing::error!(%sid, error = %why, "recording upload failed");
+        context.problem.send_replace(Some(format!(
+            "the upload of {sid}'s recording failed: {why}"
+        )));
+    }
+    uploaded
 }
 
 /// Writes the recording's state, error and files into its record.
