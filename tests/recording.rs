@@ -245,6 +245,33 @@ fn ffprobe_packets(path: &Path) -> Vec<u64> {
 }
 
 /// Alice and Bob publish audio and video in session `call`, and each receives the other.
+/// The recorder's additions for uploading to `storage` with the service-account `key`.
+fn uploading_to(
+    storage: &fake::FakeStorage,
+    key: &key::Key,
+) -> impl Fn(AgentSpec) -> AgentSpec + use<> {
+    let (url, key_file) = (storage.url(), key.path.display().to_string());
+    move |spec: AgentSpec| {
+        spec.set("recorder", "storage_url", url.clone())
+            .set("recorder", "auth", "key-file")
+            .set("recorder", "key_file", key_file.clone())
+    }
+}
+
+/// Starts recording `call` into gs://rec-bucket/calls and waits for `ms` of alice and bob.
+async fn record_into_bucket(cluster: &Cluster, ms: u64) {
+    let args = [
+        "record",
+        "start",
+        "call",
+        "--bucket",
+        "gs://rec-bucket/calls",
+    ];
+    let started = cluster.ionctl(&args).await;
+    assert!(started.status.success(), "{}", harness::stderr(&started));
+    cluster.wait_recorded("call", &["alice", "bob"], ms).await;
+}
+
 /// An agent of a recording test: its recordings go under `dir/<id>`.
 fn spec(id: &str, dir: &Path) -> AgentSpec {
     AgentSpec::new(id)
@@ -806,27 +833,10 @@ async fn recordings_upload_resuming_after_faults_and_keep_what_did_not_match() {
     storage.fault_put(3, fake::Fault::Break);
     // Bob's file (uploaded after Alice's, in name order): its object comes out corrupt.
     storage.fault_put(6, fake::Fault::Corrupt);
-    let (url, key_file) = (storage.url(), key.path.display().to_string());
-    let cluster = Cluster::start_with("rec-upload", |spec| {
-        spec.set("recorder", "storage_url", url.clone())
-            .set("recorder", "auth", "key-file")
-            .set("recorder", "key_file", key_file.clone())
-    })
-    .await;
+    let recorder = uploading_to(&storage, &key);
+    let cluster = Cluster::start_with("rec-upload", &recorder).await;
     let (alice, bob) = call(&cluster).await;
-    let started = cluster
-        .ionctl(&[
-            "record",
-            "start",
-            "call",
-            "--bucket",
-            "gs://rec-bucket/calls",
-        ])
-        .await;
-    assert!(started.status.success(), "{}", harness::stderr(&started));
-    cluster
-        .wait_recorded("call", &["alice", "bob"], 3_000)
-        .await;
+    record_into_bucket(&cluster, 3_000).await;
     let stopped = cluster.ionctl(&["record", "stop", "call"]).await;
     assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
     let record = wait_for("the uploads to end", Duration::from_secs(60), || async {
@@ -910,27 +920,10 @@ async fn recordings_upload_resuming_after_faults_and_keep_what_did_not_match() {
 async fn an_upload_cut_short_by_a_restart_is_resumed() {
     let key = key::service_account_key();
     let storage = fake::FakeStorage::start(&["rec-bucket"], key::signed_by(&key)).await;
-    let (url, key_file) = (storage.url(), key.path.display().to_string());
-    let recorder = |spec: AgentSpec| {
-        spec.set("recorder", "storage_url", url.clone())
-            .set("recorder", "auth", "key-file")
-            .set("recorder", "key_file", key_file.clone())
-    };
-    let mut cluster = Cluster::start_with("rec-resume", recorder).await;
+    let recorder = uploading_to(&storage, &key);
+    let mut cluster = Cluster::start_with("rec-resume", &recorder).await;
     let (_alice, _bob) = call(&cluster).await;
-    let started = cluster
-        .ionctl(&[
-            "record",
-            "start",
-            "call",
-            "--bucket",
-            "gs://rec-bucket/calls",
-        ])
-        .await;
-    assert!(started.status.success(), "{}", harness::stderr(&started));
-    cluster
-        .wait_recorded("call", &["alice", "bob"], 2_000)
-        .await;
+    record_into_bucket(&cluster, 2_000).await;
     storage.fault_every_put(fake::Fault::Fail(503));
     let stopped = cluster
         .ionctl(&["record", "stop", "call", "--wait", "0s"])
@@ -949,7 +942,7 @@ async fn an_upload_cut_short_by_a_restart_is_resumed() {
         },
     )
     .await;
-    cluster.restart_recorder(recorder);
+    cluster.restart_recorder(&recorder);
     storage.heal();
     let record = wait_for(
         "the resumed upload to end",
