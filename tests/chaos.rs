@@ -161,7 +161,7 @@ async fn violations(store: &Store, etcd_started: SystemTime) -> Option<Vec<Strin
         .collect();
     let mut found = Vec::new();
     let at = snapshot.revision;
-    let mut index: Vec<(i64, String, String, u32)> = Vec::new();
+    let mut index: Vec<harness::Placed> = Vec::new();
     for kv in placements.kvs() {
         let key = kv.key_str().unwrap_or_default();
         let Some((node, sid)) = key[prefix.len()..].split_once('/') else {
@@ -217,24 +217,16 @@ async fn violations(store: &Store, etcd_started: SystemTime) -> Option<Vec<Strin
             _ => {}
         }
     }
-    index.sort();
-    let mut committed: BTreeMap<&str, u32> = BTreeMap::new();
-    for (revision, node, sid, demand) in &index {
-        let (Some(record), Some(session)) = (nodes.get(node.as_str()), sessions.get(sid.as_str()))
-        else {
-            continue;
-        };
-        let total = committed.entry(node.as_str()).or_default();
-        *total += demand;
-        let limit = ClassSpec::of(session.class).limit(record.capacity);
-        if *total > limit {
-            found.push(format!(
-                "rev {at}: {node} holds {total} units after {sid} (committed at {revision}), \
-                 above its {} limit {limit}",
-                session.class
-            ));
-        }
-    }
+    let (_, overbooked) = harness::commit_order(&mut index, |node, sid| {
+        let (record, session) = (nodes.get(node)?, sessions.get(sid)?);
+        let class = session.class;
+        Some((ClassSpec::of(class).limit(record.capacity), class))
+    });
+    found.extend(
+        overbooked
+            .into_iter()
+            .map(|line| format!("rev {at}: {line}")),
+    );
     Some(found)
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use etcd_client::GetOptions;
 use ion_cluster::capacity::ClassSpec;
-use ion_cluster::model::{NodeRecord, NodeStats, SessionRecord};
+use ion_cluster::model::{NodeRecord, NodeStats, SessionClass, SessionRecord};
 use ion_cluster::store::Store;
 
 /// A ready node of `vcpus` × 150 units, up for an hour, whose agent spends `cpu` (0..1 of its
@@ -60,7 +60,7 @@ pub async fn audit(store: &Store) -> BTreeMap<String, u32> {
         .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
         .await
         .expect("listing placements");
-    let mut index: Vec<(i64, String, String, u32)> = placements
+    let mut index: Vec<Placed> = placements
         .kvs()
         .iter()
         .map(|kv| {
@@ -80,25 +80,47 @@ pub async fn audit(store: &Store) -> BTreeMap<String, u32> {
         sessions.len(),
         "every session has exactly one placement index entry"
     );
-    index.sort();
-    let mut committed: BTreeMap<String, u32> = BTreeMap::new();
-    for (revision, node, sid, demand) in index {
-        let session = &sessions[&sid];
+    for (_, node, sid, demand) in &index {
+        let session = &sessions[sid];
         assert_eq!(
             (&session.node, session.demand),
-            (&node, demand),
+            (node, *demand),
             "index of {sid}"
         );
-        let record = &nodes[&node];
+    }
+    let (committed, overbooked) = commit_order(&mut index, |node, sid| {
+        let class = sessions[sid].class;
+        Some((ClassSpec::of(class).limit(nodes[node].capacity), class))
+    });
+    assert!(overbooked.is_empty(), "{}", overbooked.join("\n"));
+    committed
+}
+
+/// One placement index entry: its create revision, node, session and demand (units).
+pub type Placed = (i64, String, String, u32);
+
+/// Replays `index` in commit order: the units committed per node, and every commit after
+/// which its node held more than the limit of that session's class. `limit_of(node, sid)`
+/// gives the limit and the class, or `None` to leave the entry out (a node that is gone).
+pub fn commit_order(
+    index: &mut [Placed],
+    limit_of: impl Fn(&str, &str) -> Option<(u32, SessionClass)>,
+) -> (BTreeMap<String, u32>, Vec<String>) {
+    index.sort();
+    let mut committed: BTreeMap<String, u32> = BTreeMap::new();
+    let mut overbooked = Vec::new();
+    for (revision, node, sid, demand) in index.iter() {
+        let Some((limit, class)) = limit_of(node, sid) else {
+            continue;
+        };
         let total = committed.entry(node.clone()).or_default();
         *total += demand;
-        let limit = ClassSpec::of(session.class).limit(record.capacity);
-        assert!(
-            *total <= limit,
-            "{node} overbooked at revision {revision}: {total} units committed, limit {limit} \
-             for the {} {sid}",
-            session.class
-        );
+        if *total > limit {
+            overbooked.push(format!(
+                "{node} overbooked at revision {revision}: {total} units committed, limit \
+                 {limit} for the {class} {sid}"
+            ));
+        }
     }
-    committed
+    (committed, overbooked)
 }
