@@ -114,8 +114,12 @@ async fn explain(error: StoreError, options: &EtcdOptions) -> StoreError {
     };
     let endpoints = options.endpoints.join(",");
     let mut error = error;
-    if error.is_unreachable()
-        && let Some(refusal) = diagnose::tls_refusal(&options.endpoints[0], tls).await
+    // A refused client certificate surfaces as "unavailable" or, when the connection
+    // breaks mid-request, as any status carrying the broken pipe: probe after either.
+    if matches!(
+        error,
+        StoreError::Unreachable { .. } | StoreError::Rejected(_)
+    ) && let Some(refusal) = diagnose::tls_refusal(&options.endpoints[0], tls).await
         && let Some(cause) = error::tls_problem(&refusal)
     {
         error = StoreError::Denied {
