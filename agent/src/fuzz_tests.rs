@@ -332,12 +332,24 @@ mod worker {
         /// Joins `offer` as a client's signaling connection does; the participant, the
         /// worker's answer and the participant's events.
         fn join(&self, offer: SdpOffer, config: JoinConfig) -> Option<Joined> {
+            self.join_session(SID, "alice", offer, config)
+        }
+
+        /// [`Media::join`] into session `sid` as `uid` (the harness has one worker: every
+        /// session is on it).
+        fn join_session(
+            &self,
+            sid: &str,
+            uid: &str,
+            offer: SdpOffer,
+            config: JoinConfig,
+        ) -> Option<Joined> {
             let participant = self.sfu.new_participant_id();
             let (events, events_rx) = mpsc::unbounded_channel();
             let answer = self.call(|reply| Command::Join {
                 participant,
-                sid: Arc::from(SID),
-                uid: "alice".to_owned(),
+                sid: Arc::from(sid),
+                uid: uid.to_owned(),
                 offer,
                 config,
                 link: Link::Client,
@@ -742,6 +754,67 @@ mod worker {
         client.send_to(&client_hello(), media.addr()).expect("sent");
         let (len, _) = client.recv_from(&mut buf).expect("a DTLS answer");
         assert_eq!(buf[..len].first(), Some(&22), "{:?}", &buf[..len]);
+    }
+
+    /// A panic while handling one session ends that session's participants on the worker,
+    /// each told to join again; another session on the same worker keeps its participant,
+    /// which still answers ICE, and new joins work.
+    #[test]
+    fn a_panic_in_one_session_ends_that_session_and_spares_the_others() {
+        use crate::sfu::containment::{INJECT_PANIC, REASON};
+        let media = Media::start();
+        let offer = || SdpOffer::from_sdp_string(OFFER).expect("the seed offer parses");
+        let config = JoinConfig {
+            no_subscribe: true,
+            ..JoinConfig::default()
+        };
+        let join = |sid: &str, uid: &str| {
+            media
+                .join_session(sid, uid, offer(), config)
+                .expect("the worker answers")
+        };
+        let mut calm = join("calm", "alice");
+        let calm_answer = calm.answer.as_ref().expect("accepted").to_sdp_string();
+        let mut doomed = join("doomed", "bob");
+        assert!(doomed.answer.is_ok());
+        assert_eq!(media.counters.totals().sessions, 2);
+
+        let tripped = media.join_session("doomed", INJECT_PANIC, offer(), config);
+        assert!(tripped.is_none(), "the panic drops the join's reply");
+        assert!(media.alive(), "the worker goes on after the panic");
+        let totals = media.counters.totals();
+        assert_eq!(totals.panics, 1);
+        assert_eq!(
+            (totals.sessions, totals.peers),
+            (1, 1),
+            "only `calm` is left"
+        );
+        match doomed.events.try_recv() {
+            Ok(PeerEvent::Removed(reason)) => assert_eq!(reason, REASON),
+            other => panic!("bob should be told to join again, got {other:?}"),
+        }
+        assert!(
+            calm.events.try_recv().is_err(),
+            "the other session's participant is not told anything"
+        );
+
+        // The surviving participant's ICE is answered: its media path is whole.
+        let client = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+        client
+            .set_read_timeout(Some(PATIENCE))
+            .expect("a read timeout");
+        let request = binding_request(&calm_answer, "Oyef").expect("a binding request");
+        client.send_to(&request, media.addr()).expect("sent");
+        let mut buf = [0u8; 1500];
+        let (len, _) = client.recv_from(&mut buf).expect("a binding response");
+        let response = StunMessage::parse(&buf[..len]).expect("a STUN message");
+        assert!(response.is_successful_binding_response(), "{response:?}");
+
+        // Both sessions take new participants.
+        assert!(join("calm", "carol").answer.is_ok());
+        assert!(join("doomed", "bob").answer.is_ok());
+        let totals = media.counters.totals();
+        assert_eq!((totals.sessions, totals.peers), (2, 3));
     }
 
     /// Datagrams from a client that joined and passed ICE, or from anyone: whatever they

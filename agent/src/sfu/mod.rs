@@ -12,6 +12,7 @@
 //! to each subscriber as it is, with the subscriber's own SSRC, payload type, sequence number
 //! and timestamp, so no frame is reassembled and re-packetized per subscriber.
 
+pub(crate) mod containment;
 pub mod counters;
 pub(crate) mod keyframe;
 pub(crate) mod layers;

@@ -20,6 +20,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use super::containment::{self, InHand};
 use super::counters::WorkerCounters;
 use super::keyframe::starts_keyframe;
 use super::participant::{Link, OutState, Participant, ParticipantId, Pc, Role, TrackOut};
@@ -116,6 +117,8 @@ struct State {
     /// The IP the worker's socket is bound to; relay sockets bind it too.
     bind_ip: Option<std::net::IpAddr>,
     next_housekeeping: Option<Instant>,
+    /// Whose input is being handled, for [`State::contain_panic`].
+    in_hand: InHand,
 }
 
 enum Wake {
@@ -184,10 +187,13 @@ impl Worker {
         self.state.bind_ip = socket.local_addr().ok().map(|a| a.ip());
         let mut buf = vec![0u8; 2048];
         let mut relay_buf = vec![0u8; 2048];
+        let counters = self.counters.clone();
+        let counters = counters.as_ref();
         loop {
             let now = Instant::now();
-            self.state.drive(&socket, &self.counters, now);
-            self.state.housekeeping(now, &self.counters);
+            self.state
+                .step(counters, |s| s.drive(&socket, counters, now));
+            self.state.step(counters, |s| s.housekeeping(now, counters));
             let next = self.state.next_timeout(now + HOUSEKEEPING);
             let wake = tokio::select! {
                 _ = self.shutdown.changed() => Wake::Shutdown,
@@ -202,8 +208,9 @@ impl Worker {
             match wake {
                 Wake::Shutdown | Wake::Command(None) => break,
                 Wake::Command(Some(command)) => {
+                    let candidates = &self.candidates;
                     self.state
-                        .command(command, now, &self.candidates, &self.counters);
+                        .step(counters, |s| s.command(command, now, candidates, counters));
                 }
                 Wake::Datagram(Ok((len, source))) => {
                     let arrival = Arrival {
@@ -211,17 +218,18 @@ impl Worker {
                         now,
                         socket: &socket,
                     };
-                    self.state
-                        .datagram(&buf[..len], source, &arrival, &self.counters);
-                    for _ in 0..READ_BATCH {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((len, source)) => {
-                                self.state
-                                    .datagram(&buf[..len], source, &arrival, &self.counters)
+                    let buf = &mut buf;
+                    self.state.step(counters, |s| {
+                        s.datagram(&buf[..len], source, &arrival, counters);
+                        for _ in 0..READ_BATCH {
+                            match socket.try_recv_from(buf) {
+                                Ok((len, source)) => {
+                                    s.datagram(&buf[..len], source, &arrival, counters)
+                                }
+                                Err(_) => break,
                             }
-                            Err(_) => break,
                         }
-                    }
+                    });
                 }
                 // ICMP errors (a peer's port closed) surface here on Linux; they concern one
                 // peer, whose ICE will time out, never the socket.
@@ -235,19 +243,21 @@ impl Worker {
                         socket: &socket,
                     };
                     let data = &relay_buf[..len];
-                    self.state
-                        .relay_datagram(relay, data, source, &arrival, &self.counters);
+                    self.state.step(counters, |s| {
+                        s.relay_datagram(relay, data, source, &arrival, counters)
+                    });
                 }
                 Wake::RelayDatagram(_, _, Err(error)) => {
                     tracing::debug!(worker = self.index, %error, "relay socket receive error");
                 }
-                Wake::Timer => self.state.timeouts(now),
+                Wake::Timer => self.state.step(counters, |s| s.timeouts(now)),
             }
         }
         let ids: Vec<ParticipantId> = self.state.participants.keys().copied().collect();
         for id in ids {
-            self.state
-                .remove(id, Some("the agent is shutting down"), &self.counters);
+            self.state.step(counters, |s| {
+                s.remove(id, Some("the agent is shutting down"), counters)
+            });
         }
         tracing::info!(worker = self.index, "media worker stopped");
     }
@@ -262,6 +272,67 @@ struct Arrival<'a> {
 }
 
 impl State {
+    /// Runs one step of the loop; a panic in it ends only the session it is charged to.
+    fn step(&mut self, counters: &WorkerCounters, step: impl FnOnce(&mut State)) {
+        self.in_hand = InHand::Nothing;
+        if let Err(panic) = containment::contain(|| step(self)) {
+            self.contain_panic(&panic, counters);
+        }
+        self.in_hand = InHand::Nothing;
+    }
+
+    /// After a panic: every participant on this worker of the session whose input was in hand
+    /// is removed and told to join again; the other sessions keep their state and media.
+    fn contain_panic(&mut self, panic: &str, counters: &WorkerCounters) {
+        counters.panics.fetch_add(1, Relaxed);
+        let sid = match std::mem::take(&mut self.in_hand) {
+            InHand::Participant(id) => self.participants.get(&id).map(|p| p.sid.clone()),
+            InHand::Session(sid) => Some(sid),
+            InHand::Nothing => None,
+        };
+        let Some(sid) = sid else {
+            tracing::error!(
+                panic,
+                "media worker panicked outside any session's input; going on"
+            );
+            return;
+        };
+        tracing::error!(
+            sid = %sid,
+            panic,
+            "media worker panicked handling this session; ending its participants here"
+        );
+        let members: Vec<ParticipantId> = self
+            .participants
+            .values()
+            .filter(|p| p.sid == sid)
+            .map(|p| p.id)
+            .collect();
+        let orderly = containment::contain(|| {
+            for id in &members {
+                self.remove(*id, Some(containment::REASON), counters);
+            }
+        });
+        if let Err(again) = orderly {
+            // The half-done state trips `remove` too: drop the session's state unwalked.
+            tracing::error!(sid = %sid, panic = again, "removing the session's participants panicked too; dropping them");
+            for id in &members {
+                if let Some(p) = self.participants.remove(id) {
+                    let _ = p
+                        .events
+                        .send(PeerEvent::Removed(containment::REASON.to_owned()));
+                }
+            }
+            let participants = &self.participants;
+            self.routes
+                .retain(|_, (owner, _)| participants.contains_key(owner));
+            self.relay_sockets
+                .retain(|r| participants.contains_key(&r.participant));
+        }
+        self.sessions.remove(&sid);
+        update_gauges(&self.sessions, &self.participants, counters);
+    }
+
     /// Queues both of a participant's PeerConnections for polling.
     fn mark(&mut self, id: ParticipantId) {
         for role in Role::BOTH {
@@ -355,6 +426,7 @@ impl State {
         counters: &WorkerCounters,
     ) {
         let now = arrival.now;
+        self.in_hand = InHand::Participant(id);
         if let Some(p) = self.participants.get_mut(&id)
             && let Some(pc) = p.pc_mut(role)
             && let Err(error) = pc.rtc.handle_input(input)
@@ -388,6 +460,7 @@ impl State {
             if pc.timeout != at {
                 continue;
             }
+            self.in_hand = InHand::Participant(id);
             if let Err(error) = pc.rtc.handle_input(Input::Timeout(now)) {
                 p.fail(format!("timer input failed: {error}"));
                 self.reap_soon = true;
@@ -465,6 +538,7 @@ impl State {
         counters: &WorkerCounters,
         now: Instant,
     ) {
+        self.in_hand = InHand::Participant(id);
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
@@ -550,6 +624,14 @@ impl State {
     }
 
     fn apply(&mut self, effect: Effect, now: Instant, counters: &WorkerCounters) {
+        // A participant id, not the session's: no reference count touched per packet.
+        self.in_hand = InHand::Participant(match &effect {
+            Effect::TrackPublished { origin, .. }
+            | Effect::TrackUnpublished { origin, .. }
+            | Effect::Media { origin, .. } => *origin,
+            Effect::KeyframeRequest { subscriber, .. }
+            | Effect::LayerPreference { subscriber, .. } => *subscriber,
+        });
         match effect {
             Effect::TrackPublished {
                 origin,
@@ -857,6 +939,16 @@ impl State {
         candidates: &[SocketAddr],
         counters: &WorkerCounters,
     ) {
+        self.in_hand = match &command {
+            Command::Join { sid, .. }
+            | Command::OpenRelay { sid, .. }
+            | Command::EndSession { sid, .. } => InHand::Session(sid.clone()),
+            Command::Offer { participant, .. }
+            | Command::Answer { participant, .. }
+            | Command::Trickle { participant, .. }
+            | Command::Leave { participant }
+            | Command::PreferLayer { participant, .. } => InHand::Participant(*participant),
+        };
         match command {
             Command::Join {
                 participant,
@@ -990,6 +1082,8 @@ impl State {
         );
         let subscribe = p.subscriber.is_some() && !config.no_auto_subscribe;
         self.admit(p, subscribe, "joined");
+        #[cfg(test)]
+        containment::fault_point(&self.participants[&id].uid);
         Ok(answer)
     }
 
@@ -1189,6 +1283,7 @@ impl State {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
+        self.in_hand = InHand::Session(p.sid.clone());
         self.routes.retain(|_, (owner, _)| *owner != id);
         self.relay_sockets.retain(|r| r.participant != id);
         if let Some(reason) = reason {
