@@ -2,6 +2,8 @@
 //! links of the test's own: the agent keeps forwarding its call, its node expires from etcd
 //! after the lease TTL, nothing is placed on it meanwhile, and when the link heals it
 //! registers again and writes its session back, and no other node ever owns that session.
+//! A session that another node took meanwhile stays that node's, and the cut-off node ends
+//! its own participants of it, telling them where it lives.
 
 mod harness;
 
@@ -75,15 +77,21 @@ async fn owners_in_history(store: &Store, sid: &str) -> Vec<String> {
     owners
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session_back() {
-    let netns = match Netns::create("part") {
-        Ok(netns) => netns,
-        Err(why) => {
-            eprintln!("SKIPPED: this kernel or user cannot make network namespaces: {why}");
-            return;
-        }
-    };
+/// The test's etcd and an agent `cut-a` inside the namespace `netns`, reaching etcd through
+/// the namespace's etcd link (which the test cuts) and its clients through the media link.
+struct CutOff {
+    etcd: Etcd,
+    prefix: String,
+    store: Store,
+    _agent: AgentProcess,
+    /// The agent's signaling URL, inside the namespace.
+    url: String,
+    /// The host's end of the media link: where the test's peers bind to reach the agent.
+    host: &'static str,
+    _forward: std::net::SocketAddr,
+}
+
+async fn start_cut_off(netns: &Netns) -> CutOff {
     let etcd = Etcd::start().await;
     let prefix = unique_prefix("partition");
     let store = etcd.store(&prefix).await;
@@ -99,18 +107,54 @@ async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session
         .set("webrtc", "bind", node_ip.as_str())
         .set("report", "lease_ttl", "3s");
     spec.prefix = netns.exec_prefix();
-    let _cut_off = AgentProcess::start(&etcd, &prefix, spec);
+    let agent = AgentProcess::start(&etcd, &prefix, spec);
     harness::wait_registered(&store, &["cut-a"]).await;
+    CutOff {
+        url: format!("ws://{node_ip}:7000/ws"),
+        host: Box::leak(netns.media.host_ip.clone().into_boxed_str()),
+        etcd,
+        prefix,
+        store,
+        _agent: agent,
+        _forward: forward,
+    }
+}
 
-    let placed = place(&etcd, &prefix, "cut-call", "4").await;
+fn namespace_or_skip(name: &str) -> Option<Netns> {
+    match Netns::create(name) {
+        Ok(netns) => Some(netns),
+        Err(why) => {
+            eprintln!("SKIPPED: this kernel or user cannot make network namespaces: {why}");
+            None
+        }
+    }
+}
+
+/// Waits until `node`'s registration has lapsed from etcd.
+async fn wait_expired(store: &Store, node: &str) {
+    wait_for("the cut-off node to expire", LEASE_TTL * 5, || async {
+        let record: Option<NodeRecord> = store.get(&store.keys().node(node)).await.ok()?;
+        record.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session_back() {
+    let Some(netns) = namespace_or_skip("part") else {
+        return;
+    };
+    let cut = start_cut_off(&netns).await;
+    let (etcd, prefix, store) = (&cut.etcd, cut.prefix.as_str(), &cut.store);
+    let (url, host) = (cut.url.as_str(), cut.host);
+
+    let placed = place(etcd, prefix, "cut-call", "4").await;
     assert_eq!(placed["node"].as_str(), Some("cut-a"));
-    let url = format!("ws://{node_ip}:7000/ws");
-    let host: &'static str = Box::leak(netns.media.host_ip.clone().into_boxed_str());
-    let alice = Peer::join_from(host, &url, "cut-call", "alice", JoinConfig::default())
+    let alice = Peer::join_from(host, url, "cut-call", "alice", JoinConfig::default())
         .await
         .expect("alice joins");
     alice.publish(Media::BOTH).await.expect("alice publishes");
-    let bob = Peer::join_from(host, &url, "cut-call", "bob", JoinConfig::default())
+    let bob = Peer::join_from(host, url, "cut-call", "bob", JoinConfig::default())
         .await
         .expect("bob joins");
     bob.wait_flowing_from("alice").await;
@@ -118,16 +162,12 @@ async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session
     let before: SessionRecord = store.get(&session_key).await.unwrap().expect("live");
     assert_eq!(before.node, "cut-a");
 
-    let _other = AgentProcess::start(&etcd, &prefix, AgentSpec::new("cut-b"));
-    harness::wait_registered(&store, &["cut-b"]).await;
+    let _other = AgentProcess::start(etcd, prefix, AgentSpec::new("cut-b"));
+    harness::wait_registered(store, &["cut-b"]).await;
 
     netns.cut(&netns.etcd);
     let cut_at = Instant::now();
-    wait_for("the cut-off node to expire", LEASE_TTL * 5, || async {
-        let node: Option<NodeRecord> = store.get(&store.keys().node("cut-a")).await.ok()?;
-        node.is_none().then_some(())
-    })
-    .await;
+    wait_expired(store, "cut-a").await;
     let expired_after = cut_at.elapsed();
     assert!(
         store
@@ -139,7 +179,7 @@ async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session
     );
     // Nothing is placed on the node while it is cut off.
     for i in 0..3 {
-        let placed = place(&etcd, &prefix, &format!("meanwhile-{i}"), "2").await;
+        let placed = place(etcd, prefix, &format!("meanwhile-{i}"), "2").await;
         assert_eq!(placed["node"].as_str(), Some("cut-b"), "{placed}");
     }
     // The call goes on: bob keeps receiving alice, a TTL and more into the partition.
@@ -179,7 +219,7 @@ async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session
         (before.size, before.demand),
         "the session comes back with its placed size and demand"
     );
-    let owners = owners_in_history(&store, "cut-call").await;
+    let owners = owners_in_history(store, "cut-call").await;
     assert!(
         owners.iter().all(|node| node == "cut-a"),
         "the session was owned by {owners:?}"
@@ -195,5 +235,85 @@ async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session
         expired_after.as_secs_f64(),
         LEASE_TTL.as_secs(),
         back_after.as_secs_f64()
+    );
+}
+
+/// While cut off, its session's key lapses and the session is placed again, on another node,
+/// where a new participant joins. After the heal the session stays the other node's, and the
+/// cut-off node ends its own participants of it with where it lives: never two live copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_by_another_node_meanwhile_ends_on_the_cut_off_node() {
+    let Some(netns) = namespace_or_skip("split") else {
+        return;
+    };
+    let cut = start_cut_off(&netns).await;
+    let (etcd, prefix, store) = (&cut.etcd, cut.prefix.as_str(), &cut.store);
+    let placed = place(etcd, prefix, "split-call", "4").await;
+    assert_eq!(placed["node"].as_str(), Some("cut-a"));
+    let alice = Peer::join_from(
+        cut.host,
+        &cut.url,
+        "split-call",
+        "alice",
+        JoinConfig::default(),
+    )
+    .await
+    .expect("alice joins");
+    alice.publish(Media::BOTH).await.expect("alice publishes");
+    let other = AgentProcess::start(etcd, prefix, AgentSpec::new("cut-b"));
+    harness::wait_registered(store, &["cut-b"]).await;
+
+    netns.cut(&netns.etcd);
+    wait_expired(store, "cut-a").await;
+    let again = place(etcd, prefix, "split-call", "4").await;
+    assert_eq!(again["node"].as_str(), Some("cut-b"), "{again}");
+    let elsewhere = format!("ws://127.0.0.1:{}/ws", other.port);
+    let carol = Peer::join(&elsewhere, "split-call", "carol", JoinConfig::default())
+        .await
+        .expect("carol joins on the other node");
+    carol.publish(Media::BOTH).await.expect("carol publishes");
+    let session_key = store.keys().session("split-call");
+    let taken: SessionRecord = store.get(&session_key).await.unwrap().expect("live");
+    assert_eq!(taken.node, "cut-b");
+    assert!(
+        alice.signal_closed().is_none(),
+        "alice's call goes on while her node is cut off"
+    );
+
+    netns.heal(&netns.etcd);
+    let reason = wait_for(
+        "the cut-off node to end its copy of the session",
+        Duration::from_secs(30),
+        || async { alice.signal_closed() },
+    )
+    .await;
+    assert!(
+        reason.contains("lives on node cut-b"),
+        "alice is told where the session lives: {reason}"
+    );
+    harness::wait_registered(store, &["cut-a"]).await;
+    let record: SessionRecord = store.get(&session_key).await.unwrap().expect("live");
+    assert_eq!(record.node, "cut-b", "the session stays the other node's");
+    let owners = owners_in_history(store, "split-call").await;
+    let first_b = owners
+        .iter()
+        .position(|n| n == "cut-b")
+        .expect("cut-b owned it");
+    assert!(
+        owners[first_b..].iter().all(|n| n == "cut-b"),
+        "the cut-off node wrote the session back over the other node's: {owners:?}"
+    );
+    wait_for(
+        "the cut-off node to report no session",
+        Duration::from_secs(15),
+        || async {
+            let node: NodeRecord = store.get(&store.keys().node("cut-a")).await.ok()??;
+            (node.stats.sessions == 0 && node.stats.peers == 0).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        carol.signal_closed().is_none(),
+        "the other node's copy goes on"
     );
 }

@@ -156,6 +156,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         lease_rx,
         drain_rx.clone(),
         hold_tx,
+        sfu.clone(),
     );
     let relay_secret = config.relay_secret();
     let (problem_tx, problem_rx) = watch::channel(None);

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::drain::DrainState;
 use crate::hold::{self, Hold};
+use crate::sfu::{Command, Sfu};
 
 #[derive(Debug, Error)]
 pub enum ClaimError {
@@ -83,9 +84,11 @@ impl Ownership {
         lease: watch::Receiver<Option<LeaseId>>,
         drain: watch::Receiver<DrainState>,
         hold: watch::Sender<Hold>,
+        sfu: Sfu,
     ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let task = Task {
+            sfu,
             etcd,
             node_id,
             allow_unplaced,
@@ -135,6 +138,9 @@ struct Member {
 }
 
 struct Task {
+    /// To end the participants here of a session another node took while this one was cut
+    /// off from etcd.
+    sfu: Sfu,
     etcd: EtcdOptions,
     node_id: String,
     allow_unplaced: bool,
@@ -321,7 +327,9 @@ impl Task {
 
     /// After a new node lease, every live session moves onto it. A session whose key lapsed
     /// with the old lease (a partition longer than the TTL) is written back as it was, placed
-    /// or not: its participants are here.
+    /// or not: its participants are here. One that another node claimed meanwhile is that
+    /// node's now: its participants here are ended and told where it lives, so that one
+    /// session never carries on as two.
     async fn reclaim_all(&mut self) {
         let sessions: Vec<(String, SessionRecord)> = self
             .members
@@ -339,6 +347,20 @@ impl Task {
                 }
                 Ok((_, None)) => {
                     tracing::warn!(%sid, "a session this node owned is now relayed here from another node");
+                }
+                Err(error @ ClaimError::OtherNode { .. }) => {
+                    tracing::warn!(
+                        %sid,
+                        %error,
+                        "another node took this session while this node was cut off from etcd; \
+                         ending its participants here so they rejoin there"
+                    );
+                    self.members.remove(&sid);
+                    let command = Command::EndSession {
+                        sid: sid.as_str().into(),
+                        reason: error.to_string(),
+                    };
+                    let _ = self.sfu.worker_for(&sid).send(command).await;
                 }
                 Err(error) => {
                     tracing::warn!(%sid, %error, "could not re-claim a live session on the new lease");
