@@ -14,7 +14,7 @@ use harness::{
     AgentProcess, AgentSpec, Etcd, JoinConfig, Media, Netns, Peer, tcp_forward, unique_prefix,
     wait_for,
 };
-use ion_cluster::model::{NodeRecord, SessionClass, SessionRecord};
+use ion_cluster::model::{NodeRecord, NodeState, SessionClass, SessionRecord};
 use ion_cluster::store::Store;
 
 const LEASE_TTL: Duration = Duration::from_secs(3);
@@ -41,29 +41,25 @@ async fn place(etcd: &Etcd, prefix: &str, sid: &str, size: &str) -> serde_json::
     serde_json::from_slice(&out.stdout).expect("place -o json")
 }
 
-/// Every node that ever owned `sid`'s key, from etcd's history of it.
-async fn owners_in_history(store: &Store, sid: &str) -> Vec<String> {
-    let key = store.keys().session(sid);
+/// Every value `key` was put with, and the revision of each, from etcd's history of it up
+/// to its current value.
+async fn history<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Vec<(i64, T)> {
     let mut client = store.client();
-    let now = client
-        .get(key.as_str(), None)
-        .await
-        .expect("reading the key");
-    let last = now.kvs().first().expect("the session key").mod_revision();
+    let now = client.get(key, None).await.expect("reading the key");
+    let last = now.kvs().first().expect("the key").mod_revision();
     let options = WatchOptions::new().with_start_revision(1);
     let mut stream = client
-        .watch(key.as_str(), Some(options))
+        .watch(key, Some(options))
         .await
         .expect("watching the key's history");
-    let mut owners = Vec::new();
+    let mut puts = Vec::new();
     let replay = async {
         while let Some(response) = stream.message().await.expect("the history") {
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 if event.event_type() == EventType::Put {
-                    let record: SessionRecord =
-                        serde_json::from_slice(kv.value()).expect("a session record");
-                    owners.push(record.node);
+                    let value = serde_json::from_slice(kv.value()).expect("a record");
+                    puts.push((kv.mod_revision(), value));
                 }
                 if kv.mod_revision() >= last {
                     return;
@@ -74,7 +70,14 @@ async fn owners_in_history(store: &Store, sid: &str) -> Vec<String> {
     tokio::time::timeout(Duration::from_secs(10), replay)
         .await
         .expect("etcd replayed the key's history");
-    owners
+    puts
+}
+
+/// Every node that ever owned `sid`'s key, from etcd's history of it.
+async fn owners_in_history(store: &Store, sid: &str) -> Vec<String> {
+    let key = store.keys().session(sid);
+    let puts: Vec<(i64, SessionRecord)> = history(store, &key).await;
+    puts.into_iter().map(|(_, record)| record.node).collect()
 }
 
 /// The test's etcd and an agent `cut-a` inside the namespace `netns`, reaching etcd through
@@ -223,6 +226,23 @@ async fn an_agent_cut_off_from_etcd_keeps_its_call_expires_and_takes_its_session
     assert!(
         owners.iter().all(|node| node == "cut-a"),
         "the session was owned by {owners:?}"
+    );
+    // No placement can land between the node's return and its session's: the node comes
+    // back draining and turns ready only once the session is written back.
+    let sessions: Vec<(i64, SessionRecord)> = history(store, &session_key).await;
+    let restored_at = sessions.last().expect("the restored session").0;
+    let states: Vec<(i64, NodeRecord)> = history(store, &store.keys().node("cut-a")).await;
+    let back_as = states.iter().rev().find(|(rev, _)| *rev < restored_at);
+    assert_eq!(
+        back_as.map(|(_, node)| node.state),
+        Some(NodeState::Draining),
+        "the node's record before its session came back"
+    );
+    assert!(
+        states
+            .iter()
+            .any(|(rev, node)| *rev > restored_at && node.state == NodeState::Ready),
+        "the node turns ready after its session is back"
     );
     let after_heal = received(&bob);
     wait_for("media after the heal", Duration::from_secs(5), || async {

@@ -149,11 +149,13 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
     ));
     let (hold_tx, hold_rx) = hold::start(&config.cluster.hold_for, config.cluster.hold_ttl);
     let (lease_tx, lease_rx) = watch::channel(None);
+    let (reclaimed_tx, reclaimed_rx) = watch::channel(None);
     let ownership = ownership::Ownership::start(
         config.etcd.clone(),
         config.cluster.node_id.clone(),
         config.signal.allow_unplaced,
         lease_rx,
+        reclaimed_tx,
         drain_rx.clone(),
         hold_tx,
         sfu.clone(),
@@ -218,6 +220,7 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
             media: MediaSampler::new(counters),
             shutdown,
             lease_out: lease_tx,
+            reclaimed: reclaimed_rx,
             drain: drain_rx,
             hold: hold_rx,
             problem: problem_rx,

@@ -82,6 +82,7 @@ impl Ownership {
         node_id: String,
         allow_unplaced: bool,
         lease: watch::Receiver<Option<LeaseId>>,
+        reclaimed: watch::Sender<Option<LeaseId>>,
         drain: watch::Receiver<DrainState>,
         hold: watch::Sender<Hold>,
         sfu: Sfu,
@@ -93,6 +94,7 @@ impl Ownership {
             node_id,
             allow_unplaced,
             lease,
+            reclaimed,
             drain,
             hold,
             store: None,
@@ -145,6 +147,9 @@ struct Task {
     node_id: String,
     allow_unplaced: bool,
     lease: watch::Receiver<Option<LeaseId>>,
+    /// The lease every live session has been claimed on: the reporter keeps the node out of
+    /// placement until it is the current one (see `Reporter::register_and_report`).
+    reclaimed: watch::Sender<Option<LeaseId>>,
     drain: watch::Receiver<DrainState>,
     hold: watch::Sender<Hold>,
     store: Option<Store>,
@@ -170,7 +175,9 @@ impl Task {
                     if changed.is_err() {
                         return;
                     }
+                    let lease = *self.lease.borrow_and_update();
                     self.reclaim_all().await;
+                    self.reclaimed.send_replace(lease);
                 }
             }
         }

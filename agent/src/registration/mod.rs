@@ -55,6 +55,11 @@ pub struct Reporter {
     shutdown: watch::Receiver<bool>,
     /// Publishes the current node lease, for session ownership.
     lease_out: watch::Sender<Option<LeaseId>>,
+    /// The lease session ownership has re-claimed every live session on.
+    reclaimed: watch::Receiver<Option<LeaseId>>,
+    /// Live sessions are being written back on a new lease: the record says draining, so
+    /// that no placement lands before their demand is back in etcd.
+    restoring: bool,
     drain: watch::Receiver<DrainState>,
     hold: watch::Receiver<Hold>,
     problem: watch::Receiver<Option<String>>,
@@ -69,6 +74,7 @@ pub struct ReporterLinks {
     pub media: MediaSampler,
     pub shutdown: watch::Receiver<bool>,
     pub lease_out: watch::Sender<Option<LeaseId>>,
+    pub reclaimed: watch::Receiver<Option<LeaseId>>,
     pub drain: watch::Receiver<DrainState>,
     pub hold: watch::Receiver<Hold>,
     /// What the node reports as its problem (a failed recording), if anything.
@@ -86,6 +92,7 @@ impl Reporter {
             media,
             shutdown,
             lease_out,
+            reclaimed,
             drain,
             hold,
             problem,
@@ -106,6 +113,8 @@ impl Reporter {
             media,
             shutdown,
             lease_out,
+            reclaimed,
+            restoring: false,
             drain,
             hold,
             problem,
@@ -145,10 +154,15 @@ impl Reporter {
         let lease = self.acquire_lease(&store).await?;
         let (mut keeper, mut keep_alive_replies) = store.keep_alive(lease).await?;
         self.last_write = None;
+        // After a partition longer than the TTL, live sessions lost their keys with the old
+        // lease and ownership writes them back on this one. Their demand is real; a placement
+        // that landed here before it is back would not count it and could overbook the node.
+        self.restoring = *self.lease_out.borrow() != Some(lease) && self.media.live_sessions() > 0;
         self.write(&store, lease).await?;
         tracing::info!(
             node = %self.identity.id,
             lease = format!("{lease:x}"),
+            restoring = self.restoring,
             "registered in etcd"
         );
         backoff.reset();
@@ -157,6 +171,13 @@ impl Reporter {
             *current = Some(lease);
             changed
         });
+        if self.restoring {
+            self.wait_reclaimed(lease).await;
+            self.restoring = false;
+            // Placeable again at once, not when the write budget next allows.
+            self.last_write = None;
+            self.write(&store, lease).await?;
+        }
 
         let mut keep_alive_tick = tokio::time::interval(self.lease_ttl / 3);
         let mut sample_tick = tokio::time::interval(self.sample_interval);
@@ -199,6 +220,19 @@ impl Reporter {
         }
     }
 
+    /// Waits until ownership has claimed every live session on `lease`; bounded, since the
+    /// keep-alives wait meanwhile.
+    async fn wait_reclaimed(&mut self, lease: LeaseId) {
+        let patience = self.lease_ttl / 3;
+        let reclaimed = self.reclaimed.wait_for(|done| *done == Some(lease));
+        if tokio::time::timeout(patience, reclaimed).await.is_err() {
+            tracing::warn!(
+                lease = format!("{lease:x}"),
+                "live sessions not re-claimed within {patience:?}; taking placements anyway"
+            );
+        }
+    }
+
     /// Reuses the previous lease while etcd still has it, else grants a new one.
     async fn acquire_lease(&mut self, store: &Store) -> anyhow::Result<LeaseId> {
         if let Some(lease) = self.lease
@@ -215,7 +249,7 @@ impl Reporter {
     async fn write(&mut self, store: &Store, lease: LeaseId) -> anyhow::Result<()> {
         let now = Instant::now();
         let stats = self.stats(now);
-        let state = if self.drain.borrow().draining() {
+        let state = if self.restoring || self.drain.borrow().draining() {
             NodeState::Draining
         } else {
             NodeState::Ready

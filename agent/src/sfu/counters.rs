@@ -102,6 +102,11 @@ impl MediaSampler {
         }
     }
 
+    /// Sessions with a participant on this node now (no sample taken).
+    pub fn live_sessions(&self) -> u64 {
+        self.counters.totals().sessions
+    }
+
     pub fn sample(&mut self, now: Instant) -> MediaStats {
         let totals = self.counters.totals();
         let stats = rates(self.last, (now, totals));
