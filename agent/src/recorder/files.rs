@@ -549,6 +549,152 @@ mod tests {
         assert_eq!(audio.last(), Some(&2_000));
     }
 
+    /// Real VP8 from ffmpeg's libvpx, one second each at 640x360, then 320x180 (a simulcast
+    /// layer switch down, which the relay makes at a keyframe of the new layer, numbers and
+    /// times continuing), then 1280x720 (the publisher's resolution goes up): the file
+    /// holds every frame in order, each switch on a keyframe, and ffmpeg decodes it whole,
+    /// frame sizes following the stream.
+    #[test]
+    fn a_layer_switch_and_a_resolution_change_leave_the_file_playable() {
+        const SIZES: [(u16, u16); 3] = [(640, 360), (320, 180), (1280, 720)];
+        const FPS: u64 = 30;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let streams: Vec<Vec<Vec<u8>>> = SIZES
+            .iter()
+            .map(|&(w, h)| ivf_frames(&encode_vp8(dir.path(), w, h, FPS)))
+            .collect();
+        let mut files = Files::new(dir.path());
+        files
+            .take(Received::Added {
+                stream: "alice".to_owned(),
+                kind: MediaKind::Video,
+            })
+            .expect("taken");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut sent = 0u64;
+        for (stream, &size) in streams.iter().zip(&SIZES) {
+            assert_eq!(
+                vp8_size(&stream[0]),
+                Some(size),
+                "each stream starts on a keyframe"
+            );
+            for data in stream {
+                files
+                    .take(Received::Frame(Frame {
+                        stream: "alice".to_owned(),
+                        kind: MediaKind::Video,
+                        captured: t0 + Duration::from_millis(sent * 1000 / FPS),
+                        keyframe: vp8_size(data).is_some(),
+                        data: Arc::from(data.as_slice()),
+                    }))
+                    .expect("taken");
+                sent += 1;
+            }
+        }
+        files.finish().expect("finished");
+        let path = dir.path().join("alice.webm");
+
+        let mut mkv =
+            MatroskaFile::open(std::fs::File::open(&path).expect("the file")).expect("it opens");
+        let mut read = ReadFrame::default();
+        let (mut timestamps, mut sizes_at_keyframes) = (Vec::new(), Vec::new());
+        while mkv.next_frame(&mut read).expect("it reads") {
+            if read.is_keyframe == Some(true) {
+                sizes_at_keyframes.push((timestamps.len(), vp8_size(&read.data)));
+            }
+            timestamps.push(read.timestamp);
+        }
+        assert_eq!(timestamps.len() as u64, sent, "every frame is in the file");
+        assert!(timestamps.windows(2).all(|w| w[1] > w[0]), "{timestamps:?}");
+        let per = streams.iter().map(Vec::len).collect::<Vec<_>>();
+        for (at, size) in [
+            (0, SIZES[0]),
+            (per[0], SIZES[1]),
+            (per[0] + per[1], SIZES[2]),
+        ] {
+            assert!(
+                sizes_at_keyframes.contains(&(at, Some(size))),
+                "no {size:?} keyframe at frame {at}: {sizes_at_keyframes:?}"
+            );
+        }
+
+        let decoded = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg runs (scripts/install-deps installs it)");
+        let complaints = String::from_utf8_lossy(&decoded.stderr);
+        assert!(
+            decoded.status.success() && complaints.trim().is_empty(),
+            "{complaints}"
+        );
+        let probe = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "frame=width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&path)
+            .output()
+            .expect("ffprobe runs (scripts/install-deps installs it)");
+        let frames: Vec<String> = String::from_utf8_lossy(&probe.stdout)
+            .lines()
+            .map(|l| l.trim_end_matches(',').to_owned())
+            .collect();
+        let expected: Vec<String> = SIZES
+            .iter()
+            .zip(&per)
+            .flat_map(|(&(w, h), &n)| std::iter::repeat_n(format!("{w},{h}"), n))
+            .collect();
+        assert_eq!(frames, expected, "the decoded frames' sizes");
+    }
+
+    /// One second of ffmpeg's test pattern at `width`x`height`, VP8 in an IVF file: a
+    /// keyframe, then delta frames.
+    fn encode_vp8(dir: &std::path::Path, width: u16, height: u16, fps: u64) -> Vec<u8> {
+        let path = dir.join(format!("{width}x{height}.ivf"));
+        let source = format!("testsrc=size={width}x{height}:rate={fps}:duration=1");
+        let encoded = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i", &source])
+            .args([
+                "-c:v",
+                "libvpx",
+                "-g",
+                "1000",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+            ])
+            .arg(&path)
+            .output()
+            .expect("ffmpeg runs (scripts/install-deps installs it)");
+        assert!(
+            encoded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&encoded.stderr)
+        );
+        std::fs::read(path).expect("the encoded file")
+    }
+
+    /// The frames of an IVF file: a 32-byte header, then each frame's 4-byte size, 8-byte
+    /// timestamp and data.
+    fn ivf_frames(ivf: &[u8]) -> Vec<Vec<u8>> {
+        assert_eq!(&ivf[..4], b"DKIF", "an IVF file");
+        let mut rest = &ivf[32..];
+        let mut frames = Vec::new();
+        while rest.len() >= 12 {
+            let size = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            frames.push(rest[12..12 + size].to_vec());
+            rest = &rest[12 + size..];
+        }
+        frames
+    }
+
     #[test]
     fn a_vp8_keyframe_gives_its_size_and_other_frames_none() {
         // Frame tag (key frame, shown), start code, 640 x 360 with scaling bits set.
