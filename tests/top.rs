@@ -6,7 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ion_cluster::model::{
-    DrainRequest, NodeRecord, PendingDemand, SessionClass, SessionRecord, SessionState,
+    DrainRequest, NodeRecord, PendingDemand, RecordedFile, RecordingRecord, RecordingState,
+    SessionClass, SessionRecord, SessionState,
 };
 use ion_cluster::store::Change;
 use ion_cluster::tui::app::{Connection, LogKind, Mode};
@@ -163,12 +164,12 @@ fn whole_screen_with_gauges_headroom_mark_and_committed_load() {
         "│                                                                                                              │",
         "│                                                                                                              │",
         "└────────────────────────────────────────────────────────────────── load: effective/capacity, │ = 80% headroom ┘",
-        "┌ Sessions on sfu-busy (1) ──────────┐┌ Autoscale ────────────┐┌ Events (UTC) ─────────────────────────────────┐",
+        "┌ Sessions on sfu-busy (1) ──────────┐┌ Autoscale · recordings┐┌ Events (UTC) ─────────────────────────────────┐",
         "│SID      CLASS    SIZE DEMAND STATE ││Pending (0)            ││20:15:00 listed 3 nodes, 3 sessions            │",
         "│allhands meeting    50    200 live  ││  none                 ││                                               │",
         "│                                    ││Instances (0)          ││                                               │",
         "│                                    ││  none                 ││                                               │",
-        "│                                    ││                       ││                                               │",
+        "│                                    ││Recordings (0)         ││                                               │",
         "└────────────────────────────────────┘└───────────────────────┘└───────────────────────────────────────────────┘",
         " ↑↓ select  d drain  u undrain  s sort  / filter  ? help  q quit                                                ",
     ]);
@@ -801,4 +802,100 @@ fn a_spanning_livestream_shows_on_its_origin_and_each_edge_with_its_share() {
     }
     seen.sort_unstable();
     assert_eq!(seen, [" edge", "origin+1"]);
+}
+
+fn recording(sid: &str, state: RecordingState) -> RecordingRecord {
+    RecordingRecord {
+        sid: sid.to_owned(),
+        node: "rec-1".to_owned(),
+        reservation: RecordingRecord::reservation_for(sid),
+        state,
+        bucket: Some("gs://calls".to_owned()),
+        stop_requested: false,
+        requested_at: t0() - Duration::from_secs(100),
+        started_at: Some(t0() - Duration::from_secs(90)),
+        stopped_at: None,
+        dir: Some(format!("/var/lib/ion-agent/recordings/{sid}")),
+        files: vec![
+            RecordedFile {
+                name: "alice.webm".to_owned(),
+                uid: "alice".to_owned(),
+                bytes: 2_500_000,
+                duration_ms: 90_000,
+                uploaded: None,
+            },
+            RecordedFile {
+                name: "bob.webm".to_owned(),
+                uid: "bob".to_owned(),
+                bytes: 1_100_000,
+                duration_ms: 89_000,
+                uploaded: None,
+            },
+        ],
+        error: None,
+    }
+}
+
+/// Recordings show in the autoscale panel (session, node, state, duration, size, upload
+/// progress), running ones are counted in the header, and a failure is logged and shown in
+/// red with its cause.
+#[test]
+fn recordings_show_with_their_state_size_and_a_failure_s_cause() {
+    let mut app = App::new("test", t0());
+    let running = recording("standup", RecordingState::Recording);
+    let mut uploading = recording("allhands", RecordingState::Uploading);
+    uploading.files[0].uploaded = Some("gs://calls/allhands/alice.webm".to_owned());
+    update(
+        &mut app,
+        Event::Listing(Box::new(Listing {
+            revision: 3,
+            nodes: vec![("rec-1".to_owned(), node("rec-1", 400, 0.1))],
+            recordings: vec![
+                ("standup".to_owned(), running.clone()),
+                ("allhands".to_owned(), uploading),
+            ],
+            ..Listing::default()
+        })),
+    );
+    let screen = render(&mut app, 160, 36);
+    let text = lines(&screen).join("\n");
+    for piece in [
+        "1 recording",
+        "Recordings (2)",
+        // The panel is narrow: lines wrap.
+        "standup rec-1 recording 90s",
+        "allhands rec-1 uploading 90s",
+        "MB up 1/2",
+    ] {
+        assert!(find(&screen, piece).is_some(), "{piece:?} missing:\n{text}");
+    }
+
+    let mut failed = running;
+    failed.state = RecordingState::Failed;
+    failed.error = Some("disk full: no space left on device".to_owned());
+    update(
+        &mut app,
+        Event::Changes(vec![Delta::Recording(Change::Put {
+            id: "standup".to_owned(),
+            record: failed,
+            revision: 4,
+        })]),
+    );
+    assert!(
+        app.log().any(|e| e.kind == LogKind::Error
+            && e.text == "recording of standup failed: disk full: no space left on device"),
+        "{:?}",
+        app.log().collect::<Vec<_>>()
+    );
+    assert!(
+        find(&screen, "up 0/2").is_none(),
+        "no upload while recording:\n{text}"
+    );
+    let screen = render(&mut app, 160, 36);
+    let text = lines(&screen).join("\n");
+    assert!(find(&screen, "1 recording").is_none(), "{text}");
+    let row = find(&screen, "standup rec-1 failed").expect("the failed recording");
+    assert_eq!(screen[row].fg, Color::Red);
+    let cause = find(&screen, "disk full").expect("the cause");
+    assert_eq!(screen[cause].fg, Color::Red);
 }

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use crate::capacity::{Condition, LoadRules, NodeLoad, believed_observed, condition};
 use crate::model::{
-    Change, DrainRequest, InstanceRecord, NodeRecord, NodeState, PendingDemand, SessionRecord,
-    Units,
+    Change, DrainRequest, InstanceRecord, NodeRecord, NodeState, PendingDemand, RecordingRecord,
+    RecordingState, SessionRecord, Units,
 };
 
 /// The utilisation the load gauge marks: the meeting class's headroom, the shared class most
@@ -119,6 +119,7 @@ pub struct Listing {
     pub drains: Vec<(String, DrainRequest)>,
     pub pending: Vec<(String, PendingDemand)>,
     pub instances: Vec<(String, InstanceRecord)>,
+    pub recordings: Vec<(String, RecordingRecord)>,
     /// Keys whose values did not parse.
     pub malformed: Vec<String>,
 }
@@ -131,6 +132,7 @@ pub enum Delta {
     Drain(Change<DrainRequest>),
     Pending(Change<PendingDemand>),
     Instance(Change<InstanceRecord>),
+    Recording(Change<RecordingRecord>),
 }
 
 /// What the operator asked for that needs etcd; the runner carries it out.
@@ -176,6 +178,7 @@ pub struct App {
     drains: HashMap<String, DrainRequest>,
     pending: BTreeMap<String, PendingDemand>,
     instances: BTreeMap<String, InstanceRecord>,
+    recordings: BTreeMap<String, RecordingRecord>,
     log: VecDeque<LogEntry>,
     sort: SortKey,
     filter: String,
@@ -210,6 +213,7 @@ impl App {
             drains: HashMap::new(),
             pending: BTreeMap::new(),
             instances: BTreeMap::new(),
+            recordings: BTreeMap::new(),
             log: VecDeque::new(),
             sort: SortKey::default(),
             filter: String::new(),
@@ -342,6 +346,19 @@ impl App {
         self.instances.values()
     }
 
+    /// Recordings, by session id: running ones and those whose record is still kept.
+    pub fn recordings(&self) -> impl ExactSizeIterator<Item = &RecordingRecord> {
+        self.recordings.values()
+    }
+
+    /// Recordings requested or running.
+    pub fn active_recordings(&self) -> usize {
+        self.recordings
+            .values()
+            .filter(|r| r.state.is_active())
+            .count()
+    }
+
     fn load_of(&self, record: &NodeRecord) -> NodeLoad {
         let committed = self.committed.get(&record.id).copied().unwrap_or(0);
         NodeLoad {
@@ -373,6 +390,7 @@ impl App {
             }
             self.pending = listing.pending.into_iter().collect();
             self.instances = listing.instances.into_iter().collect();
+            self.recordings = listing.recordings.into_iter().collect();
             self.push_log(
                 LogKind::Info,
                 format!(
@@ -402,6 +420,7 @@ impl App {
         deltas.extend(changes(&self.sessions, listing.sessions, r).map(Delta::Session));
         deltas.extend(changes(&self.pending, listing.pending, r).map(Delta::Pending));
         deltas.extend(changes(&self.instances, listing.instances, r).map(Delta::Instance));
+        deltas.extend(changes(&self.recordings, listing.recordings, r).map(Delta::Recording));
         deltas
     }
 
@@ -420,6 +439,7 @@ impl App {
             Delta::Drain(c) => revision_of(c),
             Delta::Pending(c) => revision_of(c),
             Delta::Instance(c) => revision_of(c),
+            Delta::Recording(c) => revision_of(c),
         };
         self.revision = self.revision.max(revision);
         match delta {
@@ -442,6 +462,54 @@ impl App {
                     self.instances.remove(&id);
                 }
             },
+            Delta::Recording(change) => self.recording_change(change),
+        }
+    }
+
+    /// Logs a recording's start and how it ended, with the cause when it failed.
+    fn recording_change(&mut self, change: Change<RecordingRecord>) {
+        match change {
+            Change::Put { id, record, .. } => {
+                let before = self.recordings.get(&id).map(|r| r.state);
+                if before != Some(record.state) {
+                    let (kind, text) = match record.state {
+                        RecordingState::Requested => (
+                            LogKind::Info,
+                            format!("recording of {} requested", record.sid),
+                        ),
+                        RecordingState::Recording => (
+                            LogKind::Info,
+                            format!("recording {} on {}", record.sid, record.node),
+                        ),
+                        RecordingState::Uploading => (
+                            LogKind::Info,
+                            format!("recording of {} stopped; uploading", record.sid),
+                        ),
+                        RecordingState::Done => (
+                            LogKind::Info,
+                            format!(
+                                "recording of {} done: {} files, {}",
+                                record.sid,
+                                record.files.len(),
+                                crate::text::short_bytes(record.bytes())
+                            ),
+                        ),
+                        RecordingState::Failed => (
+                            LogKind::Error,
+                            format!(
+                                "recording of {} failed: {}",
+                                record.sid,
+                                record.error.as_deref().unwrap_or("no cause given")
+                            ),
+                        ),
+                    };
+                    self.push_log(kind, text);
+                }
+                self.recordings.insert(id, record);
+            }
+            Change::Deleted { id, .. } | Change::Malformed { id, .. } => {
+                self.recordings.remove(&id);
+            }
         }
     }
 

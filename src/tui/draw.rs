@@ -1,5 +1,6 @@
 //! Paints the dashboard from [`App`]: a header, a banner while etcd is unreachable, the node
-//! table, three panels below it (sessions of the selected node, pending demands and instances,
+//! table, three panels below it (sessions of the selected node, pending demands, instances and
+//! recordings,
 //! the event log), a footer, and the help or confirmation dialogs over them. Only the rows
 //! that fit on screen are built, whatever the size of the fleet.
 
@@ -10,12 +11,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use crate::capacity::Condition;
-use crate::model::{InstanceState, SessionRecord};
+use crate::model::{InstanceState, RecordingState, SessionRecord};
 
 use super::app::{App, Connection, HEADROOM_MARK, LogKind, Mode};
 use super::event::KEYS_HELP;
 use super::widgets::{bitrate, clock, cpu_gauge, load_gauge};
-use crate::text::short_age as age;
+use crate::text::{short_age as age, short_bytes};
 
 /// What the painter remembers between frames: the node table's scroll position, so the
 /// view only scrolls when the selection would leave it.
@@ -75,9 +76,17 @@ fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
             app.session_count(),
             app.pending().len()
         )),
+    ];
+    if app.active_recordings() > 0 {
+        spans.push(Span::raw(format!(
+            "  {} recording",
+            app.active_recordings()
+        )));
+    }
+    spans.extend([
         Span::raw("  sort: "),
         Span::styled(app.sort().label(), bold),
-    ];
+    ]);
     if !app.filter().is_empty() {
         spans.push(Span::raw("  filter: "));
         spans.push(Span::styled(app.filter().to_owned(), bold));
@@ -378,7 +387,44 @@ fn draw_queue(frame: &mut Frame<'_>, app: &App, area: Rect) {
             ));
         }
     }
-    let block = Block::new().borders(Borders::ALL).title(" Autoscale ");
+    lines.push(Line::styled(
+        format!("Recordings ({})", app.recordings().len()),
+        bold,
+    ));
+    if app.recordings().len() == 0 {
+        lines.push(Line::styled("  none", dim));
+    }
+    for r in app.recordings() {
+        let uploaded = match (r.bucket.is_some(), r.files.len()) {
+            // Files go up once the recording stops.
+            (true, files) if files > 0 && !r.state.is_active() => {
+                format!(" up {}/{files}", r.uploaded())
+            }
+            _ => String::new(),
+        };
+        let text = format!(
+            "  {} {} {} {} {}{uploaded}",
+            r.sid,
+            r.node,
+            r.state.as_str(),
+            age(r.duration(app.now)),
+            short_bytes(r.bytes()),
+        );
+        let style = match r.state {
+            RecordingState::Failed => Style::new().fg(Color::Red),
+            _ => Style::new(),
+        };
+        lines.push(Line::styled(text, style));
+        if let Some(error) = &r.error {
+            lines.push(Line::styled(
+                format!("    {error}"),
+                Style::new().fg(Color::Red),
+            ));
+        }
+    }
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(" Autoscale · recordings ");
     // Notes are sentences: wrap them rather than cut them at the panel's edge.
     frame.render_widget(
         Paragraph::new(lines)

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 use super::app::{Delta, Listing};
 use super::event::Event;
 use crate::backoff::Backoff;
-use crate::model::{DrainRequest, InstanceRecord, NodeRecord, PendingDemand, SessionRecord};
+use crate::model::{
+    DrainRequest, InstanceRecord, NodeRecord, PendingDemand, RecordingRecord, SessionRecord,
+};
 use crate::store::{Change, EtcdOptions, Listed, Store, StoreError, Watch};
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -106,6 +108,7 @@ async fn list(store: &Store) -> Result<Listing, StoreError> {
     let drains: Listed<DrainRequest> = store.list(&keys.drains(), at).await?;
     let pending: Listed<PendingDemand> = store.list(&keys.pendings(), at).await?;
     let instances: Listed<InstanceRecord> = store.list(&keys.instances(), at).await?;
+    let recordings: Listed<RecordingRecord> = store.list(&keys.recordings(), at).await?;
     Ok(Listing {
         revision: nodes.revision,
         malformed: [
@@ -114,6 +117,7 @@ async fn list(store: &Store) -> Result<Listing, StoreError> {
             drains.malformed,
             pending.malformed,
             instances.malformed,
+            recordings.malformed,
         ]
         .concat(),
         nodes: nodes.items,
@@ -121,16 +125,18 @@ async fn list(store: &Store) -> Result<Listing, StoreError> {
         drains: drains.items,
         pending: pending.items,
         instances: instances.items,
+        recordings: recordings.items,
     })
 }
 
-/// The five watches, read as one stream of deltas.
+/// The six watches, read as one stream of deltas.
 struct Watches {
     nodes: Watch<NodeRecord>,
     sessions: Watch<SessionRecord>,
     drains: Watch<DrainRequest>,
     pending: Watch<PendingDemand>,
     instances: Watch<InstanceRecord>,
+    recordings: Watch<RecordingRecord>,
 }
 
 impl Watches {
@@ -142,6 +148,7 @@ impl Watches {
             drains: store.watch(&keys.drains(), revision).await?,
             pending: store.watch(&keys.pendings(), revision).await?,
             instances: store.watch(&keys.instances(), revision).await?,
+            recordings: store.watch(&keys.recordings(), revision).await?,
         })
     }
 
@@ -154,6 +161,7 @@ impl Watches {
             r = map(self.drains.next(), Delta::Drain) => r,
             r = map(self.pending.next(), Delta::Pending) => r,
             r = map(self.instances.next(), Delta::Instance) => r,
+            r = map(self.recordings.next(), Delta::Recording) => r,
         }
     }
 }
