@@ -11,13 +11,18 @@ use std::time::{Duration, SystemTime};
 use harness::{
     CpuBurner, Etcd, LocalAgents, ionctl_with_env, stderr, stdout, unique_prefix, wait_for,
 };
-use ion_cluster::model::{InstanceRecord, NodeRecord, SessionClass, SessionRecord, SessionState};
+use ion_cluster::model::{
+    InstanceRecord, NodeRecord, RecordingRecord, RecordingState, SessionClass, SessionRecord,
+    SessionState,
+};
 use ion_cluster::store::Store;
 use serde_json::Value;
 
 struct Cluster {
     etcd: Etcd,
     prefix: String,
+    /// More environment for ionctl and, through it, every agent it starts.
+    extra_env: Vec<(&'static str, String)>,
     loops: Vec<tokio::process::Child>,
     // After `loops`: fields drop in order, and the loops must stop before their agents go.
     agents: LocalAgents,
@@ -38,13 +43,15 @@ impl Cluster {
         Self {
             etcd: Etcd::start().await,
             prefix: unique_prefix(test),
+            extra_env: Vec::new(),
             agents: LocalAgents::new(),
             loops: Vec::new(),
         }
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = self.extra_env.clone();
+        env.extend([
             (
                 "IONCTL_LOCAL_STATE_DIR",
                 self.agents.path().display().to_string(),
@@ -53,7 +60,8 @@ impl Cluster {
                 "IONCTL_LOCAL_AGENT_BIN",
                 harness::agent_bin().display().to_string(),
             ),
-        ]
+        ]);
+        env
     }
 
     fn with_cluster(&self, args: &[&str]) -> Vec<String> {
@@ -638,4 +646,97 @@ async fn on_a_busy_host_each_pending_demand_gets_one_instance_and_is_placed_on_i
         );
     }
     assert_eq!(drained, 1, "{out}");
+}
+
+/// `ionctl record start --wait` with no node free to record on: the autoscaler starts an
+/// instance held for the recording's reservation, the command takes it when it registers,
+/// and the recorder on it records the session's publisher until `record stop`.
+#[tokio::test]
+async fn record_start_waits_for_the_recorder_the_autoscaler_starts_for_it() {
+    let mut cluster = Cluster::start("autoscale-record").await;
+    let recordings = cluster.agents.path().join("recordings");
+    cluster.extra_env = vec![
+        // Relays between nodes (the recorder pulls the session) are signed with it.
+        (
+            "ION_AGENT_AUTH__SECRET",
+            "autoscale-record-secret-0123456789abcdef".to_owned(),
+        ),
+        ("ION_AGENT_RECORDER__DIR", recordings.display().to_string()),
+        ("ION_AGENT_WEBRTC__WORKERS", "1".to_owned()),
+    ];
+    let store = cluster.etcd.store(&cluster.prefix).await;
+    cluster.spawn_small("ion-sfu").await;
+    let placed = place_json(
+        &cluster
+            .ionctl(&[
+                "place",
+                "--class",
+                "meeting",
+                "--size",
+                "2",
+                "--session",
+                "call",
+                "-o",
+                "json",
+            ])
+            .await,
+    );
+    assert_eq!(placed["node"].as_str(), Some("ion-sfu"), "{placed}");
+    let url = placed["signal_url"].as_str().expect("a signal URL");
+    let alice = harness::Peer::join(url, "call", "alice", harness::JoinConfig::default())
+        .await
+        .expect("alice joins");
+    alice
+        .publish(harness::Media::BOTH)
+        .await
+        .expect("alice publishes");
+
+    cluster.autoscale("scaler", &[]);
+    let started = cluster
+        .ionctl(&["record", "start", "call", "--wait", "2m", "-o", "json"])
+        .await;
+    let record: Value = place_json_or(&started, &cluster.out("scaler"));
+    let recorder = record["node"]
+        .as_str()
+        .expect("the recorder node")
+        .to_owned();
+    assert_ne!(recorder, "ion-sfu", "the recording has a node of its own");
+    let instances = Cluster::instances(&store).await;
+    let instance = instances
+        .iter()
+        .find(|i| i.name == recorder)
+        .unwrap_or_else(|| {
+            panic!("{recorder} is not an instance the autoscaler started: {instances:?}")
+        });
+    assert_eq!(
+        instance.hold_for.as_deref(),
+        Some("call.rec"),
+        "{instance:?}"
+    );
+
+    let key = store.keys().recording("call");
+    let recorded = wait_for(
+        "alice recorded for 2 s",
+        Duration::from_secs(60),
+        || async {
+            let record: RecordingRecord = store.get(&key).await.ok()??;
+            record
+                .files
+                .iter()
+                .any(|f| f.uid == "alice" && f.duration_ms >= 2_000)
+                .then_some(record)
+        },
+    )
+    .await;
+    assert_eq!(recorded.node, recorder);
+    let stopped = cluster.ionctl(&["record", "stop", "call"]).await;
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let done: RecordingRecord = store.get(&key).await.expect("etcd").expect("the record");
+    assert_eq!(done.state, RecordingState::Done, "{done:?}");
+    let dir = PathBuf::from(done.dir.as_deref().expect("a directory"));
+    let size = std::fs::metadata(dir.join("alice.webm"))
+        .expect("alice's file on the recorder's disk")
+        .len();
+    assert!(size > 10_000, "alice's file holds {size} bytes");
+    alice.assert_no_problems();
 }
