@@ -154,10 +154,12 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
         config.etcd.clone(),
         config.cluster.node_id.clone(),
         config.signal.allow_unplaced,
-        lease_rx,
-        reclaimed_tx,
-        drain_rx.clone(),
-        hold_tx,
+        ownership::OwnershipLinks {
+            lease: lease_rx,
+            reclaimed: reclaimed_tx,
+            drain: drain_rx.clone(),
+            hold: hold_tx,
+        },
         sfu.clone(),
     );
     let relay_secret = config.relay_secret();

@@ -76,17 +76,30 @@ pub struct Ownership {
     tx: mpsc::Sender<Message>,
 }
 
+/// The channels that connect ownership to the rest of the agent.
+pub struct OwnershipLinks {
+    /// The node lease the reporter holds now.
+    pub lease: watch::Receiver<Option<LeaseId>>,
+    /// The lease this task has written the live sessions back on, for the reporter.
+    pub reclaimed: watch::Sender<Option<LeaseId>>,
+    pub drain: watch::Receiver<DrainState>,
+    pub hold: watch::Sender<Hold>,
+}
+
 impl Ownership {
     pub fn start(
         etcd: EtcdOptions,
         node_id: String,
         allow_unplaced: bool,
-        lease: watch::Receiver<Option<LeaseId>>,
-        reclaimed: watch::Sender<Option<LeaseId>>,
-        drain: watch::Receiver<DrainState>,
-        hold: watch::Sender<Hold>,
+        links: OwnershipLinks,
         sfu: Sfu,
     ) -> Self {
+        let OwnershipLinks {
+            lease,
+            reclaimed,
+            drain,
+            hold,
+        } = links;
         let (tx, rx) = mpsc::channel(256);
         let task = Task {
             sfu,
