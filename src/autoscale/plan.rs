@@ -8,7 +8,7 @@
 //! registered (the plan says why the demand still waits instead); spawns are capped per
 //! minute; and no node younger than `min_lifetime` is drained.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -218,7 +218,7 @@ impl Bin {
     }
 }
 
-fn is_idle(node: &NodeRecord, committed: &BTreeMap<&str, Units>) -> bool {
+fn is_idle(node: &NodeRecord, committed: &HashMap<&str, Units>) -> bool {
     committed.get(node.id.as_str()).copied().unwrap_or(0) == 0
         && node.stats.sessions == 0
         && node.stats.peers == 0
@@ -283,14 +283,20 @@ fn why_waiting(
 pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let mut out = Plan::default();
     let now = snapshot.now;
-    let node_ids: BTreeSet<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
-    let mut committed: BTreeMap<&str, Units> = BTreeMap::new();
+    // The lookups below are by id and never iterated: hashed, because ordered string keys
+    // cost a comparison of ids per tree level on every tick (docs/benchmarks.md).
+    let node_ids: HashSet<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
+    // Per node, what every session on it reserved there: a session that spans nodes has its
+    // edges' share on each edge, as placement counts it.
+    let mut committed: HashMap<&str, Units> = HashMap::with_capacity(snapshot.nodes.len());
     for s in &snapshot.sessions {
-        let c = committed.entry(s.node.as_str()).or_default();
-        *c = c.saturating_add(s.demand);
+        for node in s.nodes() {
+            let c = committed.entry(node).or_default();
+            *c = c.saturating_add(s.demand_on(node));
+        }
     }
-    let placed: BTreeSet<&str> = snapshot.sessions.iter().map(|s| s.sid.as_str()).collect();
-    let managed: BTreeMap<&str, &InstanceRecord> = snapshot
+    let placed: HashSet<&str> = snapshot.sessions.iter().map(|s| s.sid.as_str()).collect();
+    let managed: HashMap<&str, &InstanceRecord> = snapshot
         .instances
         .iter()
         .map(|i| (i.name.as_str(), i))
@@ -361,8 +367,8 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
 
     // Registered nodes of instances spawned for demands that still wait, within the grace
     // period: they are the demands' nodes, not idle capacity.
-    let pending_sids: BTreeSet<&str> = snapshot.pending.iter().map(|p| p.sid.as_str()).collect();
-    let bound_nodes: BTreeSet<&str> = snapshot
+    let pending_sids: HashSet<&str> = snapshot.pending.iter().map(|p| p.sid.as_str()).collect();
+    let bound_nodes: HashSet<&str> = snapshot
         .instances
         .iter()
         .filter(|i| node_ids.contains(i.name.as_str()))
@@ -411,12 +417,18 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             .iter()
             .find(|n| n.hold_for.as_deref() == Some(demand.sid.as_str()));
         let bound = held.or_else(|| {
-            snapshot.instances.iter().find_map(|i| {
-                let node = snapshot.nodes.iter().find(|n| n.id == i.name)?;
-                let registered = i.registered_at.unwrap_or(node.started_at);
-                let since = now.duration_since(registered).unwrap_or_default();
-                (i.is_for(&demand.sid) && since < policy.spawn_grace).then_some(node)
-            })
+            // The instances spawned for this demand first: looking up every instance's node
+            // for every pending demand costs instances × nodes per demand.
+            snapshot
+                .instances
+                .iter()
+                .filter(|i| i.is_for(&demand.sid))
+                .find_map(|i| {
+                    let node = snapshot.nodes.iter().find(|n| n.id == i.name)?;
+                    let registered = i.registered_at.unwrap_or(node.started_at);
+                    let since = now.duration_since(registered).unwrap_or_default();
+                    (since < policy.spawn_grace).then_some(node)
+                })
         });
         if let Some(node) = bound {
             let on_node = committed.get(node.id.as_str()).copied().unwrap_or(0);
@@ -501,11 +513,11 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     // once that session is reserved there, so the rest follow.
     small.sort_by(|a, b| b.demand.cmp(&a.demand).then(a.sid.cmp(&b.sid)));
     let mut bins: Vec<Bin> = Vec::new();
-    let dedicated_on: BTreeSet<&str> = snapshot
+    let dedicated_on: HashSet<&str> = snapshot
         .sessions
         .iter()
         .filter(|s| ClassSpec::of(s.class).dedicated)
-        .map(|s| s.node.as_str())
+        .flat_map(SessionRecord::nodes)
         .collect();
     for node in &snapshot.nodes {
         let healthy = !condition(node, now, &policy.load).refuses();
@@ -530,8 +542,8 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             used: 0.0,
         });
     }
-    let mut packed_instances: BTreeSet<String> = BTreeSet::new();
-    let mut packed_nodes: BTreeSet<String> = BTreeSet::new();
+    let mut packed_instances: HashSet<String> = HashSet::new();
+    let mut packed_nodes: HashSet<String> = HashSet::new();
     for demand in small {
         let spec = ClassSpec::of(demand.class);
         let bin = match bins.iter_mut().find(|b| b.takes(demand.demand, &spec)) {

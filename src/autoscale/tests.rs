@@ -839,3 +839,41 @@ fn a_live_livestream_that_asks_for_one_more_edge_gets_a_node_held_for_it() {
     let detailed = plan_detailed(&snap, &Policy::default());
     assert_eq!(detailed.covers["show"], Cover::Placed);
 }
+
+#[test]
+fn the_edges_of_a_session_that_spans_nodes_are_neither_free_bins_nor_idle() {
+    // A livestream split over "origin" and "edge". The edge carries its share and a
+    // dedicated class: a pending meeting must get a node of its own, and the edge, though
+    // the stream's record names it only among the relays, must not be drained as idle.
+    // (Found by `ionctl simulate`: conferences waited minutes for a spawn that never came,
+    // covered by edges the plan took for empty.)
+    let mut snap = empty();
+    snap.nodes.push(node("origin", "n2-highcpu-4"));
+    snap.nodes.push(node("edge", "n2-highcpu-4"));
+    let mut stream = session("live", "origin", 300);
+    stream.class = SessionClass::Livestream;
+    stream.size = 700;
+    stream.relays = vec!["edge".to_owned()];
+    stream.edge_demand = 400;
+    snap.sessions.push(stream);
+    snap.pending.push(pending("m1", SessionClass::Meeting, 10));
+    snap.idle_since.insert("edge".to_owned(), at(0));
+    let policy = Policy {
+        min_lifetime: Duration::ZERO,
+        ..Policy::default()
+    };
+    let detailed = plan_detailed(&snap, &policy);
+    assert!(
+        matches!(detailed.covers["m1"], Cover::Spawn(_)),
+        "{:?}",
+        detailed.covers
+    );
+    assert!(
+        !detailed
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Drain { node, .. } if node == "edge")),
+        "{:?}",
+        detailed.actions
+    );
+}

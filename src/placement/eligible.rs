@@ -7,7 +7,7 @@
 //! Sessions of dedicated classes (livestream, recording) take a node that carries nothing
 //! else, and nothing else is placed next to them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use super::{Policy, Snapshot};
 use crate::capacity::{ClassSpec, NodeLoad, believed_observed, condition};
@@ -26,9 +26,11 @@ pub struct Candidate<'a> {
     pub held_for_this: bool,
 }
 
-/// Per node: committed units, and whether a dedicated session sits on it.
-fn committed_by_node(snapshot: &Snapshot) -> BTreeMap<&str, (Units, bool)> {
-    let mut by_node: BTreeMap<&str, (Units, bool)> = BTreeMap::new();
+/// Per node: committed units, and whether a dedicated session sits on it. Hashed, not
+/// ordered: it is built and read once per node on every decision, and ordered string keys
+/// cost a comparison of ids per tree level (docs/benchmarks.md, "Placement decisions").
+fn committed_by_node(snapshot: &Snapshot) -> HashMap<&str, (Units, bool)> {
+    let mut by_node: HashMap<&str, (Units, bool)> = HashMap::with_capacity(snapshot.nodes.len());
     for session in &snapshot.sessions {
         for node in session.nodes() {
             let entry = by_node.entry(node).or_default();
