@@ -763,6 +763,9 @@ async fn recorder_cost_per_stream_and_bytes_per_minute() {
         .collect();
     let cluster = Cluster::start("rec-bench").await;
     let recorder_pid = cluster.agents[1].pid();
+    // The same run's baseline: the SFU node forwarding the same streams to one subscriber,
+    // the recorder's relay.
+    let sfu_pid = cluster.agents[0].pid();
     let mut rows = Vec::new();
     for n in counts {
         let sid = format!("bench-{n}");
@@ -788,10 +791,12 @@ async fn recorder_cost_per_stream_and_bytes_per_minute() {
         let uid_refs: Vec<&str> = uids.iter().map(String::as_str).collect();
         let before = cluster.wait_recorded(&sid, &uid_refs, 2_000).await;
         let cpu_before = harness::cpu_seconds(recorder_pid);
+        let sfu_before = harness::cpu_seconds(sfu_pid);
         let wall = std::time::Instant::now();
         // The measurement window: the recorder runs on its own, nothing to wait for.
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let cpu = harness::cpu_seconds(recorder_pid) - cpu_before;
+        let sfu_cpu = harness::cpu_seconds(sfu_pid) - sfu_before;
         let elapsed = wall.elapsed().as_secs_f64();
         let after = cluster.recording(&sid).await.expect("the record");
         let bytes = after.bytes().saturating_sub(before.bytes()) as f64;
@@ -799,9 +804,11 @@ async fn recorder_cost_per_stream_and_bytes_per_minute() {
         assert!(stopped.status.success(), "{}", harness::stderr(&stopped));
         let streams = (2 * n) as f64;
         let row = format!(
-            "| {n} | {streams} | {:.1}% | {:.2}% | {:.1} | {:.2} |",
+            "| {n} | {streams} | {:.1}% | {:.2}% | {:.2}% | {:.2}× | {:.1} | {:.2} |",
             100.0 * cpu / elapsed,
             100.0 * cpu / elapsed / streams,
+            100.0 * sfu_cpu / elapsed / streams,
+            cpu / sfu_cpu.max(1e-9),
             bytes / 1e6 / elapsed * 60.0,
             bytes / 1e6 / elapsed * 60.0 / n as f64,
         );
@@ -812,7 +819,7 @@ async fn recorder_cost_per_stream_and_bytes_per_minute() {
         }
     }
     eprintln!(
-        "\n| participants | streams | recorder CPU (of a core) | per stream | MB written per minute | per participant |\n|---|---|---|---|---|---|"
+        "\n| participants | streams | recorder CPU (of a core) | per stream | SFU per stream (same run) | recorder / SFU | MB written per minute | per participant |\n|---|---|---|---|---|---|---|---|"
     );
     for row in rows {
         eprintln!("{row}");
