@@ -21,6 +21,8 @@
 //!   and the agent's CPU per forwarded packet; `--calibrate` measures `units_per_vcpu`.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
 //! - [`tui`]: `ionctl top`, the live dashboard (state, events, drawing, etcd feed).
+//! - [`simulate`]: `ionctl simulate`: a day of sessions through production `decide` and
+//!   `plan` on a virtual clock, against the anchors' policies.
 //!
 //! Library code never prints; the CLI decides what the operator sees.
 
@@ -39,6 +41,7 @@ pub mod placement;
 pub mod placer;
 pub mod protocol;
 pub mod provider;
+pub mod simulate;
 pub mod store;
 pub mod text;
 pub mod tls;

@@ -284,7 +284,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let mut out = Plan::default();
     let now = snapshot.now;
     // The lookups below are by id and never iterated: hashed, because ordered string keys
-    // cost a comparison of ids per tree level on every tick (docs/benchmarks.md).
+    // cost a comparison of ids per tree level on every tick (docs/benchmarks.md, "Simulation").
     let node_ids: HashSet<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
     // Per node, what every session on it reserved there: a session that spans nodes has its
     // edges' share on each edge, as placement counts it.

@@ -18,6 +18,7 @@ mod providers;
 mod record;
 mod serve;
 mod sessions;
+mod simulate;
 mod spawn;
 mod token;
 mod top;
@@ -77,6 +78,9 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Write shell completion scripts (bash, zsh, fish).
     Completions(completions::CompletionsArgs),
+    /// Replay a day of sessions through our placement and autoscaler and the anchors'
+    /// policies (LiveKit, Jitsi, GCE MIG, the seed): cost, waits, overload.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Record(args) => record::run(&Context::resolve(&cli.global)?, args).await,
             Command::Token(args) => token::run(&Context::resolve(&cli.global)?, args),
             Command::Completions(args) => completions::run(args),
+            Command::Simulate(args) => simulate::run(args),
         }
     })
 }

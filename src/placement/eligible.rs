@@ -28,7 +28,7 @@ pub struct Candidate<'a> {
 
 /// Per node: committed units, and whether a dedicated session sits on it. Hashed, not
 /// ordered: it is built and read once per node on every decision, and ordered string keys
-/// cost a comparison of ids per tree level (docs/benchmarks.md, "Placement decisions").
+/// cost a comparison of ids per tree level (docs/benchmarks.md, "Simulation").
 fn committed_by_node(snapshot: &Snapshot) -> HashMap<&str, (Units, bool)> {
     let mut by_node: HashMap<&str, (Units, bool)> = HashMap::with_capacity(snapshot.nodes.len());
     for session in &snapshot.sessions {

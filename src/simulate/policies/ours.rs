@@ -1,0 +1,537 @@
+//! Our policy: production's [`placement::decide`] for every request and production's
+//! [`autoscale::plan`] on every autoscaler tick, on records shaped exactly like the ones
+//! they read from etcd. Nothing of either is re-implemented here: this file only keeps the
+//! records a real cluster would hold (nodes, sessions, pending demands, instances, drains,
+//! idle times, recent spawns) and carries the decisions out on the simulated cluster.
+//!
+//! One shortcut keeps a day of 100,000 sessions fast: the sessions placed whole on a node
+//! are handed to `decide` and `plan` as one record per node carrying their summed demand
+//! (and a dedicated class when one of them is dedicated). Both read sessions only through
+//! those sums, through session ids they look up (the request's, holds', pending demands':
+//! none of them placed whole elsewhere) and through sessions spread over several nodes,
+//! which are handed over as they are. A test checks that the decisions are the same.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use super::{Placement, Policy, Request};
+use crate::autoscale::{self, Action, SPAWN_WINDOW};
+use crate::capacity::ClassSpec;
+use crate::model::{
+    DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
+    SessionClass, SessionRecord, SessionState, Units,
+};
+use crate::placement::{self, Decision, Role, Strategy};
+use crate::simulate::clock::{Millis, SECOND, before_start, system_time};
+use crate::simulate::cluster::{Cluster, MachineId};
+use crate::simulate::trace::SessionSpec;
+
+/// Production's knobs, as `ionctl place` and `ionctl autoscale` take them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OursConfig {
+    pub placement: placement::Policy,
+    pub autoscale: autoscale::Policy,
+    pub strategy: Strategy,
+    /// `ionctl autoscale --interval`.
+    pub interval: Millis,
+}
+
+impl OursConfig {
+    /// The defaults of `ionctl place` and `ionctl autoscale`, with the README's example warm
+    /// pool of one n2-highcpu-4 and room for a day's fleet: the default `max_nodes` of 10
+    /// is a safety cap for a first deployment, not a policy.
+    pub fn production() -> Self {
+        let placement = placement::Policy::default();
+        let autoscale = autoscale::Policy {
+            warm_pool: [("n2-highcpu-4".to_owned(), 1)].into_iter().collect(),
+            max_nodes: 1_000,
+            units_per_vcpu: placement.units_per_vcpu,
+            load: placement.load_rules(),
+            ..autoscale::Policy::default()
+        };
+        Self {
+            placement,
+            autoscale,
+            strategy: Strategy::Binpack,
+            interval: 2 * SECOND,
+        }
+    }
+}
+
+pub struct Ours {
+    config: OursConfig,
+    /// The cluster generation the node list was built at.
+    seen: Option<u64>,
+    nodes: Vec<NodeRecord>,
+    node_machine: Vec<MachineId>,
+    /// One record per node (its whole sessions, summed), then the split sessions.
+    sessions: Vec<SessionRecord>,
+    splits: BTreeMap<u32, SessionRecord>,
+    instances: Vec<InstanceRecord>,
+    pending: Vec<PendingDemand>,
+    drains: BTreeMap<String, DrainRequest>,
+    drain_set: BTreeSet<String>,
+    idle_since: BTreeMap<String, SystemTime>,
+    recent_spawns: BTreeMap<String, SystemTime>,
+    /// Skip `decide` where it can only say "wait" ([`Ours::cannot_fit_yet`]); off in the
+    /// test that shows it changes nothing.
+    pub(crate) shortcut: bool,
+}
+
+impl Ours {
+    pub fn new(config: OursConfig) -> Self {
+        Self {
+            shortcut: true,
+            config,
+            seen: None,
+            nodes: Vec::new(),
+            node_machine: Vec::new(),
+            sessions: Vec::new(),
+            splits: BTreeMap::new(),
+            instances: Vec::new(),
+            pending: Vec::new(),
+            drains: BTreeMap::new(),
+            drain_set: BTreeSet::new(),
+            idle_since: BTreeMap::new(),
+            recent_spawns: BTreeMap::new(),
+        }
+    }
+
+    /// Brings the records up to date with the cluster at `now`.
+    fn refresh(&mut self, cluster: &Cluster, now: Millis) {
+        let at = system_time(now);
+        if self.seen != Some(cluster.generation) {
+            self.nodes.clear();
+            self.node_machine.clear();
+            self.sessions.clear();
+            for machine in cluster.live().filter(|m| m.is_ready()) {
+                let mut node = NodeRecord::blank(
+                    &machine.name,
+                    machine.machine_type,
+                    machine.vcpus,
+                    machine.capacity,
+                    at,
+                );
+                node.zone = "sim".to_owned();
+                node.started_at = machine.started;
+                node.hold_for = machine.hold_for.clone();
+                node.state = if machine.draining {
+                    NodeState::Draining
+                } else {
+                    NodeState::Ready
+                };
+                self.sessions.push(SessionRecord {
+                    sid: format!("~whole-sessions-on-{}", machine.name),
+                    class: SessionClass::Group,
+                    size: 2,
+                    demand: 0,
+                    node: machine.name.clone(),
+                    state: SessionState::Live,
+                    relays: Vec::new(),
+                    edge_demand: 0,
+                    created_at: at,
+                });
+                self.nodes.push(node);
+                self.node_machine.push(machine.id);
+            }
+            self.sessions.extend(self.splits.values().cloned());
+            for instance in &mut self.instances {
+                let machine = cluster
+                    .by_name(&instance.name)
+                    .map(|id| cluster.machine(id));
+                if instance.in_flight()
+                    && let Some(ready_at) = machine.and_then(|m| m.ready_at)
+                {
+                    instance.state = InstanceState::Ready;
+                    instance.registered_at = Some(system_time(ready_at));
+                }
+            }
+            self.seen = Some(cluster.generation);
+        }
+        for (index, node) in self.nodes.iter_mut().enumerate() {
+            let machine = cluster.machine(self.node_machine[index]);
+            let observed = machine.observed.max(0) as f64;
+            node.updated_at = at;
+            node.stats.sessions = u32::try_from(machine.sessions.len()).unwrap_or(u32::MAX);
+            node.stats.peers = machine.participants;
+            node.stats.observed_units = observed;
+            node.stats.agent_cpu = observed / f64::from(machine.capacity.max(1));
+            node.stats.cpu = node.stats.agent_cpu;
+            let whole = &mut self.sessions[index];
+            whole.demand = machine.committed_whole;
+            whole.class = if machine.dedicated_whole > 0 {
+                SessionClass::Recording
+            } else {
+                SessionClass::Group
+            };
+        }
+    }
+
+    fn placement_snapshot(&mut self, now: Millis) -> placement::Snapshot {
+        placement::Snapshot {
+            revision: 0,
+            now: system_time(now),
+            nodes: std::mem::take(&mut self.nodes),
+            sessions: std::mem::take(&mut self.sessions),
+            drains: std::mem::take(&mut self.drain_set),
+            pending: std::mem::take(&mut self.pending),
+            instances: std::mem::take(&mut self.instances),
+        }
+    }
+
+    fn restore_placement(&mut self, snapshot: placement::Snapshot) {
+        self.nodes = snapshot.nodes;
+        self.sessions = snapshot.sessions;
+        self.drain_set = snapshot.drains;
+        self.pending = snapshot.pending;
+        self.instances = snapshot.instances;
+    }
+
+    /// What production's `decide` answers for `request` at `now`.
+    pub fn decide(&mut self, cluster: &Cluster, spec: &SessionSpec, now: Millis) -> Decision {
+        self.refresh(cluster, now);
+        let request = placement::Request {
+            sid: spec.sid.clone(),
+            class: spec.class,
+            size: spec.size,
+            strategy: self.config.strategy,
+            role: Role::Publisher,
+            uid: None,
+        };
+        let snapshot = self.placement_snapshot(now);
+        let decision = placement::decide(&snapshot, &request, &self.config.placement);
+        self.restore_placement(snapshot);
+        decision
+    }
+
+    fn machine_named(cluster: &Cluster, name: &str) -> Option<MachineId> {
+        cluster.by_name(name)
+    }
+
+    /// A session asked about again, whose pending demand is already written, that `decide`
+    /// could only answer with "wait": no node is ready, undrained and has room for it even
+    /// counting reservations alone (`decide` counts the larger of reservations and observed
+    /// load, and adds holds, warm-up and host health on top). Sessions that may span nodes
+    /// are always asked: free nodes together may hold them. This saves the bulk of a day's
+    /// `decide` calls while callers queue for booting machines; a test shows it changes
+    /// nothing.
+    fn cannot_fit_yet(&self, cluster: &Cluster, request: &Request<'_>) -> bool {
+        let spec = request.spec;
+        let class = ClassSpec::of(spec.class);
+        let Some(demand) = request.demand else {
+            return false;
+        };
+        if class.spans || !self.pending.iter().any(|p| p.sid == spec.sid) {
+            return false;
+        }
+        !cluster.placeable().any(|m| {
+            m.hold_for.as_deref() == Some(spec.sid.as_str())
+                || m.committed.saturating_add(demand) <= class.limit(m.capacity)
+        })
+    }
+}
+
+impl Policy for Ours {
+    fn name(&self) -> &str {
+        "ours"
+    }
+
+    fn summary(&self) -> String {
+        let warm: Vec<String> = self
+            .config
+            .autoscale
+            .warm_pool
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect();
+        format!(
+            "production decide ({:?}, reservations) + plan (warm pool {}, idle timeout {}s, \
+             pack {})",
+            self.config.strategy,
+            if warm.is_empty() {
+                "none".to_owned()
+            } else {
+                warm.join(",")
+            },
+            self.config.autoscale.idle_timeout.as_secs(),
+            self.config.autoscale.pack_machine_type
+        )
+        .to_lowercase()
+    }
+
+    fn initial_fleet(&self) -> Vec<String> {
+        let policy = &self.config.autoscale;
+        let mut fleet: Vec<String> = policy
+            .warm_pool
+            .iter()
+            .flat_map(|(t, n)| std::iter::repeat_n(t.clone(), *n as usize))
+            .collect();
+        while (fleet.len() as u32) < policy.min_nodes {
+            fleet.push(policy.pack_machine_type.clone());
+        }
+        fleet
+    }
+
+    fn start(&mut self, cluster: &Cluster) {
+        // The initial fleet was started by this autoscaler, so it may drain and delete it.
+        for machine in cluster.live() {
+            self.instances.push(InstanceRecord {
+                name: machine.name.clone(),
+                provider: "sim".to_owned(),
+                zone: "sim".to_owned(),
+                machine_type: machine.machine_type.to_owned(),
+                hold_for: None,
+                demands: Vec::new(),
+                state: InstanceState::Ready,
+                created_at: before_start(),
+                registered_at: Some(before_start()),
+                note: None,
+            });
+        }
+    }
+
+    fn scale_interval(&self) -> Option<Millis> {
+        Some(self.config.interval)
+    }
+
+    fn place(&mut self, cluster: &Cluster, request: &Request<'_>, now: Millis) -> Placement {
+        let spec = request.spec;
+        if self.shortcut && self.cannot_fit_yet(cluster, request) {
+            return Placement::Wait;
+        }
+        match self.decide(cluster, spec, now) {
+            Decision::Place { node, demand } => match Self::machine_named(cluster, &node) {
+                Some(id) => Placement::On(vec![(id, demand)]),
+                None => Placement::Refuse(format!("decide named an unknown node {node}")),
+            },
+            Decision::Split {
+                origin,
+                edges,
+                origin_demand,
+                edge_demand,
+            } => {
+                let mut shares: Vec<(MachineId, Units)> = Vec::with_capacity(edges.len() + 1);
+                for (name, units) in std::iter::once((&origin, origin_demand))
+                    .chain(edges.iter().map(|e| (e, edge_demand)))
+                {
+                    match Self::machine_named(cluster, name) {
+                        Some(id) => shares.push((id, units)),
+                        None => {
+                            return Placement::Refuse(format!(
+                                "decide named an unknown node {name}"
+                            ));
+                        }
+                    }
+                }
+                Placement::On(shares)
+            }
+            Decision::NeedCapacity {
+                demand,
+                machine_type,
+                ..
+            } => {
+                // What `ionctl place --wait` writes for the autoscaler.
+                if !self.pending.iter().any(|p| p.sid == spec.sid) {
+                    self.pending.push(PendingDemand {
+                        sid: spec.sid.clone(),
+                        class: spec.class,
+                        size: spec.size,
+                        demand,
+                        machine_type: Some(machine_type),
+                        since: system_time(request.since),
+                    });
+                }
+                Placement::Wait
+            }
+            Decision::Refuse { reason } => Placement::Refuse(reason),
+            other @ (Decision::Existing { .. } | Decision::Extend { .. }) => {
+                Placement::Refuse(format!("a new session got {other:?}"))
+            }
+        }
+    }
+
+    fn placed(&mut self, cluster: &Cluster, request: &Request<'_>, now: Millis) {
+        let spec = request.spec;
+        self.pending.retain(|p| p.sid != spec.sid);
+        let shares = &cluster.sessions[request.index as usize].shares;
+        if shares.len() > 1 {
+            let name = |id: MachineId| cluster.machine(id).name.clone();
+            self.splits.insert(
+                request.index,
+                SessionRecord {
+                    sid: spec.sid.clone(),
+                    class: spec.class,
+                    size: spec.size,
+                    demand: shares[0].1,
+                    node: name(shares[0].0),
+                    state: SessionState::Live,
+                    relays: shares[1..].iter().map(|s| name(s.0)).collect(),
+                    edge_demand: shares.get(1).map_or(0, |s| s.1),
+                    created_at: system_time(now),
+                },
+            );
+            self.seen = None;
+        }
+    }
+
+    fn ended(&mut self, session: u32) {
+        if self.splits.remove(&session).is_some() {
+            self.seen = None;
+        }
+    }
+
+    fn abandoned(&mut self, spec: &SessionSpec) {
+        self.pending.retain(|p| p.sid != spec.sid);
+    }
+
+    fn scale(&mut self, cluster: &mut Cluster, now: Millis) {
+        self.refresh(cluster, now);
+        let at = system_time(now);
+        // As the autoscaler loop does: idle since the first tick that saw the node carry
+        // nothing, forgotten the moment it carries something.
+        let names: BTreeSet<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
+        self.idle_since.retain(|id, _| names.contains(id.as_str()));
+        for (index, node) in self.nodes.iter().enumerate() {
+            let machine = cluster.machine(self.node_machine[index]);
+            if machine.sessions.is_empty() && machine.participants == 0 {
+                self.idle_since.entry(node.id.clone()).or_insert(at);
+            } else {
+                self.idle_since.remove(&node.id);
+            }
+        }
+        self.recent_spawns
+            .retain(|_, spawned| at.duration_since(*spawned).unwrap_or_default() < SPAWN_WINDOW);
+        let snapshot = autoscale::Snapshot {
+            now: at,
+            nodes: std::mem::take(&mut self.nodes),
+            sessions: std::mem::take(&mut self.sessions),
+            drains: std::mem::take(&mut self.drains),
+            pending: std::mem::take(&mut self.pending),
+            instances: std::mem::take(&mut self.instances),
+            idle_since: std::mem::take(&mut self.idle_since),
+            recent_spawns: self.recent_spawns.values().copied().collect(),
+        };
+        let actions = autoscale::plan(&snapshot, &self.config.autoscale);
+        self.nodes = snapshot.nodes;
+        self.sessions = snapshot.sessions;
+        self.drains = snapshot.drains;
+        self.pending = snapshot.pending;
+        self.instances = snapshot.instances;
+        self.idle_since = snapshot.idle_since;
+        for action in actions {
+            match action {
+                Action::Spawn {
+                    machine_type,
+                    hold_for,
+                    for_demands,
+                    ..
+                } => {
+                    let Some(id) = cluster.spawn(&machine_type, hold_for.clone(), now) else {
+                        continue;
+                    };
+                    let name = cluster.machine(id).name.clone();
+                    self.recent_spawns.insert(name.clone(), at);
+                    self.instances.push(InstanceRecord {
+                        name,
+                        provider: "sim".to_owned(),
+                        zone: "sim".to_owned(),
+                        machine_type,
+                        hold_for,
+                        demands: for_demands,
+                        state: InstanceState::Booting,
+                        created_at: at,
+                        registered_at: None,
+                        note: None,
+                    });
+                }
+                Action::Drain { node, reason } => {
+                    if let Some(id) = cluster.by_name(&node) {
+                        cluster.drain(id);
+                    }
+                    self.drain_set.insert(node.clone());
+                    self.drains.insert(
+                        node,
+                        DrainRequest {
+                            requested_at: at,
+                            deadline: None,
+                            reason: Some(reason),
+                        },
+                    );
+                }
+                Action::Delete { instance, .. } => {
+                    if let Some(id) = cluster.by_name(&instance) {
+                        cluster.delete(id, now);
+                    }
+                    self.instances.retain(|i| i.name != instance);
+                    self.drains.remove(&instance);
+                    self.drain_set.remove(&instance);
+                    self.idle_since.remove(&instance);
+                }
+            }
+        }
+    }
+}
+
+/// The production records a full snapshot would hold, one per placed session: for the test
+/// that shows the per-node sums give the same decisions.
+#[cfg(test)]
+pub(crate) fn full_sessions(
+    cluster: &Cluster,
+    trace: &crate::simulate::trace::Trace,
+    at: SystemTime,
+) -> Vec<SessionRecord> {
+    use crate::simulate::cluster::SessionState as Run;
+    cluster
+        .sessions
+        .iter()
+        .enumerate()
+        .filter(|(_, run)| matches!(run.state, Run::Placed { .. }))
+        .map(|(index, run)| {
+            let spec = &trace.sessions[index];
+            let name = |id: MachineId| cluster.machine(id).name.clone();
+            SessionRecord {
+                sid: spec.sid.clone(),
+                class: spec.class,
+                size: spec.size,
+                demand: run.shares[0].1,
+                node: name(run.shares[0].0),
+                state: SessionState::Live,
+                relays: run.shares[1..].iter().map(|s| name(s.0)).collect(),
+                edge_demand: run.shares.get(1).map_or(0, |s| s.1),
+                created_at: at,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+impl Ours {
+    /// `decide` on the records this policy holds, and on the same records with every placed
+    /// session as its own record.
+    pub(crate) fn decide_both_ways(
+        &mut self,
+        cluster: &Cluster,
+        trace: &crate::simulate::trace::Trace,
+        spec: &SessionSpec,
+        now: Millis,
+    ) -> (Decision, Decision) {
+        let compact = self.decide(cluster, spec, now);
+        let request = placement::Request {
+            sid: spec.sid.clone(),
+            class: spec.class,
+            size: spec.size,
+            strategy: self.config.strategy,
+            role: Role::Publisher,
+            uid: None,
+        };
+        let mut snapshot = self.placement_snapshot(now);
+        let compacted = std::mem::replace(
+            &mut snapshot.sessions,
+            full_sessions(cluster, trace, system_time(now)),
+        );
+        let full = placement::decide(&snapshot, &request, &self.config.placement);
+        snapshot.sessions = compacted;
+        self.restore_placement(snapshot);
+        (compact, full)
+    }
+}
