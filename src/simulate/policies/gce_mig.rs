@@ -7,9 +7,7 @@
 //! the sessions on it, which the report counts as dropped. Sessions reach the group the
 //! way a load balancer in UTILIZATION mode sends them: to the VM with the lowest CPU.
 
-use std::collections::VecDeque;
-
-use super::{Placement, Policy, Request, invalid_size, least_loaded, lowest_cpu};
+use super::{Placement, Policy, Request, Stabilised, invalid_size, least_loaded, lowest_cpu};
 use crate::simulate::clock::{MINUTE, Millis, SECOND};
 use crate::simulate::cluster::{Cluster, Machine};
 
@@ -22,7 +20,7 @@ pub struct GceMig {
     machine_type: String,
     min_nodes: u32,
     max_nodes: u32,
-    recommendations: VecDeque<(Millis, u32)>,
+    window: Stabilised,
 }
 
 impl GceMig {
@@ -31,7 +29,7 @@ impl GceMig {
             machine_type,
             min_nodes: min_nodes.max(1),
             max_nodes,
-            recommendations: VecDeque::new(),
+            window: Stabilised::new(STABILISATION),
         }
     }
 }
@@ -81,26 +79,13 @@ impl Policy for GceMig {
             (initialized.iter().sum::<f64>() / TARGET_CPU).ceil() as u32
         }
         .clamp(self.min_nodes, self.max_nodes);
-        self.recommendations.push_back((now, recommended));
-        while self
-            .recommendations
-            .front()
-            .is_some_and(|(at, _)| now - at > STABILISATION)
-        {
-            self.recommendations.pop_front();
-        }
+        let target = self.window.record(now, recommended);
         if recommended > size {
             for _ in size..recommended {
                 cluster.spawn(&self.machine_type, None, now);
             }
             return;
         }
-        let target = self
-            .recommendations
-            .iter()
-            .map(|(_, n)| *n)
-            .max()
-            .unwrap_or(size);
         if target < size {
             for id in least_loaded(cluster, (size - target) as usize) {
                 cluster.delete(id, now);

@@ -15,11 +15,9 @@
 //! minutes (the default stabilisation window). A pod that goes stops taking rooms and ends
 //! when its last room ends (LiveKit's graceful shutdown).
 
-use std::collections::VecDeque;
-
 use fastrand::Rng;
 
-use super::{Placement, Policy, Request, invalid_size, least_loaded, lowest_cpu};
+use super::{Placement, Policy, Request, Stabilised, invalid_size, least_loaded, lowest_cpu};
 use crate::simulate::clock::{MINUTE, Millis, SECOND};
 use crate::simulate::cluster::{Cluster, Machine};
 
@@ -38,7 +36,7 @@ pub enum Algorithm {
 struct Hpa {
     min: u32,
     max: u32,
-    recommendations: VecDeque<(Millis, u32)>,
+    window: Stabilised,
 }
 
 pub struct LiveKit {
@@ -75,7 +73,7 @@ impl LiveKit {
             hpa: Some(Hpa {
                 min,
                 max: max.max(min),
-                recommendations: VecDeque::new(),
+                window: Stabilised::new(HPA_SCALE_DOWN_WINDOW),
             }),
             rng: Rng::with_seed(seed),
         }
@@ -157,26 +155,13 @@ impl Policy for LiveKit {
         desired = desired
             .min(replicas + replicas.max(4))
             .clamp(hpa.min, hpa.max);
-        hpa.recommendations.push_back((now, desired));
-        while hpa
-            .recommendations
-            .front()
-            .is_some_and(|(at, _)| now - at > HPA_SCALE_DOWN_WINDOW)
-        {
-            hpa.recommendations.pop_front();
-        }
+        let stabilised = hpa.window.record(now, desired);
         if desired > replicas {
             for _ in replicas..desired {
                 cluster.spawn(&self.machine_type, None, now);
             }
             return;
         }
-        let stabilised = hpa
-            .recommendations
-            .iter()
-            .map(|(_, n)| *n)
-            .max()
-            .unwrap_or(replicas);
         if stabilised < replicas {
             for id in least_loaded(cluster, (replicas - stabilised) as usize) {
                 cluster.retire(id, now);

@@ -145,6 +145,42 @@ pub fn build(kind: PolicyKind, config: &PolicyConfig) -> Box<dyn Policy> {
     }
 }
 
+/// A scale-in stabilisation window, as Kubernetes' HPA and Compute Engine's autoscaler keep
+/// it: scale up to a recommendation at once, scale in only to the highest recommendation
+/// of the last `window`.
+#[derive(Debug, Clone)]
+pub struct Stabilised {
+    window: Millis,
+    recommendations: std::collections::VecDeque<(Millis, u32)>,
+}
+
+impl Stabilised {
+    pub fn new(window: Millis) -> Self {
+        Self {
+            window,
+            recommendations: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records `recommended` at `now` and returns the size to scale in to: the highest
+    /// recommendation within the window.
+    pub fn record(&mut self, now: Millis, recommended: u32) -> u32 {
+        self.recommendations.push_back((now, recommended));
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(at, _)| now - at > self.window)
+        {
+            self.recommendations.pop_front();
+        }
+        self.recommendations
+            .iter()
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(recommended)
+    }
+}
+
 /// The machine with the lowest reported CPU among `machines`; ties go to the lower id.
 pub fn lowest_cpu<'a>(
     machines: impl Iterator<Item = &'a Machine>,

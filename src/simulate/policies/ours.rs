@@ -187,17 +187,22 @@ impl Ours {
         self.instances = snapshot.instances;
     }
 
-    /// What production's `decide` answers for `request` at `now`.
-    pub fn decide(&mut self, cluster: &Cluster, spec: &SessionSpec, now: Millis) -> Decision {
-        self.refresh(cluster, now);
-        let request = placement::Request {
+    /// What `ionctl place` asks for a new session of `spec`.
+    fn request_for(&self, spec: &SessionSpec) -> placement::Request {
+        placement::Request {
             sid: spec.sid.clone(),
             class: spec.class,
             size: spec.size,
             strategy: self.config.strategy,
             role: Role::Publisher,
             uid: None,
-        };
+        }
+    }
+
+    /// What production's `decide` answers for `request` at `now`.
+    pub fn decide(&mut self, cluster: &Cluster, spec: &SessionSpec, now: Millis) -> Decision {
+        self.refresh(cluster, now);
+        let request = self.request_for(spec);
         let snapshot = self.placement_snapshot(now);
         let decision = placement::decide(&snapshot, &request, &self.config.placement);
         self.restore_placement(snapshot);
@@ -516,14 +521,7 @@ impl Ours {
         now: Millis,
     ) -> (Decision, Decision) {
         let compact = self.decide(cluster, spec, now);
-        let request = placement::Request {
-            sid: spec.sid.clone(),
-            class: spec.class,
-            size: spec.size,
-            strategy: self.config.strategy,
-            role: Role::Publisher,
-            uid: None,
-        };
+        let request = self.request_for(spec);
         let mut snapshot = self.placement_snapshot(now);
         let compacted = std::mem::replace(
             &mut snapshot.sessions,
