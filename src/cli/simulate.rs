@@ -349,7 +349,7 @@ fn print_report(report: &Report) -> Result<(), CliError> {
     let t = &report.trace;
     let mut notes = format!(
         "\n{} sessions ({}); demand {:.0} unit-hours, peak {} units; fluid bound {:.1} \
-         node-hours of {} ({} units each). Waits in seconds.\n",
+         node-hours of {} ({} units each). Waits in seconds (1m06: minutes and seconds).\n",
         t.sessions,
         t.source,
         t.demand_unit_hours,
