@@ -25,7 +25,7 @@ pub struct BenchOptions {
     pub operations: u32,
     pub concurrency: Vec<u32>,
     /// What each placement asks for. Small sessions pile many reservations onto one node,
-    /// which is the worst case for the commit's range compare.
+    /// which was the worst case for the range compare the commit once used.
     pub class: SessionClass,
     pub size: u32,
 }
@@ -118,12 +118,15 @@ async fn plant_nodes(store: &Store, count: u32) -> Result<(), StoreError> {
         })
         .collect();
     let mut client = store.client();
-    for chunk in records.chunks(100) {
+    for chunk in records.chunks(50) {
         let ops: Vec<TxnOp> = chunk
             .iter()
-            .map(|n| {
+            .flat_map(|n| {
                 let value = serde_json::to_vec(n).expect("NodeRecord serialises");
-                TxnOp::put(store.keys().node(&n.id), value, None)
+                [
+                    TxnOp::put(store.keys().node(&n.id), value, None),
+                    TxnOp::put(store.keys().placement_rev(&n.id), "", None),
+                ]
             })
             .collect();
         client
@@ -145,8 +148,8 @@ async fn clear_sessions(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `options.operations` transactions shaped like a reservation (two compares, two puts on a
-/// lease, one delete), spread over the synthetic nodes, `concurrency` at a time; the rate and
+/// `options.operations` transactions shaped like a reservation (three compares, two puts on a
+/// lease, a revision bump, one delete), spread over the synthetic nodes, `concurrency` at a time; the rate and
 /// each latency in ms.
 async fn raw_txns(
     store: &Store,
@@ -173,8 +176,8 @@ async fn raw_txns(
                 let txn = Txn::new()
                     .when([
                         Compare::create_revision(keys.session(&sid), CompareOp::Equal, 0),
-                        Compare::mod_revision(keys.placements_of(&node), CompareOp::Less, i64::MAX)
-                            .with_prefix(),
+                        Compare::version(keys.placement_rev(&node), CompareOp::Greater, 0),
+                        Compare::mod_revision(keys.placement_rev(&node), CompareOp::Less, i64::MAX),
                     ])
                     .and_then([
                         TxnOp::put(
@@ -186,6 +189,11 @@ async fn raw_txns(
                             keys.placement(&node, &sid),
                             "2",
                             Some(PutOptions::new().with_lease(lease)),
+                        ),
+                        TxnOp::put(
+                            keys.placement_rev(&node),
+                            "",
+                            Some(PutOptions::new().with_ignore_lease()),
                         ),
                         TxnOp::delete(keys.pending(&sid), None),
                     ]);

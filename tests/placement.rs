@@ -16,7 +16,7 @@ use ion_cluster::model::{
 };
 use ion_cluster::placement::{Request, Role, Strategy};
 use ion_cluster::placer::{Outcome, Placer, PlacerOptions};
-use ion_cluster::store::{Commit, Store};
+use ion_cluster::store::{Claim, Commit, IfUnplaced, Store};
 use ion_cluster::token::{JoinSecret, verify};
 
 struct Cluster {
@@ -67,13 +67,28 @@ fn node_of(answer: &Option<PlaceAnswer>) -> Option<&str> {
     answer.as_ref().and_then(|a| a.node.as_deref())
 }
 
+/// The commit's guard, one node's placement revision key, against a real etcd: it fails on any
+/// demand added to the node after the decision (a placer's commit, an agent restoring a session,
+/// the key deleted with a lease and created again), holds otherwise, and a node whose key is
+/// missing gets one on the first conflict.
 #[tokio::test]
-async fn etcd_range_compare_fails_on_a_placement_after_the_snapshot() {
-    // etcd 3.4 evaluates a compare with range_end over every key in the range; an empty range
-    // compares as revision 0. The commit relies on both.
-    let c = Cluster::start("range-compare").await;
-    let lease = c
-        .store
+async fn the_commit_fails_on_demand_added_to_the_node_after_the_decision() {
+    let c = Cluster::start("commit-guard").await;
+    let store = &c.store;
+    let rev_key = store.keys().placement_rev("n1");
+    let rev = || {
+        let mut client = store.client();
+        let key = rev_key.clone();
+        async move {
+            let response = client.get(key, None).await.expect("get");
+            response
+                .kvs()
+                .first()
+                .map(|kv| (kv.mod_revision(), kv.lease()))
+        }
+    };
+    let now = || async { store.snapshot().await.expect("read").revision };
+    let lease = store
         .grant_lease(Duration::from_secs(60))
         .await
         .expect("lease");
@@ -88,52 +103,125 @@ async fn etcd_range_compare_fails_on_a_placement_after_the_snapshot() {
         edge_demand: 0,
         created_at: SystemTime::now(),
     };
-    let Commit::Committed { revision: first } = c
-        .store
-        .commit_reservations(&[session("a")], 1, lease)
-        .await
-        .expect("txn")
-    else {
-        panic!("an empty placement range must not conflict");
+    let commit = |sid: &str, decided_at: i64| {
+        let record = session(sid);
+        async move {
+            store
+                .commit_reservations(&[record], decided_at, lease)
+                .await
+                .expect("txn")
+        }
     };
+    let exists = |sid: &str| {
+        let key = store.keys().session(sid);
+        async move {
+            store
+                .get::<SessionRecord>(&key)
+                .await
+                .expect("get")
+                .is_some()
+        }
+    };
+
+    // A record written by hand has no revision key: the first commit conflicts and creates
+    // it, on the record's lease (none here), so the next decision can commit.
+    plant(store, &[node_record("n1", 2, 0.0)]).await;
+    let decided = now().await;
+    assert!(matches!(
+        commit("a", decided).await,
+        Commit::Conflict { .. }
+    ));
+    assert!(!exists("a").await);
+    assert_eq!(rev().await.map(|(_, lease)| lease), Some(0));
+    let Commit::Committed { revision: first } = commit("a", now().await).await else {
+        panic!("a fresh decision on a node with its revision key must commit");
+    };
+    assert_eq!(
+        rev().await.map(|(at, _)| at),
+        Some(first),
+        "the commit bumps it"
+    );
+
     // Decided before `a` landed: conflicts, and writes nothing.
-    let stale = c
-        .store
-        .commit_reservations(&[session("b")], first - 1, lease)
-        .await
-        .expect("txn");
-    assert!(matches!(stale, Commit::Conflict { .. }), "{stale:?}");
-    assert!(
-        c.store
-            .get::<SessionRecord>(&c.store.keys().session("b"))
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert!(matches!(
+        commit("b", first - 1).await,
+        Commit::Conflict { .. }
+    ));
+    assert!(!exists("b").await);
     // Decided with `a` in view: commits. The same session again: conflicts.
-    let fresh = c
-        .store
-        .commit_reservations(&[session("b")], first, lease)
+    assert!(matches!(commit("b", first).await, Commit::Committed { .. }));
+    assert!(matches!(
+        commit("b", i64::MAX - 1).await,
+        Commit::Conflict { .. }
+    ));
+
+    // A stats write (the node record) and a session ending do not conflict.
+    let decided = now().await;
+    plant(store, &[node_record("n1", 2, 0.5)]).await;
+    store.release_session("a", "n1").await.expect("release");
+    assert!(matches!(
+        commit("c", decided).await,
+        Commit::Committed { .. }
+    ));
+
+    // An agent adopting a reservation moves it onto its lease without bumping the key; an
+    // agent restoring a session it lost (a partition longer than the TTL) adds demand and
+    // bumps it, so a decision made before the restore conflicts.
+    let node_lease = store
+        .grant_lease(Duration::from_secs(60))
         .await
-        .expect("txn");
-    assert!(matches!(fresh, Commit::Committed { .. }), "{fresh:?}");
-    let again = c
-        .store
-        .commit_reservations(&[session("b")], i64::MAX - 1, lease)
+        .expect("lease");
+    let before = rev().await;
+    let adopted = store
+        .claim_session("c", "n1", node_lease, &IfUnplaced::Refuse)
         .await
-        .expect("txn");
-    assert!(matches!(again, Commit::Conflict { .. }), "{again:?}");
-    // A stats write elsewhere (the node record) does not conflict.
-    plant(&c.store, &[node_record("n1", 2, 0.5)]).await;
-    let unrelated = c
-        .store
-        .commit_reservations(&[session("c")], first + 1, lease)
+        .expect("claim");
+    assert!(matches!(adopted, Claim::Adopted(_)), "{adopted:?}");
+    assert_eq!(rev().await, before, "adopting adds no demand");
+    let decided = now().await;
+    let restored = store
+        .claim_session(
+            "lost",
+            "n1",
+            node_lease,
+            &IfUnplaced::Restore(session("lost")),
+        )
         .await
-        .expect("txn");
-    assert!(
-        matches!(unrelated, Commit::Committed { .. }),
-        "{unrelated:?}"
+        .expect("claim");
+    assert!(matches!(restored, Claim::Created(_)), "{restored:?}");
+    assert!(matches!(
+        commit("d", decided).await,
+        Commit::Conflict { .. }
+    ));
+    assert!(!exists("d").await);
+
+    // The key lapsing with a lease after a commit bumped it: a decision made before cannot
+    // commit while the key is absent, nor after it is created again.
+    let decided = now().await;
+    assert!(matches!(
+        commit("e", now().await).await,
+        Commit::Committed { .. }
+    ));
+    store.revoke_lease(node_lease).await.expect("revoke");
+    assert_eq!(
+        rev().await,
+        None,
+        "the restore put the key on the node's lease"
     );
+    assert!(matches!(
+        commit("f", decided).await,
+        Commit::Conflict { .. }
+    ));
+    assert!(rev().await.is_some(), "the conflict created the key again");
+    assert!(matches!(
+        commit("f", decided).await,
+        Commit::Conflict { .. }
+    ));
+    assert!(!exists("f").await);
+    assert!(matches!(
+        commit("f", now().await).await,
+        Commit::Committed { .. }
+    ));
 }
 
 /// 200 placements from 4 processes at once onto 3 nodes of different sizes: the audit shows

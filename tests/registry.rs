@@ -360,24 +360,31 @@ async fn agent_registers_again_when_its_lease_is_revoked() {
     let _agent = AgentProcess::start(&etcd, &prefix, AgentSpec::new("lease-1"));
     registered(&store, "lease-1").await;
     let key = store.keys().node("lease-1");
-    let lease_of = |store: &Store| {
+    let rev = store.keys().placement_rev("lease-1");
+    let lease_of = |store: &Store, key: &str| {
         let mut client = store.client();
-        let key = key.clone();
+        let key = key.to_owned();
         async move {
             let response = client.get(key, None).await.expect("get");
             response.kvs().first().map(|kv| kv.lease())
         }
     };
-    let old = lease_of(&store).await.expect("the node key has a lease");
+    let old = lease_of(&store, &key)
+        .await
+        .expect("the node key has a lease");
+    // Registering created the node's placement revision key on the node's lease, so that it
+    // goes with the node (docs/placement.md).
+    assert_eq!(lease_of(&store, &rev).await, Some(old));
 
     // Someone (an operator, a bug, etcd's own expiry after a long pause) ends the lease.
     store.revoke_lease(old).await.expect("revoking");
     let new = wait_for(
         "registration on a new lease",
         Duration::from_secs(10),
-        || async { lease_of(&store).await.filter(|lease| *lease != old) },
+        || async { lease_of(&store, &key).await.filter(|lease| *lease != old) },
     )
     .await;
     assert_ne!(new, 0);
+    assert_eq!(lease_of(&store, &rev).await, Some(new));
     assert_eq!(store.nodes().await.expect("listing").items.len(), 1);
 }

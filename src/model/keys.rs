@@ -87,6 +87,18 @@ impl Keys {
         format!("{}placements/{node_id}/{sid}", self.prefix)
     }
 
+    /// Every node's placement revision key.
+    pub fn placement_revs(&self) -> String {
+        format!("{}placement-revs/", self.prefix)
+    }
+
+    /// One node's placement revision: rewritten by every write that adds demand to the node,
+    /// so that the commit compares one key's `mod_revision` instead of the node's whole
+    /// placement range (docs/placement.md).
+    pub fn placement_rev(&self, node_id: &str) -> String {
+        format!("{}placement-revs/{node_id}", self.prefix)
+    }
+
     pub fn pendings(&self) -> String {
         format!("{}pending/", self.prefix)
     }
@@ -169,6 +181,10 @@ mod tests {
         // A node's placement index must not live under nodes/, or stats writes would
         // conflict with placements (docs/placement.md).
         assert!(!k.placements_of("n1").starts_with(&k.nodes()));
+        // Nor may the revision key: and it must not be read as a placement of any node.
+        assert_eq!(k.placement_rev("n1"), "/t/placement-revs/n1");
+        assert!(!k.placement_rev("n1").starts_with(&k.placements()));
+        assert!(!k.placement_rev("n1").starts_with(&k.nodes()));
     }
 
     #[test]

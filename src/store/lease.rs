@@ -100,9 +100,18 @@ impl Store {
                 revision: response.header().map_or(0, |h| h.revision()),
             });
         }
+        // Registering creates the node's placement revision key on the same lease, so that
+        // placers can commit to it from the start and the key goes when the node does.
         let absent = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([put()])
+            .and_then([
+                put(),
+                TxnOp::put(
+                    self.keys.placement_rev(&record.id),
+                    "",
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+            ])
             .or_else([TxnOp::get(key.clone(), None)]);
         let response = client.txn(absent).await.map_err(|e| self.err(e))?;
         if response.succeeded() {

@@ -130,10 +130,17 @@ impl Store {
             // Serialising our own record types cannot fail.
             let value = serde_json::to_vec(&record).expect("SessionRecord serialises");
             let demand = record.demand.to_string();
-            let txn = Txn::new().when([guard]).and_then([
+            let mut ops = vec![
                 TxnOp::put(key.as_str(), value, on_lease()),
                 TxnOp::put(index.as_str(), demand, on_lease()),
-            ]);
+            ];
+            if current.is_none() {
+                // Creating or restoring adds demand no placer committed: placers that decided
+                // before it must not commit to this node (docs/placement.md). Adopting a
+                // reservation only moves it onto this lease.
+                ops.push(TxnOp::put(self.keys.placement_rev(node_id), "", on_lease()));
+            }
+            let txn = Txn::new().when([guard]).and_then(ops);
             let response = client.txn(txn).await.map_err(|e| self.err(e))?;
             if response.succeeded() {
                 return Ok(if current.is_some() {
