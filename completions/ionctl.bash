@@ -70,11 +70,17 @@ _ionctl() {
             ionctl,undrain)
                 cmd="ionctl__subcmd__undrain"
                 ;;
+            ionctl__subcmd__bench,fleet)
+                cmd="ionctl__subcmd__bench__subcmd__fleet"
+                ;;
             ionctl__subcmd__bench,help)
                 cmd="ionctl__subcmd__bench__subcmd__help"
                 ;;
             ionctl__subcmd__bench,place)
                 cmd="ionctl__subcmd__bench__subcmd__place"
+                ;;
+            ionctl__subcmd__bench__subcmd__help,fleet)
+                cmd="ionctl__subcmd__bench__subcmd__help__subcmd__fleet"
                 ;;
             ionctl__subcmd__bench__subcmd__help,help)
                 cmd="ionctl__subcmd__bench__subcmd__help__subcmd__help"
@@ -135,6 +141,9 @@ _ionctl() {
                 ;;
             ionctl__subcmd__help,undrain)
                 cmd="ionctl__subcmd__help__subcmd__undrain"
+                ;;
+            ionctl__subcmd__help__subcmd__bench,fleet)
+                cmd="ionctl__subcmd__help__subcmd__bench__subcmd__fleet"
                 ;;
             ionctl__subcmd__help__subcmd__bench,place)
                 cmd="ionctl__subcmd__help__subcmd__bench__subcmd__place"
@@ -358,7 +367,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__bench)
-            opts="-h --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help place help"
+            opts="-h --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help place fleet help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -403,9 +412,97 @@ _ionctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        ionctl__subcmd__bench__subcmd__help)
-            opts="place help"
+        ionctl__subcmd__bench__subcmd__fleet)
+            opts="-o -h --nodes --sessions-per-node --busy-fraction --duration --fleet-prefix --output --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nodes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sessions-per-node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --busy-fraction)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__help)
+            opts="place fleet help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__help__subcmd__fleet)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -726,8 +823,22 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help__subcmd__bench)
-            opts="place"
+            opts="place fleet"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__bench__subcmd__fleet)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

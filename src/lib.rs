@@ -10,6 +10,7 @@
 //! - [`token`]: join tokens (HS256 JWT bound to session and node): issue and verify.
 //! - [`api`]: `ionctl serve`, the placer over HTTP (axum), and the JSON it answers with.
 //! - [`bench`]: `ionctl bench place`: placements/s against raw etcd txn/s.
+//! - [`fleet`]: `ionctl bench fleet`: N synthetic nodes kept alive, to measure against.
 //! - [`compute`]: the Compute Engine v1 REST client and its credentials.
 //! - [`gcs`]: resumable uploads to Cloud Storage (recordings).
 //! - [`provider`]: creating and deleting machines for agents: GCE VMs or local processes,
@@ -33,6 +34,7 @@ pub mod bench;
 pub mod capacity;
 pub mod cli;
 pub mod compute;
+pub mod fleet;
 pub mod gateway;
 pub mod gcs;
 pub mod loadtest;

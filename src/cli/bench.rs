@@ -1,7 +1,10 @@
 //! `ionctl bench place`: measures placements/s and latency against raw etcd transactions/s
-//! in the same run (see [`crate::bench`]), under a throwaway key prefix.
+//! in the same run (see [`crate::bench`]), under a throwaway key prefix. `ionctl bench fleet`:
+//! keeps a synthetic fleet alive under its own prefix (see [`crate::fleet`]) for other
+//! commands to be measured against.
 
 use std::io::Write;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
@@ -9,6 +12,7 @@ use super::output::{OutputArgs, OutputFormat, print_json, print_table, table};
 use super::values::ClassArg;
 use super::{CliError, Context};
 use crate::bench::{BenchError, BenchOptions, run};
+use crate::fleet::{Fleet, FleetOptions};
 use crate::placement::{Role, Strategy};
 use crate::placer::checked_request;
 use crate::store::Store;
@@ -23,6 +27,33 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies.
     Place(PlaceBenchArgs),
+    /// Keeps N synthetic nodes alive under a prefix of their own (leases, stats writes at the
+    /// agents' budget, a few sessions each), so other commands can be measured against an
+    /// etcd of full size; removes them when it ends and reports etcd's write rate.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Synthetic nodes to register.
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: u32,
+    /// Meetings of 6 each node carries.
+    #[arg(long, default_value_t = 4)]
+    pub sessions_per_node: u32,
+    /// Share of the nodes whose load moves on every stats sample (they write as often as the
+    /// budget allows); the rest write on the heartbeat.
+    #[arg(long, default_value_t = 0.1)]
+    pub busy_fraction: f64,
+    /// Stop after this long (e.g. `2m`); without it, run until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// The key prefix to register under (default: the cluster prefix with `-fleet-<uuid>`).
+    /// Refused if it is the cluster's own prefix.
+    #[arg(long, value_name = "PREFIX")]
+    pub fleet_prefix: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -47,7 +78,101 @@ pub struct PlaceBenchArgs {
 }
 
 pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliError> {
-    let BenchWhat::Place(args) = args.what;
+    match args.what {
+        BenchWhat::Place(args) => bench_place(context, args).await,
+        BenchWhat::Fleet(args) => bench_fleet(context, args).await,
+    }
+}
+
+async fn bench_fleet(context: &Context, args: FleetArgs) -> Result<(), CliError> {
+    if !(0.0..=1.0).contains(&args.busy_fraction) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--busy-fraction {} is not a share: use a number from 0 to 1",
+            args.busy_fraction
+        )));
+    }
+    if args.nodes == 0 || args.nodes > 100_000 {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--nodes {} is out of range: use 1 to 100000",
+            args.nodes
+        )));
+    }
+    let mut etcd = context.etcd.clone();
+    let cluster_prefix = format!("{}/", etcd.prefix.trim_end_matches('/'));
+    etcd.prefix = match args.fleet_prefix {
+        Some(prefix) if format!("{}/", prefix.trim_end_matches('/')) == cluster_prefix => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--fleet-prefix {prefix} is the cluster's own prefix; the fleet removes \
+                 everything it wrote, so give it a prefix of its own"
+            )));
+        }
+        Some(prefix) => prefix,
+        None => format!(
+            "{}-fleet-{}/",
+            etcd.prefix.trim_end_matches('/'),
+            uuid::Uuid::new_v4().simple()
+        ),
+    };
+    let store = Store::connect(&etcd).await?;
+    let options = FleetOptions {
+        nodes: args.nodes,
+        sessions_per_node: args.sessions_per_node,
+        busy_fraction: args.busy_fraction,
+        ..FleetOptions::default()
+    };
+    let total = args.nodes;
+    let fleet = Fleet::start(&store, options, |done| {
+        if done == total || done % 1000 == 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "fleet: {done} of {total} nodes registered"
+            );
+        }
+    })
+    .await?;
+    let prefix = store.keys().prefix();
+    let _ = writeln!(
+        std::io::stderr(),
+        "fleet: {total} nodes up under {prefix}; try `ionctl nodes --prefix {prefix}`{}",
+        if args.duration.is_some() {
+            ""
+        } else {
+            "; Ctrl-C stops it"
+        }
+    );
+    match args.duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    let _ = writeln!(std::io::stderr(), "fleet: removing its keys");
+    let report = fleet.stop().await?;
+    match args.output.output {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Table => {
+            let mut out = table(&[
+                "nodes",
+                "sessions",
+                "seconds",
+                "stats writes",
+                "etcd writes/s per node",
+                "etcd db size",
+            ]);
+            out.add_row(vec![
+                report.nodes.to_string(),
+                report.sessions.to_string(),
+                format!("{:.0}", report.seconds),
+                report.stats_writes.to_string(),
+                format!("{:.3}", report.writes_per_sec_per_node),
+                format!("{:.1} MB", report.db_size_bytes as f64 / 1e6),
+            ]);
+            print_table(&mut out)
+        }
+    }
+}
+
+async fn bench_place(context: &Context, args: PlaceBenchArgs) -> Result<(), CliError> {
     checked_request(
         None,
         args.class.into(),
