@@ -9,10 +9,11 @@ use std::time::SystemTime;
 use std::time::Duration;
 
 use harness::{
-    Etcd, ServeProcess, audit, ionctl, node_record, plant, stderr, unique_prefix, wait_for,
+    CuttableLink, Etcd, ServeProcess, audit, ionctl, node_record, plant, stderr, unique_prefix,
+    wait_for,
 };
 use ion_cluster::api::PlaceAnswer;
-use ion_cluster::model::{PendingDemand, SessionRecord};
+use ion_cluster::model::{DrainRequest, PendingDemand, SessionRecord};
 use ion_cluster::token::{JoinSecret, verify};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -318,4 +319,106 @@ async fn the_mirror_sees_reservations_expire() {
         (status, body["node"].as_str()),
         (StatusCode::OK, Some("only"))
     );
+}
+
+/// A metric of `ionctl serve` as a number (0 when it has not been recorded yet).
+async fn metric(client: &reqwest::Client, serve: &ServeProcess, name: &str) -> f64 {
+    let text = client
+        .get(format!("{}/metrics", serve.base_url()))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The placement mirror of a running `ionctl serve` across a lost connection to etcd: without
+/// a compaction it resumes its watch from the revision it had (no listing) and applies what
+/// changed meanwhile; after etcd compacted past that revision it lists again. Either way the
+/// next placement is decided on the cluster as it is now: a stale mirror would place on a node
+/// drained during the cut, and the commit's guard would not stop it.
+#[tokio::test]
+async fn the_mirror_resumes_after_a_cut_and_lists_again_only_after_a_compaction() {
+    let etcd = Etcd::start().await;
+    let prefix = unique_prefix("serve-cut");
+    let store = etcd.store(&prefix).await;
+    let keys = store.keys().clone();
+    plant(&store, &[node_record("first", 2, 0.0)]).await;
+    let link = CuttableLink::start(&etcd.endpoint()).await;
+    let serve = ServeProcess::start_at(&link.endpoint(), &prefix, &[], &[]).await;
+    let client = reqwest::Client::new();
+    let drain = |id: &str| {
+        let (store, key) = (store.clone(), keys.drain(id));
+        async move {
+            let request = DrainRequest {
+                requested_at: SystemTime::now(),
+                deadline: None,
+                reason: Some("cut test".to_owned()),
+            };
+            store.put(&key, &request).await.expect("drain")
+        }
+    };
+    let caught_up = |revision: i64| {
+        let (client, serve) = (&client, &serve);
+        async move {
+            wait_for(
+                "the mirror to catch up",
+                Duration::from_secs(20),
+                || async {
+                    (metric(client, serve, "ion_placer_mirror_revision").await >= revision as f64)
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+    };
+    let place = |sid: &'static str| {
+        let (client, serve) = (&client, &serve);
+        async move {
+            let (status, body) = post(
+                client,
+                serve,
+                &json!({"class": "group", "size": 2, "session": sid}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["node"].as_str().expect("a node").to_owned()
+        }
+    };
+
+    // A cut with no compaction: "first" is drained and "second" joins meanwhile.
+    link.cut();
+    drain("first").await;
+    plant(&store, &[node_record("second", 2, 0.0)]).await;
+    let last = store.ping().await.expect("revision");
+    link.heal();
+    caught_up(last).await;
+    assert!(metric(&client, &serve, "ion_placer_mirror_watch_broken_total").await >= 1.0);
+    assert_eq!(
+        metric(&client, &serve, "ion_placer_mirror_relists_total").await,
+        0.0,
+        "a broken watch with nothing compacted resumes without listing"
+    );
+    assert_eq!(place("after-cut").await, "second");
+
+    // A cut during which etcd compacts past the mirror's revision: it must list again.
+    link.cut();
+    // Two writes, so that the compaction removes one the mirror has not seen (etcd keeps
+    // the revision it compacts at).
+    drain("second").await;
+    plant(&store, &[node_record("third", 2, 0.0)]).await;
+    let last = store.ping().await.expect("revision");
+    store
+        .client()
+        .compact(last, None)
+        .await
+        .expect("compacting");
+    link.heal();
+    caught_up(last).await;
+    assert!(metric(&client, &serve, "ion_placer_mirror_relists_total").await >= 1.0);
+    assert_eq!(place("after-compaction").await, "third");
 }

@@ -899,3 +899,20 @@ fn recordings_show_with_their_state_size_and_a_failure_s_cause() {
     let cause = find(&screen, "disk full").expect("the cause");
     assert_eq!(screen[cause].fg, Color::Red);
 }
+
+#[test]
+fn resumed_watches_lift_the_banner_without_a_listing() {
+    let mut app = three_nodes();
+    update(&mut app, Event::Disconnected("connection reset".to_owned()));
+    assert!(matches!(app.connection(), Connection::Down { .. }));
+    update(&mut app, Event::Resumed(41));
+    assert_eq!(app.connection(), &Connection::Up);
+    let log: Vec<&str> = app.log().map(|e| e.text.as_str()).collect();
+    assert!(
+        log.contains(&"etcd is back; watching again from revision 41"),
+        "{log:#?}"
+    );
+    // The data shown is untouched: nothing was listed.
+    let screen = render(&mut app, 112, 20);
+    assert_eq!(table_order(&screen), ["sfu-busy", "sfu-booked", "sfu-idle"]);
+}

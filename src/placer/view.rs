@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
 
+use crate::backoff::Backoff;
 use crate::model::{InstanceRecord, Keys, NodeRecord, PendingDemand, SessionRecord};
 use crate::placement::Snapshot;
 use crate::store::{RawEvent, Store, StoreError};
@@ -133,11 +134,13 @@ impl Mirror {
     /// Lists the cluster once, then follows it with a watch in a task of its own.
     pub(super) async fn start(store: &Store) -> Result<Self, StoreError> {
         let state = list(store).await?;
-        let (revision, _) = watch::channel(state.snapshot.revision);
+        let listed_at = state.snapshot.revision;
+        let (revision, _) = watch::channel(listed_at);
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             revision,
         });
+        publish_revision(&shared, listed_at);
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(follow(store.clone(), shared.clone(), stopped));
         Ok(Self {
@@ -158,30 +161,46 @@ async fn list(store: &Store) -> Result<State, StoreError> {
     })
 }
 
-/// Applies watch events until stopped; after a broken watch, lists again and goes on.
+/// Applies watch events until stopped. A watch that breaks (etcd restarted, the connection
+/// lost) is opened again from the last revision applied, after a backoff; only a watch that
+/// fell behind a compaction lists the cluster again, since the events it missed are gone.
 async fn follow(store: Store, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
     let keys = store.keys().clone();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let after = shared.state.lock().expect("mirror lock").snapshot.revision;
+        let started = Instant::now();
         let error = tokio::select! {
             _ = &mut stopped => return,
             error = watch_until_error(&store, &keys, &shared, after) => error,
         };
-        tracing::warn!(%error, "placement mirror lost its watch; listing again");
+        if started.elapsed() >= Duration::from_secs(10) {
+            backoff.reset();
+        }
+        if !matches!(error, StoreError::Compacted { .. }) {
+            tracing::warn!(%error, after, "placement mirror lost its watch; resuming from its revision");
+            metrics::counter!("ion_placer_mirror_watch_broken_total").increment(1);
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = tokio::time::sleep(backoff.next_delay()) => continue,
+            }
+        }
+        tracing::warn!(%error, "placement mirror fell behind a compaction; listing again");
+        metrics::counter!("ion_placer_mirror_relists_total").increment(1);
         let relisted = tokio::select! {
             _ = &mut stopped => return,
-            relisted = async {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                list(&store).await
-            } => relisted,
+            relisted = list(&store) => relisted,
         };
         match relisted {
             Ok(state) => {
                 let revision = state.snapshot.revision;
                 *shared.state.lock().expect("mirror lock") = state;
-                shared.revision.send_replace(revision);
+                publish_revision(&shared, revision);
             }
-            Err(error) => tracing::warn!(%error, "placement mirror cannot list the cluster"),
+            Err(error) => {
+                tracing::warn!(%error, "placement mirror cannot list the cluster");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
         }
     }
 }
@@ -203,8 +222,15 @@ async fn watch_until_error(store: &Store, keys: &Keys, shared: &Shared, after: i
         }
         let revision = state.snapshot.revision;
         drop(state);
-        shared.revision.send_replace(revision);
+        publish_revision(shared, revision);
     }
+}
+
+/// Tells waiting placers, and `/metrics` (how far behind etcd the mirror is), the revision
+/// the mirror is current at.
+fn publish_revision(shared: &Shared, revision: i64) {
+    shared.revision.send_replace(revision);
+    metrics::gauge!("ion_placer_mirror_revision").set(revision as f64);
 }
 
 fn apply(keys: &Keys, state: &mut State, event: &RawEvent) {

@@ -17,6 +17,9 @@ pub struct Watch<T> {
     stream: WatchStream,
     keys: Keys,
     collection: String,
+    /// The revision everything up to which has been delivered: where [`Watch::resume`]
+    /// starts again.
+    revision: i64,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -33,6 +36,7 @@ impl Store {
             stream,
             keys: self.keys.clone(),
             collection: collection.to_owned(),
+            revision: after_revision,
             _record: PhantomData,
         })
     }
@@ -57,11 +61,22 @@ impl Store {
 }
 
 impl<T: DeserializeOwned> Watch<T> {
-    /// The next batch of changes. An error means the watch is over: the caller lists again
-    /// and starts a new watch.
+    /// The next batch of changes. An error means the stream is over: after
+    /// [`StoreError::Compacted`] the caller lists again and starts a new watch; after any
+    /// other error it may [`Watch::resume`] this one.
     pub async fn next(&mut self) -> Result<Vec<Change<T>>, StoreError> {
         loop {
             let events = next_events(&mut self.stream, &self.collection).await?;
+            // etcd sends every event of one revision in one message, so the newest event
+            // of a message marks everything before it as delivered.
+            if let Some(newest) = events
+                .iter()
+                .filter_map(|e| e.kv())
+                .map(|kv| kv.mod_revision())
+                .max()
+            {
+                self.revision = self.revision.max(newest);
+            }
             let changes: Vec<Change<T>> = events
                 .iter()
                 .filter_map(|event| self.change(event))
@@ -70,6 +85,19 @@ impl<T: DeserializeOwned> Watch<T> {
                 return Ok(changes);
             }
         }
+    }
+
+    /// Opens the stream again after the last revision delivered, so a broken connection
+    /// costs no listing. If etcd compacted that revision away, the next [`Watch::next`]
+    /// says so.
+    pub async fn resume(&mut self, store: &Store) -> Result<(), StoreError> {
+        self.stream = store.watch_prefix(&self.collection, self.revision).await?;
+        Ok(())
+    }
+
+    /// The revision everything up to which has been delivered.
+    pub fn revision(&self) -> i64 {
+        self.revision
     }
 
     fn change(&self, event: &etcd_client::Event) -> Option<Change<T>> {

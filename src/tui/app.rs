@@ -402,9 +402,13 @@ impl App {
         } else {
             let deltas = self.diff(listing);
             self.apply_deltas(deltas);
-            if reconnected {
-                self.push_log(LogKind::Info, "etcd is back; listed again".into());
-            }
+            // A listing while connected follows a compaction past what the watches had seen.
+            let text = if reconnected {
+                "etcd is back; listed again"
+            } else {
+                "listed again: etcd compacted past what the watches had seen"
+            };
+            self.push_log(LogKind::Info, text.into());
         }
         self.rows_stale = true;
     }
@@ -649,6 +653,17 @@ impl App {
                 };
             }
         }
+    }
+
+    /// The feed's watches resumed after a break, from `revision`, with nothing missed.
+    pub fn resumed(&mut self, revision: i64) {
+        if matches!(self.connection, Connection::Down { .. }) {
+            self.push_log(
+                LogKind::Info,
+                format!("etcd is back; watching again from revision {revision}"),
+            );
+        }
+        self.connection = Connection::Up;
     }
 
     pub fn tick(&mut self, now: SystemTime) {

@@ -21,6 +21,9 @@ pub enum Event {
     Changes(Vec<Delta>),
     /// etcd cannot be reached; the feed keeps retrying.
     Disconnected(String),
+    /// The watches broke and were opened again from where they were, at this revision: no
+    /// listing was needed.
+    Resumed(i64),
     /// A drain or undrain finished: a line for the operator, or the error.
     Done {
         action: Action,
@@ -40,6 +43,7 @@ pub fn update(app: &mut App, event: Event) -> Option<Action> {
         Event::Listing(listing) => app.apply_listing(*listing),
         Event::Changes(deltas) => app.apply_deltas(deltas),
         Event::Disconnected(error) => app.disconnected(error),
+        Event::Resumed(revision) => app.resumed(revision),
         Event::Done { action, result } => app.action_done(&action, result),
         Event::Quit => app.quit(),
     }

@@ -1,7 +1,8 @@
 //! The dashboard's data feed: list every collection once at one revision, then watch them
-//! from that revision on. Only when a watch fails (etcd lost, compaction, a cancelled watch)
-//! does it list again; while etcd is unreachable it reports that and keeps retrying with
-//! backoff. Everything it learns goes into the dashboard's one event channel.
+//! from that revision on. A watch that breaks (etcd restarting, the connection lost) is
+//! resumed from the last revision it delivered; only a compaction past that revision makes it
+//! list again. While etcd is unreachable it reports that and keeps retrying with backoff.
+//! Everything it learns goes into the dashboard's one event channel.
 
 use std::future::Future;
 use std::time::Duration;
@@ -49,7 +50,7 @@ pub async fn run(
     store.send_replace(Some(connected.clone()));
     let store = connected;
     backoff.reset();
-    loop {
+    'list: loop {
         let listing = match list(&store).await {
             Ok(listing) => listing,
             Err(error) => {
@@ -72,9 +73,17 @@ pub async fn run(
         {
             return;
         }
-        let started = Instant::now();
-        let error = match Watches::open(&store, revision).await {
-            Ok(mut watches) => loop {
+        let mut watches = match Watches::open(&store, revision).await {
+            Ok(watches) => watches,
+            Err(error) => {
+                tracing::debug!(%error, "cannot watch; listing again");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        loop {
+            let started = Instant::now();
+            let error = loop {
                 match watches.next().await {
                     Ok(deltas) => {
                         if events.send(Event::Changes(deltas)).await.is_err() {
@@ -83,18 +92,41 @@ pub async fn run(
                     }
                     Err(error) => break error,
                 }
-            },
-            Err(error) => error,
-        };
-        tracing::debug!(%error, "watch ended; listing again");
-        if started.elapsed() >= HEALTHY {
-            backoff.reset();
-        }
-        // A compaction only means the watch fell behind: list again at once. Anything else
-        // may be etcd going away, and the next list will tell; wait a little so a watch
-        // that fails at once cannot turn into a loop of listings.
-        if !matches!(error, StoreError::Compacted { .. }) {
-            tokio::time::sleep(backoff.next_delay()).await;
+            };
+            if started.elapsed() >= HEALTHY {
+                backoff.reset();
+            }
+            // A compaction means the events the watch missed are gone: list again at once.
+            // Anything else (etcd restarting, the connection lost) resumes the watches where
+            // they were, with no listing; while that fails, etcd is reported unreachable.
+            if matches!(error, StoreError::Compacted { .. }) {
+                tracing::debug!(%error, "watch fell behind a compaction; listing again");
+                continue 'list;
+            }
+            tracing::debug!(%error, "watch broke; resuming");
+            loop {
+                tokio::time::sleep(backoff.next_delay()).await;
+                match watches.resume(&store).await {
+                    Ok(()) => break,
+                    Err(StoreError::Compacted { .. }) => continue 'list,
+                    Err(error) => {
+                        if events
+                            .send(Event::Disconnected(error.to_string()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+            if events
+                .send(Event::Resumed(watches.revision()))
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
     }
 }
@@ -140,6 +172,31 @@ struct Watches {
 }
 
 impl Watches {
+    /// Opens every watch again after the revision it last delivered.
+    async fn resume(&mut self, store: &Store) -> Result<(), StoreError> {
+        self.nodes.resume(store).await?;
+        self.sessions.resume(store).await?;
+        self.drains.resume(store).await?;
+        self.pending.resume(store).await?;
+        self.instances.resume(store).await?;
+        self.recordings.resume(store).await
+    }
+
+    /// The oldest revision all watches have delivered.
+    fn revision(&self) -> i64 {
+        [
+            self.nodes.revision(),
+            self.sessions.revision(),
+            self.drains.revision(),
+            self.pending.revision(),
+            self.instances.revision(),
+            self.recordings.revision(),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or_default()
+    }
+
     async fn open(store: &Store, revision: i64) -> Result<Self, StoreError> {
         let keys = store.keys();
         Ok(Self {

@@ -64,11 +64,21 @@ impl ServeProcess {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Self {
+        Self::start_at(&etcd.endpoint(), prefix, env, args).await
+    }
+
+    /// The same, against etcd at `endpoint` (a relay in front of it, say).
+    pub async fn start_at(
+        endpoint: &str,
+        prefix: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = Command::new(env!("CARGO_BIN_EXE_ionctl"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--etcd", &etcd.endpoint(), "--prefix", prefix])
+            .args(["--etcd", endpoint, "--prefix", prefix])
             .args(args)
             .env_remove("IONCTL_JOIN_SECRET")
             .env("XDG_CONFIG_HOME", "/nonexistent-ionctl-test-config")
