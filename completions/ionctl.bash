@@ -70,6 +70,9 @@ _ionctl() {
             ionctl,undrain)
                 cmd="ionctl__subcmd__undrain"
                 ;;
+            ionctl__subcmd__bench,decide)
+                cmd="ionctl__subcmd__bench__subcmd__decide"
+                ;;
             ionctl__subcmd__bench,fleet)
                 cmd="ionctl__subcmd__bench__subcmd__fleet"
                 ;;
@@ -78,6 +81,9 @@ _ionctl() {
                 ;;
             ionctl__subcmd__bench,place)
                 cmd="ionctl__subcmd__bench__subcmd__place"
+                ;;
+            ionctl__subcmd__bench__subcmd__help,decide)
+                cmd="ionctl__subcmd__bench__subcmd__help__subcmd__decide"
                 ;;
             ionctl__subcmd__bench__subcmd__help,fleet)
                 cmd="ionctl__subcmd__bench__subcmd__help__subcmd__fleet"
@@ -141,6 +147,9 @@ _ionctl() {
                 ;;
             ionctl__subcmd__help,undrain)
                 cmd="ionctl__subcmd__help__subcmd__undrain"
+                ;;
+            ionctl__subcmd__help__subcmd__bench,decide)
+                cmd="ionctl__subcmd__help__subcmd__bench__subcmd__decide"
                 ;;
             ionctl__subcmd__help__subcmd__bench,fleet)
                 cmd="ionctl__subcmd__help__subcmd__bench__subcmd__fleet"
@@ -367,12 +376,82 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__bench)
-            opts="-h --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help place fleet help"
+            opts="-h --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help place fleet decide help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__decide)
+            opts="-o -h --nodes --sessions-per-node --decisions --plans --output --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nodes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sessions-per-node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --decisions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plans)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --etcd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -487,8 +566,22 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__bench__subcmd__help)
-            opts="place fleet help"
+            opts="place fleet decide help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__help__subcmd__decide)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -823,8 +916,22 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help__subcmd__bench)
-            opts="place fleet"
+            opts="place fleet decide"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__bench__subcmd__decide)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

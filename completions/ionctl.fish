@@ -116,18 +116,19 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd-key -d 'The
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -s h -l help -d 'Print help'
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -f -a "fleet" -d 'Keeps N synthetic nodes alive under a prefix of their own (leases, stats writes at the agents\' budget, a few sessions each), so other commands can be measured against an etcd of full size; removes them when it ends and reports etcd\'s write rate'
-complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -s h -l help -d 'Print help'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -f -a "fleet" -d 'Keeps N synthetic nodes alive under a prefix of their own (leases, stats writes at the agents\' budget, a few sessions each), so other commands can be measured against an etcd of full size; removes them when it ends and reports etcd\'s write rate'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -f -a "decide" -d 'Times production\'s pure `decide` and `plan` on a synthetic cluster of each size, in process (p50/p99 per call)'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and not __fish_seen_subcommand_from place fleet decide help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l nodes -d 'Synthetic node records to place onto' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l operations -d 'Placements (and raw transactions) per concurrency level' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from place" -l class -d 'Class of every placed session' -r -f -a "group\t'2..6 participants, everyone sees everyone'
@@ -164,8 +165,24 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_sub
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from fleet" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from fleet" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from fleet" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l nodes -d 'Cluster sizes in nodes, comma-separated' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l sessions-per-node -d 'Meetings of 6 on each used node, at most (a quarter of the nodes are empty)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l decisions -d 'Decisions timed per size' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l plans -d 'Autoscaler plans timed per size' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'Stable JSON on stdout for scripts'"
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l prefix -d 'Key prefix of the cluster in etcd [default: /ion/v1/]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l connect-timeout -d 'How long to wait for etcd before giving up (e.g. 3s, 500ms) [default: 3s]' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l etcd-ca -d 'CA certificate (PEM) that signed etcd\'s; turns on TLS towards etcd' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l etcd-cert -d 'Client certificate (PEM) for etcd\'s --client-cert-auth; needs --etcd-key' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l etcd-key -d 'The client certificate\'s private key (PEM)' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l etcd-user -d 'etcd user, with RBAC; the password comes from IONCTL_ETCD_PASSWORD or [etcd] password' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -l config -d 'Config file [default: ~/.config/ionctl/config.toml, if present]' -r -F
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from decide" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "fleet" -d 'Keeps N synthetic nodes alive under a prefix of their own (leases, stats writes at the agents\' budget, a few sessions each), so other commands can be measured against an etcd of full size; removes them when it ends and reports etcd\'s write rate'
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "decide" -d 'Times production\'s pure `decide` and `plan` on a synthetic cluster of each size, in process (p50/p99 per call)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l drain-reason -d 'The reason recorded with drains requested from the dashboard (`d`)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand top" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r
@@ -468,6 +485,7 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and not __fish_seen_subcommand_from nodes sessions place serve bench top drain undrain spawn instances delete autoscale loadtest record token completions simulate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "place" -d 'Placements/s with p50/p99 latency against raw etcd txn/s, at several concurrencies'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "fleet" -d 'Keeps N synthetic nodes alive under a prefix of their own (leases, stats writes at the agents\' budget, a few sessions each), so other commands can be measured against an etcd of full size; removes them when it ends and reports etcd\'s write rate'
+complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "decide" -d 'Times production\'s pure `decide` and `plan` on a synthetic cluster of each size, in process (p50/p99 per call)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from record" -f -a "start" -d 'Record session SID on a node of its own (one WebM per participant)'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from record" -f -a "stop" -d 'Finish the recording of SID: its files are closed and complete'
 complete -c ionctl -n "__fish_ionctl_using_subcommand help; and __fish_seen_subcommand_from record" -f -a "list" -d 'Recordings, their node, state, duration, bytes and files'

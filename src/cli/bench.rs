@@ -31,6 +31,27 @@ pub enum BenchWhat {
     /// agents' budget, a few sessions each), so other commands can be measured against an
     /// etcd of full size; removes them when it ends and reports etcd's write rate.
     Fleet(FleetArgs),
+    /// Times production's pure `decide` and `plan` on a synthetic cluster of each size, in
+    /// process (p50/p99 per call).
+    Decide(DecideArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// Cluster sizes in nodes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub nodes: Vec<u32>,
+    /// Meetings of 6 on each used node, at most (a quarter of the nodes are empty).
+    #[arg(long, default_value_t = 4)]
+    pub sessions_per_node: u32,
+    /// Decisions timed per size.
+    #[arg(long, default_value_t = 2000)]
+    pub decisions: u32,
+    /// Autoscaler plans timed per size.
+    #[arg(long, default_value_t = 50)]
+    pub plans: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +102,55 @@ pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliErro
     match args.what {
         BenchWhat::Place(args) => bench_place(context, args).await,
         BenchWhat::Fleet(args) => bench_fleet(context, args).await,
+        BenchWhat::Decide(args) => bench_decide(&args),
+    }
+}
+
+fn bench_decide(args: &DecideArgs) -> Result<(), CliError> {
+    if let Some(bad) = args.nodes.iter().find(|n| **n == 0 || **n > 100_000) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--nodes {bad} is out of range: use 1 to 100000"
+        )));
+    }
+    if args.decisions == 0 {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--decisions 0 measures nothing: use 1 or more"
+        )));
+    }
+    let results: Vec<_> = args
+        .nodes
+        .iter()
+        .map(|&nodes| {
+            let _ = writeln!(std::io::stderr(), "bench: decide and plan on {nodes} nodes");
+            crate::bench::decide::run(nodes, args.sessions_per_node, args.decisions, args.plans)
+        })
+        .collect();
+    match args.output.output {
+        OutputFormat::Json => print_json(&results),
+        OutputFormat::Table => {
+            let mut out = table(&[
+                "nodes",
+                "sessions",
+                "decide p50",
+                "decide p99",
+                "decide max",
+                "plan p50",
+                "plan p99",
+            ]);
+            let ms = |us: f64| format!("{:.3} ms", us / 1000.0);
+            for r in &results {
+                out.add_row(vec![
+                    r.nodes.to_string(),
+                    r.sessions.to_string(),
+                    ms(r.decide_p50_us),
+                    ms(r.decide_p99_us),
+                    ms(r.decide_max_us),
+                    ms(r.plan_p50_us),
+                    ms(r.plan_p99_us),
+                ]);
+            }
+            print_table(&mut out)
+        }
     }
 }
 

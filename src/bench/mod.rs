@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use etcd_client::{Compare, CompareOp, DeleteOptions, PutOptions, Txn, TxnOp};
 use serde::Serialize;
 
+pub mod decide;
+
 use crate::capacity::MachineType;
 use crate::model::{NodeRecord, SessionClass};
 use crate::placement::{Policy, Request, Role, Strategy};
