@@ -3,7 +3,7 @@
 //! the actions out through the provider, in parallel. It reports what it does through a
 //! callback; it never prints. On shutdown it resigns, so another replica takes over at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,8 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 
 use super::{Action, Cover, DRAIN_REASON_PREFIX, Policy, SPAWN_WINDOW, Snapshot, plan_detailed};
-use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord, SessionRecord};
+use crate::model::{DrainRequest, InstanceRecord, InstanceState, NodeRecord};
+use crate::placer::Mirror;
 use crate::provider::lifecycle::{self, LifecycleError, Outcome};
 use crate::provider::{AgentBootstrap, InstanceSpec, Progress, Provider, generate_name};
 use crate::store::{LeaseId, Store, StoreError};
@@ -111,7 +112,18 @@ pub async fn run(
     report(Report::Leader {
         identity: settings.identity.clone(),
     });
+    // Followed by a watch from here on, so a tick reads memory rather than the whole
+    // cluster from etcd (docs/operations.md, "Autoscaling").
+    let mirror = match Mirror::start(&store).await {
+        Ok(mirror) => mirror,
+        Err(error) => {
+            resign(&store, leader, lease).await;
+            keeper.abort();
+            return Err(error.into());
+        }
+    };
     let mut autoscaler = Autoscaler {
+        mirror,
         store: store.clone(),
         provider,
         settings: settings.clone(),
@@ -191,6 +203,8 @@ async fn keep_alive(
 }
 
 struct Autoscaler {
+    /// The cluster, kept current by a watch.
+    mirror: Mirror,
     store: Store,
     provider: Arc<dyn Provider>,
     settings: Settings,
@@ -201,28 +215,42 @@ struct Autoscaler {
     report: Arc<dyn Fn(Report) + Send + Sync>,
 }
 
-fn idle(node: &NodeRecord, sessions: &[SessionRecord]) -> bool {
-    node.stats.sessions == 0 && node.stats.peers == 0 && !sessions.iter().any(|s| s.is_on(&node.id))
+/// A node with nothing on it: no sessions reported, no peers, and none committed to it.
+fn idle(node: &NodeRecord, carrying: &HashSet<&str>) -> bool {
+    node.stats.sessions == 0 && node.stats.peers == 0 && !carrying.contains(node.id.as_str())
 }
 
+/// How long a tick waits for the mirror to reach etcd's current revision before it reads
+/// etcd itself.
+const MIRROR_WAIT: Duration = Duration::from_secs(1);
+
 impl Autoscaler {
+    /// The cluster at least as new as etcd was when the tick began: the mirror, once it has
+    /// seen etcd's current revision (one small read), else a read of etcd. Never older, so
+    /// an instance record this loop wrote last tick is always seen and not spawned again.
+    async fn cluster(&self) -> Result<crate::store::Snapshot, AutoscaleError> {
+        let current = self.store.revision().await?;
+        if self.mirror.caught_up(current, MIRROR_WAIT).await {
+            return Ok(self.mirror.read());
+        }
+        tracing::warn!(
+            current,
+            "the autoscaler's mirror lags etcd; reading etcd this tick"
+        );
+        Ok(self.store.snapshot().await?)
+    }
+
     async fn tick(&mut self) -> Result<(), AutoscaleError> {
         let now = SystemTime::now();
-        let read = self.store.snapshot().await?;
-        let keys = self.store.keys().clone();
-        let instances: Vec<InstanceRecord> = self
-            .store
-            .list::<InstanceRecord>(&keys.instances(), Some(read.revision))
-            .await?
-            .items
-            .into_iter()
-            .map(|(_, i)| i)
-            .collect();
+        let mut read = self.cluster().await?;
+        let instances = std::mem::take(&mut read.instances);
+        let carrying: HashSet<&str> = read.sessions.iter().flat_map(|s| s.nodes()).collect();
+        let registered: HashSet<&str> = read.nodes.iter().map(|n| n.id.as_str()).collect();
         // Idle since: set when a node is first seen idle, cleared the moment it carries anything.
         self.idle_since
-            .retain(|id, _| read.nodes.iter().any(|n| &n.id == id));
+            .retain(|id, _| registered.contains(id.as_str()));
         for node in &read.nodes {
-            if idle(node, &read.sessions) {
+            if idle(node, &carrying) {
                 self.idle_since.entry(node.id.clone()).or_insert(now);
             } else {
                 self.idle_since.remove(&node.id);
@@ -231,8 +259,7 @@ impl Autoscaler {
         // Booting → ready once the agent has registered.
         let mut current = Vec::with_capacity(instances.len());
         for mut instance in instances {
-            let registered = read.nodes.iter().any(|n| n.id == instance.name);
-            if registered
+            if registered.contains(instance.name.as_str())
                 && matches!(
                     instance.state,
                     InstanceState::Creating | InstanceState::Booting

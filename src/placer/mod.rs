@@ -20,7 +20,8 @@ use crate::placement::{Decision, Policy, Request};
 use crate::store::{PENDING_TTL, Store, StoreError};
 use committer::{Decided, Job};
 pub use request::{InvalidRequest, checked_request};
-use view::{Mirror, View};
+pub(crate) use view::Mirror;
+use view::View;
 
 /// The shortest gap between two decisions of one waiting request: a cluster of many nodes
 /// changes many times a second, and each change need not cost a decision.

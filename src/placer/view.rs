@@ -4,7 +4,7 @@
 //! placer (`ionctl serve`, `ionctl bench place`) decides without reading etcd. Either way the
 //! snapshot's revision is one at which it is exact, which is what the commit compares against.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
 
 use crate::backoff::Backoff;
-use crate::model::{InstanceRecord, Keys, NodeRecord, PendingDemand, SessionRecord};
+use crate::model::{DrainRequest, InstanceRecord, Keys, NodeRecord, PendingDemand, SessionRecord};
 use crate::placement::Snapshot;
 use crate::store::{RawEvent, Store, StoreError};
 
@@ -103,6 +103,9 @@ impl Keyed for InstanceRecord {
 /// it in place. Order within the vectors is arbitrary; `decide` does not depend on it.
 struct State {
     snapshot: Snapshot,
+    /// The drain requests behind `snapshot.drains`, for readers that need their reasons
+    /// (the autoscaler finishes only its own drains).
+    drain_requests: BTreeMap<String, DrainRequest>,
     nodes_at: HashMap<String, usize>,
     sessions_at: HashMap<String, usize>,
     pending_at: HashMap<String, usize>,
@@ -125,14 +128,14 @@ struct Shared {
 }
 
 /// The in-memory copy; its task stops when the mirror is dropped.
-pub(super) struct Mirror {
+pub(crate) struct Mirror {
     shared: Arc<Shared>,
     _stop: oneshot::Sender<()>,
 }
 
 impl Mirror {
     /// Lists the cluster once, then follows it with a watch in a task of its own.
-    pub(super) async fn start(store: &Store) -> Result<Self, StoreError> {
+    pub(crate) async fn start(store: &Store) -> Result<Self, StoreError> {
         let state = list(store).await?;
         let listed_at = state.snapshot.revision;
         let (revision, _) = watch::channel(listed_at);
@@ -148,11 +151,41 @@ impl Mirror {
             _stop: stop,
         })
     }
+
+    /// Waits (at most `timeout`) until the mirror includes `revision`; false if it did not.
+    pub(crate) async fn caught_up(&self, revision: i64, timeout: Duration) -> bool {
+        let mut seen = self.shared.revision.subscribe();
+        tokio::time::timeout(timeout, seen.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A copy of the cluster as the mirror has it, in the shape of the store's consistent
+    /// read (for the autoscaler, which reads it once a tick instead of listing etcd).
+    pub(crate) fn read(&self) -> crate::store::Snapshot {
+        let state = self.shared.state.lock().expect("mirror lock");
+        crate::store::Snapshot {
+            revision: state.snapshot.revision,
+            nodes: state.snapshot.nodes.clone(),
+            sessions: state.snapshot.sessions.clone(),
+            drains: state
+                .drain_requests
+                .iter()
+                .map(|(id, r)| (id.clone(), r.clone()))
+                .collect(),
+            pending: state.snapshot.pending.clone(),
+            instances: state.snapshot.instances.clone(),
+            malformed: Vec::new(),
+        }
+    }
 }
 
 async fn list(store: &Store) -> Result<State, StoreError> {
-    let snapshot = decision_snapshot(store.snapshot().await?, SystemTime::now());
+    let read = store.snapshot().await?;
+    let drain_requests = read.drains.iter().cloned().collect();
+    let snapshot = decision_snapshot(read, SystemTime::now());
     Ok(State {
+        drain_requests,
         nodes_at: positions(&snapshot.nodes),
         sessions_at: positions(&snapshot.sessions),
         pending_at: positions(&snapshot.pending),
@@ -251,10 +284,20 @@ fn apply(keys: &Keys, state: &mut State, event: &RawEvent) {
             value,
         );
     } else if let Some(id) = keys.id_under(&keys.drains(), &event.key) {
+        // A drain whose value does not parse still keeps the node from placements.
         match value {
-            Some(_) => snapshot.drains.insert(id.to_owned()),
-            None => snapshot.drains.remove(id),
-        };
+            Some(value) => {
+                snapshot.drains.insert(id.to_owned());
+                match serde_json::from_slice::<DrainRequest>(value) {
+                    Ok(request) => state.drain_requests.insert(id.to_owned(), request),
+                    Err(_) => state.drain_requests.remove(id),
+                };
+            }
+            None => {
+                snapshot.drains.remove(id);
+                state.drain_requests.remove(id);
+            }
+        }
     }
 }
 
@@ -314,6 +357,7 @@ mod tests {
     fn empty() -> State {
         State {
             snapshot: decision_snapshot(crate::store::Snapshot::default(), SystemTime::UNIX_EPOCH),
+            drain_requests: BTreeMap::new(),
             nodes_at: HashMap::new(),
             sessions_at: HashMap::new(),
             pending_at: HashMap::new(),
@@ -397,5 +441,45 @@ mod tests {
             },
         );
         assert!(state.snapshot.drains.contains("n1"));
+    }
+
+    #[test]
+    fn drain_requests_follow_the_drain_keys() {
+        let keys = Keys::default();
+        let mut state = empty();
+        let request = DrainRequest {
+            requested_at: SystemTime::UNIX_EPOCH,
+            deadline: None,
+            reason: Some("autoscale: idle".to_owned()),
+        };
+        let put = |value: &[u8]| RawEvent {
+            key: keys.drain("n1"),
+            value: Some(value.to_vec()),
+            revision: 1,
+        };
+        apply(
+            &keys,
+            &mut state,
+            &put(&serde_json::to_vec(&request).expect("JSON")),
+        );
+        assert!(state.snapshot.drains.contains("n1"));
+        assert_eq!(state.drain_requests.get("n1"), Some(&request));
+        // A value that does not parse still drains the node, with no request to read.
+        apply(&keys, &mut state, &put(b"not json"));
+        assert!(state.snapshot.drains.contains("n1"));
+        assert_eq!(state.drain_requests.get("n1"), None);
+        apply(
+            &keys,
+            &mut state,
+            &put(&serde_json::to_vec(&request).expect("JSON")),
+        );
+        let deleted = RawEvent {
+            key: keys.drain("n1"),
+            value: None,
+            revision: 2,
+        };
+        apply(&keys, &mut state, &deleted);
+        assert!(!state.snapshot.drains.contains("n1"));
+        assert!(state.drain_requests.is_empty());
     }
 }
