@@ -69,16 +69,21 @@ pub struct FleetReport {
     /// Stats writes of node records.
     pub stats_writes: u64,
     /// etcd's revision moved this much while the fleet ran: every write to etcd, from any
-    /// client (`ionctl` commands measured beside the fleet write nothing).
+    /// client, including whatever runs beside the fleet (`ionctl bench place`).
     pub etcd_revisions: i64,
     pub writes_per_sec_per_node: f64,
+    /// The fleet's own stats writes per second per node (what the agents' budget gives).
+    pub stats_writes_per_sec_per_node: f64,
     pub keepalives: u64,
+    /// Nodes that lost their lease (keep-alives answered too late) and registered again.
+    pub reregistrations: u64,
     /// etcd's database size at the end, before the fleet's keys were removed.
     pub db_size_bytes: i64,
 }
 
 /// One synthetic node: its record, lease and keep-alive stream, and when it next writes.
 struct Node {
+    index: u32,
     record: NodeRecord,
     lease: LeaseId,
     keeper: LeaseKeeper,
@@ -93,6 +98,8 @@ struct Node {
 struct Counts {
     writes: AtomicU64,
     keepalives: AtomicU64,
+    /// Registrations after the first: nodes that lost their lease.
+    registrations: AtomicU64,
 }
 
 /// A running fleet. [`Fleet::stop`] revokes every lease, which removes what it wrote.
@@ -100,7 +107,7 @@ pub struct Fleet {
     store: Store,
     options: FleetOptions,
     counts: Arc<Counts>,
-    workers: Vec<tokio::task::JoinHandle<Result<Vec<LeaseId>, StoreError>>>,
+    workers: Vec<tokio::task::JoinHandle<Vec<LeaseId>>>,
     stop: tokio::sync::watch::Sender<bool>,
     started: Instant,
     start_revision: i64,
@@ -170,11 +177,12 @@ impl Fleet {
         let _ = self.stop.send(true);
         let mut leases = Vec::new();
         for worker in self.workers {
-            leases.extend(worker.await.expect("a fleet worker panicked")?);
+            leases.extend(worker.await.expect("a fleet worker panicked"));
         }
+        // A lease that cannot be revoked (already expired, or etcd gone) lapses within its
+        // TTL anyway.
         for chunk in leases.chunks(self.options.concurrency.max(1)) {
-            futures_util::future::try_join_all(chunk.iter().map(|l| self.store.revoke_lease(*l)))
-                .await?;
+            futures_util::future::join_all(chunk.iter().map(|l| self.store.revoke_lease(*l))).await;
         }
         let stats_writes = self.counts.writes.load(Ordering::Relaxed);
         let etcd_revisions = end_revision - self.start_revision;
@@ -187,7 +195,11 @@ impl Fleet {
             writes_per_sec_per_node: etcd_revisions as f64
                 / seconds
                 / f64::from(self.options.nodes.max(1)),
+            stats_writes_per_sec_per_node: stats_writes as f64
+                / seconds
+                / f64::from(self.options.nodes.max(1)),
             keepalives: self.counts.keepalives.load(Ordering::Relaxed),
+            reregistrations: self.counts.registrations.load(Ordering::Relaxed),
             db_size_bytes,
         })
     }
@@ -276,6 +288,7 @@ async fn register(store: &Store, i: u32, options: &FleetOptions) -> Result<Node,
     // different times are.
     let offset = |period: Duration| period.mul_f64(f64::from(i % 997) / 997.0);
     Ok(Node {
+        index: i,
         record,
         lease,
         keeper,
@@ -286,56 +299,98 @@ async fn register(store: &Store, i: u32, options: &FleetOptions) -> Result<Node,
     })
 }
 
-/// Keeps one shard of the fleet alive until told to stop; returns its leases.
+/// Keeps one shard of the fleet alive until told to stop; returns its leases. A node whose
+/// lease was lost (etcd too slow to answer a keep-alive in time, say) registers again, as an
+/// agent does, and is counted.
 async fn keep(
     store: Store,
     mut nodes: Vec<Node>,
     options: FleetOptions,
     counts: Arc<Counts>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Vec<LeaseId>, StoreError> {
+) -> Vec<LeaseId> {
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.changed() => return Ok(nodes.iter().map(|n| n.lease).collect()),
+            _ = stop.changed() => return nodes.iter().map(|n| n.lease).collect(),
         }
         let now = Instant::now();
         for node in &mut nodes {
-            if node.next_keepalive <= now {
-                node.keeper
-                    .keep_alive()
-                    .await
-                    .map_err(|e| store.classify(e))?;
-                node.responses
-                    .message()
-                    .await
-                    .map_err(|e| store.classify(e))?;
-                counts.keepalives.fetch_add(1, Ordering::Relaxed);
-                node.next_keepalive = now + options.lease_ttl / 3;
-            }
-            if node.next_write <= now {
-                if node.busy {
-                    // Load that moves past the budget's 0.10 threshold on every sample.
-                    let agent_cpu = node.record.stats.agent_cpu;
-                    let moved = if agent_cpu >= 0.5 {
-                        agent_cpu - 0.15
-                    } else {
-                        agent_cpu + 0.15
-                    };
-                    node.record = node.record.clone().spending(moved);
+            let Err(error) = tend(&store, node, &options, &counts, now).await else {
+                continue;
+            };
+            tracing::warn!(node = %node.record.id, %error, "fleet node lost its lease; registering again");
+            let _ = store.revoke_lease(node.lease).await;
+            match register(&store, node.index, &options).await {
+                Ok(fresh) => {
+                    *node = fresh;
+                    counts.registrations.fetch_add(1, Ordering::Relaxed);
                 }
-                node.record.updated_at = SystemTime::now();
-                store.put_node(&node.record, node.lease).await?;
-                counts.writes.fetch_add(1, Ordering::Relaxed);
-                node.next_write = now
-                    + if node.busy {
-                        options.min_interval
-                    } else {
-                        options.heartbeat
-                    };
+                Err(error) => {
+                    tracing::warn!(node = %node.record.id, %error, "fleet node cannot register; retrying");
+                    node.next_keepalive = now + Duration::from_secs(1);
+                    node.next_write = now + Duration::from_secs(1);
+                }
             }
         }
     }
+}
+
+/// One node's due keep-alive and stats write.
+async fn tend(
+    store: &Store,
+    node: &mut Node,
+    options: &FleetOptions,
+    counts: &Counts,
+    now: Instant,
+) -> Result<(), StoreError> {
+    if node.next_keepalive <= now {
+        node.keeper
+            .keep_alive()
+            .await
+            .map_err(|e| store.classify(e))?;
+        let answer = node
+            .responses
+            .message()
+            .await
+            .map_err(|e| store.classify(e))?;
+        if answer.is_none_or(|a| a.ttl() <= 0) {
+            return Err(StoreError::Rejected(format!(
+                "lease {:x} has expired",
+                node.lease
+            )));
+        }
+        counts.keepalives.fetch_add(1, Ordering::Relaxed);
+        node.next_keepalive = now + options.lease_ttl / 3;
+    }
+    if node.next_write <= now {
+        if node.busy {
+            // Load that moves past the budget's 0.10 threshold on every sample.
+            let agent_cpu = node.record.stats.agent_cpu;
+            let moved = if agent_cpu >= 0.5 {
+                agent_cpu - 0.15
+            } else {
+                agent_cpu + 0.15
+            };
+            node.record = node.record.clone().spending(moved);
+        }
+        node.record.updated_at = SystemTime::now();
+        if let NodeWrite::HeldByOtherLease { lease } =
+            store.put_node(&node.record, node.lease).await?
+        {
+            return Err(StoreError::Rejected(format!(
+                "the record is held by lease {lease:x}"
+            )));
+        }
+        counts.writes.fetch_add(1, Ordering::Relaxed);
+        node.next_write = now
+            + if node.busy {
+                options.min_interval
+            } else {
+                options.heartbeat
+            };
+    }
+    Ok(())
 }

@@ -226,7 +226,9 @@ async fn bench_fleet(context: &Context, args: FleetArgs) -> Result<(), CliError>
                 "sessions",
                 "seconds",
                 "stats writes",
+                "stats writes/s per node",
                 "etcd writes/s per node",
+                "re-registered",
                 "etcd db size",
             ]);
             out.add_row(vec![
@@ -234,7 +236,9 @@ async fn bench_fleet(context: &Context, args: FleetArgs) -> Result<(), CliError>
                 report.sessions.to_string(),
                 format!("{:.0}", report.seconds),
                 report.stats_writes.to_string(),
+                format!("{:.3}", report.stats_writes_per_sec_per_node),
                 format!("{:.3}", report.writes_per_sec_per_node),
+                report.reregistrations.to_string(),
                 format!("{:.1} MB", report.db_size_bytes as f64 / 1e6),
             ]);
             print_table(&mut out)
