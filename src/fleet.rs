@@ -19,7 +19,7 @@ use crate::model::{NodeRecord, NodeStats, SessionClass, SessionRecord, SessionSt
 use crate::store::{LeaseId, NodeWrite, Store, StoreError};
 
 /// The machine types the fleet cycles through, so that capacities differ as in a real fleet.
-const MACHINE_TYPES: [&str; 4] = [
+pub const MACHINE_TYPES: [&str; 4] = [
     "n2-highcpu-4",
     "n2-highcpu-8",
     "n2-highcpu-16",

@@ -14,15 +14,9 @@ use serde::Serialize;
 use super::percentile;
 use crate::autoscale;
 use crate::capacity::{ClassSpec, DEFAULT_UNITS_PER_VCPU, MachineType};
+use crate::fleet::{MACHINE_TYPES, node_id};
 use crate::model::{NodeRecord, NodeStats, SessionClass, SessionRecord, SessionState};
 use crate::placement::{Decision, Policy, Request, Role, Snapshot, Strategy, decide};
-
-const MACHINE_TYPES: [&str; 4] = [
-    "n2-highcpu-4",
-    "n2-highcpu-8",
-    "n2-highcpu-16",
-    "n2-highcpu-32",
-];
 
 /// Figures for one cluster size.
 #[derive(Debug, Clone, Serialize)]
@@ -40,7 +34,7 @@ pub struct DecideResult {
     pub plan_p99_us: f64,
 }
 
-/// A cluster of `nodes` nodes carrying `sessions_per_node` meetings of 6 each (fewer where
+/// A cluster like the one `ionctl bench fleet` registers: `nodes` nodes carrying `sessions_per_node` meetings of 6 each (fewer where
 /// they do not fit), at `now`.
 pub fn synthetic_cluster(nodes: u32, sessions_per_node: u32, now: SystemTime) -> Snapshot {
     let mut snapshot = Snapshot {
@@ -58,7 +52,7 @@ pub fn synthetic_cluster(nodes: u32, sessions_per_node: u32, now: SystemTime) ->
         let machine = MachineType::by_name(MACHINE_TYPES[i as usize % MACHINE_TYPES.len()])
             .expect("in the catalogue");
         let capacity = machine.capacity(DEFAULT_UNITS_PER_VCPU);
-        let id = format!("fleet-{i:05}");
+        let id = node_id(i);
         // Nodes a quarter of which are empty, the rest with 1..=sessions_per_node meetings.
         let carried = if i % 4 == 3 {
             0

@@ -36,11 +36,7 @@ pub async fn run(
         match Store::connect(&options).await {
             Ok(connected) => break connected,
             Err(error) => {
-                if events
-                    .send(Event::Disconnected(error.to_string()))
-                    .await
-                    .is_err()
-                {
+                if !report_down(&events, &error).await {
                     return;
                 }
                 tokio::time::sleep(backoff.next_delay()).await;
@@ -54,11 +50,7 @@ pub async fn run(
         let listing = match list(&store).await {
             Ok(listing) => listing,
             Err(error) => {
-                if events
-                    .send(Event::Disconnected(error.to_string()))
-                    .await
-                    .is_err()
-                {
+                if !report_down(&events, &error).await {
                     return;
                 }
                 tokio::time::sleep(backoff.next_delay()).await;
@@ -110,11 +102,7 @@ pub async fn run(
                     Ok(()) => break,
                     Err(StoreError::Compacted { .. }) => continue 'list,
                     Err(error) => {
-                        if events
-                            .send(Event::Disconnected(error.to_string()))
-                            .await
-                            .is_err()
-                        {
+                        if !report_down(&events, &error).await {
                             return;
                         }
                     }
@@ -129,6 +117,14 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Tells the dashboard etcd cannot be reached; false once the dashboard is gone.
+async fn report_down(events: &mpsc::Sender<Event>, error: &StoreError) -> bool {
+    events
+        .send(Event::Disconnected(error.to_string()))
+        .await
+        .is_ok()
 }
 
 /// Every collection at the revision of the first read.
