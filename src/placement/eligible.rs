@@ -7,7 +7,9 @@
 //! Sessions of dedicated classes (livestream, recording) take a node that carries nothing
 //! else, and nothing else is placed next to them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{Policy, Snapshot};
 use crate::capacity::{ClassSpec, NodeLoad, believed_observed, condition};
@@ -26,19 +28,44 @@ pub struct Candidate<'a> {
     pub held_for_this: bool,
 }
 
-/// Per node: committed units, and whether a dedicated session sits on it. Hashed, not
-/// ordered: it is built and read once per node on every decision, and ordered string keys
-/// cost a comparison of ids per tree level (docs/benchmarks.md, "Simulation").
-fn committed_by_node(snapshot: &Snapshot) -> HashMap<&str, (Units, bool)> {
-    let mut by_node: HashMap<&str, (Units, bool)> = HashMap::with_capacity(snapshot.nodes.len());
-    for session in &snapshot.sessions {
-        for node in session.nodes() {
-            let entry = by_node.entry(node).or_default();
-            entry.0 = entry.0.saturating_add(session.demand_on(node));
-            entry.1 |= ClassSpec::of(session.class).dedicated;
+/// What one pass over the sessions tells about the nodes: per node, committed units and
+/// whether a dedicated session sits on it; and which holds are served (the held session is
+/// reserved on its node). Hashed, not ordered: it is built and read once per node on every
+/// decision, and ordered string keys cost a comparison of ids per tree level
+/// (docs/benchmarks.md, "Simulation"). FxHash: the keys are node ids and held session ids,
+/// and SipHash was a fifth of a decision at 5,000 nodes.
+struct SessionsByNode<'a> {
+    committed: FxHashMap<&'a str, (Units, bool)>,
+    served_holds: FxHashSet<(&'a str, &'a str)>,
+}
+
+impl<'a> SessionsByNode<'a> {
+    fn of(snapshot: &'a Snapshot) -> Self {
+        // Few nodes are held at once; only sessions they are held for are looked at twice.
+        let held: FxHashSet<&str> = snapshot
+            .nodes
+            .iter()
+            .filter_map(|n| n.hold_for.as_deref())
+            .collect();
+        let mut committed: FxHashMap<&str, (Units, bool)> = FxHashMap::default();
+        committed.reserve(snapshot.nodes.len());
+        let mut served_holds = FxHashSet::default();
+        for session in &snapshot.sessions {
+            let is_held = !held.is_empty() && held.contains(session.sid.as_str());
+            for node in session.nodes() {
+                let entry = committed.entry(node).or_default();
+                entry.0 = entry.0.saturating_add(session.demand_on(node));
+                entry.1 |= ClassSpec::of(session.class).dedicated;
+                if is_held {
+                    served_holds.insert((node, session.sid.as_str()));
+                }
+            }
+        }
+        Self {
+            committed,
+            served_holds,
         }
     }
-    by_node
 }
 
 /// The eligible nodes for a session `sid` of class `spec` costing `demand`, in snapshot order.
@@ -49,21 +76,20 @@ pub fn candidates<'a>(
     demand: Units,
     policy: &Policy,
 ) -> Vec<Candidate<'a>> {
-    let committed = committed_by_node(snapshot);
+    let by_node = SessionsByNode::of(snapshot);
     let drains: &BTreeSet<String> = &snapshot.drains;
     let rules = policy.load_rules();
-    let hold_served = |node: &NodeRecord, held: &str| {
-        snapshot
-            .sessions
-            .iter()
-            .any(|s| s.sid == held && s.is_on(&node.id))
-    };
+    let hold_served =
+        |node: &NodeRecord, held: &str| by_node.served_holds.contains(&(node.id.as_str(), held));
     snapshot
         .nodes
         .iter()
         .filter_map(|node| {
-            let (committed, carries_dedicated) =
-                committed.get(node.id.as_str()).copied().unwrap_or_default();
+            let (committed, carries_dedicated) = by_node
+                .committed
+                .get(node.id.as_str())
+                .copied()
+                .unwrap_or_default();
             let held_for_this = node.hold_for.as_deref() == Some(sid);
             let ready = node.state == NodeState::Ready && !drains.contains(&node.id);
             let hold_ok = match node.hold_for.as_deref() {
