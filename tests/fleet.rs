@@ -86,8 +86,12 @@ async fn a_fleet_registers_like_agents_takes_placements_and_leaves_nothing_behin
             "{id}'s revision key is not on its lease"
         );
     }
-    let sessions = store.sessions().await.expect("sessions").items.len();
-    assert_eq!(sessions, NODES * 4, "4 meetings per node");
+    // Each node writes its meetings after its record, as an agent does.
+    wait_for("4 meetings per node", Duration::from_secs(20), || async {
+        let sessions = store.sessions().await.expect("sessions").items.len();
+        (sessions == NODES * 4).then_some(())
+    })
+    .await;
 
     // A placement onto the fleet commits like one onto agents.
     let placer = Placer::start(store.clone(), PlacerOptions::default())

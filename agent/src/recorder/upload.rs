@@ -1,7 +1,8 @@
 //! After a recording stops: its files go up to the recording's bucket, one at a time,
 //! through the resumable uploader ([`ion_cluster::gcs`]); each local file is deleted only
 //! once Cloud Storage holds an object of its size and CRC32C. A file that cannot be uploaded
-//! stays on disk, and the error says where.
+//! stays on disk, and the error says where. A file already gone was uploaded by an earlier
+//! pass that did not get to mark it.
 
 use std::path::Path;
 
@@ -39,6 +40,15 @@ pub async fn upload_all(
         }
         let path = dir.join(&files[i].name);
         let object = bucket.object(&format!("{folder}/{}", files[i].name));
+        if !path.exists() {
+            // A recorded file is deleted only here, once Cloud Storage holds it whole: one
+            // that is gone went up in an earlier pass whose mark did not reach the record
+            // (killed between the delete and the record's write).
+            tracing::warn!(file = %path.display(), "already uploaded and deleted by an earlier pass; marking it");
+            files[i].uploaded = Some(format!("gs://{}/{object}", bucket.bucket));
+            progress(files);
+            continue;
+        }
         let uploaded = uploader
             .upload_file(&path, &bucket.bucket, &object)
             .await
