@@ -139,7 +139,7 @@ impl Fleet {
             done += chunk.len() as u32;
             progress(done);
         }
-        let start_revision = store.ping().await?;
+        let start_revision = store.revision().await?;
         let workers = planted
             .into_iter()
             .map(|nodes| {
@@ -166,7 +166,7 @@ impl Fleet {
     /// Stops the workers, measures, and revokes every lease (removing the fleet's keys).
     pub async fn stop(self) -> Result<FleetReport, StoreError> {
         let seconds = self.started.elapsed().as_secs_f64();
-        let end_revision = self.store.ping().await?;
+        let end_revision = self.store.revision().await?;
         let db_size_bytes = self
             .store
             .client()

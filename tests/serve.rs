@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use std::time::Duration;
 
 use harness::{
-    CuttableLink, Etcd, ServeProcess, audit, ionctl, node_record, plant, stderr, unique_prefix,
-    wait_for,
+    CuttableLink, Etcd, ServeProcess, audit, compact_now, ionctl, node_record, plant, stderr,
+    unique_prefix, wait_for,
 };
 use ion_cluster::api::PlaceAnswer;
 use ion_cluster::model::{DrainRequest, PendingDemand, SessionRecord};
@@ -123,14 +123,7 @@ async fn http_answers_match_the_cli() {
     assert_eq!(nodes[0]["load"]["committed_units"], 12);
     assert_eq!(nodes[1]["load"]["committed_units"], 0);
 
-    let metrics = client
-        .get(format!("{}/metrics", serve.base_url()))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&client, &serve).await;
     assert!(
         metrics.contains("ion_placements_total{outcome=\"placed\"} 1"),
         "{metrics}"
@@ -321,17 +314,23 @@ async fn the_mirror_sees_reservations_expire() {
     );
 }
 
-/// A metric of `ionctl serve` as a number (0 when it has not been recorded yet).
-async fn metric(client: &reqwest::Client, serve: &ServeProcess, name: &str) -> f64 {
-    let text = client
+/// `GET /metrics` of `ionctl serve`.
+async fn metrics_text(client: &reqwest::Client, serve: &ServeProcess) -> String {
+    client
         .get(format!("{}/metrics", serve.base_url()))
         .send()
         .await
         .expect("GET /metrics")
         .text()
         .await
-        .expect("metrics text");
-    text.lines()
+        .expect("metrics text")
+}
+
+/// A metric of `ionctl serve` as a number (0 when it has not been recorded yet).
+async fn metric(client: &reqwest::Client, serve: &ServeProcess, name: &str) -> f64 {
+    metrics_text(client, serve)
+        .await
+        .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
@@ -394,7 +393,7 @@ async fn the_mirror_resumes_after_a_cut_and_lists_again_only_after_a_compaction(
     link.cut();
     drain("first").await;
     plant(&store, &[node_record("second", 2, 0.0)]).await;
-    let last = store.ping().await.expect("revision");
+    let last = store.revision().await.expect("revision");
     link.heal();
     caught_up(last).await;
     assert!(metric(&client, &serve, "ion_placer_mirror_watch_broken_total").await >= 1.0);
@@ -411,12 +410,7 @@ async fn the_mirror_resumes_after_a_cut_and_lists_again_only_after_a_compaction(
     // the revision it compacts at).
     drain("second").await;
     plant(&store, &[node_record("third", 2, 0.0)]).await;
-    let last = store.ping().await.expect("revision");
-    store
-        .client()
-        .compact(last, None)
-        .await
-        .expect("compacting");
+    let last = compact_now(&store).await;
     link.heal();
     caught_up(last).await;
     assert!(metric(&client, &serve, "ion_placer_mirror_relists_total").await >= 1.0);

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use harness::{
-    AgentProcess, AgentSpec, CuttableLink, Etcd, node_record, plant, unique_prefix, wait_for,
+    AgentProcess, AgentSpec, CuttableLink, Etcd, compact_now, node_record, plant, unique_prefix,
+    wait_for,
 };
 use ion_cluster::model::{DrainRequest, NodeRecord};
 use ion_cluster::store::Store;
@@ -422,12 +423,7 @@ async fn top_resumes_after_a_cut_and_lists_again_only_after_a_compaction() {
         ],
     )
     .await;
-    let last = store.ping().await.expect("revision");
-    store
-        .client()
-        .compact(last, None)
-        .await
-        .expect("compacting");
+    compact_now(&store).await;
     link.heal();
     tmux.screen_where("top", "a new listing after the compaction", |s| {
         s.contains("cut-third") && s.contains("listed again") && !s.contains("etcd unreachable for")

@@ -78,3 +78,15 @@ impl Drop for CuttableLink {
         self.task.abort();
     }
 }
+
+/// Compacts etcd at its current revision, so a watch that starts at or before an earlier one
+/// is told it was compacted; returns that revision.
+pub async fn compact_now(store: &ion_cluster::store::Store) -> i64 {
+    let revision = store.revision().await.expect("revision");
+    store
+        .client()
+        .compact(revision, None)
+        .await
+        .expect("compacting");
+    revision
+}

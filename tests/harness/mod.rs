@@ -21,7 +21,7 @@ mod signal;
 pub use agent::{AgentProcess, AgentSpec};
 pub use burn::CpuBurner;
 pub use cluster::{Placed, audit, commit_order, node_record, plant};
-pub use cut::CuttableLink;
+pub use cut::{CuttableLink, compact_now};
 pub use etcd::{CLUSTER_PASSWORD, CLUSTER_USER, Etcd, OUTSIDER_PASSWORD, OUTSIDER_USER, Secure};
 pub use ion_cluster::protocol::{JoinConfig, VideoLayer};
 pub use local::LocalAgents;
