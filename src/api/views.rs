@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::capacity::{Condition, LoadRules, NodeLoad, condition, node_load};
+use crate::capacity::{Condition, LoadRules, NodeLoad, committed_by_node, condition};
 use crate::model::{NodeRecord, SessionRecord};
 
 /// One node: the record plus its load.
@@ -50,13 +50,15 @@ pub fn node_views<'a>(
     now: SystemTime,
     rules: &LoadRules,
 ) -> Vec<NodeView<'a>> {
+    let committed = committed_by_node(sessions);
     nodes
         .iter()
         .map(|record| {
             let condition = condition(record, now, rules);
+            let units = committed.get(record.id.as_str()).copied().unwrap_or(0);
             NodeView {
                 record,
-                load: node_load(record, sessions, now, rules).into(),
+                load: NodeLoad::of(record, units, now, rules).into(),
                 condition: condition_name(&condition),
                 condition_reason: (condition != Condition::Ok).then(|| condition.to_string()),
                 stats_age_secs: record.stats_age(now).as_secs_f64(),

@@ -8,18 +8,18 @@
 //! registered (the plan says why the demand still waits instead); spawns are capped per
 //! minute; and no node younger than `min_lifetime` is drained.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::{
-    ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, believed_observed, condition,
-    largest, smallest_fitting, span_nodes,
+    ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, OnNode, Sessions, believed_observed,
+    condition, largest, smallest_fitting, span_nodes,
 };
 use crate::model::{
-    DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
-    SessionRecord, Units,
+    DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand, Units,
 };
 
 /// Drain requests written by the autoscaler carry a reason starting with this; only such
@@ -31,7 +31,8 @@ pub const DRAIN_REASON_PREFIX: &str = "autoscale:";
 pub struct Snapshot {
     pub now: SystemTime,
     pub nodes: Vec<NodeRecord>,
-    pub sessions: Vec<SessionRecord>,
+    /// Indexed by id and summed per node, as placement reads them.
+    pub sessions: Sessions,
     pub drains: BTreeMap<String, DrainRequest>,
     pub pending: Vec<PendingDemand>,
     pub instances: Vec<InstanceRecord>,
@@ -200,28 +201,26 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy) -> Vec<Action> {
 
 /// A bin demands are packed into: its room left under the class's headroom is computed per
 /// demand from capacity and what is already in it.
-struct Bin {
-    kind: BinKind,
+struct Bin<'a> {
+    kind: BinKind<'a>,
     capacity: Units,
     used: f64,
 }
 
-enum BinKind {
-    Node(String),
-    Instance(String),
+enum BinKind<'a> {
+    Node(&'a str),
+    Instance(&'a str),
     Spawn(usize),
 }
 
-impl Bin {
+impl Bin<'_> {
     fn takes(&self, demand: Units, spec: &ClassSpec) -> bool {
         self.used + f64::from(demand) <= f64::from(spec.limit(self.capacity))
     }
 }
 
-fn is_idle(node: &NodeRecord, committed: &HashMap<&str, Units>) -> bool {
-    committed.get(node.id.as_str()).copied().unwrap_or(0) == 0
-        && node.stats.sessions == 0
-        && node.stats.peers == 0
+fn is_idle(node: &NodeRecord, on_node: OnNode) -> bool {
+    on_node.committed() == 0 && node.stats.sessions == 0 && node.stats.peers == 0
 }
 
 /// Why a registered node bound to `demand` has not taken it: the first placement rule it
@@ -241,8 +240,8 @@ fn why_waiting(
         && held != demand.sid
         && !snapshot
             .sessions
-            .iter()
-            .any(|s| s.sid == held && s.is_on(&node.id))
+            .get(held)
+            .is_some_and(|s| s.is_on(&node.id))
     {
         return format!("{} is held for {held}", node.id);
     }
@@ -285,18 +284,19 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let now = snapshot.now;
     // The lookups below are by id and never iterated: hashed, because ordered string keys
     // cost a comparison of ids per tree level on every tick (docs/benchmarks.md, "Simulation").
-    let node_ids: HashSet<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
-    // Per node, what every session on it reserved there: a session that spans nodes has its
-    // edges' share on each edge, as placement counts it.
-    let mut committed: HashMap<&str, Units> = HashMap::with_capacity(snapshot.nodes.len());
-    for s in &snapshot.sessions {
-        for node in s.nodes() {
-            let c = committed.entry(node).or_default();
-            *c = c.saturating_add(s.demand_on(node));
-        }
-    }
-    let placed: HashSet<&str> = snapshot.sessions.iter().map(|s| s.sid.as_str()).collect();
-    let managed: HashMap<&str, &InstanceRecord> = snapshot
+    // FxHash: the keys are node and instance ids, and SipHash was most of a tick.
+    let node_ids: FxHashSet<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
+    // Per node, what every session on it reserved there (a session that spans nodes has its
+    // edges' share on each edge, as placement counts it), kept by the sessions' index.
+    let committed = |id: &str| snapshot.sessions.on_node(id).committed();
+    // Looked up once per node, in the order of `snapshot.nodes`: the passes below read it.
+    let on_nodes: Vec<OnNode> = snapshot
+        .nodes
+        .iter()
+        .map(|n| snapshot.sessions.on_node(&n.id))
+        .collect();
+    let placed = |sid: &str| snapshot.sessions.contains(sid);
+    let managed: FxHashMap<&str, &InstanceRecord> = snapshot
         .instances
         .iter()
         .map(|i| (i.name.as_str(), i))
@@ -367,25 +367,29 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
 
     // Registered nodes of instances spawned for demands that still wait, within the grace
     // period: they are the demands' nodes, not idle capacity.
-    let pending_sids: HashSet<&str> = snapshot.pending.iter().map(|p| p.sid.as_str()).collect();
-    let bound_nodes: HashSet<&str> = snapshot
+    let pending_sids: FxHashSet<&str> = snapshot.pending.iter().map(|p| p.sid.as_str()).collect();
+    let bound_nodes: FxHashSet<&str> = snapshot
         .instances
         .iter()
-        .filter(|i| node_ids.contains(i.name.as_str()))
         .filter(|i| {
             let bound = i.hold_for.iter().chain(&i.demands);
             bound
                 .into_iter()
-                .any(|sid| pending_sids.contains(sid.as_str()) && !placed.contains(sid.as_str()))
+                .any(|sid| pending_sids.contains(sid.as_str()) && !placed(sid))
         })
+        .filter(|i| node_ids.contains(i.name.as_str()))
         .map(|i| i.name.as_str())
         .collect();
 
     // Scale up. Oldest demands first, so the ones waiting longest win under max.
     let mut pending: Vec<&PendingDemand> = snapshot.pending.iter().collect();
     pending.sort_by(|a, b| a.since.cmp(&b.since).then(a.sid.cmp(&b.sid)));
+    // Hashed once per tick: a lookup in the ordered map per node compares ids per level.
+    let drained: FxHashSet<&str> = snapshot.drains.keys().map(String::as_str).collect();
     let usable = |n: &NodeRecord| {
-        n.state == NodeState::Ready && !snapshot.drains.contains_key(&n.id) && n.capacity > 0
+        n.state == NodeState::Ready
+            && n.capacity > 0
+            && (drained.is_empty() || !drained.contains(n.id.as_str()))
     };
     let max_node_capacity = snapshot
         .nodes
@@ -401,7 +405,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
         // more edge (its nodes are full and no node is free): that gets a node held for it.
         // The commit that places a session deletes its pending demand.
         let edge_wanted = spec.spans;
-        if placed.contains(demand.sid.as_str()) && !edge_wanted {
+        if placed(&demand.sid) && !edge_wanted {
             out.covers.insert(demand.sid.clone(), Cover::Placed);
             continue;
         }
@@ -431,8 +435,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                 })
         });
         if let Some(node) = bound {
-            let on_node = committed.get(node.id.as_str()).copied().unwrap_or(0);
-            let why = why_waiting(node, demand, snapshot, on_node, policy);
+            let why = why_waiting(node, demand, snapshot, committed(&node.id), policy);
             out.covers.insert(
                 demand.sid.clone(),
                 Cover::BoundNode {
@@ -513,23 +516,16 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     // once that session is reserved there, so the rest follow.
     small.sort_by(|a, b| b.demand.cmp(&a.demand).then(a.sid.cmp(&b.sid)));
     let mut bins: Vec<Bin> = Vec::new();
-    let dedicated_on: HashSet<&str> = snapshot
-        .sessions
-        .iter()
-        .filter(|s| ClassSpec::of(s.class).dedicated)
-        .flat_map(SessionRecord::nodes)
-        .collect();
-    for node in &snapshot.nodes {
-        let healthy = !condition(node, now, &policy.load).refuses();
+    for (node, on_node) in snapshot.nodes.iter().zip(&on_nodes) {
         if usable(node)
-            && healthy
             && node.hold_for.is_none()
-            && !dedicated_on.contains(node.id.as_str())
+            && !on_node.carries_dedicated()
+            && !condition(node, now, &policy.load).refuses()
         {
-            let c = committed.get(node.id.as_str()).copied().unwrap_or(0);
+            let c = on_node.committed();
             let observed = believed_observed(node, c, now, &policy.load);
             bins.push(Bin {
-                kind: BinKind::Node(node.id.clone()),
+                kind: BinKind::Node(&node.id),
                 capacity: node.capacity,
                 used: f64::from(c).max(observed),
             });
@@ -537,13 +533,13 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     }
     for instance in in_flight.iter().filter(|i| i.hold_for.is_none()) {
         bins.push(Bin {
-            kind: BinKind::Instance(instance.name.clone()),
+            kind: BinKind::Instance(&instance.name),
             capacity: policy.capacity(&instance.machine_type),
             used: 0.0,
         });
     }
-    let mut packed_instances: HashSet<String> = HashSet::new();
-    let mut packed_nodes: HashSet<String> = HashSet::new();
+    let mut packed_instances: FxHashSet<&str> = FxHashSet::default();
+    let mut packed_nodes: FxHashSet<&str> = FxHashSet::default();
     for demand in small {
         let spec = ClassSpec::of(demand.class);
         let bin = match bins.iter_mut().find(|b| b.takes(demand.demand, &spec)) {
@@ -580,12 +576,12 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
         bin.used += f64::from(demand.demand);
         let cover = match &bin.kind {
             BinKind::Node(id) => {
-                packed_nodes.insert(id.clone());
-                Cover::Node(id.clone())
+                packed_nodes.insert(id);
+                Cover::Node((*id).to_owned())
             }
             BinKind::Instance(name) => {
-                packed_instances.insert(name.clone());
-                Cover::Instance(name.clone())
+                packed_instances.insert(name);
+                Cover::Instance((*name).to_owned())
             }
             BinKind::Spawn(index) => {
                 if let Some(Action::Spawn { for_demands, .. }) = out.actions.get_mut(*index) {
@@ -602,13 +598,15 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let idle: Vec<&NodeRecord> = snapshot
         .nodes
         .iter()
-        .filter(|n| {
+        .zip(&on_nodes)
+        .filter(|(n, on_node)| {
             usable(n)
                 && n.hold_for.is_none()
-                && is_idle(n, &committed)
-                && !packed_nodes.contains(&n.id)
+                && is_idle(n, **on_node)
+                && !packed_nodes.contains(n.id.as_str())
                 && !bound_nodes.contains(n.id.as_str())
         })
+        .map(|(n, _)| n)
         .collect();
 
     // Minimum and warm pool.
@@ -622,7 +620,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             .filter(|i| {
                 i.hold_for.is_none()
                     && &i.machine_type == machine_type
-                    && !packed_instances.contains(&i.name)
+                    && !packed_instances.contains(i.name.as_str())
             })
             .count();
         let have = u32::try_from(warm_nodes + warm_booting).unwrap_or(u32::MAX);
@@ -696,14 +694,20 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     }
 
     // Drained by us and empty: delete.
-    for node in &snapshot.nodes {
-        let ours = snapshot
-            .drains
-            .get(&node.id)
-            .and_then(|d| d.reason.as_deref())
-            .is_some_and(|r| r.starts_with(DRAIN_REASON_PREFIX));
+    let drained_by_us: FxHashSet<&str> = snapshot
+        .drains
+        .iter()
+        .filter(|(_, d)| {
+            d.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(DRAIN_REASON_PREFIX))
+        })
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for (node, on_node) in snapshot.nodes.iter().zip(&on_nodes) {
+        let ours = !drained_by_us.is_empty() && drained_by_us.contains(node.id.as_str());
         // A delete of ours that failed leaves the record deleting: it is retried here too.
-        if ours && is_idle(node, &committed) && managed.contains_key(node.id.as_str()) {
+        if ours && is_idle(node, *on_node) && managed.contains_key(node.id.as_str()) {
             out.actions.push(Action::Delete {
                 instance: node.id.clone(),
                 reason: "drained by the autoscaler and empty".to_owned(),

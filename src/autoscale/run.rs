@@ -282,7 +282,7 @@ impl Autoscaler {
         let snapshot = Snapshot {
             now,
             nodes: read.nodes,
-            sessions: read.sessions,
+            sessions: read.sessions.into(),
             drains: read.drains.into_iter().collect(),
             pending: read.pending,
             instances: current,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 
 use super::{Action, Cover, DRAIN_REASON_PREFIX, Policy, Snapshot, plan, plan_detailed};
-use crate::capacity::{ClassSpec, MachineType};
+use crate::capacity::{ClassSpec, MachineType, Sessions};
 use crate::model::{
     DrainRequest, InstanceRecord, InstanceState, NodeRecord, PendingDemand, SessionClass,
     SessionRecord, SessionState, Units,
@@ -68,7 +68,7 @@ fn empty() -> Snapshot {
     Snapshot {
         now: at(1000),
         nodes: Vec::new(),
-        sessions: Vec::new(),
+        sessions: Sessions::new(),
         drains: BTreeMap::new(),
         pending: Vec::new(),
         instances: Vec::new(),
@@ -228,7 +228,7 @@ fn warm_pool_is_kept_and_counts_booting_instances() {
         .push(instance("w2", "n1-standard-1", InstanceState::Booting, 999));
     assert!(plan(&snap, &policy).is_empty());
     // w1 takes a session: it is no longer warm.
-    snap.sessions.push(session("s", "w1", 20));
+    snap.sessions.put(session("s", "w1", 20));
     let actions = plan(&snap, &policy);
     assert_eq!(spawns(&actions).len(), 1);
     assert!(actions[0].reason().contains("warm pool"), "{actions:?}");
@@ -243,7 +243,7 @@ fn idle_nodes_are_drained_beyond_min_and_warm_then_deleted_when_empty() {
             .push(instance(id, "n1-standard-1", InstanceState::Ready, 0));
         snap.idle_since.insert(id.to_owned(), at(0));
     }
-    snap.sessions.push(session("s", "busy", 20));
+    snap.sessions.put(session("s", "busy", 20));
     let policy = Policy {
         min_nodes: 1,
         warm_pool: BTreeMap::from([("n1-standard-1".to_owned(), 1)]),
@@ -344,7 +344,7 @@ prop_compose! {
             record.updated_at = at(1999);
             if sessions > 0 {
                 record.stats.sessions = sessions;
-                snap.sessions.push(session(&format!("s{i}"), &id, 10 * sessions));
+                snap.sessions.put(session(&format!("s{i}"), &id, 10 * sessions));
             }
             if managed {
                 snap.instances.push(instance(&id, t, InstanceState::Ready, 0));
@@ -505,7 +505,7 @@ fn an_unfinished_delete_is_retried() {
     );
     // Deleting by `ionctl delete` while its node drains with sessions: left alone.
     snap.nodes.push(node("gone", "n1-standard-1"));
-    snap.sessions.push(session("s", "gone", 10));
+    snap.sessions.put(session("s", "gone", 10));
     assert!(plan(&snap, &Policy::default()).is_empty());
 }
 
@@ -821,7 +821,7 @@ fn a_live_livestream_that_asks_for_one_more_edge_gets_a_node_held_for_it() {
     snap.nodes.push(node("origin", "n2-highcpu-4"));
     let mut live = session("show", "origin", 151);
     live.class = SessionClass::Livestream;
-    snap.sessions.push(live);
+    snap.sessions.put(live);
     // Placement wrote this when every edge was full and no node was free.
     let mut more = pending("show", SessionClass::Livestream, 150);
     more.demand = 150;
@@ -834,7 +834,9 @@ fn a_live_livestream_that_asks_for_one_more_edge_gets_a_node_held_for_it() {
         detailed.actions
     );
     // A placed meeting with a stale pending demand is left alone.
-    snap.sessions[0].class = SessionClass::Meeting;
+    let mut meeting = snap.sessions.as_slice()[0].clone();
+    meeting.class = SessionClass::Meeting;
+    snap.sessions.put(meeting);
     snap.pending[0].class = SessionClass::Meeting;
     let detailed = plan_detailed(&snap, &Policy::default());
     assert_eq!(detailed.covers["show"], Cover::Placed);
@@ -855,7 +857,7 @@ fn the_edges_of_a_session_that_spans_nodes_are_neither_free_bins_nor_idle() {
     stream.size = 700;
     stream.relays = vec!["edge".to_owned()];
     stream.edge_demand = 400;
-    snap.sessions.push(stream);
+    snap.sessions.put(stream);
     snap.pending.push(pending("m1", SessionClass::Meeting, 10));
     snap.idle_since.insert("edge".to_owned(), at(0));
     let policy = Policy {

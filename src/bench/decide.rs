@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::percentile;
 use crate::autoscale;
-use crate::capacity::{ClassSpec, DEFAULT_UNITS_PER_VCPU, MachineType};
+use crate::capacity::{ClassSpec, DEFAULT_UNITS_PER_VCPU, MachineType, Sessions};
 use crate::fleet::{MACHINE_TYPES, node_id};
 use crate::model::{NodeRecord, NodeStats, SessionClass, SessionRecord, SessionState};
 use crate::placement::{Decision, Policy, Request, Role, Snapshot, Strategy, decide};
@@ -41,7 +41,7 @@ pub fn synthetic_cluster(nodes: u32, sessions_per_node: u32, now: SystemTime) ->
         revision: 1,
         now,
         nodes: Vec::with_capacity(nodes as usize),
-        sessions: Vec::new(),
+        sessions: Sessions::new(),
         drains: BTreeSet::new(),
         pending: Vec::new(),
         instances: Vec::new(),
@@ -60,7 +60,7 @@ pub fn synthetic_cluster(nodes: u32, sessions_per_node: u32, now: SystemTime) ->
             (1 + i % sessions_per_node.max(1)).min(meeting.limit(capacity) / demand)
         };
         for s in 0..carried {
-            snapshot.sessions.push(SessionRecord {
+            snapshot.sessions.put(SessionRecord {
                 sid: format!("{id}-m{s}"),
                 class: SessionClass::Meeting,
                 size: 6,
@@ -101,7 +101,8 @@ fn request(i: u32, snapshot: &Snapshot) -> Request {
         4..=6 => (format!("new-{i}"), SessionClass::Group, 4),
         7 => (format!("new-{i}"), SessionClass::Conference, 200),
         _ => {
-            let existing = &snapshot.sessions[(i as usize * 7919) % snapshot.sessions.len()];
+            let sessions = snapshot.sessions.as_slice();
+            let existing = &sessions[(i as usize * 7919) % sessions.len()];
             (existing.sid.clone(), existing.class, existing.size)
         }
     };

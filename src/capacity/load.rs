@@ -11,6 +11,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use rustc_hash::FxHashMap;
+
 use crate::model::{NodeRecord, SessionRecord, Units};
 
 /// One node's load figures, in units.
@@ -22,6 +24,15 @@ pub struct NodeLoad {
 }
 
 impl NodeLoad {
+    /// The load of `node` carrying `committed` units, as placement sees it at `now`.
+    pub fn of(node: &NodeRecord, committed: Units, now: SystemTime, rules: &LoadRules) -> Self {
+        Self {
+            observed: believed_observed(node, committed, now, rules),
+            committed,
+            capacity: node.capacity,
+        }
+    }
+
     /// `max(observed, committed)`.
     pub fn effective(&self) -> f64 {
         self.observed.max(f64::from(self.committed))
@@ -123,6 +134,25 @@ pub fn committed_units<'a>(
         .fold(0, Units::saturating_add)
 }
 
+/// Per node, [`committed_units`] of every session in one pass: what a listing of all nodes
+/// reads, where a pass over the sessions per node would cost nodes × sessions.
+pub fn committed_by_node<'a>(
+    sessions: impl IntoIterator<Item = &'a SessionRecord>,
+) -> FxHashMap<&'a str, Units> {
+    let mut committed: FxHashMap<&str, Units> = FxHashMap::default();
+    for session in sessions {
+        for (k, node) in session.nodes().enumerate() {
+            // A node the session lists twice is counted once, as `committed_units` does.
+            if session.nodes().take(k).any(|earlier| earlier == node) {
+                continue;
+            }
+            let units = committed.entry(node).or_default();
+            *units = units.saturating_add(session.demand_on(node));
+        }
+    }
+    committed
+}
+
 /// The observed units placement believes for `node` carrying `committed` units: none while it
 /// warms up or carries nothing, else what its agent reports (a non-finite figure counts as
 /// full, since nothing can be concluded from it).
@@ -151,12 +181,7 @@ pub fn node_load<'a>(
     now: SystemTime,
     rules: &LoadRules,
 ) -> NodeLoad {
-    let committed = committed_units(&node.id, sessions);
-    NodeLoad {
-        observed: believed_observed(node, committed, now, rules),
-        committed,
-        capacity: node.capacity,
-    }
+    NodeLoad::of(node, committed_units(&node.id, sessions), now, rules)
 }
 
 #[cfg(test)]

@@ -8,14 +8,14 @@ use std::cmp::Ordering;
 use super::eligible::{Candidate, candidates};
 use super::{Decision, Policy, Request, Role, Snapshot, Strategy};
 use crate::capacity::{
-    ClassSpec, MAX_SPAN_NODES, largest, node_load, smallest_fitting, span_nodes, split_shares,
+    ClassSpec, MAX_SPAN_NODES, NodeLoad, largest, smallest_fitting, span_nodes, split_shares,
 };
 use crate::model::{SessionRecord, Units};
 
 /// Where the session of `request` goes, given `snapshot` and `policy`. Pure and deterministic:
 /// the same inputs give the same decision, whatever the order of nodes in the snapshot.
 pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decision {
-    if let Some(existing) = snapshot.sessions.iter().find(|s| s.sid == request.sid) {
+    if let Some(existing) = snapshot.sessions.get(&request.sid) {
         return match request.role {
             Role::Viewer => viewer_decision(snapshot, existing, request.uid.as_deref(), policy),
             Role::Publisher => Decision::Existing {
@@ -42,8 +42,9 @@ pub fn decide(snapshot: &Snapshot, request: &Request, policy: &Policy) -> Decisi
             booting: Some(instance.name.clone()),
         };
     }
-    let eligible = candidates(snapshot, &request.sid, &spec, demand, policy);
-    if let Some(best) = eligible.iter().min_by(|a, b| rank(a, b, request.strategy)) {
+    let best = candidates(snapshot, &request.sid, &spec, demand, policy)
+        .min_by(|a, b| rank(a, b, request.strategy));
+    if let Some(best) = best {
         return Decision::Place {
             node: best.node.id.clone(),
             demand,
@@ -131,10 +132,8 @@ fn split(
     demand: Units,
     policy: &Policy,
 ) -> Option<Decision> {
-    let eligible = candidates(snapshot, &request.sid, spec, 1, policy);
-    let mut rooms: Vec<(Units, &str)> = eligible
-        .iter()
-        .map(|c| (room(spec, c), c.node.id.as_str()))
+    let mut rooms: Vec<(Units, &str)> = candidates(snapshot, &request.sid, spec, 1, policy)
+        .map(|c| (room(spec, &c), c.node.id.as_str()))
         .filter(|(room, _)| *room > 0)
         .collect();
     rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
@@ -190,7 +189,8 @@ fn viewer_decision(
     let rules = policy.load_rules();
     let room_of = |id: &str| {
         snapshot.nodes.iter().find(|n| n.id == id).map(|node| {
-            let load = node_load(node, &snapshot.sessions, snapshot.now, &rules);
+            let committed = snapshot.sessions.on_node(id).committed();
+            let load = NodeLoad::of(node, committed, snapshot.now, &rules);
             let used = load.effective().ceil() as Units;
             spec.limit(node.capacity).saturating_sub(used)
         })
@@ -217,8 +217,9 @@ fn viewer_decision(
     } else {
         session.demand
     };
-    let free = candidates(snapshot, &session.sid, &spec, share, policy);
-    if let Some(edge) = free.iter().min_by(|a, b| rank(a, b, Strategy::Spread)) {
+    let free = candidates(snapshot, &session.sid, &spec, share, policy)
+        .min_by(|a, b| rank(a, b, Strategy::Spread));
+    if let Some(edge) = free {
         return Decision::Extend {
             edge: edge.node.id.clone(),
             edge_demand: share,

@@ -7,12 +7,10 @@
 //! Sessions of dedicated classes (livestream, recording) take a node that carries nothing
 //! else, and nothing else is placed next to them.
 
-use std::collections::BTreeSet;
-
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use super::{Policy, Snapshot};
-use crate::capacity::{ClassSpec, NodeLoad, believed_observed, condition};
+use crate::capacity::{ClassSpec, NodeLoad, condition};
 use crate::model::{NodeRecord, NodeState, Units};
 
 /// An eligible node and its figures after placement.
@@ -28,103 +26,60 @@ pub struct Candidate<'a> {
     pub held_for_this: bool,
 }
 
-/// What one pass over the sessions tells about the nodes: per node, committed units and
-/// whether a dedicated session sits on it; and which holds are served (the held session is
-/// reserved on its node). Hashed, not ordered: it is built and read once per node on every
-/// decision, and ordered string keys cost a comparison of ids per tree level
-/// (docs/benchmarks.md, "Simulation"). FxHash: the keys are node ids and held session ids,
-/// and SipHash was a fifth of a decision at 5,000 nodes.
-struct SessionsByNode<'a> {
-    committed: FxHashMap<&'a str, (Units, bool)>,
-    served_holds: FxHashSet<(&'a str, &'a str)>,
-}
-
-impl<'a> SessionsByNode<'a> {
-    fn of(snapshot: &'a Snapshot) -> Self {
-        // Few nodes are held at once; only sessions they are held for are looked at twice.
-        let held: FxHashSet<&str> = snapshot
-            .nodes
-            .iter()
-            .filter_map(|n| n.hold_for.as_deref())
-            .collect();
-        let mut committed: FxHashMap<&str, (Units, bool)> = FxHashMap::default();
-        committed.reserve(snapshot.nodes.len());
-        let mut served_holds = FxHashSet::default();
-        for session in &snapshot.sessions {
-            let is_held = !held.is_empty() && held.contains(session.sid.as_str());
-            for node in session.nodes() {
-                let entry = committed.entry(node).or_default();
-                entry.0 = entry.0.saturating_add(session.demand_on(node));
-                entry.1 |= ClassSpec::of(session.class).dedicated;
-                if is_held {
-                    served_holds.insert((node, session.sid.as_str()));
-                }
-            }
-        }
-        Self {
-            committed,
-            served_holds,
-        }
-    }
-}
-
 /// The eligible nodes for a session `sid` of class `spec` costing `demand`, in snapshot order.
+/// Lazily: a decision keeps only the best, and a vector of every node per call was a large
+/// allocation at thousands of nodes.
 pub fn candidates<'a>(
     snapshot: &'a Snapshot,
     sid: &str,
     spec: &ClassSpec,
     demand: Units,
     policy: &Policy,
-) -> Vec<Candidate<'a>> {
-    let by_node = SessionsByNode::of(snapshot);
-    let drains: &BTreeSet<String> = &snapshot.drains;
+) -> impl Iterator<Item = Candidate<'a>> {
+    // Hashed once per call: a lookup in the ordered set per node compares ids per level.
+    let drained: FxHashSet<&str> = snapshot.drains.iter().map(String::as_str).collect();
     let rules = policy.load_rules();
-    let hold_served =
-        |node: &NodeRecord, held: &str| by_node.served_holds.contains(&(node.id.as_str(), held));
-    snapshot
-        .nodes
-        .iter()
-        .filter_map(|node| {
-            let (committed, carries_dedicated) = by_node
-                .committed
-                .get(node.id.as_str())
-                .copied()
-                .unwrap_or_default();
-            let held_for_this = node.hold_for.as_deref() == Some(sid);
-            let ready = node.state == NodeState::Ready && !drains.contains(&node.id);
-            let hold_ok = match node.hold_for.as_deref() {
-                None => true,
-                Some(held) => held == sid || hold_served(node, held),
-            };
-            let fresh = node.stats_age(snapshot.now) <= policy.stats_max_age;
-            let used = committed > 0 || node.stats.sessions > 0;
-            let sharing_ok = if spec.dedicated {
-                !used
-            } else {
-                !carries_dedicated
-            };
-            if !(ready && hold_ok && fresh && sharing_ok) || node.capacity == 0 {
-                return None;
-            }
-            if condition(node, snapshot.now, &rules).refuses() {
-                return None;
-            }
-            let load = NodeLoad {
-                observed: believed_observed(node, committed, snapshot.now, &rules),
-                committed,
-                capacity: node.capacity,
-            };
-            let after = load.effective() + f64::from(demand);
-            if after > f64::from(spec.limit(node.capacity)) {
-                return None;
-            }
-            Some(Candidate {
-                node,
-                load,
-                utilisation_after: after / f64::from(node.capacity),
-                used,
-                held_for_this,
-            })
+    // A hold is served once its session is reserved on the held node.
+    let hold_served = |node: &NodeRecord, held: &str| {
+        snapshot
+            .sessions
+            .get(held)
+            .is_some_and(|session| session.is_on(&node.id))
+    };
+    snapshot.nodes.iter().filter_map(move |node| {
+        let on_node = snapshot.sessions.on_node(&node.id);
+        let (committed, carries_dedicated) = (on_node.committed(), on_node.carries_dedicated());
+        let held_for_this = node.hold_for.as_deref() == Some(sid);
+        let ready = node.state == NodeState::Ready
+            && (drained.is_empty() || !drained.contains(node.id.as_str()));
+        let hold_ok = match node.hold_for.as_deref() {
+            None => true,
+            Some(held) => held == sid || hold_served(node, held),
+        };
+        let fresh = node.stats_age(snapshot.now) <= policy.stats_max_age;
+        let used = committed > 0 || node.stats.sessions > 0;
+        let sharing_ok = if spec.dedicated {
+            !used
+        } else {
+            !carries_dedicated
+        };
+        if !(ready && hold_ok && fresh && sharing_ok) || node.capacity == 0 {
+            return None;
+        }
+        if condition(node, snapshot.now, &rules).refuses() {
+            return None;
+        }
+        let load = NodeLoad::of(node, committed, snapshot.now, &rules);
+        let after = load.effective() + f64::from(demand);
+        if after > f64::from(spec.limit(node.capacity)) {
+            return None;
+        }
+        Some(Candidate {
+            node,
+            load,
+            utilisation_after: after / f64::from(node.capacity),
+            used,
+            held_for_this,
         })
-        .collect()
+    })
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capacity::{DEFAULT_UNITS_PER_VCPU, LoadRules};
-use crate::model::{InstanceRecord, NodeRecord, PendingDemand, SessionClass, SessionRecord, Units};
+use crate::capacity::{DEFAULT_UNITS_PER_VCPU, LoadRules, Sessions};
+use crate::model::{InstanceRecord, NodeRecord, PendingDemand, SessionClass, Units};
 
 pub use decide::decide;
 pub use eligible::{Candidate, candidates};
@@ -23,7 +23,8 @@ pub struct Snapshot {
     pub revision: i64,
     pub now: SystemTime,
     pub nodes: Vec<NodeRecord>,
-    pub sessions: Vec<SessionRecord>,
+    /// Indexed by id and summed per node, so a decision costs the nodes and not the sessions.
+    pub sessions: Sessions,
     /// Ids of nodes with a drain request.
     pub drains: BTreeSet<String>,
     pub pending: Vec<PendingDemand>,

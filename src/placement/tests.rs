@@ -50,7 +50,7 @@ fn snapshot(nodes: Vec<NodeRecord>, sessions: Vec<SessionRecord>) -> Snapshot {
         revision: 7,
         now: at(105),
         nodes,
-        sessions,
+        sessions: sessions.into(),
         drains: BTreeSet::new(),
         pending: Vec::new(),
         instances: Vec::new(),
@@ -88,7 +88,7 @@ fn binpack_fills_one_node_before_the_next() {
         let decision = decide(&snap, &request(&sid, SessionClass::Group, 6), &policy);
         assert_eq!(placed_on(&decision), Some("a"), "session {i}: {decision:?}");
         snap.sessions
-            .push(session(&sid, "a", SessionClass::Group, 30));
+            .put(session(&sid, "a", SessionClass::Group, 30));
     }
     let decision = decide(&snap, &request("s9", SessionClass::Group, 6), &policy);
     assert_eq!(placed_on(&decision), Some("b"));
@@ -523,7 +523,7 @@ proptest! {
         let len = shuffled.nodes.len();
         shuffled.nodes.rotate_left((seed as usize) % len);
         shuffled.nodes.reverse();
-        shuffled.sessions.reverse();
+        shuffled.sessions = shuffled.sessions.iter().rev().cloned().collect();
         prop_assert_eq!(first, decide(&shuffled, &req, &policy));
     }
 
@@ -539,7 +539,7 @@ proptest! {
                     || snap.nodes.iter().any(|n| n.id == id && n.stats.sessions > 0)
             };
             let spec = ClassSpec::of(req.class);
-            let eligible = candidates(&snap, &req.sid, &spec, *demand, &Policy::default());
+            let eligible = candidates(&snap, &req.sid, &spec, *demand, &Policy::default()).collect::<Vec<_>>();
             let chosen = eligible.iter().find(|c| &c.node.id == node).expect("chosen is eligible");
             if !is_used(node) && !chosen.held_for_this {
                 prop_assert!(!eligible.iter().any(|c| is_used(&c.node.id) && !c.held_for_this),
@@ -671,7 +671,7 @@ proptest! {
             prop_assert!(viewers >= size, "{viewers} < {size}");
             prop_assert!(!edges.contains(&origin));
             for (id, share) in std::iter::once((&origin, origin_demand)).chain(edges.iter().map(|e| (e, edge_demand))) {
-                let eligible = candidates(&snap, "split", &spec, share, &policy);
+                let eligible = candidates(&snap, "split", &spec, share, &policy).collect::<Vec<_>>();
                 prop_assert!(eligible.iter().any(|c| &c.node.id == id), "{id} cannot take {share}");
             }
         }
@@ -739,7 +739,7 @@ fn a_conference_no_node_holds_spans_shared_nodes_and_grows_by_edges() {
     );
     // Placed on one node that is now full: a participant placed as a viewer adds a free
     // node as an edge, as for a livestream.
-    snap.sessions = vec![session("conf", "a", SessionClass::Conference, 400)];
+    snap.sessions = vec![session("conf", "a", SessionClass::Conference, 400)].into();
     snap.nodes = vec![node("a", 4, 0.95), node("b", 4, 0.0)];
     let mut viewer = request("conf", SessionClass::Conference, 1);
     viewer.role = Role::Viewer;
@@ -751,7 +751,7 @@ fn a_conference_no_node_holds_spans_shared_nodes_and_grows_by_edges() {
         }
     );
     // A meeting never spans: its full node is where it stays.
-    snap.sessions = vec![session("meet", "a", SessionClass::Meeting, 400)];
+    snap.sessions = vec![session("meet", "a", SessionClass::Meeting, 400)].into();
     let mut member = request("meet", SessionClass::Meeting, 1);
     member.role = Role::Viewer;
     assert_eq!(
@@ -803,7 +803,7 @@ proptest! {
         uid in "[a-z0-9]{1,12}",
     ) {
         let policy = Policy::default();
-        let Some(session) = snap.sessions.first() else { return Ok(()); };
+        let Some(session) = snap.sessions.iter().next() else { return Ok(()); };
         let mut viewer = request(&session.sid, session.class, 1);
         viewer.role = Role::Viewer;
         viewer.uid = Some(uid);

@@ -24,23 +24,24 @@ pub(super) enum View {
 impl View {
     /// Runs `decide` with `input` on the cluster as of now, stamped with the current time.
     /// `fresh` forces a read from etcd (after a conflict). The mirror lends its snapshot
-    /// without copying it. When etcd cannot be read, `input` comes back with the error.
+    /// without copying it; `decide` must leave it as it found it, but for `now`. When etcd
+    /// cannot be read, `input` comes back with the error.
     pub(super) async fn with_snapshot<I, R>(
         &self,
         store: &Store,
         fresh: bool,
         input: I,
-        decide: impl FnOnce(&Snapshot, I) -> R,
+        decide: impl FnOnce(&mut Snapshot, I) -> R,
     ) -> Result<R, (StoreError, I)> {
         let now = SystemTime::now();
         match self {
             View::Mirror(mirror) if !fresh => {
                 let mut state = mirror.shared.state.lock().expect("mirror lock");
                 state.snapshot.now = now;
-                Ok(decide(&state.snapshot, input))
+                Ok(decide(&mut state.snapshot, input))
             }
             _ => match store.snapshot().await {
-                Ok(read) => Ok(decide(&decision_snapshot(read, now), input)),
+                Ok(read) => Ok(decide(&mut decision_snapshot(read, now), input)),
                 Err(error) => Err((error, input)),
             },
         }
@@ -63,7 +64,7 @@ fn decision_snapshot(read: crate::store::Snapshot, now: SystemTime) -> Snapshot 
         revision: read.revision,
         now,
         nodes: read.nodes,
-        sessions: read.sessions,
+        sessions: read.sessions.into(),
         drains: read.drains.into_iter().map(|(id, _)| id).collect(),
         pending: read.pending,
         instances: read.instances,
@@ -78,12 +79,6 @@ trait Keyed {
 impl Keyed for NodeRecord {
     fn id(&self) -> &str {
         &self.id
-    }
-}
-
-impl Keyed for SessionRecord {
-    fn id(&self) -> &str {
-        &self.sid
     }
 }
 
@@ -107,7 +102,6 @@ struct State {
     /// (the autoscaler finishes only its own drains).
     drain_requests: BTreeMap<String, DrainRequest>,
     nodes_at: HashMap<String, usize>,
-    sessions_at: HashMap<String, usize>,
     pending_at: HashMap<String, usize>,
     instances_at: HashMap<String, usize>,
 }
@@ -167,7 +161,7 @@ impl Mirror {
         crate::store::Snapshot {
             revision: state.snapshot.revision,
             nodes: state.snapshot.nodes.clone(),
-            sessions: state.snapshot.sessions.clone(),
+            sessions: state.snapshot.sessions.as_slice().to_vec(),
             drains: state
                 .drain_requests
                 .iter()
@@ -187,7 +181,6 @@ async fn list(store: &Store) -> Result<State, StoreError> {
     Ok(State {
         drain_requests,
         nodes_at: positions(&snapshot.nodes),
-        sessions_at: positions(&snapshot.sessions),
         pending_at: positions(&snapshot.pending),
         instances_at: positions(&snapshot.instances),
         snapshot,
@@ -273,7 +266,19 @@ fn apply(keys: &Keys, state: &mut State, event: &RawEvent) {
     if let Some(id) = keys.id_under(&keys.nodes(), &event.key) {
         upsert(&mut snapshot.nodes, &mut state.nodes_at, id, value);
     } else if let Some(sid) = keys.id_under(&keys.sessions(), &event.key) {
-        upsert(&mut snapshot.sessions, &mut state.sessions_at, sid, value);
+        // Sessions keep their own index, with the per-node sums placement reads.
+        match value.map(serde_json::from_slice::<SessionRecord>) {
+            Some(Ok(record)) => {
+                snapshot.sessions.put(record);
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%sid, %error, "malformed record in the placement mirror; treated as absent");
+                snapshot.sessions.remove(sid);
+            }
+            None => {
+                snapshot.sessions.remove(sid);
+            }
+        }
     } else if let Some(sid) = keys.id_under(&keys.pendings(), &event.key) {
         upsert(&mut snapshot.pending, &mut state.pending_at, sid, value);
     } else if let Some(name) = keys.id_under(&keys.instances(), &event.key) {
@@ -359,7 +364,6 @@ mod tests {
             snapshot: decision_snapshot(crate::store::Snapshot::default(), SystemTime::UNIX_EPOCH),
             drain_requests: BTreeMap::new(),
             nodes_at: HashMap::new(),
-            sessions_at: HashMap::new(),
             pending_at: HashMap::new(),
             instances_at: HashMap::new(),
         }
@@ -415,9 +419,14 @@ mod tests {
                 expected.len(),
                 "no duplicates"
             );
-            for (sid, &i) in &state.sessions_at {
-                assert_eq!(&state.snapshot.sessions[i].sid, sid, "index of {sid}");
+            for (sid, &demand) in &expected {
+                assert_eq!(
+                    state.snapshot.sessions.get(sid).map(|s| s.demand),
+                    Some(demand)
+                );
             }
+            let on_n1: u32 = expected.values().sum();
+            assert_eq!(state.snapshot.sessions.on_node("n1").committed(), on_n1);
         }
         assert_eq!(state.snapshot.revision, script.len() as i64);
         // Malformed values count as absent; drains are tracked by id.

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use super::{Placement, Policy, Request};
 use crate::autoscale::{self, Action, SPAWN_WINDOW};
-use crate::capacity::ClassSpec;
+use crate::capacity::{ClassSpec, Sessions};
 use crate::model::{
     DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
     SessionClass, SessionRecord, SessionState, Units,
@@ -65,13 +65,18 @@ pub struct Ours {
     nodes: Vec<NodeRecord>,
     node_machine: Vec<MachineId>,
     /// One record per node (its whole sessions, summed), then the split sessions.
-    sessions: Vec<SessionRecord>,
+    sessions: Sessions,
+    /// Per node (as in `nodes`), the id of its summed record and the units and dedicated
+    /// flag last put there: only records whose figures changed are put again.
+    whole: Vec<(String, Units, bool)>,
     splits: BTreeMap<u32, SessionRecord>,
     instances: Vec<InstanceRecord>,
     pending: Vec<PendingDemand>,
     drains: BTreeMap<String, DrainRequest>,
     drain_set: BTreeSet<String>,
     idle_since: BTreeMap<String, SystemTime>,
+    /// Per node (as in `nodes`), whether it is in `idle_since`.
+    idle_flags: Vec<bool>,
     recent_spawns: BTreeMap<String, SystemTime>,
     /// Skip `decide` where it can only say "wait" ([`Ours::cannot_fit_yet`]); off in the
     /// test that shows it changes nothing.
@@ -86,13 +91,15 @@ impl Ours {
             seen: None,
             nodes: Vec::new(),
             node_machine: Vec::new(),
-            sessions: Vec::new(),
+            sessions: Sessions::new(),
+            whole: Vec::new(),
             splits: BTreeMap::new(),
             instances: Vec::new(),
             pending: Vec::new(),
             drains: BTreeMap::new(),
             drain_set: BTreeSet::new(),
             idle_since: BTreeMap::new(),
+            idle_flags: Vec::new(),
             recent_spawns: BTreeMap::new(),
         }
     }
@@ -103,7 +110,8 @@ impl Ours {
         if self.seen != Some(cluster.generation) {
             self.nodes.clear();
             self.node_machine.clear();
-            self.sessions.clear();
+            self.sessions = Sessions::new();
+            self.whole.clear();
             for machine in cluster.live().filter(|m| m.is_ready()) {
                 let mut node = NodeRecord::blank(
                     &machine.name,
@@ -120,8 +128,10 @@ impl Ours {
                 } else {
                     NodeState::Ready
                 };
-                self.sessions.push(SessionRecord {
-                    sid: format!("~whole-sessions-on-{}", machine.name),
+                let sid = format!("~whole-sessions-on-{}", machine.name);
+                self.whole.push((sid.clone(), 0, false));
+                self.sessions.put(SessionRecord {
+                    sid,
                     class: SessionClass::Group,
                     size: 2,
                     demand: 0,
@@ -134,7 +144,14 @@ impl Ours {
                 self.nodes.push(node);
                 self.node_machine.push(machine.id);
             }
-            self.sessions.extend(self.splits.values().cloned());
+            for split in self.splits.values() {
+                self.sessions.put(split.clone());
+            }
+            self.idle_flags = self
+                .nodes
+                .iter()
+                .map(|n| self.idle_since.contains_key(&n.id))
+                .collect();
             for instance in &mut self.instances {
                 let machine = cluster
                     .by_name(&instance.name)
@@ -157,13 +174,21 @@ impl Ours {
             node.stats.observed_units = observed;
             node.stats.agent_cpu = observed / f64::from(machine.capacity.max(1));
             node.stats.cpu = node.stats.agent_cpu;
-            let whole = &mut self.sessions[index];
-            whole.demand = machine.committed_whole;
-            whole.class = if machine.dedicated_whole > 0 {
-                SessionClass::Recording
-            } else {
-                SessionClass::Group
-            };
+            let (sid, units, dedicated) = &mut self.whole[index];
+            let now_dedicated = machine.dedicated_whole > 0;
+            if (*units, *dedicated) != (machine.committed_whole, now_dedicated)
+                && let Some(record) = self.sessions.get(sid)
+            {
+                let mut record = record.clone();
+                record.demand = machine.committed_whole;
+                record.class = if now_dedicated {
+                    SessionClass::Recording
+                } else {
+                    SessionClass::Group
+                };
+                self.sessions.put(record);
+                (*units, *dedicated) = (machine.committed_whole, now_dedicated);
+            }
         }
     }
 
@@ -394,14 +419,23 @@ impl Policy for Ours {
         let at = system_time(now);
         // As the autoscaler loop does: idle since the first tick that saw the node carry
         // nothing, forgotten the moment it carries something.
-        let names: BTreeSet<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
-        self.idle_since.retain(|id, _| names.contains(id.as_str()));
+        self.idle_since.retain(|id, _| {
+            cluster
+                .by_name(id)
+                .is_some_and(|m| cluster.machine(m).is_ready())
+        });
         for (index, node) in self.nodes.iter().enumerate() {
             let machine = cluster.machine(self.node_machine[index]);
-            if machine.sessions.is_empty() && machine.participants == 0 {
-                self.idle_since.entry(node.id.clone()).or_insert(at);
-            } else {
-                self.idle_since.remove(&node.id);
+            let idle = machine.sessions.is_empty() && machine.participants == 0;
+            // The map is touched only when a node turns idle or busy: a lookup per node and
+            // tick in the ordered map was a tenth of a day's run.
+            if idle != self.idle_flags[index] {
+                if idle {
+                    self.idle_since.insert(node.id.clone(), at);
+                } else {
+                    self.idle_since.remove(&node.id);
+                }
+                self.idle_flags[index] = idle;
             }
         }
         self.recent_spawns
@@ -525,7 +559,7 @@ impl Ours {
         let mut snapshot = self.placement_snapshot(now);
         let compacted = std::mem::replace(
             &mut snapshot.sessions,
-            full_sessions(cluster, trace, system_time(now)),
+            full_sessions(cluster, trace, system_time(now)).into(),
         );
         let full = placement::decide(&snapshot, &request, &self.config.placement);
         snapshot.sessions = compacted;
