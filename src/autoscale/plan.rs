@@ -15,7 +15,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::{
-    ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, OnNode, Sessions, believed_observed,
+    ClassSpec, DEFAULT_UNITS_PER_VCPU, LoadRules, MachineType, Sessions, believed_observed,
     condition, largest, smallest_fitting, span_nodes,
 };
 use crate::model::{
@@ -219,8 +219,9 @@ impl Bin<'_> {
     }
 }
 
-fn is_idle(node: &NodeRecord, on_node: OnNode) -> bool {
-    on_node.committed() == 0 && node.stats.sessions == 0 && node.stats.peers == 0
+/// The node's own figures first: the sums are looked up only for nodes that report nothing.
+fn is_idle(node: &NodeRecord, sessions: &Sessions) -> bool {
+    node.stats.sessions == 0 && node.stats.peers == 0 && sessions.on_node(&node.id).committed() == 0
 }
 
 /// Why a registered node bound to `demand` has not taken it: the first placement rule it
@@ -289,12 +290,6 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     // Per node, what every session on it reserved there (a session that spans nodes has its
     // edges' share on each edge, as placement counts it), kept by the sessions' index.
     let committed = |id: &str| snapshot.sessions.on_node(id).committed();
-    // Looked up once per node, in the order of `snapshot.nodes`: the passes below read it.
-    let on_nodes: Vec<OnNode> = snapshot
-        .nodes
-        .iter()
-        .map(|n| snapshot.sessions.on_node(&n.id))
-        .collect();
     let placed = |sid: &str| snapshot.sessions.contains(sid);
     let managed: FxHashMap<&str, &InstanceRecord> = snapshot
         .instances
@@ -391,13 +386,17 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             && n.capacity > 0
             && (drained.is_empty() || !drained.contains(n.id.as_str()))
     };
-    let max_node_capacity = snapshot
-        .nodes
-        .iter()
-        .filter(|n| usable(n))
-        .map(|n| n.capacity)
-        .max()
-        .unwrap_or(0);
+    let max_node_capacity = if snapshot.pending.is_empty() {
+        0
+    } else {
+        snapshot
+            .nodes
+            .iter()
+            .filter(|n| usable(n))
+            .map(|n| n.capacity)
+            .max()
+            .unwrap_or(0)
+    };
     let mut small: Vec<&PendingDemand> = Vec::new();
     for demand in pending {
         let spec = ClassSpec::of(demand.class);
@@ -516,7 +515,14 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     // once that session is reserved there, so the rest follow.
     small.sort_by(|a, b| b.demand.cmp(&a.demand).then(a.sid.cmp(&b.sid)));
     let mut bins: Vec<Bin> = Vec::new();
-    for (node, on_node) in snapshot.nodes.iter().zip(&on_nodes) {
+    // Bins only when there is something to pack into them.
+    let nodes_to_pack = if small.is_empty() {
+        &[][..]
+    } else {
+        &snapshot.nodes[..]
+    };
+    for node in nodes_to_pack {
+        let on_node = snapshot.sessions.on_node(&node.id);
         if usable(node)
             && node.hold_for.is_none()
             && !on_node.carries_dedicated()
@@ -598,15 +604,13 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     let idle: Vec<&NodeRecord> = snapshot
         .nodes
         .iter()
-        .zip(&on_nodes)
-        .filter(|(n, on_node)| {
+        .filter(|n| {
             usable(n)
                 && n.hold_for.is_none()
-                && is_idle(n, **on_node)
+                && is_idle(n, &snapshot.sessions)
                 && !packed_nodes.contains(n.id.as_str())
                 && !bound_nodes.contains(n.id.as_str())
         })
-        .map(|(n, _)| n)
         .collect();
 
     // Minimum and warm pool.
@@ -704,10 +708,10 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
         })
         .map(|(id, _)| id.as_str())
         .collect();
-    for (node, on_node) in snapshot.nodes.iter().zip(&on_nodes) {
+    for node in &snapshot.nodes {
         let ours = !drained_by_us.is_empty() && drained_by_us.contains(node.id.as_str());
         // A delete of ours that failed leaves the record deleting: it is retried here too.
-        if ours && is_idle(node, *on_node) && managed.contains_key(node.id.as_str()) {
+        if ours && is_idle(node, &snapshot.sessions) && managed.contains_key(node.id.as_str()) {
             out.actions.push(Action::Delete {
                 instance: node.id.clone(),
                 reason: "drained by the autoscaler and empty".to_owned(),

@@ -26,8 +26,13 @@ pub struct NodeLoad {
 impl NodeLoad {
     /// The load of `node` carrying `committed` units, as placement sees it at `now`.
     pub fn of(node: &NodeRecord, committed: Units, now: SystemTime, rules: &LoadRules) -> Self {
+        Self::given(node, committed, &condition(node, now, rules))
+    }
+
+    /// [`NodeLoad::of`], with the node's condition already at hand.
+    pub fn given(node: &NodeRecord, committed: Units, condition: &Condition) -> Self {
         Self {
-            observed: believed_observed(node, committed, now, rules),
+            observed: believed_given(node, committed, condition),
             committed,
             capacity: node.capacity,
         }
@@ -162,8 +167,14 @@ pub fn believed_observed(
     now: SystemTime,
     rules: &LoadRules,
 ) -> f64 {
+    believed_given(node, committed, &condition(node, now, rules))
+}
+
+/// [`believed_observed`], with the node's condition already at hand. It never falls as
+/// `committed` rises, so the figure for 0 units is a floor under the node's effective load.
+pub fn believed_given(node: &NodeRecord, committed: Units, condition: &Condition) -> f64 {
     let carries = committed > 0 || node.stats.sessions > 0 || node.stats.peers > 0;
-    if !carries || matches!(condition(node, now, rules), Condition::WarmingUp { .. }) {
+    if !carries || matches!(condition, Condition::WarmingUp { .. }) {
         return 0.0;
     }
     let observed = node.stats.observed_units;

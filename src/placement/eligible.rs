@@ -10,7 +10,7 @@
 use rustc_hash::FxHashSet;
 
 use super::{Policy, Snapshot};
-use crate::capacity::{ClassSpec, NodeLoad, condition};
+use crate::capacity::{ClassSpec, NodeLoad, believed_given, condition};
 use crate::model::{NodeRecord, NodeState, Units};
 
 /// An eligible node and its figures after placement.
@@ -47,8 +47,8 @@ pub fn candidates<'a>(
             .is_some_and(|session| session.is_on(&node.id))
     };
     snapshot.nodes.iter().filter_map(move |node| {
-        let on_node = snapshot.sessions.on_node(&node.id);
-        let (committed, carries_dedicated) = (on_node.committed(), on_node.carries_dedicated());
+        // What the record alone decides comes first; the per-node sums are looked up only
+        // for nodes that pass it (a lookup per node was most of a decision).
         let held_for_this = node.hold_for.as_deref() == Some(sid);
         let ready = node.state == NodeState::Ready
             && (drained.is_empty() || !drained.contains(node.id.as_str()));
@@ -57,21 +57,35 @@ pub fn candidates<'a>(
             Some(held) => held == sid || hold_served(node, held),
         };
         let fresh = node.stats_age(snapshot.now) <= policy.stats_max_age;
+        if !(ready && hold_ok && fresh) || node.capacity == 0 {
+            return None;
+        }
+        if spec.dedicated && node.stats.sessions > 0 {
+            return None;
+        }
+        let condition = condition(node, snapshot.now, &rules);
+        if condition.refuses() {
+            return None;
+        }
+        let limit = f64::from(spec.limit(node.capacity));
+        // Observed load believed with nothing committed is a floor under the effective load.
+        if believed_given(node, 0, &condition) + f64::from(demand) > limit {
+            return None;
+        }
+        let on_node = snapshot.sessions.on_node(&node.id);
+        let committed = on_node.committed();
         let used = committed > 0 || node.stats.sessions > 0;
         let sharing_ok = if spec.dedicated {
             !used
         } else {
-            !carries_dedicated
+            !on_node.carries_dedicated()
         };
-        if !(ready && hold_ok && fresh && sharing_ok) || node.capacity == 0 {
+        if !sharing_ok {
             return None;
         }
-        if condition(node, snapshot.now, &rules).refuses() {
-            return None;
-        }
-        let load = NodeLoad::of(node, committed, snapshot.now, &rules);
+        let load = NodeLoad::given(node, committed, &condition);
         let after = load.effective() + f64::from(demand);
-        if after > f64::from(spec.limit(node.capacity)) {
+        if after > limit {
             return None;
         }
         Some(Candidate {

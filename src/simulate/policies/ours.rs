@@ -14,6 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
+use rustc_hash::FxHashMap;
+
 use super::{Placement, Policy, Request};
 use crate::autoscale::{self, Action, SPAWN_WINDOW};
 use crate::capacity::{ClassSpec, Sessions};
@@ -108,50 +110,64 @@ impl Ours {
     fn refresh(&mut self, cluster: &Cluster, now: Millis) {
         let at = system_time(now);
         if self.seen != Some(cluster.generation) {
-            self.nodes.clear();
-            self.node_machine.clear();
-            self.sessions = Sessions::new();
-            self.whole.clear();
+            // Machines came, went, drained or changed holds. The records of machines still
+            // ready are kept, and only the changed ones are put or removed: building every
+            // record and the index again was most of a day's run.
+            let mut kept: FxHashMap<MachineId, (NodeRecord, (String, Units, bool), bool)> = self
+                .node_machine
+                .drain(..)
+                .zip(
+                    self.nodes
+                        .drain(..)
+                        .zip(self.whole.drain(..))
+                        .zip(self.idle_flags.drain(..)),
+                )
+                .map(|(id, ((node, whole), idle))| (id, (node, whole, idle)))
+                .collect();
             for machine in cluster.live().filter(|m| m.is_ready()) {
-                let mut node = NodeRecord::blank(
-                    &machine.name,
-                    machine.machine_type,
-                    machine.vcpus,
-                    machine.capacity,
-                    at,
-                );
-                node.zone = "sim".to_owned();
-                node.started_at = machine.started;
-                node.hold_for = machine.hold_for.clone();
+                let (mut node, whole, idle) = match kept.remove(&machine.id) {
+                    Some(record) => record,
+                    None => {
+                        let mut node = NodeRecord::blank(
+                            &machine.name,
+                            machine.machine_type,
+                            machine.vcpus,
+                            machine.capacity,
+                            at,
+                        );
+                        node.zone = "sim".to_owned();
+                        node.started_at = machine.started;
+                        let sid = format!("~whole-sessions-on-{}", machine.name);
+                        self.sessions.put(SessionRecord {
+                            sid: sid.clone(),
+                            class: SessionClass::Group,
+                            size: 2,
+                            demand: 0,
+                            node: machine.name.clone(),
+                            state: SessionState::Live,
+                            relays: Vec::new(),
+                            edge_demand: 0,
+                            created_at: at,
+                        });
+                        let idle = self.idle_since.contains_key(&node.id);
+                        (node, (sid, 0, false), idle)
+                    }
+                };
+                node.hold_for.clone_from(&machine.hold_for);
                 node.state = if machine.draining {
                     NodeState::Draining
                 } else {
                     NodeState::Ready
                 };
-                let sid = format!("~whole-sessions-on-{}", machine.name);
-                self.whole.push((sid.clone(), 0, false));
-                self.sessions.put(SessionRecord {
-                    sid,
-                    class: SessionClass::Group,
-                    size: 2,
-                    demand: 0,
-                    node: machine.name.clone(),
-                    state: SessionState::Live,
-                    relays: Vec::new(),
-                    edge_demand: 0,
-                    created_at: at,
-                });
                 self.nodes.push(node);
                 self.node_machine.push(machine.id);
+                self.whole.push(whole);
+                self.idle_flags.push(idle);
             }
-            for split in self.splits.values() {
-                self.sessions.put(split.clone());
+            // Machines gone: their summed records go with them.
+            for (_, (_, (sid, _, _), _)) in kept {
+                self.sessions.remove(&sid);
             }
-            self.idle_flags = self
-                .nodes
-                .iter()
-                .map(|n| self.idle_since.contains_key(&n.id))
-                .collect();
             for instance in &mut self.instances {
                 let machine = cluster
                     .by_name(&instance.name)
@@ -400,13 +416,15 @@ impl Policy for Ours {
                     created_at: system_time(now),
                 },
             );
-            self.seen = None;
+            if let Some(split) = self.splits.get(&request.index) {
+                self.sessions.put(split.clone());
+            }
         }
     }
 
     fn ended(&mut self, session: u32) {
-        if self.splits.remove(&session).is_some() {
-            self.seen = None;
+        if let Some(split) = self.splits.remove(&session) {
+            self.sessions.remove(&split.sid);
         }
     }
 
