@@ -60,6 +60,10 @@ impl OursConfig {
     }
 }
 
+/// What a ready machine's records are between two rebuilds: its node record, its summed
+/// record's id with the units and dedicated flag last put there, and whether it is idle.
+type KeptRecords = (NodeRecord, (String, Units, bool), bool);
+
 pub struct Ours {
     config: OursConfig,
     /// The cluster generation the node list was built at.
@@ -113,7 +117,7 @@ impl Ours {
             // Machines came, went, drained or changed holds. The records of machines still
             // ready are kept, and only the changed ones are put or removed: building every
             // record and the index again was most of a day's run.
-            let mut kept: FxHashMap<MachineId, (NodeRecord, (String, Units, bool), bool)> = self
+            let mut kept: FxHashMap<MachineId, KeptRecords> = self
                 .node_machine
                 .drain(..)
                 .zip(
