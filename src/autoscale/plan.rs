@@ -286,7 +286,10 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     // The lookups below are by id and never iterated: hashed, because ordered string keys
     // cost a comparison of ids per tree level on every tick (docs/benchmarks.md, "Simulation").
     // FxHash: the keys are node and instance ids, and SipHash was most of a tick.
-    let node_ids: FxHashSet<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
+    let mut nodes_by_id: FxHashMap<&str, &NodeRecord> = FxHashMap::default();
+    for node in &snapshot.nodes {
+        nodes_by_id.entry(node.id.as_str()).or_insert(node);
+    }
     // Per node, what every session on it reserved there (a session that spans nodes has its
     // edges' share on each edge, as placement counts it), kept by the sessions' index.
     let committed = |id: &str| snapshot.sessions.on_node(id).committed();
@@ -307,7 +310,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
     // boot_timeout are deleted and no longer count; what they were for is planned again.
     let mut in_flight: Vec<&InstanceRecord> = Vec::new();
     for instance in &snapshot.instances {
-        let registered = node_ids.contains(instance.name.as_str());
+        let registered = nodes_by_id.contains_key(instance.name.as_str());
         if instance.state == InstanceState::Deleting && !registered {
             // A delete that failed or was cut short: try again, so nothing stays stuck in
             // deleting (providers' deletes are idempotent).
@@ -372,7 +375,7 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
                 .into_iter()
                 .any(|sid| pending_sids.contains(sid.as_str()) && !placed(sid))
         })
-        .filter(|i| node_ids.contains(i.name.as_str()))
+        .filter(|i| nodes_by_id.contains_key(i.name.as_str()))
         .map(|i| i.name.as_str())
         .collect();
 
@@ -397,6 +400,32 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             .max()
             .unwrap_or(0)
     };
+    // Looked up per pending demand, so built once a tick rather than searched per demand:
+    // thousands of demands wait when max_nodes binds. The first node held for a session, and
+    // the instances bound to each session, in snapshot order.
+    let mut held_nodes: FxHashMap<&str, &NodeRecord> = FxHashMap::default();
+    let mut instances_for: FxHashMap<&str, Vec<&InstanceRecord>> = FxHashMap::default();
+    if !pending.is_empty() {
+        for node in &snapshot.nodes {
+            if let Some(sid) = node.hold_for.as_deref() {
+                held_nodes.entry(sid).or_insert(node);
+            }
+        }
+        for instance in &snapshot.instances {
+            let bound = instance.hold_for.iter().chain(&instance.demands);
+            for (k, sid) in bound.enumerate() {
+                let seen_before = instance
+                    .hold_for
+                    .iter()
+                    .chain(&instance.demands)
+                    .take(k)
+                    .any(|earlier| earlier == sid);
+                if !seen_before {
+                    instances_for.entry(sid).or_default().push(instance);
+                }
+            }
+        }
+    }
     let mut small: Vec<&PendingDemand> = Vec::new();
     for demand in pending {
         let spec = ClassSpec::of(demand.class);
@@ -415,19 +444,14 @@ pub fn plan_detailed(snapshot: &Snapshot, policy: &Policy) -> Plan {
             );
             continue;
         }
-        let held = snapshot
-            .nodes
-            .iter()
-            .find(|n| n.hold_for.as_deref() == Some(demand.sid.as_str()));
+        let held = held_nodes.get(demand.sid.as_str()).copied();
         let bound = held.or_else(|| {
-            // The instances spawned for this demand first: looking up every instance's node
-            // for every pending demand costs instances × nodes per demand.
-            snapshot
-                .instances
-                .iter()
-                .filter(|i| i.is_for(&demand.sid))
+            instances_for
+                .get(demand.sid.as_str())
+                .into_iter()
+                .flatten()
                 .find_map(|i| {
-                    let node = snapshot.nodes.iter().find(|n| n.id == i.name)?;
+                    let node = *nodes_by_id.get(i.name.as_str())?;
                     let registered = i.registered_at.unwrap_or(node.started_at);
                     let since = now.duration_since(registered).unwrap_or_default();
                     (since < policy.spawn_grace).then_some(node)

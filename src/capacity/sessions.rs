@@ -4,8 +4,6 @@
 //! commitment in one lookup instead of summing every session in the cluster on every call
 //! (docs/benchmarks.md, "Control plane at 1,000 and 5,000 nodes").
 
-use std::collections::hash_map::Entry;
-
 use rustc_hash::FxHashMap;
 
 use super::ClassSpec;
@@ -121,17 +119,28 @@ impl Sessions {
             }
             let units = u64::from(record.demand_on(node));
             if add {
-                let sums = self.on_node.entry(node.to_owned()).or_default();
-                sums.units += units;
-                sums.dedicated += u32::from(dedicated);
-                sums.sessions += 1;
-            } else if let Entry::Occupied(mut entry) = self.on_node.entry(node.to_owned()) {
-                let sums = entry.get_mut();
+                // The id is copied only for a node not yet in the index.
+                match self.on_node.get_mut(node) {
+                    Some(sums) => {
+                        sums.units += units;
+                        sums.dedicated += u32::from(dedicated);
+                        sums.sessions += 1;
+                    }
+                    None => {
+                        let sums = OnNode {
+                            units,
+                            dedicated: u32::from(dedicated),
+                            sessions: 1,
+                        };
+                        self.on_node.insert(node.to_owned(), sums);
+                    }
+                }
+            } else if let Some(sums) = self.on_node.get_mut(node) {
                 sums.units -= units;
                 sums.dedicated -= u32::from(dedicated);
                 sums.sessions -= 1;
                 if sums.sessions == 0 {
-                    entry.remove();
+                    self.on_node.remove(node);
                 }
             }
         }
