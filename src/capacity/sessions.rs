@@ -105,10 +105,6 @@ impl Sessions {
         Some(old)
     }
 
-    pub fn into_vec(self) -> Vec<SessionRecord> {
-        self.records
-    }
-
     /// Adds (or takes back) `record`'s share on each of its nodes: `demand_on` once for every
     /// node the session is on, as [`super::committed_units`] counts it.
     fn count(&mut self, record: &SessionRecord, add: bool) {
