@@ -394,3 +394,75 @@ async fn backoff(attempt: u32) {
     let jitter = RandomState::new().hash_one(attempt) % (ceiling_ms * 1000);
     tokio::time::sleep(Duration::from_micros(jitter)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::model::{NodeRecord, SessionClass};
+    use crate::placement::{Role, Strategy};
+
+    fn meeting_of_10(sid: &str) -> Job {
+        Job {
+            request: Request {
+                sid: sid.to_owned(),
+                class: SessionClass::Meeting,
+                size: 10,
+                strategy: Strategy::Binpack,
+                role: Role::Publisher,
+                uid: None,
+            },
+            reply: oneshot::channel().0,
+            attempts: 0,
+        }
+    }
+
+    /// The round decides on the snapshot with its own reservations added, and the snapshot
+    /// (the mirror's, in a long-lived placer) is left with none of them.
+    #[test]
+    fn a_round_sees_its_own_reservations_and_leaves_the_snapshot_as_it_found_it() {
+        let now = SystemTime::now();
+        let node = |id: &str| NodeRecord {
+            started_at: now - Duration::from_secs(3600),
+            ..NodeRecord::blank(id, "n2-highcpu-4", 4, 600, now)
+        };
+        let existing = SessionRecord {
+            sid: "old".to_owned(),
+            class: SessionClass::Meeting,
+            size: 10,
+            demand: 300,
+            node: "a".to_owned(),
+            state: SessionState::Live,
+            relays: Vec::new(),
+            edge_demand: 0,
+            created_at: now,
+        };
+        let mut snapshot = Snapshot {
+            revision: 7,
+            now,
+            nodes: vec![node("a"), node("b")],
+            sessions: vec![existing.clone()].into(),
+            drains: BTreeSet::new(),
+            pending: Vec::new(),
+            instances: Vec::new(),
+        };
+        // A meeting of 10 costs 90 units; node a may carry 480 of its 600 for a meeting. It
+        // holds 300: two more fit, the third would make 570 and goes to b, but only if each
+        // decision sees the reservations made before it in the round.
+        let jobs = ["m0", "m1", "m2"].map(meeting_of_10).into();
+        let round = decide_batch(&mut snapshot, jobs, &PlacerOptions::default());
+        let placed: Vec<(&str, &str)> = round
+            .commits
+            .iter()
+            .map(|c| (c.session.sid.as_str(), c.session.node.as_str()))
+            .collect();
+        assert_eq!(placed, [("m0", "a"), ("m1", "a"), ("m2", "b")]);
+        assert_eq!(round.revision, 7);
+        assert_eq!(snapshot.sessions.len(), 1);
+        assert_eq!(snapshot.sessions.get("old"), Some(&existing));
+        assert_eq!(snapshot.sessions.on_node("a").committed(), 300);
+        assert_eq!(snapshot.sessions.on_node("b").committed(), 0);
+    }
+}
