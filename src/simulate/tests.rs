@@ -1,12 +1,14 @@
 //! Tests of the whole simulation: determinism, that our policy is production's code, known
 //! answers on hand-made traces, the fluid bound, and the anchors' documented behaviour.
 
+use std::collections::BTreeMap;
+
 use proptest::prelude::*;
 
 use super::clock::{Millis, SECOND};
 use super::cluster::{Cluster, SessionState};
 use super::engine::{self, Outcome, Settings};
-use super::policies::ours::{Ours, OursConfig};
+use super::policies::ours::{Ours, OursConfig, Shortcut};
 use super::policies::{self, Policy, PolicyConfig, PolicyKind};
 use super::prices::PriceTable;
 use super::report::{self, PolicyReport};
@@ -286,21 +288,90 @@ fn skipping_dominated_requests_changes_nothing() {
 
 #[test]
 fn not_asking_decide_where_nothing_has_room_changes_nothing() {
-    let trace = generate(&SynthConfig {
+    let mut settings = settings();
+    // Slow boots keep callers queued, so the shortcut is taken often.
+    settings.cluster.boot_delay = 90 * SECOND;
+    let day = generate(&SynthConfig {
         sessions: 3_000,
         seed: 6,
         hours: 24,
     });
-    let mut settings = settings();
-    // Slow boots keep callers queued, so the shortcut is taken often.
-    settings.cluster.boot_delay = 90 * SECOND;
-    let report = |shortcut: bool| {
-        let mut ours = Ours::new(OursConfig::production());
-        ours.shortcut = shortcut;
-        let outcome = engine::run(&trace, &mut ours, &settings, &mut |_| {});
-        serde_json::to_string(&reported("ours", outcome, &trace)).unwrap()
+    // Meetings in waves beyond the warm pool, while earlier ones still run: callers of a
+    // shared class queue next to machines that are partly full, warming up or held.
+    let waves = Trace {
+        sessions: (0..120_u32)
+            .map(|i| {
+                let size = 6 + (i * 7) % 40;
+                let at = 10 + u64::from(i / 30) * 45;
+                session(at, &format!("m{i:03}"), SessionClass::Meeting, size, 1_200)
+            })
+            .collect(),
     };
-    assert_eq!(report(true), report(false));
+    // Six machines full of groups that end one by one, in shuffled order, while a
+    // conference waits with no machine to come (the fleet is at its cap): room grows 30
+    // units at a time until a split holds the conference, so the shortcut meets the split's
+    // exact edge.
+    let mut six_at_most = OursConfig::production();
+    six_at_most
+        .autoscale
+        .warm_pool
+        .insert("n2-highcpu-4".to_owned(), 6);
+    six_at_most.autoscale.max_nodes = 6;
+    let mut draining = Trace {
+        sessions: (0..100_u64)
+            .map(|i| {
+                session(
+                    10,
+                    &format!("g{i:03}"),
+                    SessionClass::Group,
+                    6,
+                    300 + i * 37 % 100,
+                )
+            })
+            .collect(),
+    };
+    draining.sessions.push(session(
+        200,
+        "conference",
+        SessionClass::Conference,
+        250,
+        600,
+    ));
+    let mut agreed: BTreeMap<SessionClass, u32> = BTreeMap::new();
+    for (trace, config, settings) in [
+        (&day, OursConfig::production(), &settings),
+        (&waves, OursConfig::production(), &settings),
+        (&draining, six_at_most, &settings),
+    ] {
+        let run = |shortcut: Shortcut| {
+            let mut ours = Ours::new(config.clone());
+            ours.shortcut = shortcut;
+            let outcome = engine::run(trace, &mut ours, settings, &mut |_| {});
+            let json = serde_json::to_string(&reported("ours", outcome, trace)).unwrap();
+            (json, ours.verified)
+        };
+        let (asked_always, _) = run(Shortcut::Off);
+        // Where the shortcut says "wait", `decide` is asked as well and must agree.
+        let (shortcut, (agreeing, disagreed)) = run(Shortcut::Verify);
+        assert_eq!(disagreed, Vec::<String>::new());
+        assert_eq!(shortcut, asked_always);
+        for (class, count) in agreeing {
+            *agreed.entry(class).or_default() += count;
+        }
+    }
+    // Every kind of rule was exercised: classes that span nodes, dedicated ones and a shared
+    // one placed whole.
+    for class in [
+        SessionClass::Conference,
+        SessionClass::Livestream,
+        SessionClass::Recording,
+        SessionClass::Meeting,
+    ] {
+        assert!(
+            agreed.get(&class).copied().unwrap_or(0) > 0,
+            "the shortcut was never taken for a {class}: {agreed:?}"
+        );
+    }
 }
 
 #[test]

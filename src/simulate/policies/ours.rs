@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 
 use super::{Placement, Policy, Request};
 use crate::autoscale::{self, Action, SPAWN_WINDOW};
-use crate::capacity::{ClassSpec, Sessions};
+use crate::capacity::{ClassSpec, MAX_SPAN_NODES, Sessions, split_shares};
 use crate::model::{
     DrainRequest, InstanceRecord, InstanceState, NodeRecord, NodeState, PendingDemand,
     SessionClass, SessionRecord, SessionState, Units,
@@ -84,15 +84,34 @@ pub struct Ours {
     /// Per node (as in `nodes`), whether it is in `idle_since`.
     idle_flags: Vec<bool>,
     recent_spawns: BTreeMap<String, SystemTime>,
-    /// Skip `decide` where it can only say "wait" ([`Ours::cannot_fit_yet`]); off in the
-    /// test that shows it changes nothing.
-    pub(crate) shortcut: bool,
+    /// Whether to skip `decide` where it can only say "wait" ([`Ours::cannot_fit_yet`]).
+    pub(crate) shortcut: Shortcut,
+    /// Per class, how often [`Shortcut::Verify`] found `decide` agreeing with the shortcut;
+    /// and what `decide` answered where it did not.
+    #[cfg(test)]
+    pub(crate) verified: (BTreeMap<SessionClass, u32>, Vec<String>),
+}
+
+/// How [`Ours::cannot_fit_yet`] is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortcut {
+    /// Answer "wait" without asking `decide`.
+    Take,
+    /// Always ask `decide`.
+    #[cfg(test)]
+    Off,
+    /// Answer "wait" where the shortcut says so, and ask `decide` as well to record whether
+    /// it agrees: the test that shows the shortcut is sound.
+    #[cfg(test)]
+    Verify,
 }
 
 impl Ours {
     pub fn new(config: OursConfig) -> Self {
         Self {
-            shortcut: true,
+            shortcut: Shortcut::Take,
+            #[cfg(test)]
+            verified: Default::default(),
             config,
             seen: None,
             nodes: Vec::new(),
@@ -259,25 +278,135 @@ impl Ours {
     }
 
     /// A session asked about again, whose pending demand is already written, that `decide`
-    /// could only answer with "wait": no node is ready, undrained and has room for it even
-    /// counting reservations alone (`decide` counts the larger of reservations and observed
-    /// load, and adds holds, warm-up and host health on top). Sessions that may span nodes
-    /// are always asked: free nodes together may hold them. This saves the bulk of a day's
-    /// `decide` calls while callers queue for booting machines; a test shows it changes
-    /// nothing.
-    fn cannot_fit_yet(&self, cluster: &Cluster, request: &Request<'_>) -> bool {
+    /// could only answer with "wait". Per placeable machine this takes the rules of
+    /// `decide` that the cluster knows exactly (holds, dedicated classes, reservations and
+    /// observed load where `decide` believes it) and an upper bound on its room. When no
+    /// machine has room for the session, and (for a session that may span nodes) no split
+    /// over the machines with the most room would hold it, `decide` cannot place it. This
+    /// saves the bulk of a day's `decide` calls while callers queue for booting machines; a
+    /// test shows it changes nothing.
+    fn cannot_fit_yet(&self, cluster: &Cluster, request: &Request<'_>, now: Millis) -> bool {
         let spec = request.spec;
         let class = ClassSpec::of(spec.class);
         let Some(demand) = request.demand else {
             return false;
         };
-        if class.spans || !self.pending.iter().any(|p| p.sid == spec.sid) {
+        if !self.pending.iter().any(|p| p.sid == spec.sid) {
             return false;
         }
-        !cluster.placeable().any(|m| {
-            m.hold_for.as_deref() == Some(spec.sid.as_str())
-                || m.committed.saturating_add(demand) <= class.limit(m.capacity)
+        let at = system_time(now);
+        let warmup = self.config.placement.load_rules().warmup;
+        // The largest rooms, largest first: as many as a split may use.
+        let mut most_room: Vec<Units> = Vec::with_capacity(MAX_SPAN_NODES as usize + 1);
+        for machine in cluster.placeable() {
+            match machine.hold_for.as_deref() {
+                Some(sid) if sid == spec.sid => return false,
+                // The cluster releases a hold when its session is placed on the machine, so
+                // a hold still there is for a session not served by it.
+                Some(_) => continue,
+                None => {}
+            }
+            let used = machine.committed > 0 || !machine.sessions.is_empty();
+            let shares_badly = if class.dedicated {
+                used
+            } else {
+                machine.dedicated_whole > 0
+            };
+            if shares_badly {
+                continue;
+            }
+            // Observed load counts once the machine carries something and has warmed up;
+            // rounded down, so the room stays an upper bound.
+            let carries = used || machine.participants > 0;
+            let warm = at.duration_since(machine.started).unwrap_or_default() >= warmup;
+            let observed = if carries && warm {
+                Units::try_from(machine.observed.max(0)).unwrap_or(Units::MAX)
+            } else {
+                0
+            };
+            let load = machine.committed.max(observed);
+            let room = class.limit(machine.capacity).saturating_sub(load);
+            if room >= demand {
+                return false;
+            }
+            if class.spans && room > 0 {
+                let at = most_room.partition_point(|r| *r >= room);
+                if at < MAX_SPAN_NODES as usize {
+                    most_room.insert(at, room);
+                    most_room.truncate(MAX_SPAN_NODES as usize);
+                }
+            }
+        }
+        // As `decide` splits: the node with the most room is the origin, and the n-th most
+        // roomy takes an edge's share.
+        !(2..=most_room.len()).any(|nodes| {
+            let (origin, edge) = split_shares(spec.class, spec.size, demand, nodes as u32);
+            most_room[0] >= origin && most_room[nodes - 1] >= edge
         })
+    }
+
+    fn takes_shortcut(&self) -> bool {
+        match self.shortcut {
+            Shortcut::Take => true,
+            #[cfg(test)]
+            Shortcut::Verify => true,
+            #[cfg(test)]
+            Shortcut::Off => false,
+        }
+    }
+
+    /// What `place` answers after asking production's `decide`.
+    fn asked(&mut self, cluster: &Cluster, request: &Request<'_>, now: Millis) -> Placement {
+        let spec = request.spec;
+        match self.decide(cluster, spec, now) {
+            Decision::Place { node, demand } => match Self::machine_named(cluster, &node) {
+                Some(id) => Placement::On(vec![(id, demand)]),
+                None => Placement::Refuse(format!("decide named an unknown node {node}")),
+            },
+            Decision::Split {
+                origin,
+                edges,
+                origin_demand,
+                edge_demand,
+            } => {
+                let mut shares: Vec<(MachineId, Units)> = Vec::with_capacity(edges.len() + 1);
+                for (name, units) in std::iter::once((&origin, origin_demand))
+                    .chain(edges.iter().map(|e| (e, edge_demand)))
+                {
+                    match Self::machine_named(cluster, name) {
+                        Some(id) => shares.push((id, units)),
+                        None => {
+                            return Placement::Refuse(format!(
+                                "decide named an unknown node {name}"
+                            ));
+                        }
+                    }
+                }
+                Placement::On(shares)
+            }
+            Decision::NeedCapacity {
+                demand,
+                machine_type,
+                ..
+            } => {
+                // What `ionctl place --wait` writes for the autoscaler.
+                if !self.pending.iter().any(|p| p.sid == spec.sid) {
+                    self.pending.push(PendingDemand {
+                        sid: spec.sid.clone(),
+                        class: spec.class,
+                        size: spec.size,
+                        demand,
+                        machine_type: Some(machine_type),
+                        since: system_time(request.since),
+                    });
+                }
+                Placement::Wait
+            }
+            Decision::Refuse { reason } => Placement::Refuse(reason),
+            other @ (Decision::Existing { .. } | Decision::Extend { .. }) => {
+                Placement::Refuse(format!("a new session got {other:?}"))
+            }
+        }
     }
 }
 
@@ -345,59 +474,22 @@ impl Policy for Ours {
     }
 
     fn place(&mut self, cluster: &Cluster, request: &Request<'_>, now: Millis) -> Placement {
-        let spec = request.spec;
-        if self.shortcut && self.cannot_fit_yet(cluster, request) {
-            return Placement::Wait;
+        if !self.takes_shortcut() || !self.cannot_fit_yet(cluster, request, now) {
+            return self.asked(cluster, request, now);
         }
-        match self.decide(cluster, spec, now) {
-            Decision::Place { node, demand } => match Self::machine_named(cluster, &node) {
-                Some(id) => Placement::On(vec![(id, demand)]),
-                None => Placement::Refuse(format!("decide named an unknown node {node}")),
-            },
-            Decision::Split {
-                origin,
-                edges,
-                origin_demand,
-                edge_demand,
-            } => {
-                let mut shares: Vec<(MachineId, Units)> = Vec::with_capacity(edges.len() + 1);
-                for (name, units) in std::iter::once((&origin, origin_demand))
-                    .chain(edges.iter().map(|e| (e, edge_demand)))
-                {
-                    match Self::machine_named(cluster, name) {
-                        Some(id) => shares.push((id, units)),
-                        None => {
-                            return Placement::Refuse(format!(
-                                "decide named an unknown node {name}"
-                            ));
-                        }
-                    }
-                }
-                Placement::On(shares)
-            }
-            Decision::NeedCapacity {
-                demand,
-                machine_type,
-                ..
-            } => {
-                // What `ionctl place --wait` writes for the autoscaler.
-                if !self.pending.iter().any(|p| p.sid == spec.sid) {
-                    self.pending.push(PendingDemand {
-                        sid: spec.sid.clone(),
-                        class: spec.class,
-                        size: spec.size,
-                        demand,
-                        machine_type: Some(machine_type),
-                        since: system_time(request.since),
-                    });
-                }
-                Placement::Wait
-            }
-            Decision::Refuse { reason } => Placement::Refuse(reason),
-            other @ (Decision::Existing { .. } | Decision::Extend { .. }) => {
-                Placement::Refuse(format!("a new session got {other:?}"))
+        #[cfg(test)]
+        if self.shortcut == Shortcut::Verify {
+            let spec = request.spec;
+            let decision = self.decide(cluster, spec, now);
+            if matches!(decision, Decision::NeedCapacity { .. }) {
+                *self.verified.0.entry(spec.class).or_default() += 1;
+            } else {
+                self.verified
+                    .1
+                    .push(format!("{} at {now} ms: {decision:?}", spec.sid));
             }
         }
+        Placement::Wait
     }
 
     fn placed(&mut self, cluster: &Cluster, request: &Request<'_>, now: Millis) {
