@@ -132,12 +132,13 @@ fn split(
     demand: Units,
     policy: &Policy,
 ) -> Option<Decision> {
-    let mut rooms: Vec<(Units, &str)> = candidates(snapshot, &request.sid, spec, 1, policy)
-        .map(|c| (room(spec, &c), c.node.id.as_str()))
-        .filter(|(room, _)| *room > 0)
-        .collect();
-    rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    let most = rooms.len().min(MAX_SPAN_NODES as usize);
+    let rooms = most_room(
+        candidates(snapshot, &request.sid, spec, 1, policy)
+            .map(|c| (room(spec, &c), c.node.id.as_str()))
+            .filter(|(room, _)| *room > 0),
+        MAX_SPAN_NODES as usize,
+    );
+    let most = rooms.len();
     (2..=most).find_map(|nodes| {
         let (origin_demand, edge_demand) =
             split_shares(request.class, request.size, demand, nodes as u32);
@@ -153,6 +154,23 @@ fn split(
             }
         })
     })
+}
+
+/// The `keep` entries of `rooms` with the most room, most first, ties to the smaller id. A
+/// split uses at most [`MAX_SPAN_NODES`] nodes, so sorting every eligible node was waste.
+pub(super) fn most_room<'a>(
+    rooms: impl Iterator<Item = (Units, &'a str)>,
+    keep: usize,
+) -> Vec<(Units, &'a str)> {
+    let mut most: Vec<(Units, &str)> = Vec::with_capacity(keep + 1);
+    for (room, id) in rooms {
+        let at = most.partition_point(|(r, i)| *r > room || (*r == room && *i < id));
+        if at < keep {
+            most.insert(at, (room, id));
+            most.truncate(keep);
+        }
+    }
+    most
 }
 
 /// One of `rooms` drawn in proportion to its room by a hash of `uid`: the same viewer gets

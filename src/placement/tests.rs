@@ -813,3 +813,19 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn the_roomiest_nodes_are_the_head_of_all_of_them_sorted(
+        rooms in proptest::collection::vec((0u32..50, 0u32..500), 0..60),
+        keep in 0usize..20,
+    ) {
+        // Distinct ids, as node ids are.
+        let ids: Vec<String> = rooms.iter().enumerate().map(|(k, (_, id))| format!("{id}-{k}")).collect();
+        let all: Vec<(Units, &str)> = rooms.iter().zip(&ids).map(|((room, _), id)| (*room, id.as_str())).collect();
+        let mut sorted = all.clone();
+        sorted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        sorted.truncate(keep);
+        prop_assert_eq!(super::decide::most_room(all.into_iter(), keep), sorted);
+    }
+}

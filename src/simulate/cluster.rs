@@ -42,6 +42,8 @@ pub struct Machine {
     pub committed_whole: Units,
     /// Sessions of a dedicated class that sit on it whole.
     pub dedicated_whole: u32,
+    /// Sessions of a dedicated class with a share on it, whole or split.
+    pub dedicated: u32,
     /// What its sessions cost right now.
     pub actual: Units,
     /// What its agent reports: `actual` as it was a load lag ago.
@@ -235,6 +237,7 @@ impl Cluster {
             committed: 0,
             committed_whole: 0,
             dedicated_whole: 0,
+            dedicated: 0,
             actual: 0,
             observed: 0,
             sessions: Vec::new(),
@@ -363,6 +366,7 @@ impl Cluster {
         for (id, units) in shares {
             let machine = &mut self.machines[*id as usize];
             machine.committed = machine.committed.saturating_add(*units);
+            machine.dedicated += u32::from(dedicated);
             if whole {
                 machine.committed_whole = machine.committed_whole.saturating_add(*units);
                 machine.dedicated_whole += u32::from(dedicated);
@@ -473,6 +477,7 @@ impl Cluster {
         for (id, units, _) in shares {
             let machine = &mut self.machines[id as usize];
             machine.committed = machine.committed.saturating_sub(units);
+            machine.dedicated -= u32::from(dedicated).min(machine.dedicated);
             if whole {
                 machine.committed_whole = machine.committed_whole.saturating_sub(units);
                 machine.dedicated_whole -= u32::from(dedicated).min(machine.dedicated_whole);

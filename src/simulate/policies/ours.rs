@@ -310,7 +310,7 @@ impl Ours {
             let shares_badly = if class.dedicated {
                 used
             } else {
-                machine.dedicated_whole > 0
+                machine.dedicated > 0
             };
             if shares_badly {
                 continue;
