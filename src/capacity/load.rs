@@ -117,6 +117,40 @@ pub fn condition(node: &NodeRecord, now: SystemTime, rules: &LoadRules) -> Condi
             left: rules.warmup - age,
         };
     }
+    host_condition(node, rules)
+}
+
+/// [`condition`] of many nodes at one instant. The start before which a node is past its
+/// warm-up is found once, so most nodes cost a comparison of times instead of a
+/// subtraction: a decision reads every node's condition.
+#[derive(Debug, Clone, Copy)]
+pub struct Conditions {
+    now: SystemTime,
+    rules: LoadRules,
+    warm_if_started_by: Option<SystemTime>,
+}
+
+impl Conditions {
+    pub fn at(now: SystemTime, rules: LoadRules) -> Self {
+        Self {
+            now,
+            rules,
+            warm_if_started_by: now.checked_sub(rules.warmup),
+        }
+    }
+
+    /// The same as [`condition`] at this instant.
+    pub fn of(&self, node: &NodeRecord) -> Condition {
+        match self.warm_if_started_by {
+            // Started by `now - warmup`: its age is at least the warm-up.
+            Some(by) if node.started_at <= by => host_condition(node, &self.rules),
+            _ => condition(node, self.now, &self.rules),
+        }
+    }
+}
+
+/// The condition of a node past its warm-up: busy when other processes use its host.
+fn host_condition(node: &NodeRecord, rules: &LoadRules) -> Condition {
     let other = node.stats.other_cpu;
     // A NaN figure is a broken sampler, not a busy host: the units rule still applies.
     if !node.shared_host && other >= rules.host_busy_cpu {
@@ -185,16 +219,6 @@ pub fn believed_given(node: &NodeRecord, committed: Units, condition: &Condition
     }
 }
 
-/// The load of `node` given every session in the cluster, as placement sees it at `now`.
-pub fn node_load<'a>(
-    node: &NodeRecord,
-    sessions: impl IntoIterator<Item = &'a SessionRecord>,
-    now: SystemTime,
-    rules: &LoadRules,
-) -> NodeLoad {
-    NodeLoad::of(node, committed_units(&node.id, sessions), now, rules)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,18 +283,7 @@ mod tests {
             ..LoadRules::default()
         };
         let fresh = node(0.9, 0.95, 1);
-        let sessions = [SessionRecord {
-            sid: "s".to_owned(),
-            class: crate::model::SessionClass::Meeting,
-            size: 4,
-            demand: 36,
-            node: "n".to_owned(),
-            state: crate::model::SessionState::Reserved,
-            relays: Vec::new(),
-            edge_demand: 0,
-            created_at: at(0),
-        }];
-        let early = node_load(&fresh, &sessions, at(30), &rules);
+        let early = NodeLoad::of(&fresh, 36, at(30), &rules);
         assert_eq!((early.observed, early.committed), (0.0, 36));
         assert_eq!(
             condition(&fresh, at(30), &rules),
@@ -278,7 +291,7 @@ mod tests {
                 left: Duration::from_secs(30)
             }
         );
-        let later = node_load(&fresh, &sessions, at(60), &rules);
+        let later = NodeLoad::of(&fresh, 36, at(60), &rules);
         assert_eq!((later.observed, later.committed), (540.0, 36));
         assert!(condition(&fresh, at(60), &rules).refuses());
     }
@@ -304,5 +317,37 @@ mod tests {
             ..crowded
         };
         assert_eq!(condition(&shared, at(100), &rules), Condition::Ok);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn conditions_at_an_instant_are_condition(
+            started_ms in 0u64..100_000,
+            started_ns in 0u32..1_000_000,
+            warmup_ms in proptest::prop_oneof![proptest::strategy::Just(0u64), 0u64..100_000],
+            // Around the warm-up's end, where a comparison could be off by one.
+            from_end_ms in proptest::prop_oneof![-3i64..3, -100_000i64..100_000],
+            other_cpu in 0.0f64..1.0,
+            shared_host: bool,
+        ) {
+            let rules = LoadRules {
+                warmup: Duration::from_millis(warmup_ms),
+                host_busy_cpu: 0.5,
+            };
+            let started = at(0) + Duration::from_millis(started_ms) + Duration::from_nanos(u64::from(started_ns));
+            let end = started + rules.warmup;
+            let now = if from_end_ms >= 0 {
+                end + Duration::from_millis(from_end_ms.unsigned_abs())
+            } else {
+                end - Duration::from_millis(from_end_ms.unsigned_abs())
+            };
+            let record = NodeRecord {
+                started_at: started,
+                shared_host,
+                ..node(0.1, other_cpu, 1)
+            };
+            let conditions = Conditions::at(now, rules);
+            proptest::prop_assert_eq!(conditions.of(&record), condition(&record, now, &rules));
+        }
     }
 }

@@ -9,8 +9,8 @@ mod sessions;
 
 pub use classes::{ClassSpec, MAX_LIVESTREAM_VIEWERS, MAX_RECORDING_TRACKS, SizeError};
 pub use load::{
-    Condition, LoadRules, NodeLoad, believed_given, believed_observed, committed_by_node,
-    committed_units, condition, node_load,
+    Condition, Conditions, LoadRules, NodeLoad, believed_given, believed_observed,
+    committed_by_node, committed_units, condition,
 };
 pub use machines::{
     CATALOGUE, DEFAULT_UNITS_PER_VCPU, MAX_SPAN_NODES, MachineType, known_types, largest,

@@ -10,7 +10,7 @@
 use rustc_hash::FxHashSet;
 
 use super::{Policy, Snapshot};
-use crate::capacity::{ClassSpec, NodeLoad, believed_given, condition};
+use crate::capacity::{ClassSpec, Conditions, NodeLoad, believed_given};
 use crate::model::{NodeRecord, NodeState, Units};
 
 /// An eligible node and its figures after placement.
@@ -38,7 +38,9 @@ pub fn candidates<'a>(
 ) -> impl Iterator<Item = Candidate<'a>> {
     // Hashed once per call: a lookup in the ordered set per node compares ids per level.
     let drained: FxHashSet<&str> = snapshot.drains.iter().map(String::as_str).collect();
-    let rules = policy.load_rules();
+    let conditions = Conditions::at(snapshot.now, policy.load_rules());
+    // Stats updated at or after this are fresh: a comparison per node, not a subtraction.
+    let fresh_since = snapshot.now.checked_sub(policy.stats_max_age);
     // A hold is served once its session is reserved on the held node.
     let hold_served = |node: &NodeRecord, held: &str| {
         snapshot
@@ -56,14 +58,17 @@ pub fn candidates<'a>(
             None => true,
             Some(held) => held == sid || hold_served(node, held),
         };
-        let fresh = node.stats_age(snapshot.now) <= policy.stats_max_age;
+        let fresh = match fresh_since {
+            Some(since) => node.updated_at >= since,
+            None => node.stats_age(snapshot.now) <= policy.stats_max_age,
+        };
         if !(ready && hold_ok && fresh) || node.capacity == 0 {
             return None;
         }
         if spec.dedicated && node.stats.sessions > 0 {
             return None;
         }
-        let condition = condition(node, snapshot.now, &rules);
+        let condition = conditions.of(node);
         if condition.refuses() {
             return None;
         }

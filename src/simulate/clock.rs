@@ -66,6 +66,11 @@ impl<E: Ord> Queue<E> {
         self.heap.pop().map(|Reverse((at, _, event))| (at, event))
     }
 
+    /// When the next event is due.
+    pub fn next_at(&self) -> Option<Millis> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }

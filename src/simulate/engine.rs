@@ -120,9 +120,12 @@ pub fn run(
         run.cluster.add_ready(&machine_type);
     }
     run.policy.start(&run.cluster);
-    for (index, session) in trace.sessions.iter().enumerate() {
-        run.queue.push(session.at, Event::Arrive(index as u32));
-    }
+    // Arrivals are taken in time order beside the queue rather than pushed into it: a day's
+    // arrivals in the heap made every pop deeper. At equal times they come before any queued
+    // event, as they would have with the lowest push numbers.
+    let mut arrivals: Vec<u32> = (0..trace.sessions.len() as u32).collect();
+    arrivals.sort_by_key(|&index| trace.sessions[index as usize].at);
+    let mut arrivals = arrivals.into_iter().peekable();
     if run.policy.scale_interval().is_some() {
         run.queue.push(0, Event::Scale);
     }
@@ -130,7 +133,20 @@ pub fn run(
     let mut samples = Vec::new();
     let mut now = 0;
     let mut handled: u64 = 0;
-    while let Some((at, event)) = run.queue.pop() {
+    loop {
+        let arrival = arrivals
+            .peek()
+            .map(|&index| (trace.sessions[index as usize].at, index));
+        let (at, event) = match arrival {
+            Some((at, index)) if run.queue.next_at().is_none_or(|queued| at <= queued) => {
+                arrivals.next();
+                (at, Event::Arrive(index))
+            }
+            _ => match run.queue.pop() {
+                Some(next) => next,
+                None => break,
+            },
+        };
         now = at;
         handled += 1;
         if handled.is_multiple_of(65_536) {
@@ -142,8 +158,9 @@ pub fn run(
                 run.arrive(s, now);
             }
             Event::Step(s, step) => {
-                if matches!(run.state(s), SessionState::Placed { .. }) {
-                    let count = run.trace.sessions[s as usize].steps()[step as usize].1;
+                if matches!(run.state(s), SessionState::Placed { .. })
+                    && let Some((_, count)) = run.trace.sessions[s as usize].step(step as usize)
+                {
                     run.cluster.set_participants(s, count, now);
                 }
             }

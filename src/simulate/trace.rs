@@ -48,6 +48,19 @@ impl SessionSpec {
         steps
     }
 
+    /// Step `index` of [`SessionSpec::steps`], without building them all: the engine reads
+    /// one per participant change.
+    pub fn step(&self, index: usize) -> Option<(Millis, u32)> {
+        match self.participants.first() {
+            None => (index == 0).then_some((0, self.size)),
+            Some((first, _)) if *first > 0 => match index {
+                0 => Some((0, 0)),
+                _ => self.participants.get(index - 1).copied(),
+            },
+            Some(_) => self.participants.get(index).copied(),
+        }
+    }
+
     /// Units of demand the session places on the size it is reserved for, or `None` when
     /// its class does not admit that size.
     pub fn declared_demand(&self) -> Option<Units> {
@@ -364,5 +377,31 @@ mod tests {
             ],
         };
         assert_eq!(trace.peak_demand(), 8);
+    }
+
+    #[test]
+    fn a_step_is_the_one_in_all_the_steps() {
+        let base = SessionSpec {
+            at: 0,
+            sid: "s".to_owned(),
+            class: SessionClass::Group,
+            size: 3,
+            duration: 10_000,
+            participants: Vec::new(),
+        };
+        for participants in [
+            Vec::new(),
+            vec![(0, 2), (6_000, 3)],
+            vec![(2_000, 2), (6_000, 3)],
+        ] {
+            let session = SessionSpec {
+                participants,
+                ..base.clone()
+            };
+            let steps = session.steps();
+            for index in 0..steps.len() + 2 {
+                assert_eq!(session.step(index), steps.get(index).copied(), "{index}");
+            }
+        }
     }
 }
