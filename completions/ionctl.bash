@@ -76,6 +76,9 @@ _ionctl() {
             ionctl__subcmd__bench,fleet)
                 cmd="ionctl__subcmd__bench__subcmd__fleet"
                 ;;
+            ionctl__subcmd__bench,floor)
+                cmd="ionctl__subcmd__bench__subcmd__floor"
+                ;;
             ionctl__subcmd__bench,help)
                 cmd="ionctl__subcmd__bench__subcmd__help"
                 ;;
@@ -87,6 +90,9 @@ _ionctl() {
                 ;;
             ionctl__subcmd__bench__subcmd__help,fleet)
                 cmd="ionctl__subcmd__bench__subcmd__help__subcmd__fleet"
+                ;;
+            ionctl__subcmd__bench__subcmd__help,floor)
+                cmd="ionctl__subcmd__bench__subcmd__help__subcmd__floor"
                 ;;
             ionctl__subcmd__bench__subcmd__help,help)
                 cmd="ionctl__subcmd__bench__subcmd__help__subcmd__help"
@@ -153,6 +159,9 @@ _ionctl() {
                 ;;
             ionctl__subcmd__help__subcmd__bench,fleet)
                 cmd="ionctl__subcmd__help__subcmd__bench__subcmd__fleet"
+                ;;
+            ionctl__subcmd__help__subcmd__bench,floor)
+                cmd="ionctl__subcmd__help__subcmd__bench__subcmd__floor"
                 ;;
             ionctl__subcmd__help__subcmd__bench,place)
                 cmd="ionctl__subcmd__help__subcmd__bench__subcmd__place"
@@ -376,7 +385,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__bench)
-            opts="-h --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help place fleet decide help"
+            opts="-h --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help place fleet decide floor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -565,8 +574,94 @@ _ionctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ionctl__subcmd__bench__subcmd__floor)
+            opts="-o -h --receivers --packets-per-second --payload-bytes --duration --batch --srtp --sender-cpu --receiver-cpu --output --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --receivers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --packets-per-second)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --payload-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --srtp)
+                    COMPREPLY=($(compgen -W "aes128-gcm aes256-gcm" -- "${cur}"))
+                    return 0
+                    ;;
+                --sender-cpu)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --receiver-cpu)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ionctl__subcmd__bench__subcmd__help)
-            opts="place fleet decide help"
+            opts="place fleet decide floor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -594,6 +689,20 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__bench__subcmd__help__subcmd__fleet)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__bench__subcmd__help__subcmd__floor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -916,7 +1025,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help__subcmd__bench)
-            opts="place fleet decide"
+            opts="place fleet decide floor"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -944,6 +1053,20 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__help__subcmd__bench__subcmd__fleet)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ionctl__subcmd__help__subcmd__bench__subcmd__floor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -11,6 +11,7 @@ use etcd_client::{Compare, CompareOp, DeleteOptions, PutOptions, Txn, TxnOp};
 use serde::Serialize;
 
 pub mod decide;
+pub mod floor;
 
 use crate::capacity::MachineType;
 use crate::model::{NodeRecord, SessionClass};

@@ -34,6 +34,40 @@ pub enum BenchWhat {
     /// Times production's pure `decide` and `plan` on a synthetic cluster of each size, in
     /// process (p50/p99 per call).
     Decide(DecideArgs),
+    /// The cost floor of forwarding: SRTP-protects and sends (sendmmsg) the packets of a load
+    /// test to loopback receivers and reports the sending thread's CPU per packet, to set the
+    /// agent's figure against in the same run (scripts/bench-floor).
+    Floor(FloorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Loopback receivers, one stream each (a load test's subscribers).
+    #[arg(long, default_value_t = 200)]
+    pub receivers: u32,
+    /// Packets per second to all receivers together.
+    #[arg(long, value_name = "PPS", default_value_t = 20_000.0)]
+    pub packets_per_second: f64,
+    /// RTP payload bytes per packet.
+    #[arg(long, value_name = "BYTES", default_value_t = 1_000)]
+    pub payload_bytes: usize,
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Packets per sendmmsg call at most.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// SRTP protection profile. The agent's str0m prefers AES-256-GCM, and the load
+    /// generator's webrtc-rs offers it: a profile of the agent shows that cipher sealing.
+    #[arg(long, value_enum, default_value = "aes256-gcm")]
+    pub srtp: crate::bench::floor::seal::Profile,
+    /// Pin the sending thread to this CPU (as the agent is pinned by scripts/bench-loadtest).
+    #[arg(long, value_name = "CPU")]
+    pub sender_cpu: Option<usize>,
+    /// Pin the receiving thread to this CPU.
+    #[arg(long, value_name = "CPU")]
+    pub receiver_cpu: Option<usize>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +137,55 @@ pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliErro
         BenchWhat::Place(args) => bench_place(context, args).await,
         BenchWhat::Fleet(args) => bench_fleet(context, args).await,
         BenchWhat::Decide(args) => bench_decide(&args),
+        BenchWhat::Floor(args) => bench_floor(&args),
+    }
+}
+
+fn bench_floor(args: &FloorArgs) -> Result<(), CliError> {
+    use crate::bench::floor::{FloorError, FloorOptions, run};
+    let options = FloorOptions {
+        receivers: args.receivers,
+        packets_per_second: args.packets_per_second,
+        payload_bytes: args.payload_bytes,
+        duration: args.duration,
+        batch: args.batch,
+        profile: args.srtp,
+        sender_cpu: args.sender_cpu,
+        receiver_cpu: args.receiver_cpu,
+    };
+    let report = run(&options).map_err(|error| match error {
+        FloorError::Options(_) | FloorError::Pin { .. } => CliError::usage(error),
+        other => CliError::other(other),
+    })?;
+    match args.output.output {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Table => {
+            let mut out = table(&[
+                "srtp",
+                "receivers",
+                "pkt/s",
+                "payload",
+                "sent",
+                "received",
+                "sendmmsg",
+                "cpu s",
+                "us/pkt",
+                "pkt/core-s",
+            ]);
+            out.add_row(vec![
+                report.profile.name().to_owned(),
+                report.receivers.to_string(),
+                format!("{:.0}", report.packets_sent as f64 / report.seconds),
+                format!("{} B", report.payload_bytes),
+                report.packets_sent.to_string(),
+                report.packets_received.to_string(),
+                report.sendmmsg_calls.to_string(),
+                format!("{:.3}", report.sender_cpu_seconds),
+                format!("{:.3}", report.cpu_us_per_packet),
+                format!("{:.0}", report.packets_per_core_second),
+            ]);
+            print_table(&mut out)
+        }
     }
 }
 
