@@ -310,8 +310,9 @@ mod tests {
     #[test]
     fn the_floor_delivers_the_paced_packets_and_counts_their_cpu() {
         let report = run(&options()).unwrap();
-        // 2,000 packets/s for half a second, paced: about 1,000, never far more.
-        assert!((900..=1_010).contains(&report.packets_sent), "{report:?}");
+        // 2,000 packets/s for half a second, paced: never more than 1,000, and not far fewer
+        // unless the machine starves the thread for a quarter of the run.
+        assert!((500..=1_000).contains(&report.packets_sent), "{report:?}");
         // Loopback with a reader on every socket: everything arrives.
         assert_eq!(report.packets_received, report.packets_sent, "{report:?}");
         assert!(report.sendmmsg_calls < report.packets_sent, "{report:?}");
