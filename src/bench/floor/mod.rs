@@ -296,8 +296,10 @@ mod tests {
 
     fn options() -> FloorOptions {
         FloorOptions {
-            receivers: 4,
-            packets_per_second: 2_000.0,
+            // 125 packets/s per receiver: a reading thread starved for half a second still
+            // finds room in its socket buffers.
+            receivers: 8,
+            packets_per_second: 1_000.0,
             payload_bytes: 1_000,
             duration: Duration::from_millis(500),
             batch: 16,
@@ -310,9 +312,9 @@ mod tests {
     #[test]
     fn the_floor_delivers_the_paced_packets_and_counts_their_cpu() {
         let report = run(&options()).unwrap();
-        // 2,000 packets/s for half a second, paced: never more than 1,000, and not far fewer
+        // 1,000 packets/s for half a second, paced: never more than 500, and not far fewer
         // unless the machine starves the thread for a quarter of the run.
-        assert!((500..=1_000).contains(&report.packets_sent), "{report:?}");
+        assert!((250..=500).contains(&report.packets_sent), "{report:?}");
         // Loopback with a reader on every socket: everything arrives.
         assert_eq!(report.packets_received, report.packets_sent, "{report:?}");
         assert!(report.sendmmsg_calls < report.packets_sent, "{report:?}");
