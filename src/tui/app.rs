@@ -12,10 +12,10 @@ use std::hash::BuildHasher;
 use rustc_hash::FxHashMap;
 use std::time::SystemTime;
 
-use crate::capacity::{Condition, LoadRules, NodeLoad, believed_observed, condition};
+use crate::capacity::{Condition, LoadRules, NodeLoad, Sessions, believed_observed, condition};
 use crate::model::{
     Change, DrainRequest, InstanceRecord, NodeRecord, NodeState, PendingDemand, RecordingRecord,
-    RecordingState, SessionRecord, Units,
+    RecordingState, SessionRecord,
 };
 
 /// The utilisation the load gauge marks: the meeting class's headroom, the shared class most
@@ -176,10 +176,10 @@ pub struct App {
     // FxHash: every frame looks each node up in these maps, and SipHash was most of the
     // dashboard's CPU at 5,000 nodes.
     nodes: FxHashMap<String, NodeRecord>,
-    sessions: FxHashMap<String, SessionRecord>,
-    /// Session ids per node, for the sessions panel and committed load.
+    /// Sessions by id, with each node's committed units summed as placement sums them.
+    sessions: Sessions,
+    /// Session ids per node, for the sessions panel.
     by_node: FxHashMap<String, BTreeSet<String>>,
-    committed: FxHashMap<String, Units>,
     drains: FxHashMap<String, DrainRequest>,
     pending: BTreeMap<String, PendingDemand>,
     instances: BTreeMap<String, InstanceRecord>,
@@ -212,9 +212,8 @@ impl App {
             now,
             load_rules: LoadRules::default(),
             nodes: FxHashMap::default(),
-            sessions: FxHashMap::default(),
+            sessions: Sessions::new(),
             by_node: FxHashMap::default(),
-            committed: FxHashMap::default(),
             drains: FxHashMap::default(),
             pending: BTreeMap::new(),
             instances: BTreeMap::new(),
@@ -369,7 +368,7 @@ impl App {
     }
 
     fn load_of(&self, record: &NodeRecord) -> NodeLoad {
-        let committed = self.committed.get(&record.id).copied().unwrap_or(0);
+        let committed = self.sessions.on_node(&record.id).committed();
         NodeLoad {
             observed: believed_observed(record, committed, self.now, &self.load_rules),
             committed,
@@ -614,40 +613,40 @@ impl App {
         }
     }
 
-    /// Inserts or replaces a session and keeps the per-node index and committed units in
-    /// step. Returns the record it replaced.
-    fn insert_session(&mut self, sid: String, session: SessionRecord) -> Option<SessionRecord> {
-        let old = self.remove_session(&sid);
-        // A session that spans nodes counts on each, with its share there.
-        for node in session.nodes() {
-            let units = self.committed.entry(node.to_owned()).or_default();
-            *units = units.saturating_add(session.demand_on(node));
-            self.by_node
-                .entry(node.to_owned())
-                .or_default()
-                .insert(sid.clone());
+    /// Inserts or replaces a session and keeps the per-node lists in step. Returns the
+    /// record it replaced.
+    fn insert_session(&mut self, sid: String, mut session: SessionRecord) -> Option<SessionRecord> {
+        // The key names the session: a record naming another is shown under its key, so
+        // that its deletion finds it.
+        session.sid = sid;
+        let nodes: Vec<String> = session.nodes().map(str::to_owned).collect();
+        let sid = session.sid.clone();
+        let old = self.sessions.put(session);
+        if let Some(old) = &old {
+            self.unlist(old);
         }
-        self.sessions.insert(sid, session);
+        for node in nodes {
+            self.by_node.entry(node).or_default().insert(sid.clone());
+        }
         old
     }
 
     fn remove_session(&mut self, sid: &str) -> Option<SessionRecord> {
         let old = self.sessions.remove(sid)?;
-        for node in old.nodes() {
-            if let Some(units) = self.committed.get_mut(node) {
-                *units = units.saturating_sub(old.demand_on(node));
-                if *units == 0 {
-                    self.committed.remove(node);
-                }
-            }
+        self.unlist(&old);
+        Some(old)
+    }
+
+    /// Takes `session` off the lists of its nodes.
+    fn unlist(&mut self, session: &SessionRecord) {
+        for node in session.nodes() {
             if let Some(set) = self.by_node.get_mut(node) {
-                set.remove(sid);
+                set.remove(&session.sid);
                 if set.is_empty() {
                     self.by_node.remove(node);
                 }
             }
         }
-        Some(old)
     }
 
     /// The feed lost etcd; keep showing the last data under a banner.
@@ -892,6 +891,15 @@ impl<T, S: BuildHasher> Collection<T> for HashMap<String, T, S> {
     }
 }
 
+impl Collection<SessionRecord> for Sessions {
+    fn ids(&self) -> Vec<String> {
+        self.iter().map(|s| s.sid.clone()).collect()
+    }
+    fn record(&self, id: &str) -> Option<&SessionRecord> {
+        self.get(id)
+    }
+}
+
 impl<T> Collection<T> for BTreeMap<String, T> {
     fn ids(&self) -> Vec<String> {
         self.keys().cloned().collect()
@@ -937,4 +945,83 @@ fn matches_filter(row: &NodeRow<'_>, filter: &str) -> bool {
     ]
     .iter()
     .any(|field| field.to_lowercase().contains(filter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Change, SessionClass, SessionState};
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn session(sid: &str, node: &str, relays: &[&str], demand: u32) -> SessionRecord {
+        SessionRecord {
+            sid: sid.to_owned(),
+            class: SessionClass::Conference,
+            size: 100,
+            demand,
+            node: node.to_owned(),
+            state: SessionState::Live,
+            relays: relays.iter().map(|r| (*r).to_owned()).collect(),
+            edge_demand: demand / 2,
+            created_at: at(0),
+        }
+    }
+
+    fn committed(app: &App, node: &str) -> u32 {
+        app.node_row(node).map_or(0, |row| row.load.committed)
+    }
+
+    #[test]
+    fn committed_units_follow_puts_moves_and_deletes_as_placement_counts_them() {
+        let mut app = App::new("test", at(100));
+        let nodes = ["a", "b", "c"].map(|id| {
+            (
+                id.to_owned(),
+                NodeRecord::blank(id, "n2-highcpu-4", 4, 600, at(90)),
+            )
+        });
+        app.apply_listing(Listing {
+            revision: 1,
+            nodes: nodes.to_vec(),
+            sessions: vec![("s1".to_owned(), session("s1", "a", &["b"], 100))],
+            drains: Vec::new(),
+            pending: Vec::new(),
+            instances: Vec::new(),
+            recordings: Vec::new(),
+            malformed: Vec::new(),
+        });
+        assert_eq!((committed(&app, "a"), committed(&app, "b")), (100, 50));
+        let put = |id: &str, record: SessionRecord| {
+            Delta::Session(Change::Put {
+                id: id.to_owned(),
+                record,
+                revision: 2,
+            })
+        };
+        // The session moves its edge from b to c, and a second one lists c twice: c counts
+        // it once, as placement's index does.
+        app.apply_deltas(vec![
+            put("s1", session("s1", "a", &["c"], 100)),
+            put("s2", session("s2", "c", &["c"], 40)),
+        ]);
+        assert_eq!(
+            (
+                committed(&app, "a"),
+                committed(&app, "b"),
+                committed(&app, "c")
+            ),
+            (100, 0, 50 + 40)
+        );
+        assert_eq!(app.sessions_of("c").len(), 2);
+        assert!(app.sessions_of("b").is_empty());
+        app.apply_deltas(vec![Delta::Session(Change::Deleted {
+            id: "s1".to_owned(),
+            revision: 3,
+        })]);
+        assert_eq!((committed(&app, "a"), committed(&app, "c")), (0, 40));
+        assert_eq!(app.session_count(), 1);
+    }
 }
