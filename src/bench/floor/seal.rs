@@ -90,15 +90,20 @@ impl Sealer {
         iv
     }
 
+    /// The nonce of the RTP packet starting `packet` (at least its 12-byte header).
+    fn nonce(&self, packet: &[u8], roc: u32) -> Nonce {
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        Nonce::assume_unique_for_key(self.iv(ssrc, roc, seq))
+    }
+
     /// Protects the RTP packet in `packet` (header, then payload) in place and appends the
     /// tag. `roc` is the rollover counter of the packet's sequence number.
     pub fn protect(&self, packet: &mut Vec<u8>, roc: u32) -> Result<(), SealError> {
         if packet.len() < RTP_HEADER_LEN {
             return Err(SealError::Short(packet.len()));
         }
-        let seq = u16::from_be_bytes([packet[2], packet[3]]);
-        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        let nonce = Nonce::assume_unique_for_key(self.iv(ssrc, roc, seq));
+        let nonce = self.nonce(packet, roc);
         let (header, payload) = packet.split_at_mut(RTP_HEADER_LEN);
         let tag = self
             .key
@@ -115,9 +120,7 @@ impl Sealer {
         if packet.len() < RTP_HEADER_LEN + TAG_LEN {
             return Err(SealError::Short(packet.len()));
         }
-        let seq = u16::from_be_bytes([packet[2], packet[3]]);
-        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        let nonce = Nonce::assume_unique_for_key(self.iv(ssrc, roc, seq));
+        let nonce = self.nonce(packet, roc);
         let (header, sealed) = packet.split_at_mut(RTP_HEADER_LEN);
         let plain_len = self
             .key
