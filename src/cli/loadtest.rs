@@ -13,13 +13,14 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output::{OutputArgs, OutputFormat, print_json, print_table, table, write_stdout};
-use super::values::{AgentCpuArg, ClassArg};
+use super::values::{AgentCpuArg, ClassArg, TargetArg};
 use super::{CliError, Context, Exit, GlobalArgs};
 use crate::api::PlaceAnswer;
 use crate::capacity::ClassSpec;
 use crate::loadtest::calibrate::Policy;
 use crate::loadtest::media::VideoShape;
 use crate::loadtest::report::{AgentReport, CalibrationReport, ClientReport, Report, Summary};
+use crate::loadtest::sfu::Sfu;
 use crate::loadtest::{self, AgentProbe, Progress};
 use crate::model::SessionClass;
 use crate::placement::{Role, Strategy};
@@ -30,14 +31,18 @@ use crate::store::Store;
 const REFERENCE_BITRATE: u64 = 500_000;
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["url", "place"])))]
+#[command(group(clap::ArgGroup::new("join_at").required(true).args(["url", "place"])))]
 pub struct LoadtestArgs {
-    /// The agent's signaling URL, e.g. ws://127.0.0.1:7000/ws.
+    /// The agent's signaling URL, e.g. ws://127.0.0.1:7000/ws (Janus: ws://127.0.0.1:8188).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Get a node from the placer, as `ionctl place` does, and join it with the join token.
     #[arg(long)]
     pub place: bool,
+    /// The SFU at --url: ion (an agent) or janus (Janus's videoroom, for a same-run
+    /// comparison; its CPU is read from /proc when it is local).
+    #[arg(long, value_enum, value_name = "SFU", default_value_t = TargetArg::Ion, conflicts_with = "place")]
+    pub target: TargetArg,
     /// Session class for --place [default: livestream for one publisher and more than 5
     /// subscribers, else group up to 6 participants, meeting up to 50, conference above].
     #[arg(long, value_enum, requires = "place")]
@@ -182,6 +187,7 @@ pub async fn run(global: &GlobalArgs, args: LoadtestArgs) -> Result<(), CliError
         keyframe_interval: Duration::from_secs(2),
         agent_cpu: args.agent_cpu.into(),
         viewer_route: target.viewer_route,
+        sfu: args.target.into(),
     };
     let mut painter = PhaseBar::new();
     if args.calibrate {
@@ -240,7 +246,7 @@ async fn resolve_target(
         }
         // A remote agent's vcpus (and, with --agent-cpu etcd, its CPU) come from its node
         // record: etcd is asked only then.
-        let store = if loadtest::loopback_port(url).is_some() {
+        let store = if loadtest::local_port(url).is_some() {
             None
         } else {
             let context = Context::resolve(global)?;
@@ -501,7 +507,12 @@ fn percent(fraction: f64) -> String {
     format!("{:.2}%", fraction * 100.0)
 }
 
-fn summary_rows(summary: &Summary, agent: &AgentReport, client: &ClientReport) -> Vec<[String; 2]> {
+fn summary_rows(
+    sfu: Sfu,
+    summary: &Summary,
+    agent: &AgentReport,
+    client: &ClientReport,
+) -> Vec<[String; 2]> {
     let mut rows = vec![
         [
             "tracks received".to_owned(),
@@ -554,8 +565,12 @@ fn summary_rows(summary: &Summary, agent: &AgentReport, client: &ClientReport) -
         crate::loadtest::report::CpuSource::Etcd => "node record in etcd".to_owned(),
         crate::loadtest::report::CpuSource::Unavailable => "unavailable".to_owned(),
     };
+    let sfu = match sfu {
+        Sfu::Ion => "agent",
+        Sfu::Janus => "janus",
+    };
     rows.push([
-        "agent cpu".to_owned(),
+        format!("{sfu} cpu"),
         match (agent.cores_busy, agent.vcpus) {
             (Some(cores), Some(vcpus)) => {
                 format!("{cores:.2} cores of {vcpus} ({source})")
@@ -566,7 +581,7 @@ fn summary_rows(summary: &Summary, agent: &AgentReport, client: &ClientReport) -
     ]);
     if let Some(rss) = agent.rss_bytes {
         rows.push([
-            "agent rss".to_owned(),
+            format!("{sfu} rss"),
             format!("{:.1} MiB", rss as f64 / (1024.0 * 1024.0)),
         ]);
     }
@@ -661,7 +676,12 @@ fn print_report(report: &Report) -> Result<(), CliError> {
         write_stdout(b"\n")?;
     }
     let mut summary = table(&["summary", ""]);
-    for [k, v] in summary_rows(&report.summary, &report.agent, &report.client) {
+    for [k, v] in summary_rows(
+        report.config.target,
+        &report.summary,
+        &report.agent,
+        &report.client,
+    ) {
         summary.add_row(vec![k, v]);
     }
     print_table(&mut summary)?;

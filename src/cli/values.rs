@@ -5,6 +5,7 @@
 use clap::ValueEnum;
 
 use crate::loadtest::report::AgentCpuFrom;
+use crate::loadtest::sfu::Sfu;
 use crate::model::SessionClass;
 use crate::placement::{Role, Strategy};
 
@@ -88,6 +89,25 @@ impl From<AgentCpuArg> for AgentCpuFrom {
             AgentCpuArg::Proc => AgentCpuFrom::Proc,
             AgentCpuArg::Metrics => AgentCpuFrom::Metrics,
             AgentCpuArg::Etcd => AgentCpuFrom::Etcd,
+        }
+    }
+}
+
+/// `ionctl loadtest --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    /// An ion-agent (or ion-sfu): JSON-RPC signaling.
+    Ion,
+    /// Janus's videoroom plugin over its WebSocket API (ws://HOST:8188), for a side-by-side
+    /// measurement.
+    Janus,
+}
+
+impl From<TargetArg> for Sfu {
+    fn from(target: TargetArg) -> Self {
+        match target {
+            TargetArg::Ion => Sfu::Ion,
+            TargetArg::Janus => Sfu::Janus,
         }
     }
 }

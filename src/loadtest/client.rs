@@ -57,7 +57,7 @@ fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientE
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every guarded value here stays valid if a holder panicked: counters and lists.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -84,7 +84,7 @@ impl RemoteTrack {
 }
 
 /// A track this participant publishes.
-struct LocalTrack {
+pub(super) struct LocalTrack {
     index: u32,
     transceiver: Arc<dyn RtpTransceiver>,
     /// Its generator and keyframe-request watcher.
@@ -92,7 +92,7 @@ struct LocalTrack {
 }
 
 /// What a participant's tasks and callbacks share.
-struct Shared {
+pub(super) struct Shared {
     window: Arc<Window>,
     tracks: Mutex<Vec<Arc<RemoteTrack>>>,
     /// Track id → whether the server's latest subscriber offer still sends it.
@@ -109,13 +109,38 @@ struct Shared {
 }
 
 impl Shared {
-    fn problem(&self, what: String) {
+    /// Nothing received yet; media is counted against `window`.
+    pub(super) fn new(window: Arc<Window>) -> Arc<Shared> {
+        Arc::new(Shared {
+            window,
+            tracks: Mutex::default(),
+            offered: Mutex::default(),
+            renegotiations: AtomicU32::new(0),
+            keyframe_requests: AtomicU64::new(0),
+            publisher_state: Mutex::default(),
+            subscriber_state: Mutex::default(),
+            problems: Mutex::default(),
+            api: Mutex::default(),
+        })
+    }
+
+    /// The remote tracks seen so far, in arrival order.
+    pub(super) fn tracks(&self) -> Vec<Arc<RemoteTrack>> {
+        lock(&self.tracks).clone()
+    }
+
+    /// Background failures so far.
+    pub(super) fn problems(&self) -> Vec<String> {
+        lock(&self.problems).clone()
+    }
+
+    pub(super) fn problem(&self, what: String) {
         lock(&self.problems).push(what);
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     Publisher,
     Subscriber,
 }
@@ -196,11 +221,11 @@ async fn receive(shared: Arc<Shared>, handle: Arc<dyn TrackRemote>) {
     track.ended.store(true, Ordering::Relaxed);
 }
 
-async fn new_pc(
+pub(super) async fn new_pc(
     role: Role,
     shared: &Arc<Shared>,
     candidates: &tokio::sync::mpsc::UnboundedSender<(u8, RTCIceCandidateInit)>,
-    bind: &str,
+    bind: std::net::IpAddr,
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
     let handler = Arc::new(Handler {
         role,
@@ -227,17 +252,7 @@ impl Participant {
     /// is counted against `window`.
     pub async fn join(spec: &JoinSpec, window: Arc<Window>) -> Result<Participant, ClientError> {
         let bind = spec.bind;
-        let shared = Arc::new(Shared {
-            window,
-            tracks: Mutex::default(),
-            offered: Mutex::default(),
-            renegotiations: AtomicU32::new(0),
-            keyframe_requests: AtomicU64::new(0),
-            publisher_state: Mutex::default(),
-            subscriber_state: Mutex::default(),
-            problems: Mutex::default(),
-            api: Mutex::default(),
-        });
+        let shared = Shared::new(window);
         // Connect first: an unreachable agent fails before any PC is built.
         let (signal, mut incoming, mut tasks) = Signal::connect(&spec.url, spec.timeout).await?;
         let (candidates_tx, mut candidates_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -367,127 +382,9 @@ impl Participant {
         shape: VideoShape,
         keyframe_interval: Duration,
     ) -> Result<(), ClientError> {
-        let mut added = Vec::new();
-        for publish in tracks {
-            let ssrc = fastrand::u32(..);
-            let (codec, rtp_kind) = match publish.kind {
-                Kind::Audio => (opus(), RtpCodecKind::Audio),
-                Kind::Video => (vp8(), RtpCodecKind::Video),
-            };
-            let encoding = |rid: &str, ssrc: u32| RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    rid: rid.to_owned(),
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: codec.clone(),
-                ..Default::default()
-            };
-            let lower_ssrc = fastrand::u32(..);
-            let encodings = match &publish.lower {
-                Some(_) => vec![
-                    encoding(send::TOP_RID, ssrc),
-                    encoding(send::LOWER_RID, lower_ssrc),
-                ],
-                None => vec![encoding("", ssrc)],
-            };
-            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                self.uid.clone(),
-                format!("{}-{}-{}", self.uid, publish.kind, publish.index),
-                publish.kind.to_string(),
-                rtp_kind,
-                encodings,
-            )));
-            let transceiver = self
-                .publisher
-                .add_transceiver_from_track(
-                    track.clone() as Arc<dyn TrackLocal>,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Sendonly,
-                        streams: vec![self.uid.clone()],
-                        send_encodings: vec![],
-                    }),
-                )
-                .await
-                .map_err(webrtc("adding a track"))?;
-            added.push((publish.clone(), [ssrc, lower_ssrc], track, transceiver));
-        }
+        let added = add_tracks(&self.publisher, &self.uid, tracks).await?;
         self.renegotiate_publisher("publish").await?;
-        let keyframe_every =
-            ((keyframe_interval.as_secs_f64() * f64::from(shape.fps)).round() as u32).max(1);
-        let mut tasks = Vec::new();
-        let mut local = Vec::new();
-        for (publish, [ssrc, lower_ssrc], track, transceiver) in added {
-            let index = publish.index;
-            let mut own = Vec::new();
-            match publish.kind {
-                Kind::Video => {
-                    // A request for either layer makes both send a keyframe, as an encoder
-                    // restarting its simulcast streams would.
-                    let mut wanted = Vec::new();
-                    let mut layers = vec![(None, ssrc, shape, publish.clone())];
-                    if let Some(lower) = &publish.lower {
-                        let mid = transceiver
-                            .mid()
-                            .await
-                            .map_err(webrtc("reading the track's MID"))?
-                            .ok_or(ClientError::WebRtc {
-                                what: "publishing simulcast",
-                                reason: "the negotiated track has no MID".to_owned(),
-                            })?;
-                        let layer = |rid| send::Layer {
-                            mid: mid.clone(),
-                            rid,
-                        };
-                        layers[0].0 = Some(layer(send::TOP_RID));
-                        let lower_publish = Publish {
-                            kind: Kind::Video,
-                            index: lower.index,
-                            log: lower.log.clone(),
-                            lower: None,
-                        };
-                        layers.push((
-                            Some(layer(send::LOWER_RID)),
-                            lower_ssrc,
-                            lower.shape,
-                            lower_publish,
-                        ));
-                    }
-                    for (rid, ssrc, shape, publish) in layers {
-                        let keyframe_wanted = Arc::new(AtomicBool::new(false));
-                        own.push(tokio::spawn(send_video(
-                            track.clone(),
-                            ssrc,
-                            rid,
-                            shape,
-                            keyframe_every,
-                            publish,
-                            keyframe_wanted.clone(),
-                        )));
-                        wanted.push(keyframe_wanted);
-                    }
-                    let shared = self.shared.clone();
-                    own.push(tokio::spawn(pc::watch_keyframe_requests(
-                        track,
-                        move |requests| {
-                            shared
-                                .keyframe_requests
-                                .fetch_add(requests, Ordering::Relaxed);
-                            for keyframe_wanted in &wanted {
-                                keyframe_wanted.store(true, Ordering::Relaxed);
-                            }
-                        },
-                    )));
-                }
-                Kind::Audio => own.push(tokio::spawn(send_audio(track, ssrc, publish))),
-            }
-            local.push(LocalTrack {
-                index,
-                transceiver,
-                tasks: own.iter().map(JoinHandle::abort_handle).collect(),
-            });
-            tasks.extend(own);
-        }
+        let (tasks, local) = start_media(&self.shared, added, shape, keyframe_interval).await?;
         self.tasks().extend(tasks);
         lock(&self.local).extend(local);
         Ok(())
@@ -669,6 +566,165 @@ impl Drop for Participant {
             task.abort();
         }
     }
+}
+
+/// A track added to a publisher PC and not sending yet.
+pub(super) struct AddedTrack {
+    publish: Publish,
+    ssrcs: [u32; 2],
+    track: Arc<TrackLocalStaticRTP>,
+    transceiver: Arc<dyn RtpTransceiver>,
+}
+
+/// Adds `tracks` to a publisher PC as sendonly transceivers, not yet negotiated. A track's
+/// msid is `<uid>-<kind>-<index>` in stream `<uid>`.
+pub(super) async fn add_tracks(
+    publisher: &Arc<dyn PeerConnection>,
+    uid: &str,
+    tracks: &[Publish],
+) -> Result<Vec<AddedTrack>, ClientError> {
+    let mut added = Vec::new();
+    for publish in tracks {
+        let ssrc = fastrand::u32(..);
+        let (codec, rtp_kind) = match publish.kind {
+            Kind::Audio => (opus(), RtpCodecKind::Audio),
+            Kind::Video => (vp8(), RtpCodecKind::Video),
+        };
+        let encoding = |rid: &str, ssrc: u32| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                rid: rid.to_owned(),
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: codec.clone(),
+            ..Default::default()
+        };
+        let lower_ssrc = fastrand::u32(..);
+        let encodings = match &publish.lower {
+            Some(_) => vec![
+                encoding(send::TOP_RID, ssrc),
+                encoding(send::LOWER_RID, lower_ssrc),
+            ],
+            None => vec![encoding("", ssrc)],
+        };
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            uid.to_owned(),
+            format!("{uid}-{}-{}", publish.kind, publish.index),
+            publish.kind.to_string(),
+            rtp_kind,
+            encodings,
+        )));
+        let transceiver = publisher
+            .add_transceiver_from_track(
+                track.clone() as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![uid.to_owned()],
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .map_err(webrtc("adding a track"))?;
+        added.push(AddedTrack {
+            publish: publish.clone(),
+            ssrcs: [ssrc, lower_ssrc],
+            track,
+            transceiver,
+        });
+    }
+    Ok(added)
+}
+
+/// Starts generating media on tracks negotiated on a publisher PC, at `shape`, with a video
+/// keyframe every `keyframe_interval` and on PLI/FIR: the tasks, and each track's handle.
+pub(super) async fn start_media(
+    shared: &Arc<Shared>,
+    added: Vec<AddedTrack>,
+    shape: VideoShape,
+    keyframe_interval: Duration,
+) -> Result<(Vec<JoinHandle<()>>, Vec<LocalTrack>), ClientError> {
+    let keyframe_every =
+        ((keyframe_interval.as_secs_f64() * f64::from(shape.fps)).round() as u32).max(1);
+    let mut tasks = Vec::new();
+    let mut local = Vec::new();
+    for AddedTrack {
+        publish,
+        ssrcs: [ssrc, lower_ssrc],
+        track,
+        transceiver,
+    } in added
+    {
+        let index = publish.index;
+        let mut own = Vec::new();
+        match publish.kind {
+            Kind::Video => {
+                // A request for either layer makes both send a keyframe, as an encoder
+                // restarting its simulcast streams would.
+                let mut wanted = Vec::new();
+                let mut layers = vec![(None, ssrc, shape, publish.clone())];
+                if let Some(lower) = &publish.lower {
+                    let mid = transceiver
+                        .mid()
+                        .await
+                        .map_err(webrtc("reading the track's MID"))?
+                        .ok_or(ClientError::WebRtc {
+                            what: "publishing simulcast",
+                            reason: "the negotiated track has no MID".to_owned(),
+                        })?;
+                    let layer = |rid| send::Layer {
+                        mid: mid.clone(),
+                        rid,
+                    };
+                    layers[0].0 = Some(layer(send::TOP_RID));
+                    let lower_publish = Publish {
+                        kind: Kind::Video,
+                        index: lower.index,
+                        log: lower.log.clone(),
+                        lower: None,
+                    };
+                    layers.push((
+                        Some(layer(send::LOWER_RID)),
+                        lower_ssrc,
+                        lower.shape,
+                        lower_publish,
+                    ));
+                }
+                for (rid, ssrc, shape, publish) in layers {
+                    let keyframe_wanted = Arc::new(AtomicBool::new(false));
+                    own.push(tokio::spawn(send_video(
+                        track.clone(),
+                        ssrc,
+                        rid,
+                        shape,
+                        keyframe_every,
+                        publish,
+                        keyframe_wanted.clone(),
+                    )));
+                    wanted.push(keyframe_wanted);
+                }
+                let shared = shared.clone();
+                own.push(tokio::spawn(pc::watch_keyframe_requests(
+                    track,
+                    move |requests| {
+                        shared
+                            .keyframe_requests
+                            .fetch_add(requests, Ordering::Relaxed);
+                        for keyframe_wanted in &wanted {
+                            keyframe_wanted.store(true, Ordering::Relaxed);
+                        }
+                    },
+                )));
+            }
+            Kind::Audio => own.push(tokio::spawn(send_audio(track, ssrc, publish))),
+        }
+        local.push(LocalTrack {
+            index,
+            transceiver,
+            tasks: own.iter().map(JoinHandle::abort_handle).collect(),
+        });
+        tasks.extend(own);
+    }
+    Ok((tasks, local))
 }
 
 fn answer_sdp(result: &Value, why: &str) -> Result<String, ClientError> {

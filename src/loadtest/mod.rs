@@ -20,15 +20,18 @@
 pub mod agent_cpu;
 pub mod calibrate;
 pub mod client;
+pub mod janus;
 pub mod media;
 pub mod pc;
 pub mod peer;
 pub mod report;
 pub mod send;
+pub mod sfu;
 pub mod signal;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,13 +40,13 @@ use tokio::sync::mpsc;
 use crate::model::NodeRecord;
 use crate::store::Store;
 use calibrate::{CalibrateError, Policy, Sample, Step, StopReason};
-use client::Participant;
 use media::{VideoShape, now_us};
 use peer::{ClientError, JoinSpec, Publish};
 use report::{
     AgentCpuFrom, AgentReport, CalibrationReport, ClientReport, CpuSource, NodeRow, PacketSource,
     PublisherTrackRow, Report, RunConfig, StepReport, Summary, TrackRow, WindowReport,
 };
+use sfu::{Joined, Sfu};
 use signal::SignalError;
 use stats::{Kind, SendLog, Window, account, latency_histogram};
 
@@ -74,6 +77,8 @@ pub struct Config {
     /// Where each subscriber joins, when not at `url`: a session that spans nodes routes its
     /// viewers to its edges (`ionctl loadtest --place` asks the placer, role viewer).
     pub viewer_route: Option<ViewerRoute>,
+    /// The SFU at `url`.
+    pub sfu: Sfu,
 }
 
 /// A node to join: its signaling URL, the join token for it, and its id.
@@ -101,6 +106,7 @@ impl Config {
     /// The run's own description, for the report.
     fn describe(&self) -> RunConfig {
         RunConfig {
+            target: self.sfu,
             url: self.url.clone(),
             node: self.node.clone(),
             session: self.session.clone(),
@@ -223,7 +229,7 @@ impl AgentProbe {
     /// A local agent when `url`'s host is loopback and this user can see the process
     /// listening on its port; else etcd when a store is given.
     pub fn resolve(url: &str, store: Option<Store>, node: Option<String>) -> AgentProbe {
-        if let Some(port) = loopback_port(url)
+        if let Some(port) = local_port(url)
             && let Some(pid) = agent_cpu::pid_listening_on(port)
         {
             return AgentProbe::Local { pid };
@@ -263,25 +269,35 @@ impl AgentProbe {
     }
 }
 
-/// The port of `url` when its host is a loopback address or `localhost`.
-pub fn loopback_port(url: &str) -> Option<u16> {
+/// The host and port of `url` when its host is an address of this machine: `localhost`, a
+/// loopback address, or an address one of its interfaces has (the SFU in a network
+/// namespace, as `scripts/janus` runs Janus, is reached at such an address).
+pub fn local_address(url: &str) -> Option<(IpAddr, u16)> {
     let parsed = reqwest::Url::parse(url).ok()?;
-    let host = parsed.host_str()?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    loopback.then(|| parsed.port_or_known_default()).flatten()
+    let port = parsed.port_or_known_default()?;
+    let ip = match parsed.host_str()? {
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        host => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?,
+    };
+    // Only an address of this machine can be bound (without IP_FREEBIND).
+    let local = ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok();
+    local.then_some((ip, port))
 }
 
-/// The local address the PCs bind: loopback for a local agent, any otherwise.
-fn bind_address(url: &str) -> &'static str {
-    if loopback_port(url).is_some() {
-        "127.0.0.1"
-    } else {
-        "0.0.0.0"
-    }
+/// The port of `url` when the SFU there runs on this machine.
+pub fn local_port(url: &str) -> Option<u16> {
+    local_address(url).map(|(_, port)| port)
+}
+
+/// The address the PCs bind: the SFU's own for a local SFU, so that both ends gather
+/// candidates on the same interface (webrtc-rs pairs no loopback candidate with another
+/// interface's), and any address otherwise.
+fn bind_address(url: &str) -> IpAddr {
+    local_address(url).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |(ip, _)| ip)
 }
 
 /// The `/metrics` URL beside `/ws`.
@@ -307,7 +323,7 @@ struct SourceTrack {
 }
 
 struct Member {
-    participant: Arc<Participant>,
+    participant: Arc<Joined>,
     /// The publisher track indexes it publishes (it expects all others).
     own: Vec<u32>,
     /// The node it joined, when known.
@@ -322,7 +338,7 @@ struct Session {
     sources: Vec<SourceTrack>,
     join_errors: Vec<String>,
     next_subscriber: u32,
-    bind: &'static str,
+    bind: IpAddr,
 }
 
 impl Session {
@@ -355,9 +371,15 @@ impl Session {
         let total = session.config.publishers + session.config.subscribers;
         for p in 0..session.config.publishers {
             let uid = format!("pub-{p}");
-            let participant = Participant::join(&session.spec(&uid), session.window.clone())
-                .await
-                .map_err(|e| Error::join(&uid, &session.config.session, e))?;
+            let participant = Joined::join(
+                session.config.sfu,
+                &session.spec(&uid),
+                session.window.clone(),
+                session.config.publishers,
+                false,
+            )
+            .await
+            .map_err(|e| Error::join(&uid, &session.config.session, e))?;
             let participant = Arc::new(participant);
             let mut publish = Vec::new();
             let mut kinds = vec![Kind::Video];
@@ -398,6 +420,14 @@ impl Session {
             });
             progress(Progress::Joining { done: p + 1, total });
         }
+        let others = session.config.publishers.saturating_sub(1);
+        for member in &session.members {
+            let participant = &member.participant;
+            if let Err(error) = participant.subscribe_to_other_publishers(others).await {
+                let uid = participant.uid().to_owned();
+                return Err(Error::join(&uid, &session.config.session, error));
+            }
+        }
         Ok(session)
     }
 
@@ -422,6 +452,7 @@ impl Session {
                     let mut spec = self.spec(&uid);
                     let mut node = self.config.node.clone();
                     let route = self.config.viewer_route.clone();
+                    let (sfu, publishers) = (self.config.sfu, self.config.publishers);
                     let window = self.window.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
@@ -438,7 +469,7 @@ impl Session {
                                 }
                             }
                         }
-                        let result = Participant::join(&spec, window).await;
+                        let result = Joined::join(sfu, &spec, window, publishers, true).await;
                         let _ = tx.send((uid, result.map_err(JoinFailure::Join), node));
                     });
                     spawned += 1;
@@ -522,7 +553,11 @@ impl Session {
         http: &reqwest::Client,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Measured {
-        let metrics = metrics_url(&self.config.url);
+        // Janus has no /metrics; its forwarded packets are counted where they arrive.
+        let metrics = match self.config.sfu {
+            Sfu::Ion => metrics_url(&self.config.url),
+            Sfu::Janus => None,
+        };
         let agent_pid = match probe {
             AgentProbe::Local { pid } => Some(*pid),
             _ => None,
@@ -644,10 +679,10 @@ impl Session {
         for member in &self.members {
             let participant = &member.participant;
             for problem in participant.problems() {
-                problems.push(format!("{}: {problem}", participant.uid));
+                problems.push(format!("{}: {problem}", participant.uid()));
             }
             if let Some(reason) = participant.signal_closed() {
-                problems.push(format!("{}: signaling closed: {reason}", participant.uid));
+                problems.push(format!("{}: signaling closed: {reason}", participant.uid()));
             }
         }
         problems
@@ -745,7 +780,7 @@ impl Session {
                 let _ = hist.add(&a.latency_us);
             }
             tracks.push(TrackRow {
-                subscriber: self.members[member].participant.uid.clone(),
+                subscriber: self.members[member].participant.uid().to_owned(),
                 publisher: source.publisher.clone(),
                 kind: source.kind,
                 index,
@@ -999,10 +1034,20 @@ mod tests {
 
     #[test]
     fn loopback_urls_and_metrics() {
-        assert_eq!(loopback_port("ws://127.0.0.1:7000/ws"), Some(7000));
-        assert_eq!(loopback_port("ws://localhost:7000/ws"), Some(7000));
-        assert_eq!(loopback_port("ws://[::1]:7000/ws"), Some(7000));
-        assert_eq!(loopback_port("ws://10.0.0.2:7000/ws"), None);
+        assert_eq!(local_port("ws://127.0.0.1:7000/ws"), Some(7000));
+        assert_eq!(local_port("ws://localhost:7000/ws"), Some(7000));
+        assert_eq!(local_port("ws://[::1]:7000/ws"), Some(7000));
+        // TEST-NET-2: documentation only, never a local address.
+        assert_eq!(local_port("ws://198.51.100.7:7000/ws"), None);
+        assert_eq!(local_port("ws://example.invalid:7000/ws"), None);
+        assert_eq!(
+            bind_address("ws://localhost:7000/ws"),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(
+            bind_address("ws://198.51.100.7:7000/ws"),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
         assert_eq!(
             metrics_url("ws://127.0.0.1:7000/ws?access_token=x").as_deref(),
             Some("http://127.0.0.1:7000/metrics")

@@ -42,7 +42,7 @@ fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientE
 pub async fn peer_connection<H: PeerConnectionEventHandler + 'static>(
     handler: Arc<H>,
     publisher: bool,
-    bind: &str,
+    bind: std::net::IpAddr,
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
     let mut media = MediaEngine::default();
     media
@@ -93,7 +93,7 @@ pub async fn peer_connection<H: PeerConnectionEventHandler + 'static>(
         .with_interceptor_registry(registry)
         .with_setting_engine(settings)
         .with_handler(handler)
-        .with_udp_addrs(vec![format!("{bind}:0")])
+        .with_udp_addrs(vec![std::net::SocketAddr::new(bind, 0).to_string()])
         .build()
         .await
         .map_err(webrtc("creating a PeerConnection"))?;

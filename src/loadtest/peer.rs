@@ -37,8 +37,8 @@ pub struct JoinSpec {
     pub config: Option<JoinConfig>,
     /// Deadline of the WebSocket connect and of each call.
     pub timeout: Duration,
-    /// The local address the PeerConnections bind (127.0.0.1 for a local agent).
-    pub bind: &'static str,
+    /// The local address the PCs bind (the agent's own for a local agent).
+    pub bind: std::net::IpAddr,
 }
 
 /// A track to publish: its kind, its index (written into every stamp, and unique among the

@@ -14,6 +14,8 @@ pub const CALIBRATION_SCHEMA: &str = "ionctl.loadtest.calibration/v1";
 /// What was asked for.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
+    /// The SFU driven: `ion` or `janus`.
+    pub target: super::sfu::Sfu,
     pub url: String,
     /// The node, when it is known (`--place`, or found in etcd).
     pub node: Option<String>,

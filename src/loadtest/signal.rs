@@ -32,6 +32,12 @@ pub enum SignalError {
     },
     #[error("the signaling connection closed before {method:?} was answered{reason}")]
     Closed { method: String, reason: String },
+    #[error("Janus answered {request:?} with error {code}: {reason}")]
+    Janus {
+        request: String,
+        code: i64,
+        reason: String,
+    },
     #[error("{0}")]
     Protocol(String),
 }

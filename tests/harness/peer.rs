@@ -169,7 +169,9 @@ impl Peer {
             token: None,
             config: (config != JoinConfig::default()).then_some(config),
             timeout: CALL_TIMEOUT,
-            bind,
+            bind: bind
+                .parse()
+                .map_err(|e| anyhow::anyhow!("bind address {bind:?}: {e}"))?,
         };
         // Open from the start: every arrival is recorded, for `received_in`.
         let window = Arc::new(Window::default());
