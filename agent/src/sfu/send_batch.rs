@@ -2,7 +2,8 @@
 //! one `sendmmsg` system call per [`MAX_BATCH`] datagrams instead of one `sendto` each. A
 //! frame fanned out to N subscribers is N datagrams to N addresses, so the per-call cost of
 //! the kernel's send path is what batching saves (GSO would not help: the destinations
-//! differ). A datagram waits at most until the end of the current round, microseconds.
+//! differ). A datagram waits at most until the end of the current round, microseconds; the
+//! worker's loop sends the batch then.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -30,12 +31,15 @@ struct Sent {
 }
 
 impl SendBatch {
-    /// Queues `transmit`; a full batch is sent at once.
-    pub fn push(&mut self, transmit: Transmit, socket: &UdpSocket, counters: &WorkerCounters) {
+    /// Queues `transmit` until the round's [`SendBatch::flush`].
+    pub fn push(&mut self, transmit: Transmit) {
         self.queued.push(transmit);
-        if self.queued.len() >= MAX_BATCH {
-            self.flush(socket, counters);
-        }
+    }
+
+    /// What waits to be sent, oldest first; `flush` sends it.
+    #[cfg(test)]
+    pub fn take(&mut self) -> Vec<Transmit> {
+        std::mem::take(&mut self.queued)
     }
 
     /// Sends everything queued. UDP: a full socket buffer or an unreachable peer loses that
@@ -234,7 +238,7 @@ mod tests {
         let total = MAX_BATCH + 6;
         for i in 0..total {
             let to = receivers[i % 2].local_addr().expect("addr");
-            batch.push(transmit(from, to, &[i as u8; 3]), &socket, &counters);
+            batch.push(transmit(from, to, &[i as u8; 3]));
         }
         batch.flush(&socket, &counters);
         assert_eq!(counters.packets_out.load(Relaxed), total as u64);
@@ -260,12 +264,8 @@ mod tests {
         let to = receiver.local_addr().expect("addr");
         let counters = WorkerCounters::default();
         let mut batch = SendBatch::default();
-        batch.push(
-            transmit(from, "[::1]:9".parse().expect("v6"), b"x"),
-            &socket,
-            &counters,
-        );
-        batch.push(transmit(from, to, b"ok"), &socket, &counters);
+        batch.push(transmit(from, "[::1]:9".parse().expect("v6"), b"x"));
+        batch.push(transmit(from, to, b"ok"));
         batch.flush(&socket, &counters);
         assert_eq!(counters.send_drops.load(Relaxed), 1);
         assert_eq!(counters.packets_out.load(Relaxed), 1);

@@ -3,6 +3,11 @@
 //! return a timeout, and passes effects between participants as data (`Effect`), applied one
 //! at a time. Nothing here awaits etcd or takes a lock; per-peer failures remove that peer
 //! and the loop goes on.
+//!
+//! The worker's [`State`] does no I/O, as str0m does none: datagrams, commands and the clock
+//! come in as calls, and what the peers send waits in its outboxes until the loop
+//! ([`Worker::event_loop`]) flushes them to the sockets after each step. So forwarding,
+//! rewriting and timers are tested without UDP (`worker_tests.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
-use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
@@ -103,6 +108,8 @@ struct State {
     effects: VecDeque<Effect>,
     /// Datagrams produced by this round's polls, sent together when the round ends.
     outbox: SendBatch,
+    /// Datagrams of edge ends of relays, each for its own socket.
+    relay_outbox: Vec<(Arc<UdpSocket>, Transmit)>,
     next_track: u64,
     /// When each PeerConnection wants its next timeout, earliest first, so a wake-up costs
     /// O(log n) rather than a scan of every peer (400 PeerConnections at 200 viewers, and
@@ -191,8 +198,8 @@ impl Worker {
         let counters = counters.as_ref();
         loop {
             let now = Instant::now();
-            self.state
-                .step(counters, |s| s.drive(&socket, counters, now));
+            self.state.step(counters, |s| s.drive(counters, now));
+            self.state.flush(&socket, counters);
             self.state.step(counters, |s| s.housekeeping(now, counters));
             let next = self.state.next_timeout(now + HOUSEKEEPING);
             let wake = tokio::select! {
@@ -213,11 +220,7 @@ impl Worker {
                         .step(counters, |s| s.command(command, now, candidates, counters));
                 }
                 Wake::Datagram(Ok((len, source))) => {
-                    let arrival = Arrival {
-                        destination,
-                        now,
-                        socket: &socket,
-                    };
+                    let arrival = Arrival { destination, now };
                     let buf = &mut buf;
                     self.state.step(counters, |s| {
                         s.datagram(&buf[..len], source, &arrival, counters);
@@ -240,7 +243,6 @@ impl Worker {
                     let arrival = Arrival {
                         destination: local,
                         now,
-                        socket: &socket,
                     };
                     let data = &relay_buf[..len];
                     self.state.step(counters, |s| {
@@ -264,11 +266,10 @@ impl Worker {
 }
 
 /// Where and when a batch of datagrams arrived.
-struct Arrival<'a> {
+struct Arrival {
     /// The address they were sent to (the announced candidate).
     destination: SocketAddr,
     now: Instant,
-    socket: &'a UdpSocket,
 }
 
 impl State {
@@ -344,7 +345,7 @@ impl State {
         &mut self,
         data: &[u8],
         source: SocketAddr,
-        arrival: &Arrival<'_>,
+        arrival: &Arrival,
         counters: &WorkerCounters,
     ) {
         let (destination, now) = (arrival.destination, arrival.now);
@@ -387,7 +388,7 @@ impl State {
         if known.is_none() {
             self.routes.insert(source, (id, role));
         }
-        self.deliver(id, role, input, arrival, counters);
+        self.deliver(id, role, input, arrival);
     }
 
     /// A datagram on the own socket of the relay `id` (an edge's end: its publisher).
@@ -396,7 +397,7 @@ impl State {
         id: ParticipantId,
         data: &[u8],
         source: SocketAddr,
-        arrival: &Arrival<'_>,
+        arrival: &Arrival,
         counters: &WorkerCounters,
     ) {
         counters.packets_in.fetch_add(1, Relaxed);
@@ -413,18 +414,11 @@ impl State {
                 contents,
             },
         );
-        self.deliver(id, Role::Publisher, input, arrival, counters);
+        self.deliver(id, Role::Publisher, input, arrival);
     }
 
     /// Hands a datagram to the PeerConnection it is for.
-    fn deliver(
-        &mut self,
-        id: ParticipantId,
-        role: Role,
-        input: Input<'_>,
-        arrival: &Arrival<'_>,
-        counters: &WorkerCounters,
-    ) {
+    fn deliver(&mut self, id: ParticipantId, role: Role, input: Input<'_>, arrival: &Arrival) {
         let now = arrival.now;
         self.in_hand = InHand::Participant(id);
         if let Some(p) = self.participants.get_mut(&id)
@@ -437,7 +431,7 @@ impl State {
         if role == Role::Publisher {
             // In RTP mode str0m holds one received packet until the next poll, and the next
             // datagram's packet would replace it: take it now.
-            self.poll(id, role, arrival.socket, counters, now);
+            self.poll(id, role, now);
         } else {
             mark(&mut self.participants, &mut self.dirty, id, role);
         }
@@ -513,9 +507,9 @@ impl State {
         }
     }
 
-    /// Polls touched peers and applies their effects until nothing is left to do, then sends
-    /// what they produced in as few system calls as possible.
-    fn drive(&mut self, socket: &UdpSocket, counters: &WorkerCounters, now: Instant) {
+    /// Polls touched peers and applies their effects until nothing is left to do; what they
+    /// send waits in the outboxes for [`State::flush`].
+    fn drive(&mut self, counters: &WorkerCounters, now: Instant) {
         loop {
             while let Some(effect) = self.effects.pop_front() {
                 self.apply(effect, now, counters);
@@ -523,21 +517,32 @@ impl State {
             let Some((id, role)) = self.dirty.pop() else {
                 break;
             };
-            self.poll(id, role, socket, counters, now);
+            self.poll(id, role, now);
         }
+    }
+
+    /// Sends what the round produced: the shared socket's datagrams in as few system calls
+    /// as possible, each relay's from its own socket.
+    fn flush(&mut self, socket: &UdpSocket, counters: &WorkerCounters) {
         self.outbox.flush(socket, counters);
+        for (own, transmit) in self.relay_outbox.drain(..) {
+            if own
+                .try_send_to(&transmit.contents, transmit.destination)
+                .is_ok()
+            {
+                counters.packets_out.fetch_add(1, Relaxed);
+                counters
+                    .bytes_out
+                    .fetch_add(transmit.contents.len() as u64, Relaxed);
+            } else {
+                counters.send_drops.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// Polls one PeerConnection until it wants a timeout. Only the touched one: a packet
     /// forwarded to a subscriber leaves its publisher PeerConnection alone.
-    fn poll(
-        &mut self,
-        id: ParticipantId,
-        role: Role,
-        socket: &UdpSocket,
-        counters: &WorkerCounters,
-        now: Instant,
-    ) {
+    fn poll(&mut self, id: ParticipantId, role: Role, now: Instant) {
         self.in_hand = InHand::Participant(id);
         let Some(p) = self.participants.get_mut(&id) else {
             return;
@@ -584,22 +589,10 @@ impl State {
                     break;
                 }
                 Ok(Output::Transmit(transmit)) => match &pc.socket {
-                    // An edge's end of a relay sends from its own socket, one datagram at a
-                    // time: one stream per relay, not one per viewer.
-                    Some(own) => {
-                        if own
-                            .try_send_to(&transmit.contents, transmit.destination)
-                            .is_ok()
-                        {
-                            counters.packets_out.fetch_add(1, Relaxed);
-                            counters
-                                .bytes_out
-                                .fetch_add(transmit.contents.len() as u64, Relaxed);
-                        } else {
-                            counters.send_drops.fetch_add(1, Relaxed);
-                        }
-                    }
-                    None => self.outbox.push(transmit, socket, counters),
+                    // An edge's end of a relay sends from its own socket: one stream per
+                    // relay, not one per viewer.
+                    Some(own) => self.relay_outbox.push((own.clone(), transmit)),
+                    None => self.outbox.push(transmit),
                 },
                 Ok(Output::Event(event)) => on_event(p, role, event, now, &mut self.effects),
                 Err(error) => {
@@ -1520,3 +1513,7 @@ fn update_gauges(
     counters.tracks_in.store(tracks_in as u64, Relaxed);
     counters.tracks_out.store(tracks_out as u64, Relaxed);
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,0 +1,347 @@
+//! The worker's [`State`] with no sockets: str0m client peers in memory, datagrams carried
+//! between them and the state by hand, the clock advanced by the test. Forwarding (a
+//! publisher's audio reaching a subscriber, payloads unchanged and in order, on the
+//! subscriber's own SSRC) and timer handling (RTCP with no input at all) are checked here
+//! without UDP; tests/media.rs covers the same paths over real sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::{Command, JoinConfig, PeerEvent};
+use super::{Arrival, State};
+use crate::sfu::counters::WorkerCounters;
+use crate::sfu::participant::{Link, ParticipantId};
+
+/// The worker's announced candidate; nothing is bound to it.
+const WORKER: &str = "10.99.0.1:5000";
+/// Each step of the test clock.
+const TICK: Duration = Duration::from_millis(5);
+
+fn worker_addr() -> SocketAddr {
+    WORKER.parse().expect("an address")
+}
+
+/// A client's PeerConnection: a str0m `Rtc` in frame mode at its own made-up address.
+struct ClientPc {
+    rtc: Rtc,
+    addr: SocketAddr,
+    /// Media payloads received, in order.
+    received: Vec<Vec<u8>>,
+    connected: bool,
+}
+
+impl ClientPc {
+    fn new(addr: &str, now: Instant) -> ClientPc {
+        let addr: SocketAddr = addr.parse().expect("an address");
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
+        ClientPc {
+            rtc,
+            addr,
+            received: Vec::new(),
+            connected: false,
+        }
+    }
+
+    /// Hands everything the client sends to the state, and notes what it received.
+    fn pump(&mut self, state: &mut State, counters: &WorkerCounters, now: Instant) {
+        loop {
+            match self.rtc.poll_output().expect("the client polls") {
+                Output::Timeout(_) => break,
+                Output::Transmit(t) => {
+                    let arrival = Arrival {
+                        destination: t.destination,
+                        now,
+                    };
+                    state.datagram(&t.contents, t.source, &arrival, counters);
+                }
+                Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::MediaData(data)) => self.received.push(data.data.to_vec()),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn receive(&mut self, source: SocketAddr, contents: &[u8], now: Instant) {
+        let contents = DatagramRecv::try_from(contents).expect("a datagram str0m reads");
+        self.rtc
+            .handle_input(Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: self.addr,
+                    contents,
+                },
+            ))
+            .expect("the client takes the datagram");
+    }
+}
+
+/// One ion-sdk-js-like participant: a publisher PC that offers, a subscriber PC that answers
+/// the server's offers, and the events the worker sends it.
+struct Client {
+    id: ParticipantId,
+    publisher: ClientPc,
+    subscriber: ClientPc,
+    events: mpsc::UnboundedReceiver<PeerEvent>,
+    audio: Option<Mid>,
+}
+
+/// The state, its counters, the clients and the clock.
+struct World {
+    state: State,
+    counters: WorkerCounters,
+    clients: Vec<Client>,
+    now: Instant,
+    /// Datagrams the state sent to each client address.
+    sent_to: Vec<SocketAddr>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            state: State::default(),
+            counters: WorkerCounters::default(),
+            clients: Vec::new(),
+            now: Instant::now(),
+            sent_to: Vec::new(),
+        }
+    }
+
+    /// Joins a participant whose join offer carries one send-only audio track when
+    /// `publish`, as a data channel only otherwise.
+    fn join(&mut self, n: u8, publish: bool) -> usize {
+        let now = self.now;
+        let mut publisher = ClientPc::new(&format!("10.99.0.{}:6000", n + 10), now);
+        let subscriber = ClientPc::new(&format!("10.99.0.{}:6001", n + 10), now);
+        let mut change = publisher.rtc.sdp_api();
+        let audio = publish
+            .then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        change.add_channel("ion-sfu".to_owned());
+        let (offer, pending): (_, SdpPendingOffer) = change.apply().expect("an offer");
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        let id = ParticipantId(u64::from(n));
+        self.state.command(
+            Command::Join {
+                participant: id,
+                sid: Arc::from("session"),
+                uid: format!("user-{n}"),
+                offer,
+                config: JoinConfig::default(),
+                link: Link::Client,
+                events: events_tx,
+                reply,
+            },
+            now,
+            &[worker_addr()],
+            &self.counters,
+        );
+        let answer = answer
+            .blocking_recv()
+            .expect("the state replies")
+            .expect("the join is accepted");
+        publisher
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("the client takes the answer");
+        self.clients.push(Client {
+            id,
+            publisher,
+            subscriber,
+            events,
+            audio,
+        });
+        self.clients.len() - 1
+    }
+
+    /// One tick: clients send, the state drives, its datagrams reach the clients, server
+    /// offers are answered, and every timer due is handled.
+    fn step(&mut self) {
+        self.now += TICK;
+        let now = self.now;
+        for client in &mut self.clients {
+            for pc in [&mut client.publisher, &mut client.subscriber] {
+                pc.rtc
+                    .handle_input(Input::Timeout(now))
+                    .expect("a client timeout");
+                pc.pump(&mut self.state, &self.counters, now);
+            }
+        }
+        self.state.timeouts(now);
+        self.state.drive(&self.counters, now);
+        self.deliver(now);
+        for i in 0..self.clients.len() {
+            while let Ok(event) = self.clients[i].events.try_recv() {
+                if let PeerEvent::SubscriberOffer(offer) = event {
+                    let answer = self.clients[i]
+                        .subscriber
+                        .rtc
+                        .sdp_api()
+                        .accept_offer(offer)
+                        .expect("the client answers the server's offer");
+                    let (reply, done) = oneshot::channel();
+                    let participant = self.clients[i].id;
+                    self.state.command(
+                        Command::Answer {
+                            participant,
+                            answer,
+                            reply,
+                        },
+                        now,
+                        &[worker_addr()],
+                        &self.counters,
+                    );
+                    done.blocking_recv()
+                        .expect("the state replies")
+                        .expect("the answer is accepted");
+                }
+            }
+        }
+        self.state.drive(&self.counters, now);
+        self.deliver(now);
+    }
+
+    /// Carries the state's outbox to the clients, by destination.
+    fn deliver(&mut self, now: Instant) {
+        for t in self.state.outbox.take() {
+            self.sent_to.push(t.destination);
+            let pc = self
+                .clients
+                .iter_mut()
+                .flat_map(|c| [&mut c.publisher, &mut c.subscriber])
+                .find(|pc| pc.addr == t.destination)
+                .expect("the state sends only to clients' addresses");
+            pc.receive(t.source, &t.contents, now);
+        }
+        assert!(
+            self.state.relay_outbox.is_empty(),
+            "no relay here, so nothing for a relay socket"
+        );
+    }
+
+    fn step_until(&mut self, what: &str, limit: Duration, done: impl Fn(&World) -> bool) {
+        let deadline = self.now + limit;
+        while !done(self) {
+            assert!(
+                self.now < deadline,
+                "{what}: not within {limit:?} of test time"
+            );
+            self.step();
+        }
+    }
+}
+
+/// The publisher's audio frames (Opus payloads are sent as written), numbered.
+fn frame(i: u32) -> Vec<u8> {
+    let mut frame = b"opus".to_vec();
+    frame.extend_from_slice(&i.to_be_bytes());
+    frame
+}
+
+fn send_frame(world: &mut World, publisher: usize, i: u32) {
+    let now = world.now;
+    let client = &mut world.clients[publisher];
+    let mid = client.audio.expect("a publishing client");
+    let writer = client.publisher.rtc.writer(mid).expect("the audio writer");
+    let pt = writer
+        .payload_params()
+        .next()
+        .expect("Opus negotiated")
+        .pt();
+    writer
+        .write(pt, now, MediaTime::from_millis(u64::from(i) * 20), frame(i))
+        .expect("the frame is written");
+}
+
+fn connected(world: &World) -> bool {
+    world
+        .clients
+        .iter()
+        .all(|c| c.publisher.connected && c.subscriber.connected)
+}
+
+#[test]
+fn a_publishers_audio_reaches_the_subscriber_in_order_without_sockets() {
+    let mut world = World::new();
+    let alice = world.join(1, true);
+    let bob = world.join(2, false);
+    world.step_until(
+        "both clients connect both PCs",
+        Duration::from_secs(10),
+        connected,
+    );
+    for i in 0..50 {
+        send_frame(&mut world, alice, i);
+        world.step();
+    }
+    world.step_until("50 frames reach bob", Duration::from_secs(2), |w| {
+        w.clients[bob].subscriber.received.len() >= 50
+    });
+    let received = &world.clients[bob].subscriber.received;
+    let expected: Vec<Vec<u8>> = (0..50).map(frame).collect();
+    assert_eq!(received, &expected, "every frame, unchanged and in order");
+    assert!(
+        world.clients[alice].subscriber.received.is_empty(),
+        "a publisher does not receive its own track"
+    );
+    let bob_sub = world.clients[bob].subscriber.addr;
+    assert!(world.sent_to.contains(&bob_sub));
+}
+
+#[test]
+fn timers_alone_make_the_state_send_rtcp() {
+    let mut world = World::new();
+    let alice = world.join(1, true);
+    let bob = world.join(2, false);
+    world.step_until(
+        "both clients connect both PCs",
+        Duration::from_secs(10),
+        connected,
+    );
+    for i in 0..10 {
+        send_frame(&mut world, alice, i);
+        world.step();
+    }
+    world.step_until("media flows", Duration::from_secs(2), |w| {
+        !w.clients[bob].subscriber.received.is_empty()
+    });
+    // From here no client sends anything: only the clock moves, and what the state sends
+    // comes from its timers (sender and receiver reports).
+    world.sent_to.clear();
+    let start = world.now;
+    while world.now < start + Duration::from_secs(5) {
+        world.now += TICK;
+        let now = world.now;
+        world.state.timeouts(now);
+        world.state.drive(&world.counters, now);
+        for t in world.state.outbox.take() {
+            world.sent_to.push(t.destination);
+        }
+    }
+    let to = |pc: SocketAddr| world.sent_to.iter().filter(|&&d| d == pc).count();
+    let bob_sub = world.clients[bob].subscriber.addr;
+    let alice_pub = world.clients[alice].publisher.addr;
+    assert!(
+        to(bob_sub) >= 2,
+        "sender reports to the subscriber: {}",
+        to(bob_sub)
+    );
+    assert!(
+        to(alice_pub) >= 2,
+        "receiver reports to the publisher: {}",
+        to(alice_pub)
+    );
+}
