@@ -40,6 +40,11 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const LAYERS: [VideoLayer; 3] = [VideoLayer::Low, VideoLayer::Medium, VideoLayer::High];
 /// The loop wakes at least this often to expire dead participants.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Timers due within one such slot of each other are handled in one wake-up: a viewer's
+/// PeerConnections each keep their own RTCP, DTLS and SCTP timers, and with hundreds of
+/// viewers waking for each one separately cost more than the work the timers do. RTCP and
+/// keep-alives do not mind 10 ms; packets ready to send are released at once, not by this.
+const TIMER_SLOT: Duration = Duration::from_millis(10);
 /// Datagrams read in one go before the loop polls its peers again.
 const READ_BATCH: usize = 64;
 /// Timeouts already due that one poll handles at once before leaving the rest to the
@@ -196,12 +201,13 @@ impl Worker {
         let mut relay_buf = vec![0u8; 2048];
         let counters = self.counters.clone();
         let counters = counters.as_ref();
+        let epoch = Instant::now();
         loop {
             let now = Instant::now();
             self.state.step(counters, |s| s.drive(counters, now));
             self.state.flush(&socket, counters);
             self.state.step(counters, |s| s.housekeeping(now, counters));
-            let next = self.state.next_timeout(now + HOUSEKEEPING);
+            let next = timer_slot(self.state.next_timeout(now + HOUSEKEEPING), now, epoch);
             let wake = tokio::select! {
                 _ = self.shutdown.changed() => Wake::Shutdown,
                 command = self.commands.recv() => Wake::Command(command),
@@ -263,6 +269,20 @@ impl Worker {
         }
         tracing::info!(worker = self.index, "media worker stopped");
     }
+}
+
+/// When the loop wakes for a timer due at `at`: the end of its [`TIMER_SLOT`] on a grid from
+/// `epoch`, so that timers close together share one wake-up; at once if it is already due.
+fn timer_slot(at: Instant, now: Instant, epoch: Instant) -> Instant {
+    if at <= now {
+        return at;
+    }
+    let slot = TIMER_SLOT.as_nanos();
+    let slots = at
+        .saturating_duration_since(epoch)
+        .as_nanos()
+        .div_ceil(slot);
+    epoch + Duration::from_nanos(u64::try_from(slots * slot).unwrap_or(u64::MAX))
 }
 
 /// Where and when a batch of datagrams arrived.

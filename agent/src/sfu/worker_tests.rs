@@ -15,7 +15,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::{Command, JoinConfig, PeerEvent};
-use super::{Arrival, State};
+use super::{Arrival, State, TIMER_SLOT, timer_slot};
 use crate::sfu::counters::WorkerCounters;
 use crate::sfu::participant::{Link, ParticipantId};
 
@@ -344,4 +344,25 @@ fn timers_alone_make_the_state_send_rtcp() {
         "receiver reports to the publisher: {}",
         to(alice_pub)
     );
+}
+
+#[test]
+fn timers_close_together_share_one_wake_up_and_none_fires_early() {
+    let epoch = Instant::now();
+    let now = epoch + Duration::from_millis(3);
+    // Already due: at once.
+    assert_eq!(timer_slot(now, now, epoch), now);
+    assert_eq!(timer_slot(epoch, now, epoch), epoch);
+    let a = epoch + Duration::from_millis(11);
+    let b = epoch + Duration::from_micros(19_999);
+    assert_eq!(timer_slot(a, now, epoch), timer_slot(b, now, epoch));
+    assert_eq!(timer_slot(a, now, epoch), epoch + Duration::from_millis(20));
+    // On the grid: that instant itself.
+    let c = epoch + Duration::from_millis(30);
+    assert_eq!(timer_slot(c, now, epoch), c);
+    for micros in (3_001..200_000).step_by(997) {
+        let at = epoch + Duration::from_micros(micros);
+        let wake = timer_slot(at, now, epoch);
+        assert!(wake >= at && wake < at + TIMER_SLOT, "{micros} µs");
+    }
 }
