@@ -63,6 +63,12 @@ pub(crate) struct RtcSctp {
     snap_init: Option<SctpInitData>,
     /// Bytes that can be buffered across all streams before `available()` is 0.
     max_buffered_amount: usize,
+    /// ion-cluster patch 3 (PATCHES.md): whether anything may have changed since `do_poll`
+    /// last found nothing to do. Every mutation sets it; a timeout sets it only when one of
+    /// the association's timers (or a stream-open retry) is due. While it is false,
+    /// `do_poll` returns at once instead of walking the association, which `Rtc` asks on
+    /// every poll, once per forwarded media packet.
+    pending_work: bool,
     #[cfg(test)]
     max_payload_size: usize,
 }
@@ -322,6 +328,7 @@ impl RtcSctp {
             snap_enabled: false,
             snap_init: None,
             max_buffered_amount: DEFAULT_MAX_BUFFERED_AMOUNT,
+            pending_work: true,
             #[cfg(test)]
             max_payload_size,
         }
@@ -351,6 +358,7 @@ impl RtcSctp {
         sctp_init_data: Option<SctpInitData>,
         remote_max_message_size: Option<u32>,
     ) -> Result<(), SctpError> {
+        self.pending_work = true;
         if self.state != RtcSctpState::Uninited {
             return Err(SctpError::Proto(ProtoError::Other(
                 "SCTP already initialized".into(),
@@ -424,11 +432,13 @@ impl RtcSctp {
 
     /// Enable SNAP by pre-populating the init data.
     pub fn enable_snap(&mut self) {
+        self.pending_work = true;
         self.snap_enabled = true;
         self.snap_init.get_or_insert_with(SctpInitData::new);
     }
 
     pub fn set_max_buffered_amount(&mut self, max_buffered_amount: usize) {
+        self.pending_work = true;
         self.max_buffered_amount = max_buffered_amount;
     }
 
@@ -440,6 +450,7 @@ impl RtcSctp {
     /// Ensure the local SNAP INIT chunk is generated. Returns `false` if
     /// generation failed (degrades to non-SNAP).
     pub fn ensure_local_snap_init(&mut self) -> bool {
+        self.pending_work = true;
         let init_data = self.snap_init.get_or_insert_with(SctpInitData::new);
         if init_data.local_init_chunk().is_err() {
             self.snap_init = None;
@@ -453,6 +464,7 @@ impl RtcSctp {
     ///
     /// This preserves local opt-in for future offers.
     pub fn disable_pending_snap(&mut self) {
+        self.pending_work = true;
         if !self.is_inited() {
             self.snap_init = None;
         }
@@ -490,6 +502,7 @@ impl RtcSctp {
     /// Set the remote SNAP INIT from a base64 string. Returns `Ok(true)` if
     /// accepted, `Ok(false)` on decode error (degrades to non-SNAP).
     pub fn set_remote_snap_init_string(&mut self, value: &str) -> bool {
+        self.pending_work = true;
         let init_data = self.snap_init.get_or_insert_with(SctpInitData::new);
         match init_data.set_remote_init_string(value) {
             Ok(()) => true,
@@ -512,6 +525,7 @@ impl RtcSctp {
 
     /// Opens a new stream.
     pub fn open_stream(&mut self, id: u16, config: ChannelConfig) {
+        self.pending_work = true;
         // The channel might already have arrived via SCTP, and if it is negotiated out-of-band
         // we are waiting for the configuration.
         let entry = stream_entry(
@@ -566,6 +580,7 @@ impl RtcSctp {
 
     /// Close stream.
     pub fn close_stream(&mut self, id: u16) {
+        self.pending_work = true;
         if let Some(entry) = entry_by_id_mut(&mut self.entries, id) {
             entry.do_close = true;
 
@@ -575,6 +590,7 @@ impl RtcSctp {
     }
 
     pub fn close(&mut self) -> Result<(), SctpError> {
+        self.pending_work = true;
         let Some(assoc) = &mut self.assoc else {
             return Ok(());
         };
@@ -600,6 +616,7 @@ impl RtcSctp {
 
     // TODO: fix sctp-proto so we don't need &mut here.
     pub fn available(&mut self) -> usize {
+        self.pending_work = true;
         let Some(assoc) = &mut self.assoc else {
             return 0;
         };
@@ -620,6 +637,7 @@ impl RtcSctp {
     }
 
     pub fn write(&mut self, id: u16, binary: bool, buf: &[u8]) -> Result<usize, SctpError> {
+        self.pending_work = true;
         if self.state != RtcSctpState::Established || self.is_closing() || self.is_closed() {
             return Err(SctpError::WriteBeforeEstablished);
         }
@@ -653,6 +671,7 @@ impl RtcSctp {
     }
 
     pub fn buffered_amount(&mut self, id: u16) -> usize {
+        self.pending_work = true;
         let Some(assoc) = self.assoc.as_mut() else {
             return 0;
         };
@@ -665,6 +684,7 @@ impl RtcSctp {
     }
 
     pub fn set_buffered_amount_low_threshold(&mut self, id: u16, threshold: usize) {
+        self.pending_work = true;
         let entry =
             entry_by_id_mut(&mut self.entries, id).expect("stream entry for valid channel id");
 
@@ -673,6 +693,7 @@ impl RtcSctp {
     }
 
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.pending_work = true;
         trace!("Handle input: {}", data.len());
 
         // TODO, remove Bytes in sctp and just use &[u8].
@@ -714,6 +735,20 @@ impl RtcSctp {
             return;
         }
 
+        // Patch 3: a timeout makes work only when something is due at `now`.
+        let retrying = self
+            .entries
+            .iter()
+            .any(|e| e.state == StreamEntryState::AwaitOpen && e.open_deadline.is_some());
+        let timer_due = self
+            .assoc
+            .as_mut()
+            .and_then(|a| a.poll_timeout())
+            .is_some_and(|t| t <= now);
+        if retrying || timer_due || self.entries.iter().any(|e| e.state == StreamEntryState::Closed) {
+            self.pending_work = true;
+        }
+
         self.last_now = now;
 
         // Remove closed entries.
@@ -747,6 +782,18 @@ impl RtcSctp {
     }
 
     pub fn do_poll(&mut self) -> Option<SctpEvent> {
+        // Patch 3: nothing changed since the last poll found nothing to do.
+        if !self.pending_work {
+            return None;
+        }
+        let event = self.drain_one();
+        if event.is_none() {
+            self.pending_work = false;
+        }
+        event
+    }
+
+    fn drain_one(&mut self) -> Option<SctpEvent> {
         // Handshakes, DCEP writes, and deferred stream closes can leave more work.
         // Restart until that work is drained before reporting None: the RTC caches
         // an idle result. Each restart advances a handshake or opens/closes a stream;
@@ -1171,6 +1218,7 @@ impl RtcSctp {
     }
 
     pub fn push_back_transmit(&mut self, data: VecDeque<Vec<u8>>) {
+        self.pending_work = true;
         trace!("Push back transmit: {}", data.len());
         assert!(self.pushed_back_transmit.is_none());
         self.pushed_back_transmit = Some(data);
@@ -1726,6 +1774,9 @@ mod tests {
                 buffered_threshold: BufferedThresholdConfig::Unconfigured,
             },
         );
+        // Patch 3 (PATCHES.md): the entry was inserted behind RtcSctp's methods, which
+        // would have noted the pending work.
+        client.pending_work = true;
 
         // The first poll retries instead of failing (arms the deadline).
         let event = client.do_poll();
@@ -1778,6 +1829,9 @@ mod tests {
                 buffered_threshold: BufferedThresholdConfig::Unconfigured,
             },
         );
+        // Patch 3 (PATCHES.md): the entry was inserted behind RtcSctp's methods, which
+        // would have noted the pending work.
+        client.pending_work = true;
 
         for _ in 0..10 {
             match client.do_poll() {
