@@ -36,6 +36,11 @@ impl SendBatch {
         self.queued.push(transmit);
     }
 
+    /// Whether a whole system call's worth waits: time to flush.
+    pub fn is_full(&self) -> bool {
+        self.queued.len() >= MAX_BATCH
+    }
+
     /// What waits to be sent, oldest first; `flush` sends it.
     #[cfg(test)]
     pub fn take(&mut self) -> Vec<Transmit> {

@@ -43,8 +43,11 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Timers due within one such slot of each other are handled in one wake-up: a viewer's
 /// PeerConnections each keep their own RTCP, DTLS and SCTP timers, and with hundreds of
 /// viewers waking for each one separately cost more than the work the timers do. RTCP and
-/// keep-alives do not mind 10 ms; packets ready to send are released at once, not by this.
+/// keep-alives do not mind 10 ms.
 const TIMER_SLOT: Duration = Duration::from_millis(10);
+/// A timer this close is not moved to its slot: str0m asks for one a few microseconds ahead
+/// to release queued packets, and media must not wait for the slot.
+const TIMER_EXACT_WITHIN: Duration = Duration::from_millis(1);
 /// Datagrams read in one go before the loop polls its peers again.
 const READ_BATCH: usize = 64;
 /// Timeouts already due that one poll handles at once before leaving the rest to the
@@ -204,8 +207,12 @@ impl Worker {
         let epoch = Instant::now();
         loop {
             let now = Instant::now();
-            self.state.step(counters, |s| s.drive(counters, now));
-            self.state.flush(&socket, counters);
+            let mut more = true;
+            while more {
+                more = false;
+                self.state.step(counters, |s| more = s.drive(counters, now));
+                self.state.flush(&socket, counters);
+            }
             self.state.step(counters, |s| s.housekeeping(now, counters));
             let next = timer_slot(self.state.next_timeout(now + HOUSEKEEPING), now, epoch);
             let wake = tokio::select! {
@@ -272,9 +279,10 @@ impl Worker {
 }
 
 /// When the loop wakes for a timer due at `at`: the end of its [`TIMER_SLOT`] on a grid from
-/// `epoch`, so that timers close together share one wake-up; at once if it is already due.
+/// `epoch`, so that timers close together share one wake-up; at `at` itself if it is due
+/// within [`TIMER_EXACT_WITHIN`].
 fn timer_slot(at: Instant, now: Instant, epoch: Instant) -> Instant {
-    if at <= now {
+    if at <= now + TIMER_EXACT_WITHIN {
         return at;
     }
     let slot = TIMER_SLOT.as_nanos();
@@ -528,14 +536,19 @@ impl State {
     }
 
     /// Polls touched peers and applies their effects until nothing is left to do; what they
-    /// send waits in the outboxes for [`State::flush`].
-    fn drive(&mut self, counters: &WorkerCounters, now: Instant) {
+    /// send waits in the outboxes for [`State::flush`]. Returns `true`, with work left, as
+    /// soon as the outbox holds a full batch: a frame fanned out to 200 viewers then starts
+    /// leaving after the first 64 are sealed, not after all 200.
+    fn drive(&mut self, counters: &WorkerCounters, now: Instant) -> bool {
         loop {
+            if self.outbox.is_full() {
+                return true;
+            }
             while let Some(effect) = self.effects.pop_front() {
                 self.apply(effect, now, counters);
             }
             let Some((id, role)) = self.dirty.pop() else {
-                break;
+                return false;
             };
             self.poll(id, role, now);
         }
