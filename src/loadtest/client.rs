@@ -739,6 +739,26 @@ fn answer_sdp(result: &Value, why: &str) -> Result<String, ClientError> {
     })
 }
 
+/// Applies the server's offer `sdp` to `pc` and makes and applies its answer.
+pub(super) async fn answer_remote_offer(
+    pc: &Arc<dyn PeerConnection>,
+    sdp: String,
+) -> Result<RTCSessionDescription, ClientError> {
+    pc.set_remote_description(
+        RTCSessionDescription::offer(sdp).map_err(webrtc("parsing the server's offer"))?,
+    )
+    .await
+    .map_err(webrtc("setting the server's offer"))?;
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(webrtc("creating the answer"))?;
+    pc.set_local_description(answer.clone())
+        .await
+        .map_err(webrtc("setting the answer"))?;
+    Ok(answer)
+}
+
 async fn answer_offer(
     subscriber: &Arc<dyn PeerConnection>,
     signal: &Signal,
@@ -746,20 +766,7 @@ async fn answer_offer(
     sdp: String,
 ) -> Result<(), ClientError> {
     let sent = sent_tracks(&sdp);
-    subscriber
-        .set_remote_description(
-            RTCSessionDescription::offer(sdp).map_err(webrtc("parsing the server's offer"))?,
-        )
-        .await
-        .map_err(webrtc("setting the server's offer"))?;
-    let answer = subscriber
-        .create_answer(None)
-        .await
-        .map_err(webrtc("creating the answer"))?;
-    subscriber
-        .set_local_description(answer.clone())
-        .await
-        .map_err(webrtc("setting the answer"))?;
+    let answer = answer_remote_offer(subscriber, sdp).await?;
     signal.notify(
         "answer",
         DescParams {

@@ -5,7 +5,8 @@
 //! `units_per_vcpu`.
 //!
 //! - [`media`]: the generated VP8/Opus payloads and their stamps.
-//! - [`signal`]: ion-sfu JSON-RPC over a WebSocket.
+//! - [`signal`]: ion-sfu JSON-RPC over a WebSocket ([`ws`]); [`janus`]: the Janus API, for
+//!   `--target janus`, and [`sfu`], which of the two a run drives.
 //! - [`client`]: the webrtc-rs participant (publisher and subscriber PeerConnections);
 //!   [`peer`] says what it is asked to do, [`pc`] builds its PeerConnections and [`send`]
 //!   writes its media.
@@ -29,6 +30,7 @@ pub mod send;
 pub mod sfu;
 pub mod signal;
 pub mod stats;
+pub mod ws;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};

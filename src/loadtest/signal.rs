@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::ws;
 use crate::protocol;
 
 /// How a signaling exchange failed.
@@ -76,73 +76,33 @@ impl Signal {
         url: &str,
         timeout: Duration,
     ) -> Result<(Signal, Incoming, Vec<JoinHandle<()>>), SignalError> {
-        let (ws, _) =
-            match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url)).await {
-                Err(_) => {
-                    return Err(SignalError::ConnectTimeout {
-                        url: url.to_owned(),
-                        after: timeout,
-                    });
-                }
-                Ok(Err(error)) => {
-                    return Err(SignalError::Connect {
-                        url: url.to_owned(),
-                        reason: error.to_string(),
-                    });
-                }
-                Ok(Ok(ws)) => ws,
-            };
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let ws = ws::connect(url, url, timeout).await?;
+        let (out, out_rx) = mpsc::unbounded_channel::<Message>();
         let signal = Signal {
             out,
             pending: Pending::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             state: Arc::default(),
         };
-        let writer = tokio::spawn(async move {
-            while let Some(message) = out_rx.recv().await {
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
         let (offers_tx, offers) = mpsc::unbounded_channel();
         let (candidates_tx, candidates) = mpsc::unbounded_channel();
-        let reader = {
-            let signal = signal.clone();
-            tokio::spawn(async move {
-                let reason = loop {
-                    match stream.next().await {
-                        Some(Ok(Message::Text(text))) => {
-                            signal.dispatch(text.as_str(), &offers_tx, &candidates_tx);
-                        }
-                        Some(Ok(Message::Close(frame))) => {
-                            break frame.map_or_else(
-                                || "closed without a reason".to_owned(),
-                                |f| format!("closed: {} {}", u16::from(f.code), f.reason),
-                            );
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(error)) => break format!("error: {error}"),
-                        None => break "the stream ended".to_owned(),
-                    }
-                };
-                signal.lock().closed.get_or_insert(reason);
+        let reader = signal.clone();
+        let ended = signal.clone();
+        let tasks = ws::pump(
+            ws,
+            out_rx,
+            move |text| reader.dispatch(text, &offers_tx, &candidates_tx),
+            move |reason| {
+                ended.lock().closed.get_or_insert(reason);
                 // Dropping the waiting repliers fails their calls at once.
-                signal
+                ended
                     .pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clear();
-            })
-        };
-        Ok((
-            signal,
-            Incoming { offers, candidates },
-            vec![writer, reader],
-        ))
+            },
+        );
+        Ok((signal, Incoming { offers, candidates }, tasks))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SignalState> {

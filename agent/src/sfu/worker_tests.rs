@@ -279,8 +279,9 @@ fn connected(world: &World) -> bool {
         .all(|c| c.publisher.connected && c.subscriber.connected)
 }
 
-#[test]
-fn a_publishers_audio_reaches_the_subscriber_in_order_without_sockets() {
+/// Alice publishing audio and Bob watching, both connected, and `frames` of Alice's audio
+/// sent and arrived at Bob: the world, Alice and Bob.
+fn a_call_with_media(frames: u32) -> (World, usize, usize) {
     let mut world = World::new();
     let alice = world.join(1, true);
     let bob = world.join(2, false);
@@ -289,13 +290,19 @@ fn a_publishers_audio_reaches_the_subscriber_in_order_without_sockets() {
         Duration::from_secs(10),
         connected,
     );
-    for i in 0..50 {
+    for i in 0..frames {
         send_frame(&mut world, alice, i);
         world.step();
     }
-    world.step_until("50 frames reach bob", Duration::from_secs(2), |w| {
-        w.clients[bob].subscriber.received.len() >= 50
+    world.step_until("the frames reach bob", Duration::from_secs(2), |w| {
+        w.clients[bob].subscriber.received.len() >= frames as usize
     });
+    (world, alice, bob)
+}
+
+#[test]
+fn a_publishers_audio_reaches_the_subscriber_in_order_without_sockets() {
+    let (world, alice, bob) = a_call_with_media(50);
     let received = &world.clients[bob].subscriber.received;
     let expected: Vec<Vec<u8>> = (0..50).map(frame).collect();
     assert_eq!(received, &expected, "every frame, unchanged and in order");
@@ -309,21 +316,7 @@ fn a_publishers_audio_reaches_the_subscriber_in_order_without_sockets() {
 
 #[test]
 fn timers_alone_make_the_state_send_rtcp() {
-    let mut world = World::new();
-    let alice = world.join(1, true);
-    let bob = world.join(2, false);
-    world.step_until(
-        "both clients connect both PCs",
-        Duration::from_secs(10),
-        connected,
-    );
-    for i in 0..10 {
-        send_frame(&mut world, alice, i);
-        world.step();
-    }
-    world.step_until("media flows", Duration::from_secs(2), |w| {
-        !w.clients[bob].subscriber.received.is_empty()
-    });
+    let (mut world, alice, bob) = a_call_with_media(10);
     // From here no client sends anything: only the clock moves, and what the state sends
     // comes from its timers (sender and receiver reports).
     world.sent_to.clear();

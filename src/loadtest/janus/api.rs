@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -18,6 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::loadtest::signal::SignalError;
+use crate::loadtest::ws;
 
 /// Janus closes a session that is silent for `session_timeout` (60 s by default).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(25);
@@ -71,31 +71,19 @@ impl Session {
         url: &str,
         timeout: Duration,
     ) -> Result<(Session, Vec<JoinHandle<()>>), SignalError> {
-        let connect_error = |reason: String| SignalError::Connect {
-            url: url.to_owned(),
-            reason,
-        };
         let mut request = url
             .into_client_request()
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| SignalError::Connect {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
         // Janus's WebSocket transport refuses a connection without its subprotocol.
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("janus-protocol"),
         );
-        let ws =
-            match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
-                Err(_) => {
-                    return Err(SignalError::ConnectTimeout {
-                        url: url.to_owned(),
-                        after: timeout,
-                    });
-                }
-                Ok(Err(error)) => return Err(connect_error(error.to_string())),
-                Ok(Ok((ws, _))) => ws,
-            };
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let ws = ws::connect(request, url, timeout).await?;
+        let (out, out_rx) = mpsc::unbounded_channel::<Message>();
         let mut session = Session {
             id: 0,
             out,
@@ -104,38 +92,19 @@ impl Session {
             next_transaction: Arc::new(AtomicU64::new(1)),
             state: Arc::default(),
         };
-        let writer = tokio::spawn(async move {
-            while let Some(message) = out_rx.recv().await {
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let reader = {
-            let session = session.clone();
-            tokio::spawn(async move {
-                let reason = loop {
-                    match stream.next().await {
-                        Some(Ok(Message::Text(text))) => session.dispatch(text.as_str()),
-                        Some(Ok(Message::Close(frame))) => {
-                            break frame.map_or_else(
-                                || "closed without a reason".to_owned(),
-                                |f| format!("closed: {} {}", u16::from(f.code), f.reason),
-                            );
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(error)) => break format!("error: {error}"),
-                        None => break "the stream ended".to_owned(),
-                    }
-                };
-                lock(&session.state).closed.get_or_insert(reason);
+        let reader = session.clone();
+        let ended = session.clone();
+        let mut tasks = ws::pump(
+            ws,
+            out_rx,
+            move |text| reader.dispatch(text),
+            move |reason| {
+                lock(&ended.state).closed.get_or_insert(reason);
                 // Dropping the waiting repliers fails their requests at once.
-                lock(&session.pending).clear();
-                lock(&session.handles).clear();
-            })
-        };
-        let mut tasks = vec![writer, reader];
+                lock(&ended.pending).clear();
+                lock(&ended.handles).clear();
+            },
+        );
         let created = session.request(json!({"janus": "create"}), "create", timeout);
         let id = match created.await {
             Ok(reply) => reply["data"]["id"].as_u64(),

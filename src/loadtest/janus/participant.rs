@@ -173,18 +173,7 @@ impl Participant {
         let (candidates_tx, candidates) = mpsc::unbounded_channel();
         let pc = new_pc(Role::Subscriber, &self.shared, &candidates_tx, self.bind).await?;
         lock(&self.pcs).push(pc.clone());
-        pc.set_remote_description(
-            RTCSessionDescription::offer(offer).map_err(webrtc("parsing Janus's offer"))?,
-        )
-        .await
-        .map_err(webrtc("setting Janus's offer"))?;
-        let answer = pc
-            .create_answer(None)
-            .await
-            .map_err(webrtc("creating the answer"))?;
-        pc.set_local_description(answer.clone())
-            .await
-            .map_err(webrtc("setting the answer"))?;
+        let answer = client::answer_remote_offer(&pc, offer).await?;
         self.session
             .message(
                 handle.id,
