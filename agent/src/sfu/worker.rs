@@ -114,7 +114,8 @@ struct State {
     /// PeerConnections with input since their last poll.
     dirty: Vec<(ParticipantId, Role)>,
     effects: VecDeque<Effect>,
-    /// Datagrams produced by this round's polls, sent together when the round ends.
+    /// Datagrams produced by this round's polls, sent by the loop when the round ends or a
+    /// batch fills.
     outbox: SendBatch,
     /// Datagrams of edge ends of relays, each for its own socket.
     relay_outbox: Vec<(Arc<UdpSocket>, Transmit)>,
