@@ -41,7 +41,7 @@ use webrtc::rtp_transceiver::RtpTransceiver;
 
 use super::media::VideoShape;
 use super::pc::{self, opus, vp8};
-use super::peer::{ClientError, JoinSpec, Publish};
+use super::peer::{ClientError, JoinSpec, Publish, webrtc};
 use super::send::{self, send_audio, send_video};
 use super::signal::{Signal, SignalError};
 use super::stats::{Kind, RemoteTrackStats, Window};
@@ -49,13 +49,6 @@ use crate::protocol::{
     CandidateInit, DescParams, JoinParams, LayerPreference, SessionDescription, TARGET_PUBLISHER,
     TARGET_SUBSCRIBER, TrickleParams, VideoLayer,
 };
-
-fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
-    move |e| ClientError::WebRtc {
-        what,
-        reason: e.to_string(),
-    }
-}
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every guarded value here stays valid if a holder panicked: counters and lists.

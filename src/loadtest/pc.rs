@@ -24,17 +24,10 @@ use webrtc::peer_connection::{
 };
 
 use super::media::{AUDIO_CLOCK, VIDEO_CLOCK};
-use super::peer::ClientError;
+use super::peer::{ClientError, webrtc};
 
 pub const VP8_PT: u8 = 96;
 pub const OPUS_PT: u8 = 111;
-
-fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
-    move |e| ClientError::WebRtc {
-        what,
-        reason: e.to_string(),
-    }
-}
 
 /// A PeerConnection bound to `bind` (an IP address) that reports to `handler`. A publisher
 /// PC taps keyframe requests, so its local tracks see PLI/FIR, and offers the MID and RTP

@@ -24,6 +24,14 @@ pub enum ClientError {
     NoApiChannel,
 }
 
+/// Maps a webrtc-rs error to [`ClientError::WebRtc`], saying what was being done.
+pub fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
+    move |e| ClientError::WebRtc {
+        what,
+        reason: e.to_string(),
+    }
+}
+
 /// Where and how to join.
 #[derive(Debug, Clone)]
 pub struct JoinSpec {

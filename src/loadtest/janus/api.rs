@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+use crate::loadtest::client::lock;
 use crate::loadtest::signal::SignalError;
 use crate::loadtest::ws;
 
@@ -27,11 +28,6 @@ pub const VIDEOROOM: &str = "janus.plugin.videoroom";
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
 type Handles = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Value>>>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Maps and strings only: valid whatever a panicking holder was doing.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A plugin's answer to a message: its `plugindata.data`, and the JSEP it carried.
 #[derive(Debug, Clone)]

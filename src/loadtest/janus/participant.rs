@@ -16,7 +16,7 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDes
 use super::api::{self, Handle, Session};
 use crate::loadtest::client::{self, RemoteTrack, Role, Shared, lock, new_pc};
 use crate::loadtest::media::VideoShape;
-use crate::loadtest::peer::{ClientError, JoinSpec, Publish};
+use crate::loadtest::peer::{ClientError, JoinSpec, Publish, webrtc};
 use crate::loadtest::signal::SignalError;
 use crate::loadtest::stats::Window;
 
@@ -24,13 +24,6 @@ use crate::loadtest::stats::Window;
 const ROOM_EXISTS: i64 = 427;
 /// How often the room's publishers are listed while a subscriber waits for all of them.
 const LIST_EVERY: Duration = Duration::from_millis(50);
-
-fn webrtc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
-    move |e| ClientError::WebRtc {
-        what,
-        reason: e.to_string(),
-    }
-}
 
 /// The videoroom of a load-test session: a number from its id (Janus rooms are numbers), kept
 /// below 2^53 so that every JSON reader keeps it exact.
