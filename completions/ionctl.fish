@@ -321,7 +321,7 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l config -d 'C
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l once -d 'Run one tick once leader, then resign and exit'
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -l spot -d 'GCE: create a Spot VM [env: IONCTL_GCE_SPOT; config: [gce] spot]'
 complete -c ionctl -n "__fish_ionctl_using_subcommand autoscale" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l url -d 'The agent\'s signaling URL, e.g. ws://127.0.0.1:7000/ws (Janus: ws://127.0.0.1:8188)' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l url -d 'The agent\'s signaling URL, e.g. ws://127.0.0.1:7000/ws (Janus under scripts/janus: ws://10.213.0.1:8188, from inside its network namespace)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l target -d 'The SFU at --url: ion (an agent) or janus (Janus\'s videoroom, for a same-run comparison; its CPU is read from /proc when it is local)' -r -f -a "ion\t'An ion-agent (or ion-sfu): JSON-RPC signaling'
 janus\t'Janus\'s videoroom plugin over its WebSocket API (ws://HOST:8188), for a side-by-side measurement'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l class -d 'Session class for --place [default: livestream for one publisher and more than 5 subscribers, else group up to 6 participants, meeting up to 50, conference above]' -r -f -a "group\t'2..6 participants, everyone sees everyone'

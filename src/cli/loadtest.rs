@@ -33,7 +33,8 @@ const REFERENCE_BITRATE: u64 = 500_000;
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("join_at").required(true).args(["url", "place"])))]
 pub struct LoadtestArgs {
-    /// The agent's signaling URL, e.g. ws://127.0.0.1:7000/ws (Janus: ws://127.0.0.1:8188).
+    /// The agent's signaling URL, e.g. ws://127.0.0.1:7000/ws (Janus under scripts/janus:
+    /// ws://10.213.0.1:8188, from inside its network namespace).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Get a node from the placer, as `ionctl place` does, and join it with the join token.
