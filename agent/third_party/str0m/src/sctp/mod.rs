@@ -736,10 +736,7 @@ impl RtcSctp {
         }
 
         // Patch 3: a timeout makes work only when something is due at `now`.
-        let retrying = self
-            .entries
-            .iter()
-            .any(|e| e.state == StreamEntryState::AwaitOpen && e.open_deadline.is_some());
+        let retrying = self.retrying_open();
         let timer_due = self
             .assoc
             .as_mut()
@@ -1206,15 +1203,20 @@ impl RtcSctp {
         // Returning a wakeup while any entry retries guarantees the open
         // either resolves or fails within STREAM_OPEN_TIMEOUT.
         let retry_timeout = self
-            .entries
-            .iter()
-            .any(|e| e.state == StreamEntryState::AwaitOpen && e.open_deadline.is_some())
+            .retrying_open()
             .then(|| self.last_now + STREAM_OPEN_RETRY_INTERVAL);
 
         match (assoc_timeout, retry_timeout) {
             (Some(a), Some(r)) => Some(a.min(r)),
             (a, r) => a.or(r),
         }
+    }
+
+    /// Whether an `open_stream()` is being retried (ion-cluster patch 3 asks this too).
+    fn retrying_open(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.state == StreamEntryState::AwaitOpen && e.open_deadline.is_some())
     }
 
     pub fn push_back_transmit(&mut self, data: VecDeque<Vec<u8>>) {
