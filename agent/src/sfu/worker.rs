@@ -872,10 +872,13 @@ impl State {
                 _ => pc.rtc.codec_config().match_params(params).map(|p| p.pt()),
             };
             sub.pt_map = to_pt.map(|to| (pt, to));
-            let mut direct = pc.rtc.direct_api();
-            let stream = direct.stream_tx_by_mid(sub.mid, None);
-            if let (Some(to_pt), Some(stream)) = (to_pt, stream) {
-                stream.write_rtp(
+            // `DirectApi::write_rtp` (str0m patch 4), not a write through the stream: the
+            // timeout that releases the packet then moves only this stream, and the poll
+            // that sends it skips ICE, DTLS, SCTP and the session's events.
+            let written = to_pt.is_some_and(|to_pt| {
+                pc.rtc.direct_api().write_rtp(
+                    sub.mid,
+                    None,
                     RtpWrite::new(
                         to_pt,
                         out.seq_no.into(),
@@ -888,7 +891,9 @@ impl State {
                     // The subscriber's NACKs are answered from str0m's send buffer; audio is
                     // not worth resending.
                     .nackable(video),
-                );
+                )
+            });
+            if written {
                 pc.written = true;
             } else {
                 // A renegotiation may have moved the codec: match afresh next time.

@@ -1630,6 +1630,26 @@ impl Rtc {
         }
 
         if !self.readiness.wants_events() {
+            // ion-cluster patch 4 (PATCHES.md): RTP released on its own goes out without
+            // a walk of ICE, DTLS, SCTP and the session's events, none of which it changed.
+            if self.readiness.wants_datagrams() {
+                if let Some(send) = &self.send_addr {
+                    if let Some(contents) = self.session.poll_datagram(self.last_now) {
+                        return Ok(Some(Output::Transmit(net::Transmit {
+                            proto: send.proto,
+                            source: send.source,
+                            destination: send.destination,
+                            contents,
+                        })));
+                    }
+                }
+                self.readiness.clear_datagrams();
+                if self.session.pacer_wants_timeout() {
+                    // The pacer handed out a queue that had nothing: it needs a fresh
+                    // snapshot, which the next timeout recomputed here asks for.
+                    self.readiness.wake().no_events();
+                }
+            }
             return Ok(Some(Output::Timeout(self.poll_timeout())));
         }
 
@@ -1892,6 +1912,7 @@ impl Rtc {
         }
 
         self.readiness.clear_events();
+        self.readiness.clear_datagrams();
 
         Ok(Some(Output::Timeout(self.poll_timeout())))
     }
@@ -1918,6 +1939,12 @@ impl Rtc {
             self.state = RtcState::Closed;
             self.last_timeout_reason = Reason::NotHappening;
             return not_happening();
+        }
+
+        if self.session.has_written() {
+            // ion-cluster patch 4: a write released on its own leaves the cached timeout
+            // as it was, and asks for a timeout now to release it.
+            return self.cached_timeout.min(self.last_now);
         }
 
         self.cached_timeout
@@ -2106,6 +2133,19 @@ impl Rtc {
         }
 
         self.last_now = now;
+
+        // ion-cluster patch 4 (PATCHES.md): when the only change since the timeout was
+        // last computed is RTP written through `DirectApi::write_rtp`, and no timer is
+        // due, the whole pass would only move the written streams' queues and refresh
+        // their pacer entries. Do just that.
+        if self.session.has_written()
+            && !self.readiness.wants_timeout()
+            && now < self.cached_timeout
+        {
+            self.session.release_written(now);
+            self.readiness.arm_datagrams();
+            return Ok(());
+        }
 
         // Disjoint borrows so each subsystem gets its own armed `Wake` and
         // makes its own re-poll decision; the guards fold into `readiness`

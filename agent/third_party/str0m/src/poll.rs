@@ -151,6 +151,9 @@ impl Drop for Mutation<'_> {
 pub(crate) struct Readiness {
     events: bool,
     timeout: bool,
+    /// Released RTP may wait to be sent while nothing else changed (ion-cluster patch 4):
+    /// `poll_output` then asks the session for datagrams alone.
+    datagrams: bool,
 }
 
 impl Readiness {
@@ -159,6 +162,7 @@ impl Readiness {
         Readiness {
             events: true,
             timeout: true,
+            datagrams: false,
         }
     }
 
@@ -176,6 +180,18 @@ impl Readiness {
 
     pub(crate) fn clear_timeout(&mut self) {
         self.timeout = false;
+    }
+
+    pub(crate) fn wants_datagrams(&self) -> bool {
+        self.datagrams
+    }
+
+    pub(crate) fn arm_datagrams(&mut self) {
+        self.datagrams = true;
+    }
+
+    pub(crate) fn clear_datagrams(&mut self) {
+        self.datagrams = false;
     }
 
     /// Hand out an armed guard for a mutable descent into the tree.
@@ -228,6 +244,7 @@ impl Readiness {
         Self {
             events: false,
             timeout: false,
+            datagrams: false,
         }
     }
 }
@@ -243,10 +260,16 @@ mod tests {
     use std::time::Instant;
 
     fn idle_rtc() -> Rtc {
+        idle_rtc_with_bwe(Some(Bitrate::kbps(300)))
+    }
+
+    fn idle_rtc_with_bwe(bwe: Option<Bitrate>) -> Rtc {
         let now = Instant::now();
-        let mut rtc = Rtc::builder()
-            .enable_bwe(Some(Bitrate::kbps(300)))
-            .build(now);
+        let mut builder = Rtc::builder();
+        if bwe.is_some() {
+            builder = builder.enable_bwe(bwe);
+        }
+        let mut rtc = builder.build(now);
         let profile = SrtpProfile::AEAD_AES_128_GCM;
         let mat = KeyingMaterial::new(&vec![0; profile.keying_material_len()]);
         rtc.session
@@ -327,7 +350,11 @@ mod tests {
     fn narrowing_preserves_other_operations() {
         for events in [false, true] {
             for timeout in [false, true] {
-                let mut readiness = Readiness { events, timeout };
+                let mut readiness = Readiness {
+                    events,
+                    timeout,
+                    datagrams: false,
+                };
                 {
                     let mut wake = readiness.wake();
                     wake.no_events();
@@ -337,5 +364,102 @@ mod tests {
                 assert_eq!(readiness.wants_timeout(), timeout);
             }
         }
+    }
+
+    // ion-cluster patch 4: a write through `DirectApi::write_rtp` is released alone.
+
+    fn vp8_write(rtc: &Rtc, seq_no: u64) -> crate::rtp::RtpWrite {
+        let pt = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == crate::format::Codec::Vp8)
+            .expect("VP8 in the default codecs")
+            .pt();
+        crate::rtp::RtpWrite::new(pt, seq_no.into(), 1000, rtc.last_now, vec![1, 2, 3])
+    }
+
+    #[test]
+    fn readiness_write_rtp_without_pacing_releases_only_its_stream() {
+        let mut rtc = idle_rtc_with_bwe(None);
+        // The first reports are due at once; after them, nothing is for a while.
+        for _ in 0..10 {
+            let at = rtc.cached_timeout.max(rtc.last_now);
+            rtc.handle_input(Input::Timeout(at)).unwrap();
+            while !matches!(rtc.poll_output().unwrap(), Output::Timeout(_)) {}
+            if rtc.cached_timeout > rtc.last_now {
+                break;
+            }
+        }
+        let cached = rtc.cached_timeout;
+        assert!(
+            cached > rtc.last_now,
+            "an idle Rtc has nothing due: {:?}",
+            rtc.last_timeout_reason
+        );
+
+        let write = vp8_write(&rtc, 1);
+        assert!(rtc.direct_api().write_rtp("vid".into(), None, write));
+        assert!(!rtc.readiness.wants_events(), "a write walks nothing");
+        assert!(!rtc.readiness.wants_timeout(), "nor recomputes every timer");
+        assert!(rtc.session.has_written());
+        assert_eq!(
+            rtc.poll_timeout(),
+            rtc.last_now,
+            "but asks for a timeout now"
+        );
+
+        let now = rtc.last_now + std::time::Duration::from_millis(1);
+        assert!(now < cached);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert!(!rtc.session.has_written(), "released");
+        assert!(rtc.readiness.wants_datagrams());
+        assert!(!rtc.readiness.wants_events());
+        assert!(!rtc.readiness.wants_timeout());
+        assert!(
+            rtc.session.poll_datagram(now).is_some(),
+            "the pacer hands out the released packet"
+        );
+        assert!(rtc.session.poll_datagram(now).is_none(), "and only it");
+        assert_eq!(
+            rtc.poll_timeout(),
+            cached,
+            "the other timers are as they were"
+        );
+    }
+
+    #[test]
+    fn readiness_write_rtp_with_pacing_takes_the_whole_pass() {
+        let mut rtc = idle_rtc();
+        let write = vp8_write(&rtc, 1);
+        assert!(rtc.direct_api().write_rtp("vid".into(), None, write));
+        assert!(
+            !rtc.session.has_written(),
+            "a paced write is not released alone"
+        );
+        assert!(rtc.readiness.wants_events());
+        assert!(rtc.readiness.wants_timeout());
+    }
+
+    #[test]
+    fn readiness_write_rtp_to_no_stream_changes_nothing() {
+        let mut rtc = idle_rtc_with_bwe(None);
+        let write = vp8_write(&rtc, 1);
+        assert!(!rtc.direct_api().write_rtp("nope".into(), None, write));
+        assert!(!rtc.session.has_written());
+        assert!(!rtc.readiness.wants_events());
+        assert!(!rtc.readiness.wants_timeout());
+    }
+
+    #[test]
+    fn readiness_write_rtp_with_a_timer_due_takes_the_whole_pass() {
+        let mut rtc = idle_rtc_with_bwe(None);
+        let due = rtc.cached_timeout;
+        let write = vp8_write(&rtc, 1);
+        assert!(rtc.direct_api().write_rtp("vid".into(), None, write));
+        rtc.handle_input(Input::Timeout(due)).unwrap();
+        assert!(!rtc.session.has_written(), "the whole pass released it too");
+        assert!(rtc.readiness.wants_events(), "and re-polls everything");
+        assert!(rtc.session.poll_datagram(due).is_some());
     }
 }

@@ -90,9 +90,7 @@ fn connect_with_provider(
 // ion-cluster (PATCHES.md): str0m-rust-crypto 0.7 is not on the registry this copy builds
 // from, so the reference SHA-1 comes from aws-lc-rs, the other backend.
 fn reference_sha1(data: &[u8]) -> [u8; 20] {
-    str0m_aws_lc_rs::default_provider()
-        .sha1_provider
-        .sha1(data)
+    str0m_aws_lc_rs::default_provider().sha1_provider.sha1(data)
 }
 
 fn sha1_fingerprint(hash_func: &str, der: &[u8]) -> Fingerprint {

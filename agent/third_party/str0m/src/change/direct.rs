@@ -12,7 +12,9 @@ use crate::poll::RtcMut;
 use crate::rtp_::MidRid;
 use crate::rtp_::{Mid, Rid, Ssrc};
 use crate::sctp::{ChannelConfig, SctpInitData};
-use crate::streams::{DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP, StreamRx, StreamTx};
+use crate::streams::{
+    DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP, RtpWrite, StreamRx, StreamTx,
+};
 
 /// Direct change strategy.
 ///
@@ -362,6 +364,27 @@ impl<'a> DirectApi<'a> {
     pub fn stream_tx_by_mid(&mut self, mid: Mid, rid: Option<Rid>) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);
         self.rtc.session.streams.stream_tx_by_midrid(midrid)
+    }
+
+    /// Write an RTP packet on the send stream of `mid`/`rid`, as
+    /// [`StreamTx::write_rtp`] does. Returns `false` when there is no such stream.
+    ///
+    /// Unlike a write through [`DirectApi::stream_tx_by_mid`], which may change anything
+    /// about the stream and so re-polls every part of the `Rtc`, this re-polls only what
+    /// a write can change when nothing paces the send (no bandwidth estimation): the next
+    /// [`Rtc::handle_input`] timeout releases the packet by moving this one stream's
+    /// queue, and [`Rtc::poll_output`] hands out the packets without walking ICE, DTLS,
+    /// SCTP and the session's events again. ion-cluster patch 4 (PATCHES.md).
+    pub fn write_rtp(&mut self, mid: Mid, rid: Option<Rid>, rtp: RtpWrite) -> bool {
+        let mut mutation = self.rtc.mutate();
+        let written = mutation.session.write_rtp(MidRid(mid, rid), rtp);
+        if written != Some(false) {
+            // No stream changes nothing; a write released on its own is signalled by the
+            // session's list of written streams, which `poll_timeout` asks.
+            mutation.no_events();
+            mutation.no_timeout();
+        }
+        written.is_some()
     }
 
     /// Reset a transmit stream to use a new SSRC and optionally a new RTX SSRC.

@@ -40,6 +40,22 @@ impl PacerImpl {
         }
     }
 
+    /// Refreshes one queue's snapshot, leaving the others as they are (ion-cluster patch
+    /// 4). Only the null pacer is asked: a paced send needs every queue at once.
+    pub(crate) fn refresh_queue(&mut self, state: QueueState) {
+        match self {
+            PacerImpl::Null(v) => v.refresh_queue(state),
+            PacerImpl::LeakyBucket(_) => {
+                debug_assert!(false, "a paced write is not released alone")
+            }
+        }
+    }
+
+    /// Whether this is the null pacer, which sends what is queued without pacing.
+    pub(crate) fn is_null(&self) -> bool {
+        matches!(self, PacerImpl::Null(_))
+    }
+
     pub fn active_cluster(&self) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,

@@ -742,7 +742,13 @@ impl RtcSctp {
             .as_mut()
             .and_then(|a| a.poll_timeout())
             .is_some_and(|t| t <= now);
-        if retrying || timer_due || self.entries.iter().any(|e| e.state == StreamEntryState::Closed) {
+        if retrying
+            || timer_due
+            || self
+                .entries
+                .iter()
+                .any(|e| e.state == StreamEntryState::Closed)
+        {
             self.pending_work = true;
         }
 

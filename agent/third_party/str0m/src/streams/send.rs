@@ -1418,7 +1418,10 @@ mod test {
 
         let plain = streams.declare_stream_tx(50.into(), None, MidRid("aud".into(), None));
         plain.handle_rtcp(now, report_on(51));
-        assert!(!plain.remote_acked_ssrc, "another SSRC's report acks nothing");
+        assert!(
+            !plain.remote_acked_ssrc,
+            "another SSRC's report acks nothing"
+        );
         plain.handle_rtcp(now, report_on(50));
         assert!(plain.remote_acked_ssrc);
     }
