@@ -141,6 +141,29 @@ pub trait ExtensionSerializer: Debug + Send + Sync + 'static {
 }
 
 impl Extension {
+    /// A bit of its own for each known extension; `None` for an unknown URI, which
+    /// compares by its URI (patch 5).
+    fn known_bit(&self) -> Option<u32> {
+        let index = match self {
+            Extension::AbsoluteSendTime => 0,
+            Extension::AbsoluteCaptureTime => 1,
+            Extension::AudioLevel => 2,
+            Extension::TransmissionTimeOffset => 3,
+            Extension::VideoOrientation => 4,
+            Extension::TransportSequenceNumber => 5,
+            Extension::PlayoutDelay => 6,
+            Extension::VideoContentType => 7,
+            Extension::VideoTiming => 8,
+            Extension::RtpStreamId => 9,
+            Extension::RepairedRtpStreamId => 10,
+            Extension::RtpMid => 11,
+            Extension::FrameMarking => 12,
+            Extension::ColorSpace => 13,
+            Extension::UnknownUri(..) => return None,
+        };
+        Some(1 << index)
+    }
+
     fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
         match self {
             Extension::UnknownUri(_, serializer) => serializer.requires_two_byte_form(ev),
@@ -350,7 +373,13 @@ impl Extension {
 
 /// Mapping between RTP extension id to what extension that is.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ExtensionMap([Option<MapEntry>; MAX_ID as usize]); // index 0 is extmap:1.
+pub struct ExtensionMap(
+    [Option<MapEntry>; MAX_ID as usize], // index 0 is extmap:1.
+    // ion-cluster patch 5 (PATCHES.md): a bit per known extension mapped here, so that
+    // `id_of` answers "not mapped" without a scan. Recomputed by every method that changes
+    // which extensions are mapped (`set`, `clear`); `swap` only moves them.
+    u32,
+);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MapEntry {
@@ -361,7 +390,7 @@ struct MapEntry {
 impl ExtensionMap {
     /// Create an empty map.
     pub fn empty() -> Self {
-        ExtensionMap(std::array::from_fn(|_| None))
+        ExtensionMap(std::array::from_fn(|_| None), 0)
     }
 
     /// Creates a map with the "standard" mappings.
@@ -386,6 +415,16 @@ impl ExtensionMap {
         for i in &mut self.0 {
             *i = None;
         }
+        self.1 = 0;
+    }
+
+    /// The bits of the known extensions mapped here (patch 5).
+    fn known_mapped(&self) -> u32 {
+        self.0
+            .iter()
+            .flatten()
+            .filter_map(|m| m.ext.known_bit())
+            .fold(0, |bits, bit| bits | bit)
     }
 
     /// Set a mapping for an extension.
@@ -401,6 +440,7 @@ impl ExtensionMap {
         let m = MapEntry { ext, locked: false };
 
         self.0[idx] = Some(m);
+        self.1 = self.known_mapped();
     }
 
     /// Look up the extension for the id.
@@ -419,6 +459,11 @@ impl ExtensionMap {
     ///
     /// The returned id will be 1-based.
     pub fn id_of(&self, e: Extension) -> Option<u8> {
+        // ion-cluster patch 5 (PATCHES.md): the send path asks this twice per packet, for
+        // extensions a viewer often has not negotiated; the mask answers that at once.
+        if e.known_bit().is_some_and(|bit| self.1 & bit == 0) {
+            return None;
+        }
         self.0
             .iter()
             .position(|x| x.as_ref().map(|e| &e.ext) == Some(&e))
@@ -1281,6 +1326,54 @@ impl Eq for Extension {}
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn id_of_finds_known_and_unknown_uris_by_their_id() {
+        let mut map = ExtensionMap::empty();
+        map.set(1, Extension::AudioLevel);
+        map.set(3, Extension::from_sdp_uri("urn:example:one"));
+        map.set(4, Extension::from_sdp_uri("urn:example:two"));
+        map.set(5, Extension::TransportSequenceNumber);
+        assert_eq!(map.id_of(Extension::AudioLevel), Some(1));
+        assert_eq!(map.id_of(Extension::TransportSequenceNumber), Some(5));
+        assert_eq!(
+            map.id_of(Extension::from_sdp_uri("urn:example:one")),
+            Some(3)
+        );
+        assert_eq!(
+            map.id_of(Extension::from_sdp_uri("urn:example:two")),
+            Some(4)
+        );
+        assert_eq!(
+            map.id_of(Extension::from_sdp_uri("urn:example:three")),
+            None
+        );
+        assert_eq!(map.id_of(Extension::RtpMid), None);
+
+        // Replacing a mapping forgets the old extension; clearing forgets all.
+        map.set(5, Extension::RtpMid);
+        assert_eq!(map.id_of(Extension::TransportSequenceNumber), None);
+        assert_eq!(map.id_of(Extension::RtpMid), Some(5));
+        map.clear();
+        assert_eq!(map.id_of(Extension::AudioLevel), None);
+        assert_eq!(map, ExtensionMap::empty());
+    }
+
+    #[test]
+    fn every_known_extension_has_a_bit_of_its_own() {
+        let known: Vec<Extension> = EXT_URI.iter().map(|(e, _)| e.clone()).collect();
+        let bits: Vec<u32> = known.iter().filter_map(|e| e.known_bit()).collect();
+        assert_eq!(
+            bits.len(),
+            known.len(),
+            "every extension str0m knows has a bit"
+        );
+        let all = bits.iter().fold(0u32, |all, bit| {
+            assert_eq!(all & bit, 0, "bits are distinct");
+            all | bit
+        });
+        assert_eq!(all.count_ones() as usize, known.len());
+    }
 
     #[test]
     fn abs_send_time() {
