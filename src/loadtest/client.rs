@@ -315,16 +315,12 @@ impl Participant {
             timeout: spec.timeout,
         };
         let joined = async {
-            let offer = participant
-                .publisher
-                .create_offer(None)
-                .await
-                .map_err(webrtc("creating the join offer"))?;
-            participant
-                .publisher
-                .set_local_description(offer.clone())
-                .await
-                .map_err(webrtc("setting the join offer"))?;
+            let offer = local_offer(
+                &participant.publisher,
+                "creating the join offer",
+                "setting the join offer",
+            )
+            .await?;
             let params = JoinParams {
                 sid: spec.sid.clone(),
                 uid: spec.uid.clone(),
@@ -446,15 +442,12 @@ impl Participant {
 
     /// Offers the publisher PC's current state with the `offer` call and applies the answer.
     async fn renegotiate_publisher(&self, why: &'static str) -> Result<(), ClientError> {
-        let offer = self
-            .publisher
-            .create_offer(None)
-            .await
-            .map_err(webrtc("creating the publisher's offer"))?;
-        self.publisher
-            .set_local_description(offer.clone())
-            .await
-            .map_err(webrtc("setting the publisher's offer"))?;
+        let offer = local_offer(
+            &self.publisher,
+            "creating the publisher's offer",
+            "setting the publisher's offer",
+        )
+        .await?;
         let answer = self
             .signal
             .call(
@@ -730,6 +723,20 @@ fn answer_sdp(result: &Value, why: &str) -> Result<String, ClientError> {
     result["sdp"].as_str().map(str::to_owned).ok_or_else(|| {
         SignalError::Protocol(format!("the {why} result has no sdp: {result}")).into()
     })
+}
+
+/// Makes an offer on `pc` and applies it as the local description. `creating` and
+/// `setting` name the two steps in errors.
+pub(super) async fn local_offer(
+    pc: &Arc<dyn PeerConnection>,
+    creating: &'static str,
+    setting: &'static str,
+) -> Result<RTCSessionDescription, ClientError> {
+    let offer = pc.create_offer(None).await.map_err(webrtc(creating))?;
+    pc.set_local_description(offer.clone())
+        .await
+        .map_err(webrtc(setting))?;
+    Ok(offer)
 }
 
 /// Applies the server's offer `sdp` to `pc` and makes and applies its answer.

@@ -114,13 +114,12 @@ impl Participant {
         let pc = new_pc(Role::Publisher, &self.shared, &candidates_tx, self.bind).await?;
         lock(&self.pcs).push(pc.clone());
         let added = client::add_tracks(&pc, &self.uid, tracks).await?;
-        let offer = pc
-            .create_offer(None)
-            .await
-            .map_err(webrtc("creating the publisher's offer"))?;
-        pc.set_local_description(offer.clone())
-            .await
-            .map_err(webrtc("setting the publisher's offer"))?;
+        let offer = client::local_offer(
+            &pc,
+            "creating the publisher's offer",
+            "setting the publisher's offer",
+        )
+        .await?;
         let reply = self
             .session
             .message(
