@@ -81,20 +81,22 @@ impl Pacer for NullPacer {
                 Some(queue) if queue.midrid == state.midrid => Some(index),
                 _ => (index..self.queues.len()).find(|&i| self.queues[i].midrid == state.midrid),
             };
-            let fresh = Queue {
-                midrid: state.midrid,
-                packet_count: state.snapshot.packet_count,
-                created_at: state.snapshot.created_at,
-                last_send: None,
-            };
             match found {
                 Some(i) => {
                     self.queues.swap(index, i);
                     let queue = &mut self.queues[index];
-                    queue.packet_count = fresh.packet_count;
-                    queue.created_at = fresh.created_at;
+                    queue.packet_count = state.snapshot.packet_count;
+                    queue.created_at = state.snapshot.created_at;
                 }
-                None => self.queues.insert(index, fresh),
+                None => self.queues.insert(
+                    index,
+                    Queue {
+                        midrid: state.midrid,
+                        packet_count: state.snapshot.packet_count,
+                        created_at: state.snapshot.created_at,
+                        last_send: None,
+                    },
+                ),
             }
             index += 1;
         }
