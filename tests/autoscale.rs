@@ -601,25 +601,38 @@ async fn on_a_busy_host_each_pending_demand_gets_one_instance_and_is_placed_on_i
     let out = cluster.out("scaler");
     let spawns = spawned(&out);
     // Exactly one instance for the demand the warm node did not take, and it got that one.
+    // Either the demand was pending when the warm pool's replacement was not yet asked for,
+    // and an instance was held for it; or the replacement was already booting, the demand
+    // took it (a booting unheld instance is the quickest node), and the warm pool asked for
+    // one more. On a busy host the placing process may start late enough for either.
     let for_own: Vec<_> = spawns
         .iter()
         .filter(|(_, _, line)| line.contains(&format!("held for {own_sid}")))
         .collect();
-    assert_eq!(for_own.len(), 1, "{out}");
-    assert_eq!(for_own[0].0, own_node, "{out}");
-    // The warm node's taker needed no instance of its own; the warm pool replaced the node
-    // it took, once.
+    let warm_spawns = spawns
+        .iter()
+        .filter(|(_, _, l)| l.contains("warm pool n2-highcpu-4"))
+        .count();
+    match for_own.as_slice() {
+        [held] => {
+            assert_eq!(held.0, own_node, "{out}");
+            assert_eq!(warm_spawns, 2, "{out}");
+        }
+        [] => {
+            let took = spawns.iter().find(|(name, _, _)| *name == own_node);
+            let took = took.unwrap_or_else(|| panic!("{own_sid} is on no spawned instance\n{out}"));
+            assert!(took.2.contains("warm pool"), "{out}");
+            assert_eq!(warm_spawns, 3, "{out}");
+        }
+        more => panic!("{} instances held for {own_sid}\n{out}", more.len()),
+    }
+    // The warm node's taker needed no instance of its own.
     assert!(
         !spawns
             .iter()
             .any(|(_, _, l)| l.contains(&format!("held for {warm_sid}"))),
         "{out}"
     );
-    let warm_spawns = spawns
-        .iter()
-        .filter(|(_, _, l)| l.contains("warm pool n2-highcpu-4"))
-        .count();
-    assert_eq!(warm_spawns, 2, "{out}");
     assert_eq!(spawns.len(), 3, "{out}");
     // Every drain came after the node's minimum lifetime.
     let mut drained = 0;
