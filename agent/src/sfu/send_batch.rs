@@ -54,8 +54,11 @@ impl SendBatch {
             return;
         }
         let sent = send_all(socket, &self.queued);
-        // Dropping the transmits frees their buffers; the Vec keeps its capacity.
-        self.queued.clear();
+        // The sent buffers seal the next packets (str0m patch 6) instead of going back
+        // through malloc; the Vec keeps its capacity.
+        for transmit in self.queued.drain(..) {
+            str0m::net::recycle(transmit.contents);
+        }
         counters.packets_out.fetch_add(sent.packets, Relaxed);
         counters.bytes_out.fetch_add(sent.bytes, Relaxed);
         counters.send_drops.fetch_add(sent.drops, Relaxed);

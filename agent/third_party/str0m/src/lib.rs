@@ -868,6 +868,8 @@ pub mod error;
 /// Network related types to get socket data in/out of [`Rtc`].
 pub mod net {
     pub use crate::io::{DatagramRecv, DatagramSend, Protocol, Receive, TcpType, Transmit};
+    // ion-cluster patch 6 (PATCHES.md).
+    pub use crate::io::recycle;
 }
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -28,8 +28,12 @@ pub const MAX_DTLS_OVERHEAD: usize = 48;
 
 mod error;
 pub use self::error::NetError;
+
+mod spare;
 #[allow(unused_imports)]
 pub use self::error::StunError;
+pub use self::spare::recycle;
+pub(crate) use self::spare::zeroed;
 
 pub use str0m_proto::{DatagramSend, Protocol, TcpType, Transmit};
 

@@ -296,7 +296,7 @@ impl SrtpContext {
                 let padding_needed =
                     CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
                 let mut output =
-                    vec![0_u8; buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed];
+                    crate::io::zeroed(buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed);
 
                 enc.encrypt(&iv, input, &mut output[hlen..])
                     .expect("rtp encrypt");
@@ -318,7 +318,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes128Gcm::TAG_LEN];
+                let mut output = crate::io::zeroed(buf.len() + AeadAes128Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -334,7 +334,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes256Gcm::TAG_LEN];
+                let mut output = crate::io::zeroed(buf.len() + AeadAes256Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -1044,6 +1044,41 @@ mod test {
                 .lines()
                 .map(str::to_owned)
                 .collect()
+        }
+    }
+
+    // ion-cluster patch 6 (PATCHES.md): a recycled buffer still holds the bytes of the
+    // packet it carried. Sealing into it must give exactly what a fresh buffer gives.
+    #[test]
+    fn a_packet_sealed_into_a_recycled_buffer_is_the_packet_sealed_fresh() {
+        for profile in SrtpProfile::ALL {
+            let crypto = crate::crypto::test_default_provider();
+            let mat = KeyingMaterial::new(&vec![7; profile.keying_material_len()]);
+            let mut sender = SrtpContext::new(crypto, *profile, &mat, true);
+            let mut reference = SrtpContext::new(crypto, *profile, &mat, true);
+            let mut receiver = SrtpContext::new(crypto, *profile, &mat, true);
+
+            let mut packet = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+            packet.extend((0..1200).map(|i| i as u8));
+            let header = RtpHeader::parse(&packet, &crate::rtp_::ExtensionMap::empty()).unwrap();
+
+            let fresh = reference.protect_rtp(&packet, &header, 1);
+            let stale = vec![0xFF_u8; 1500];
+            let address = stale.as_ptr();
+            crate::io::recycle(stale.into());
+            let sealed = sender.protect_rtp(&packet, &header, 1);
+
+            assert_eq!(
+                sealed.as_ptr(),
+                address,
+                "{profile:?}: the spare was not used"
+            );
+            assert_eq!(sealed, fresh, "{profile:?}: sealing depends on the buffer");
+            assert_eq!(
+                receiver.unprotect_rtp(&sealed, &header, 1),
+                Some(&packet[12..]),
+                "{profile:?}: the receiver cannot open it"
+            );
         }
     }
 
