@@ -28,10 +28,10 @@ pub const MAX_DTLS_OVERHEAD: usize = 48;
 
 mod error;
 pub use self::error::NetError;
-
-mod spare;
 #[allow(unused_imports)]
 pub use self::error::StunError;
+
+mod spare;
 pub use self::spare::recycle;
 pub(crate) use self::spare::zeroed;
 
