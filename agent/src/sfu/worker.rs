@@ -571,6 +571,8 @@ impl State {
             } else {
                 counters.send_drops.fetch_add(1, Relaxed);
             }
+            // As for the shared socket's batch (str0m patch 6).
+            str0m::net::recycle(transmit.contents);
         }
     }
 
