@@ -18,6 +18,7 @@
 //! - [`autoscale`]: the pure `plan(snapshot, policy)` and the leader-elected loop that runs it.
 //! - [`protocol`]: ion-sfu's JSON-RPC, for the agent and every client.
 //! - [`backoff`], [`text`]: the shared retry backoff; ages and one-line errors.
+//! - [`udp`]: the media sockets' option shared by the agent and the floor bench.
 //! - [`loadtest`]: `ionctl loadtest`: webrtc-rs participants against an agent, loss, latency
 //!   and the agent's CPU per forwarded packet; `--calibrate` measures `units_per_vcpu`.
 //! - [`cli`]: `ionctl`, one file per command; the binary in `main.rs` only calls it.
@@ -49,6 +50,7 @@ pub mod text;
 pub mod tls;
 pub mod token;
 pub mod tui;
+pub mod udp;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -195,6 +195,10 @@ impl Sfu {
                         config.bind
                     )
                 })?;
+            if let Err(error) = ion_cluster::udp::send_atomic_datagrams(&socket) {
+                // Only a cost: the kernel then draws an IP ID per datagram.
+                tracing::warn!(%error, "media socket: cannot set IP_MTU_DISCOVER");
+            }
             let local = socket.local_addr()?;
             let candidates: Vec<SocketAddr> = match discover_public(config, &socket)? {
                 Some(public) => vec![public],

@@ -37,6 +37,9 @@ pub fn bind(
     let failed = |e: io::Error| SfuError::Internal(format!("binding a relay socket: {e}"));
     let socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(failed)?;
     socket.set_nonblocking(true).map_err(failed)?;
+    if let Err(error) = ion_cluster::udp::send_atomic_datagrams(&socket) {
+        tracing::warn!(%error, "relay socket: cannot set IP_MTU_DISCOVER");
+    }
     let port = socket.local_addr().map_err(failed)?.port();
     Ok(RelaySocket {
         participant,

@@ -201,6 +201,9 @@ fn thread_cpu_seconds() -> f64 {
 fn send(options: &FloorOptions, streams: &mut [Stream]) -> Result<Sent, FloorError> {
     pin("sending", options.sender_cpu)?;
     let socket = UdpSocket::bind("127.0.0.1:0")?;
+    // As the agent's media sockets do: without it the kernel's IP ID draw is part of the
+    // floor that the agent does not pay.
+    crate::udp::send_atomic_datagrams(&socket)?;
     let mut key = vec![0u8; options.profile.key_len()];
     let mut salt = [0u8; SALT_LEN];
     fastrand::fill(&mut key);
