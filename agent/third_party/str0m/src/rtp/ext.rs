@@ -379,6 +379,10 @@ pub struct ExtensionMap(
     // `id_of` answers "not mapped" without a scan. Recomputed by every method that changes
     // which extensions are mapped (`set`, `clear`); `swap` only moves them.
     u32,
+    // ion-cluster patch 8 (PATCHES.md): a bit per occupied slot (bit 0 is extmap:1), so
+    // that iterating, as the send path does twice per packet, reads only the mapped
+    // entries and not all 16 slots of 48 bytes. Recomputed by `set`, `clear` and `swap`.
+    u16,
 );
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,7 +394,7 @@ struct MapEntry {
 impl ExtensionMap {
     /// Create an empty map.
     pub fn empty() -> Self {
-        ExtensionMap(std::array::from_fn(|_| None), 0)
+        ExtensionMap(std::array::from_fn(|_| None), 0, 0)
     }
 
     /// Creates a map with the "standard" mappings.
@@ -416,6 +420,31 @@ impl ExtensionMap {
             *i = None;
         }
         self.1 = 0;
+        self.2 = 0;
+    }
+
+    /// The bits of the occupied slots (patch 8).
+    fn occupied(&self) -> u16 {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.is_some())
+            .fold(0, |bits, (idx, _)| bits | 1 << idx)
+    }
+
+    /// The occupied slots, in id order, by index (patch 8).
+    fn mapped(&self) -> impl Iterator<Item = (usize, &MapEntry)> + '_ {
+        let mut bits = self.2;
+        std::iter::from_fn(move || {
+            while bits != 0 {
+                let idx = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(entry) = &self.0[idx] {
+                    return Some((idx, entry));
+                }
+            }
+            None
+        })
     }
 
     /// The bits of the known extensions mapped here (patch 5).
@@ -441,6 +470,7 @@ impl ExtensionMap {
 
         self.0[idx] = Some(m);
         self.1 = self.known_mapped();
+        self.2 = self.occupied();
     }
 
     /// Look up the extension for the id.
@@ -472,11 +502,7 @@ impl ExtensionMap {
 
     /// Returns an iterator over the elements of the extension map
     pub fn iter(&self) -> impl Iterator<Item = (u8, &Extension)> + '_ {
-        self.0
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
-            .map(|(i, e)| ((i + 1) as u8, &e.ext))
+        self.mapped().map(|(i, e)| ((i + 1) as u8, &e.ext))
     }
 
     /// Returns an iterator over the audio or video elements of the extension map
@@ -590,8 +616,8 @@ impl ExtensionMap {
         let orig_len = ext_buf.len();
         let mut b = ext_buf;
 
-        for (idx, x) in self.0.iter().enumerate() {
-            if let Some(v) = x {
+        for (idx, v) in self.mapped() {
+            {
                 match form {
                     ExtensionsForm::OneByte => {
                         if let Some(n) = v.ext.write_to(&mut b[1..], ev) {
@@ -662,6 +688,7 @@ impl ExtensionMap {
         }
 
         self.0.swap(old_index, new_index);
+        self.2 = self.occupied();
     }
 }
 
@@ -1357,6 +1384,54 @@ mod test {
         map.clear();
         assert_eq!(map.id_of(Extension::AudioLevel), None);
         assert_eq!(map, ExtensionMap::empty());
+    }
+
+    // ion-cluster patch 8 (PATCHES.md).
+    #[test]
+    fn iterating_and_writing_see_exactly_the_occupied_slots() {
+        fn by_lookup(map: &ExtensionMap) -> Vec<(u8, Extension)> {
+            (1..=MAX_ID)
+                .filter_map(|id| map.lookup(id).map(|e| (id, e.clone())))
+                .collect()
+        }
+        fn by_iter(map: &ExtensionMap) -> Vec<(u8, Extension)> {
+            map.iter().map(|(id, e)| (id, e.clone())).collect()
+        }
+
+        let mut map = ExtensionMap::empty();
+        assert_eq!(by_iter(&map), vec![]);
+        map.set(13, Extension::VideoOrientation);
+        map.set(1, Extension::AudioLevel);
+        // Mapped, but without a value below: nothing is written for it.
+        map.set(16, Extension::TransmissionTimeOffset);
+        map.set(2, Extension::AbsoluteSendTime);
+        assert_eq!(by_iter(&map), by_lookup(&map));
+        assert_eq!(by_iter(&map).len(), 4);
+
+        // The peer numbers audio level 5: the entry moves, and so must its bit.
+        map.remap(&[(5, &Extension::AudioLevel)]);
+        assert_eq!(map.lookup(1), None);
+        assert_eq!(map.lookup(5), Some(&Extension::AudioLevel));
+        assert_eq!(by_iter(&map), by_lookup(&map));
+
+        let ev = ExtensionValues {
+            audio_level: Some(-30),
+            voice_activity: Some(true),
+            video_orientation: Some(VideoOrientation::Deg180),
+            ..Default::default()
+        };
+        let mut buf = vec![0_u8; 32];
+        let len = map.write_to(&mut buf, &ev, ExtensionsForm::OneByte);
+        // id 5 (audio level, 1 byte) then id 13 (orientation, 1 byte), in id order.
+        assert_eq!(&buf[..len], &[0x50, 0x80 | 30, 0xd0, 2]);
+        let mut parsed = ExtensionValues::default();
+        map.parse(&buf[..len], ExtensionsForm::OneByte, &mut parsed);
+        assert_eq!(parsed.audio_level, Some(-30));
+        assert_eq!(parsed.video_orientation, Some(VideoOrientation::Deg180));
+
+        map.clear();
+        assert_eq!(by_iter(&map), vec![]);
+        assert_eq!(map.write_to(&mut buf, &ev, ExtensionsForm::OneByte), 0);
     }
 
     #[test]
