@@ -617,25 +617,23 @@ impl ExtensionMap {
         let mut b = ext_buf;
 
         for (idx, v) in self.mapped() {
-            {
-                match form {
-                    ExtensionsForm::OneByte => {
-                        if let Some(n) = v.ext.write_to(&mut b[1..], ev) {
-                            assert!(n <= 16);
-                            assert!(n > 0);
-                            b[0] = (idx as u8 + 1) << 4 | (n as u8 - 1);
-                            b = &mut b[1 + n..];
-                        }
+            match form {
+                ExtensionsForm::OneByte => {
+                    if let Some(n) = v.ext.write_to(&mut b[1..], ev) {
+                        assert!(n <= 16);
+                        assert!(n > 0);
+                        b[0] = (idx as u8 + 1) << 4 | (n as u8 - 1);
+                        b = &mut b[1 + n..];
                     }
-                    ExtensionsForm::TwoByte => {
-                        if let Some(n) = v.ext.write_to(&mut b[2..], ev) {
-                            b[0] = (idx + 1) as u8;
-                            b[1] = n as u8;
-                            b = &mut b[2 + n..];
-                        }
+                }
+                ExtensionsForm::TwoByte => {
+                    if let Some(n) = v.ext.write_to(&mut b[2..], ev) {
+                        b[0] = (idx + 1) as u8;
+                        b[1] = n as u8;
+                        b = &mut b[2 + n..];
                     }
-                };
-            }
+                }
+            };
         }
 
         orig_len - b.len()
