@@ -11,10 +11,11 @@ use std::os::fd::AsRawFd;
 /// Linux's default (`IP_PMTUDISC_WANT`) already sets DF on a datagram that fits the route's
 /// MTU, but it also lets the kernel fragment it, so every datagram draws an IP ID from the
 /// host-wide generator: a SipHash and an atomic add on a shared table, about 3.5% of the
-/// agent's CPU in a 30-person meeting. WebRTC packets are sized to fit any path (str0m
-/// keeps them under 1,200 bytes) and a fragmented media packet is as good as lost, so
-/// nothing is given up. On an IPv6 socket it applies to IPv4-mapped peers; IPv6 itself has
-/// no ID to draw.
+/// agent's CPU in a 30-person meeting. The cost: on a path whose MTU is below a packet's
+/// size, the kernel no longer fragments the packet once it has learned that MTU, and the
+/// packet is lost on the way. WebRTC sizes packets to fit 1,200 bytes (str0m does) so that
+/// such paths do not arise. On an IPv6 socket it applies to IPv4-mapped peers; IPv6 itself
+/// has no ID to draw.
 pub fn send_atomic_datagrams(socket: &impl AsRawFd) -> io::Result<()> {
     let value: nix::libc::c_int = nix::libc::IP_PMTUDISC_PROBE;
     // SAFETY: `value` outlives the call and the length given is its size; the kernel only
