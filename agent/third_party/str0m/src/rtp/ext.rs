@@ -494,10 +494,10 @@ impl ExtensionMap {
         if e.known_bit().is_some_and(|bit| self.1 & bit == 0) {
             return None;
         }
-        self.0
-            .iter()
-            .position(|x| x.as_ref().map(|e| &e.ext) == Some(&e))
-            .map(|p| p as u8 + 1)
+        // Patch 8: only the occupied slots, in id order, as the scan found them.
+        self.mapped()
+            .find(|(_, m)| m.ext == e)
+            .map(|(idx, _)| idx as u8 + 1)
     }
 
     /// Returns an iterator over the elements of the extension map
