@@ -171,7 +171,7 @@ const MAX_REMEMBERED_MIDRIDS: usize = 64;
 /// at random by this side, never chosen by the peer, so one multiply spreads them well
 /// enough, and a lookup costs a few cycles instead of SipHash's rounds.
 #[derive(Default)]
-pub(crate) struct LocalSsrcHasher(u64);
+struct LocalSsrcHasher(u64);
 
 impl Hasher for LocalSsrcHasher {
     fn finish(&self) -> u64 {
