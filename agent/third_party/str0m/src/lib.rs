@@ -2390,6 +2390,14 @@ mod test {
         is_unwind_safe(Rtc::new(Instant::now()));
     }
 
+    /// ion-cluster patch 9 (PATCHES.md): an SFU keeps one `Rtc` per PeerConnection, two per
+    /// viewer, so parts that only bandwidth estimation uses are boxed and made when needed.
+    #[test]
+    fn rtc_without_bandwidth_estimation_is_compact() {
+        let n = std::mem::size_of::<Rtc>();
+        assert!(n < 7000, "Rtc is {n} bytes");
+    }
+
     #[test]
     fn event_is_reasonably_sized() {
         let n = std::mem::size_of::<Event>();

@@ -53,6 +53,9 @@ const TWCC_INTERVAL: Duration = Duration::from_millis(50);
 /// Maximum number of pending RRTR entries before oldest are dropped.
 const MAX_PENDING_RRTRS: usize = 300;
 
+/// The size of the buffer an outgoing RTP packet is written into before encryption.
+const POLL_PACKET_BUF_SIZE: usize = 2000;
+
 /// Maximum number of DLRR items to include in a single ExtendedReport.
 const MAX_DLRR_PER_REPORT: usize = 50;
 
@@ -97,7 +100,9 @@ pub(crate) struct Session {
     twcc_tx_register: TwccSendRegister,
     max_rx_seq_lookup: HashMap<Ssrc, SeqNoWindow>,
 
-    bwe: Option<Bwe>,
+    /// ion-cluster patch 9 (PATCHES.md): boxed, as most sessions have none and inline it
+    /// was 2 KB of every `Rtc`.
+    bwe: Option<Box<Bwe>>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
     enable_twcc_feedback: bool,
@@ -107,6 +112,9 @@ pub(crate) struct Session {
     pacer_control: PacerControl,
 
     // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
+    //
+    // ion-cluster patch 9 (PATCHES.md): empty until the first RTP packet is sent. An SFU's
+    // receive-only PeerConnections (each viewer's publisher side) never send one.
     poll_packet_buf: Vec<u8>,
 
     // Next packet for RtpPacket event.
@@ -173,7 +181,7 @@ impl Session {
             let rate = config.initial_bitrate;
             let pacer = PacerImpl::leaky_bucket(rate * 2.0);
             let bwe = Bwe::new(rate);
-            (pacer, Some(bwe))
+            (pacer, Some(Box::new(bwe)))
         } else {
             (PacerImpl::null(), None)
         };
@@ -211,7 +219,7 @@ impl Session {
             enable_twcc_feedback: false,
             pacer,
             pacer_control: PacerControl::new(),
-            poll_packet_buf: vec![0; 2000],
+            poll_packet_buf: Vec::new(),
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -1304,6 +1312,9 @@ impl Session {
             return None;
         };
         let buf = &mut self.poll_packet_buf;
+        if buf.is_empty() {
+            buf.resize(POLL_PACKET_BUF_SIZE, 0);
+        }
         let twcc_seq = self.twcc;
 
         let params = &self.codec_config;

@@ -143,7 +143,11 @@ pub(crate) struct Streams {
     tx_by_midrid: Vec<(MidRid, Ssrc)>,
 
     /// Non-media padding source. Its sequence counter survives media changes.
-    probe_tx: StreamTx,
+    ///
+    /// ion-cluster patch 9 (PATCHES.md): made on the first probe binding, which needs
+    /// bandwidth estimation. Inline, it was 1.8 KB in every `Rtc` and its resend buffer 4 KB
+    /// more on the heap, kept by every PeerConnection of an SFU that never probes.
+    probe_tx: Option<Box<StreamTx>>,
     probe_media: Option<(Mid, Pt)>,
 
     /// Local SSRC used before we got any StreamTx. This is used for RTCP if we don't
@@ -214,7 +218,7 @@ impl Streams {
             last_rx_lookup_cleanup: already_happened(),
             streams_tx: Default::default(),
             tx_by_midrid: Vec::new(),
-            probe_tx: StreamTx::new_probe(mtu_warn),
+            probe_tx: None,
             probe_media: None,
             default_ssrc_tx: 0.into(), // this will be changed
             mids_to_report: Vec::with_capacity(10),
@@ -665,9 +669,14 @@ impl Streams {
         if media == self.probe_media {
             return;
         }
-        self.probe_tx.reset_buffers();
+        if let Some(probe_tx) = &mut self.probe_tx {
+            probe_tx.reset_buffers();
+        }
         if let Some((mid, pt)) = media {
-            self.probe_tx.set_probe_media(mid, pt);
+            let mtu_warn = self.mtu_warn;
+            self.probe_tx
+                .get_or_insert_with(|| Box::new(StreamTx::new_probe(mtu_warn)))
+                .set_probe_media(mid, pt);
         }
         self.probe_media = media;
     }
@@ -680,8 +689,9 @@ impl Streams {
         // Snapshot each stream once, preferring media/RTX padding over the
         // fallback. No extra stream or retransmission-queue scan is needed.
         let mut media_padding = false;
-        let mut probe_queue = self.probe_media.map(|_| {
-            let mut queue = self.probe_tx.queue_state(now);
+        let probe_tx = self.probe_media.and(self.probe_tx.as_mut());
+        let mut probe_queue = probe_tx.map(|probe_tx| {
+            let mut queue = probe_tx.queue_state(now);
             queue.midrid = MidRid(MID_PROBE, None);
             queue
         });
@@ -708,7 +718,7 @@ impl Streams {
     pub(crate) fn stream_tx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
         if midrid == MidRid(MID_PROBE, None) {
             self.probe_media?;
-            return Some(&mut self.probe_tx);
+            return self.probe_tx.as_deref_mut();
         }
         // ion-cluster patch 7 (PATCHES.md): an SFU asks this three times per forwarded
         // packet (write, release, send). A scan reads the `MidRid` of each stream in turn,
@@ -944,5 +954,43 @@ mod tx_by_midrid_tests {
         for k in (0..200u32).rev() {
             assert_eq!(ssrc_of(&mut streams, midrid(k)), Some(k.into()));
         }
+    }
+
+    #[test]
+    fn the_probe_stream_is_made_on_its_first_binding_and_kept() {
+        let mut streams = streams();
+        let probe = MidRid(crate::media::MID_PROBE, None);
+        assert!(
+            streams.probe_tx.is_none(),
+            "no probe stream before a binding"
+        );
+        assert!(streams.stream_tx_by_midrid(probe).is_none());
+        let _ = streams
+            .send_queue_states(Instant::now(), |_, _| true)
+            .count();
+        assert!(
+            streams.probe_tx.is_none(),
+            "asking for queue states makes none"
+        );
+
+        streams.set_probe_media(Some(("vid".into(), 96.into())));
+        let first = streams
+            .stream_tx_by_midrid(probe)
+            .map(|s| s as *const StreamTx);
+        assert!(first.is_some(), "bound: the probe stream is there");
+
+        streams.set_probe_media(None);
+        assert!(
+            streams.stream_tx_by_midrid(probe).is_none(),
+            "unbound: not offered"
+        );
+        streams.set_probe_media(Some(("aud".into(), 111.into())));
+        let again = streams
+            .stream_tx_by_midrid(probe)
+            .map(|s| s as *const StreamTx);
+        assert_eq!(
+            again, first,
+            "the same stream, so its sequence counter carries on"
+        );
     }
 }

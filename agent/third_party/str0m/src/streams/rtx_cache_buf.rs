@@ -14,7 +14,12 @@ use crate::util::already_happened;
 /// overwrite an entry that has not been evicted due to age, the buffer grows.
 #[derive(Debug)]
 pub struct EvictingBuffer<T> {
+    /// ion-cluster patch 9 (PATCHES.md): empty until the first push, then `initial_size`
+    /// long. A send stream whose packets are never resent (audio, or a peer without RTX)
+    /// would otherwise hold ten empty entries of 400 bytes each.
     buf: Vec<Option<Entry<T>>>,
+    /// The length `buf` gets on the first push; 0 makes the buffer inert.
+    initial_size: usize,
     /// How long to keep entries for.
     max_age: Duration,
     /// The maximum size allowed to grow to. Once this sized is reached, new pushed
@@ -53,7 +58,8 @@ impl<T> EvictingBuffer<T> {
     /// Creates a new buffer with an initial size.
     pub fn new(initial_size: usize, max_age: Duration, max_size: usize) -> Self {
         Self {
-            buf: prepare_buf(initial_size),
+            buf: Vec::new(),
+            initial_size,
             max_age,
             max_size,
             last_position: None,
@@ -68,7 +74,13 @@ impl<T> EvictingBuffer<T> {
 
     #[inline(always)]
     fn is_inert(&self) -> bool {
-        self.buf.is_empty() || self.max_age.is_zero()
+        self.initial_size == 0 || self.max_age.is_zero()
+    }
+
+    /// Whether nothing can be found in the buffer: it is inert, or nothing was pushed yet.
+    #[inline(always)]
+    fn holds_nothing(&self) -> bool {
+        self.is_inert() || self.buf.is_empty()
     }
 
     /// Push a new entry.
@@ -97,6 +109,10 @@ impl<T> EvictingBuffer<T> {
             return;
         }
 
+        if self.buf.is_empty() {
+            self.buf = prepare_buf(self.initial_size);
+        }
+
         let mut index = self.index_for_position(position);
 
         if let Some(entry) = &self.buf[index] {
@@ -121,7 +137,7 @@ impl<T> EvictingBuffer<T> {
     /// Get the entry for the previously inserted position.
     #[allow(unused)]
     pub fn get(&self, position: u64) -> Option<&T> {
-        if self.is_inert() {
+        if self.holds_nothing() {
             return None;
         }
 
@@ -135,7 +151,7 @@ impl<T> EvictingBuffer<T> {
     }
 
     pub fn get_mut(&mut self, position: u64) -> Option<&mut T> {
-        if self.is_inert() {
+        if self.holds_nothing() {
             return None;
         }
 
@@ -228,7 +244,7 @@ impl<T> EvictingBuffer<T> {
     }
 
     pub fn contains(&self, position: u64) -> bool {
-        if self.is_inert() {
+        if self.holds_nothing() {
             return false;
         }
 
@@ -266,6 +282,48 @@ impl<T> EvictingBuffer<T> {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn nothing_is_allocated_before_the_first_push() {
+        let mut buf = EvictingBuffer::new(10, Duration::from_secs(3), 1000);
+        let now = Instant::now();
+        buf.maybe_evict(now);
+        assert_eq!(buf.buf.capacity(), 0);
+        assert_eq!(buf.get(5), None);
+        assert_eq!(buf.get_mut(5), None);
+        assert!(!buf.contains(5));
+        assert_eq!(buf.last(), None);
+
+        buf.push(5, now, 'A');
+        assert_eq!(buf.buf.len(), 10);
+        assert_eq!(buf.get(5), Some(&'A'));
+        assert!(buf.contains(5));
+        assert_eq!(buf.last(), Some(&'A'));
+    }
+
+    #[test]
+    fn a_value_older_than_the_last_timeout_is_not_kept_before_the_first_push_either() {
+        let mut buf = EvictingBuffer::new(10, Duration::from_secs(3), 1000);
+        let now = Instant::now();
+        buf.maybe_evict(now + Duration::from_secs(1));
+        buf.push(5, now, 'A');
+        assert_eq!(buf.get(5), None);
+        assert_eq!(buf.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn an_inert_buffer_never_allocates() {
+        for mut buf in [
+            EvictingBuffer::new(0, Duration::from_secs(3), 1000),
+            EvictingBuffer::new(10, Duration::ZERO, 1000),
+        ] {
+            let now = Instant::now();
+            buf.push(5, now, 'A');
+            buf.maybe_evict(now);
+            assert_eq!(buf.get(5), None);
+            assert_eq!(buf.buf.capacity(), 0);
+        }
+    }
 
     #[test]
     fn push_and_get() {
