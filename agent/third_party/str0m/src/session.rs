@@ -1332,6 +1332,7 @@ impl Session {
             seq_no,
             is_padding,
             payload_size,
+            body,
         } = receipt;
 
         trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
@@ -1345,11 +1346,19 @@ impl Session {
 
         self.pacer.register_send(now, payload_size.into(), midrid);
 
+        let head = &buf[..header.header_len];
         if let Some(raw_packets) = &mut self.raw_packets {
-            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
+            let plain = match &body {
+                Some(body) => [head, body].concat(),
+                None => buf.clone(),
+            };
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), plain)));
         }
 
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let protected = match &body {
+            Some(body) => srtp_tx.protect_rtp_parts(head, body, &header, *seq_no),
+            None => srtp_tx.protect_rtp(buf, &header, *seq_no),
+        };
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
@@ -1630,6 +1639,10 @@ pub struct PacketReceipt {
     pub seq_no: SeqNo,
     pub is_padding: bool,
     pub payload_size: usize,
+    /// ion-cluster patch 10 (PATCHES.md): the payload of a regular packet, which the buffer
+    /// then does not hold: it holds the header, in its first `header.header_len` bytes.
+    /// None: the buffer holds the whole packet.
+    pub body: Option<Arc<[u8]>>,
 }
 
 /// Find the PayloadParams for the given Pt, either when the Pt is the main Pt for the Codec or

@@ -254,6 +254,24 @@ impl SrtpContext {
         header: &RtpHeader,
         srtp_index: u64, // same as ext_seq
     ) -> Vec<u8> {
+        let hlen = header.header_len;
+        self.protect_rtp_parts(&buf[..hlen], &buf[hlen..], header, srtp_index)
+    }
+
+    /// [`SrtpContext::protect_rtp`] of the packet `head` followed by `body`, read where they
+    /// are.
+    ///
+    /// ion-cluster patch 10 (PATCHES.md): the send path encrypts a regular packet's payload
+    /// straight from the `Arc` it was written with, instead of copying it behind the header
+    /// first. The ciphers read their input and write their output in separate buffers, so
+    /// the copy bought nothing.
+    pub fn protect_rtp_parts(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        header: &RtpHeader,
+        srtp_index: u64, // same as ext_seq
+    ) -> Vec<u8> {
         // SRTP layout
         // [header, [rtp, (padding + pad_count)], tag]
 
@@ -281,8 +299,10 @@ impl SrtpContext {
         //  | +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+ |
         //  |                                                                   |
         //  +- Encrypted Portion*                      Authenticated Portion ---+
-        let hlen = header.header_len;
-        let input = &buf[hlen..];
+        let hlen = head.len();
+        debug_assert_eq!(hlen, header.header_len);
+        let input = body;
+        let packet_len = hlen + body.len();
 
         match &mut self.rtp {
             Derived::Aes128CmSha1_80 { key, salt, enc, .. } => {
@@ -296,29 +316,29 @@ impl SrtpContext {
                 let padding_needed =
                     CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
                 let mut output =
-                    crate::io::zeroed(buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed);
+                    crate::io::zeroed(packet_len + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed);
 
                 enc.encrypt(&iv, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
-                output[..hlen].copy_from_slice(&buf[..hlen]);
+                output[..hlen].copy_from_slice(head);
 
-                let hmac_start = buf.len();
+                let hmac_start = packet_len;
                 let sha1_hmac = |k: &[u8], p: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(k, p);
                 Aes128CmSha1_80::rtp_hmac(sha1_hmac, key, &mut output, srtp_index, hmac_start);
 
-                output.truncate(buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN);
+                output.truncate(packet_len + Aes128CmSha1_80::HMAC_TAG_LEN);
                 output
             }
             Derived::AeadAes128Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
 
                 let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                let aad = &buf[..hlen];
+                let aad = head;
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = crate::io::zeroed(buf.len() + AeadAes128Gcm::TAG_LEN);
+                let mut output = crate::io::zeroed(packet_len + AeadAes128Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -330,11 +350,11 @@ impl SrtpContext {
                 let roc = (srtp_index >> 16) as u32;
 
                 let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                let aad = &buf[..hlen];
+                let aad = head;
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = crate::io::zeroed(buf.len() + AeadAes256Gcm::TAG_LEN);
+                let mut output = crate::io::zeroed(packet_len + AeadAes256Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -1044,6 +1064,36 @@ mod test {
                 .lines()
                 .map(str::to_owned)
                 .collect()
+        }
+    }
+
+    // ion-cluster patch 10 (PATCHES.md): the send path seals a regular packet from its
+    // header and its payload where they lie. It must give what sealing them joined gives.
+    #[test]
+    fn a_packet_sealed_from_its_parts_is_the_packet_sealed_whole() {
+        for profile in SrtpProfile::ALL {
+            let crypto = crate::crypto::test_default_provider();
+            let mat = KeyingMaterial::new(&vec![9; profile.keying_material_len()]);
+            let mut whole = SrtpContext::new(crypto, *profile, &mat, true);
+            let mut parts = SrtpContext::new(crypto, *profile, &mat, true);
+            let mut receiver = SrtpContext::new(crypto, *profile, &mat, true);
+
+            for (index, body_len) in [(1_u64, 1200_usize), (2, 1), (3, 0), (70_000, 333)] {
+                let mut packet = vec![0x80, 96, 0, index as u8, 0, 0, 0, 0, 0, 0, 0, 1];
+                packet.extend((0..body_len).map(|i| (i * 7) as u8));
+                let header =
+                    RtpHeader::parse(&packet, &crate::rtp_::ExtensionMap::empty()).unwrap();
+                let (head, body) = packet.split_at(header.header_len);
+
+                let expected = whole.protect_rtp(&packet, &header, index);
+                let sealed = parts.protect_rtp_parts(head, body, &header, index);
+                assert_eq!(sealed, expected, "{profile:?}, {body_len} bytes of body");
+                assert_eq!(
+                    receiver.unprotect_rtp(&sealed, &header, index),
+                    Some(body),
+                    "{profile:?}, {body_len} bytes: the receiver cannot open it"
+                );
+            }
         }
     }
 

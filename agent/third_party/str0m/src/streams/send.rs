@@ -734,11 +734,18 @@ impl StreamTx {
 
         let pkt = &next.pkt;
 
+        // ion-cluster patch 10 (PATCHES.md): a regular packet's payload is encrypted where
+        // it is; only a resend (behind its original sequence number) or a patched VP8
+        // payload is built in `buf`.
+        let mut body = None;
+
         let body_len = match next.kind {
             NextPacketKind::Regular | NextPacketKind::Resend(_) => {
                 let body_len = pkt.payload.len();
                 if let Some(patch) = pkt.vp8_patch.as_ref() {
                     patch.copy_to(pkt.payload.as_ref(), &mut body_out[..body_len]);
+                } else if next.kind == NextPacketKind::Regular {
+                    body = Some(pkt.payload.clone());
                 } else {
                     body_out[..body_len].copy_from_slice(pkt.payload.as_ref());
                 }
@@ -766,7 +773,11 @@ impl StreamTx {
             }
         };
 
-        buf.truncate(header_len + body_len);
+        // With the body elsewhere the buffer keeps its length, so the next packet's
+        // `resize` above does not zero it again.
+        if body.is_none() {
+            buf.truncate(header_len + body_len);
+        }
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
@@ -821,6 +832,7 @@ impl StreamTx {
             seq_no,
             is_padding,
             payload_size: body_len,
+            body,
         })
     }
 
