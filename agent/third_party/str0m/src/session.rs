@@ -53,9 +53,6 @@ const TWCC_INTERVAL: Duration = Duration::from_millis(50);
 /// Maximum number of pending RRTR entries before oldest are dropped.
 const MAX_PENDING_RRTRS: usize = 300;
 
-/// The size of the buffer an outgoing RTP packet is written into before encryption.
-const POLL_PACKET_BUF_SIZE: usize = 2000;
-
 /// Maximum number of DLRR items to include in a single ExtendedReport.
 const MAX_DLRR_PER_REPORT: usize = 50;
 
@@ -113,8 +110,9 @@ pub(crate) struct Session {
 
     // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
     //
-    // ion-cluster patch 9 (PATCHES.md): empty until the first RTP packet is sent. An SFU's
-    // receive-only PeerConnections (each viewer's publisher side) never send one.
+    // ion-cluster patch 9 (PATCHES.md): empty until the first RTP packet is sent, which
+    // sizes it (`StreamTx::poll_packet`). An SFU's receive-only PeerConnections (each
+    // viewer's publisher side) never send one.
     poll_packet_buf: Vec<u8>,
 
     // Next packet for RtpPacket event.
@@ -1312,9 +1310,6 @@ impl Session {
             return None;
         };
         let buf = &mut self.poll_packet_buf;
-        if buf.is_empty() {
-            buf.resize(POLL_PACKET_BUF_SIZE, 0);
-        }
         let twcc_seq = self.twcc;
 
         let params = &self.codec_config;
