@@ -978,6 +978,16 @@ mod tx_by_midrid_tests {
             .stream_tx_by_midrid(probe)
             .map(|s| s as *const StreamTx);
         assert!(first.is_some(), "bound: the probe stream is there");
+        let probe_queues: Vec<_> = streams
+            .send_queue_states(Instant::now(), |_, _| true)
+            .filter(|queue| queue.midrid == probe)
+            .map(|queue| queue.use_for_padding)
+            .collect();
+        assert_eq!(
+            probe_queues,
+            [true],
+            "bound: the pacer sees it, for padding"
+        );
 
         streams.set_probe_media(None);
         assert!(
