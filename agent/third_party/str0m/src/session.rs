@@ -1341,19 +1341,14 @@ impl Session {
 
         self.pacer.register_send(now, payload_size.into(), midrid);
 
-        let head = &buf[..header.header_len];
+        let (head, built_body) = buf.split_at(header.header_len);
+        let body = body.as_deref().unwrap_or(built_body);
         if let Some(raw_packets) = &mut self.raw_packets {
-            let plain = match &body {
-                Some(body) => [head, body].concat(),
-                None => buf.clone(),
-            };
+            let plain = [head, body].concat();
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), plain)));
         }
 
-        let protected = match &body {
-            Some(body) => srtp_tx.protect_rtp_parts(head, body, &header, *seq_no),
-            None => srtp_tx.protect_rtp(buf, &header, *seq_no),
-        };
+        let protected = srtp_tx.protect_rtp_parts(head, body, &header, *seq_no);
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {

@@ -248,6 +248,9 @@ impl DecryptWarnings {
 }
 
 impl SrtpContext {
+    /// Seals a whole packet held in one buffer. ion-cluster patch 10 (PATCHES.md): the send
+    /// path seals through [`SrtpContext::protect_rtp_parts`]; this remains for the tests.
+    #[cfg(any(test, feature = "_internal_test_exports"))]
     pub fn protect_rtp(
         &mut self,
         buf: &[u8],
