@@ -47,6 +47,7 @@ impl Metrics {
         metrics::counter!("ion_agent_bytes_total", "direction" => "out").absolute(t.bytes_out);
         metrics::counter!("ion_agent_forward_errors_total").absolute(t.forward_errors);
         metrics::counter!("ion_agent_send_drops_total").absolute(t.send_drops);
+        metrics::counter!("ion_agent_segmented_datagrams_total").absolute(t.segmented_out);
         metrics::counter!("ion_agent_media_panics_total").absolute(t.panics);
         let mut text = self.handle.render();
         text.push_str(&self.process_exposition());
@@ -115,6 +116,10 @@ fn describe() {
     describe_counter!(
         "ion_agent_send_drops_total",
         "Datagrams the socket refused to send (buffer full, peer unreachable)."
+    );
+    describe_counter!(
+        "ion_agent_segmented_datagrams_total",
+        "Datagrams sent out as segments of one UDP GSO message with others to the same peer."
     );
     describe_counter!(
         "ion_agent_media_panics_total",

@@ -20,6 +20,8 @@ pub struct WorkerCounters {
     pub forward_errors: AtomicU64,
     /// Datagrams the socket refused to send (buffer full).
     pub send_drops: AtomicU64,
+    /// Of `packets_out`, datagrams sent as segments of one UDP GSO message with others.
+    pub segmented_out: AtomicU64,
     /// Panics contained by the worker, each ending one session's participants on it.
     pub panics: AtomicU64,
 }
@@ -37,6 +39,7 @@ pub struct Totals {
     pub bytes_out: u64,
     pub forward_errors: u64,
     pub send_drops: u64,
+    pub segmented_out: u64,
     pub panics: u64,
 }
 
@@ -70,6 +73,7 @@ impl MediaCounters {
             t.bytes_out += w.bytes_out.load(Relaxed);
             t.forward_errors += w.forward_errors.load(Relaxed);
             t.send_drops += w.send_drops.load(Relaxed);
+            t.segmented_out += w.segmented_out.load(Relaxed);
             t.panics += w.panics.load(Relaxed);
         }
         t
