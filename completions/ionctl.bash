@@ -1429,7 +1429,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__loadtest)
-            opts="-o -h --url --place --target --class --session --publishers --subscribers --duration --video-bitrate --fps --audio --no-audio --ramp --warmup --calibrate --agent-cpu --output --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help"
+            opts="-o -h --url --place --target --class --session --publishers --subscribers --duration --video-bitrate --fps --audio --no-audio --rtx --ramp --warmup --calibrate --agent-cpu --output --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -354,6 +354,7 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l config -d 'Co
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l place -d 'Get a node from the placer, as `ionctl place` does, and join it with the join token'
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l audio -d 'Publish Opus audio (50 packets/s) beside the video; on unless --no-audio'
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l no-audio -d 'Publish video only'
+complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l rtx -d 'Offer and accept RTX for VP8, as Chrome does, so that the SFU keeps sent video for resending, and its memory shows it'
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -l calibrate -d 'Ramp subscribers of one publisher (500 kbps VP8 + Opus) until the agent uses 80% of its cores, loss passes 1% or this machine saturates; print units_per_vcpu'
 complete -c ionctl -n "__fish_ionctl_using_subcommand loadtest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ionctl -n "__fish_ionctl_using_subcommand record; and not __fish_seen_subcommand_from start stop list help" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r

@@ -73,6 +73,10 @@ pub struct LoadtestArgs {
     /// Publish video only.
     #[arg(long, overrides_with = "audio")]
     pub no_audio: bool,
+    /// Offer and accept RTX for VP8, as Chrome does, so that the SFU keeps sent video for
+    /// resending, and its memory shows it.
+    #[arg(long)]
+    pub rtx: bool,
     /// Joins per second.
     #[arg(long, value_name = "RATE", default_value_t = 10.0)]
     pub ramp: f64,
@@ -182,6 +186,7 @@ pub async fn run(global: &GlobalArgs, args: LoadtestArgs) -> Result<(), CliError
             fps: args.fps,
         },
         audio: args.calibrate || !args.no_audio,
+        rtx: args.rtx,
         ramp: args.ramp,
         warmup: args.warmup,
         join_timeout: Duration::from_secs(5),

@@ -99,13 +99,16 @@ pub(super) struct Shared {
     problems: Mutex<Vec<String>>,
     /// The server's `ion-sfu` data channel on the subscriber PC, once it opened it.
     api: Mutex<Option<Arc<dyn DataChannel>>>,
+    /// The participant's PCs offer and accept RTX for VP8.
+    rtx: bool,
 }
 
 impl Shared {
     /// Nothing received yet; media is counted against `window`.
-    pub(super) fn new(window: Arc<Window>) -> Arc<Shared> {
+    pub(super) fn new(window: Arc<Window>, rtx: bool) -> Arc<Shared> {
         Arc::new(Shared {
             window,
+            rtx,
             tracks: Mutex::default(),
             offered: Mutex::default(),
             renegotiations: AtomicU32::new(0),
@@ -225,7 +228,8 @@ pub(super) async fn new_pc(
         shared: shared.clone(),
         candidates: candidates.clone(),
     });
-    pc::peer_connection(handler, role == Role::Publisher, bind).await
+    let rtx = shared.rtx;
+    pc::peer_connection(handler, role == Role::Publisher, rtx, bind).await
 }
 
 /// One participant of a session.
@@ -245,7 +249,7 @@ impl Participant {
     /// is counted against `window`.
     pub async fn join(spec: &JoinSpec, window: Arc<Window>) -> Result<Participant, ClientError> {
         let bind = spec.bind;
-        let shared = Shared::new(window);
+        let shared = Shared::new(window, spec.rtx);
         // Connect first: an unreachable agent fails before any PC is built.
         let (signal, mut incoming, mut tasks) = Signal::connect(&spec.url, spec.timeout).await?;
         let (candidates_tx, mut candidates_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -67,6 +67,8 @@ pub struct Config {
     pub duration: Duration,
     pub video: VideoShape,
     pub audio: bool,
+    /// Every PeerConnection offers and accepts RTX for VP8 (see [`JoinSpec::rtx`]).
+    pub rtx: bool,
     /// Joins per second.
     pub ramp: f64,
     /// Time after the last join (and after tracks flow) before the window opens.
@@ -118,6 +120,7 @@ impl Config {
             video_bitrate_bps: self.video.bitrate_bps,
             video_fps: self.video.fps,
             audio: self.audio,
+            rtx: self.rtx,
             ramp_per_s: self.ramp,
             warmup_s: self.warmup.as_secs_f64(),
         }
@@ -353,6 +356,7 @@ impl Session {
             config: None,
             timeout: self.config.join_timeout,
             bind: self.bind,
+            rtx: self.config.rtx,
         }
     }
 

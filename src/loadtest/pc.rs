@@ -28,13 +28,17 @@ use super::peer::{ClientError, webrtc};
 
 pub const VP8_PT: u8 = 96;
 pub const OPUS_PT: u8 = 111;
+/// RTX for VP8, as Chrome numbers it after VP8's 96.
+pub const VP8_RTX_PT: u8 = 97;
 
 /// A PeerConnection bound to `bind` (an IP address) that reports to `handler`. A publisher
 /// PC taps keyframe requests, so its local tracks see PLI/FIR, and offers the MID and RTP
-/// stream id extensions for video, which simulcast layers are told apart by.
+/// stream id extensions for video, which simulcast layers are told apart by. With `rtx`, it
+/// also offers and accepts RTX for VP8.
 pub async fn peer_connection<H: PeerConnectionEventHandler + 'static>(
     handler: Arc<H>,
     publisher: bool,
+    rtx: bool,
     bind: std::net::IpAddr,
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
     let mut media = MediaEngine::default();
@@ -47,6 +51,17 @@ pub async fn peer_connection<H: PeerConnectionEventHandler + 'static>(
             RtpCodecKind::Video,
         )
         .map_err(webrtc("registering VP8"))?;
+    if rtx {
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: vp8_rtx(),
+                    payload_type: VP8_RTX_PT,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(webrtc("registering RTX"))?;
+    }
     media
         .register_codec(
             RTCRtpCodecParameters {
@@ -164,6 +179,17 @@ pub fn vp8() -> RTCRtpCodec {
         channels: 0,
         sdp_fmtp_line: String::new(),
         rtcp_feedback: vec![fb("nack", ""), fb("nack", "pli"), fb("ccm", "fir")],
+    }
+}
+
+/// RTX (RFC 4588) for [`VP8_PT`].
+pub fn vp8_rtx() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/rtx".to_owned(),
+        clock_rate: VIDEO_CLOCK,
+        channels: 0,
+        sdp_fmtp_line: format!("apt={VP8_PT}"),
+        rtcp_feedback: vec![],
     }
 }
 

@@ -47,6 +47,9 @@ pub struct JoinSpec {
     pub timeout: Duration,
     /// The local address the PCs bind (the agent's own for a local agent).
     pub bind: std::net::IpAddr,
+    /// Offer and accept RTX (RFC 4588) for VP8, as Chrome does: the SFU then keeps sent video
+    /// packets for resending.
+    pub rtx: bool,
 }
 
 /// A track to publish: its kind, its index (written into every stamp, and unique among the

@@ -26,6 +26,7 @@ pub struct RunConfig {
     pub video_bitrate_bps: u64,
     pub video_fps: u32,
     pub audio: bool,
+    pub rtx: bool,
     /// Joins per second.
     pub ramp_per_s: f64,
     pub warmup_s: f64,

@@ -172,6 +172,7 @@ impl Peer {
             bind: bind
                 .parse()
                 .map_err(|e| anyhow::anyhow!("bind address {bind:?}: {e}"))?,
+            rtx: false,
         };
         // Open from the start: every arrival is recorded, for `received_in`.
         let window = Arc::new(Window::default());

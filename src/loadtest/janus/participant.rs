@@ -73,7 +73,7 @@ impl Participant {
         };
         Ok(Participant {
             uid: spec.uid.clone(),
-            shared: Shared::new(window),
+            shared: Shared::new(window, spec.rtx),
             room,
             control: control.id,
             control_events: Mutex::new(Some(control.events)),
