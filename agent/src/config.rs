@@ -206,6 +206,11 @@ pub struct WebrtcConfig {
     /// STUN servers (`stun:host[:port]`) that tell a node behind NAT its public address when
     /// `nat1to1` is not set. The agent itself is ICE-lite and needs no TURN.
     pub ice_servers: Vec<String>,
+    /// How long forwarded video is kept to answer a subscriber's NACK with a resend (RTX).
+    /// Each subscriber's video stream keeps its own history, so this bounds the memory a
+    /// node spends per viewer; a NACK older than a few round trips comes too late to help.
+    #[serde(with = "humantime_serde")]
+    pub resend_history: Duration,
 }
 
 impl Default for WebrtcConfig {
@@ -216,6 +221,7 @@ impl Default for WebrtcConfig {
             workers: 0,
             nat1to1: Vec::new(),
             ice_servers: Vec::new(),
+            resend_history: crate::sfu::DEFAULT_RESEND_HISTORY,
         }
     }
 }
@@ -366,6 +372,13 @@ impl AgentConfig {
                 )
             })?;
             JoinSecret::new(secret).with_context(|| format!("bad [auth] secret{at}"))?;
+        }
+        if self.webrtc.resend_history > Duration::from_secs(10) {
+            bail!(
+                "[webrtc] resend_history{at} must be at most 10s, not {}: a resend that late \
+                 cannot help, and every viewer keeps its own history",
+                humantime::format_duration(self.webrtc.resend_history)
+            );
         }
         if self.signal.max_message_bytes < 1024 {
             bail!("[signal] max_message_bytes{at} must be at least 1024");
@@ -555,6 +568,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("min_write_interval"), "{error}");
+    }
+
+    #[test]
+    fn resend_history_is_a_duration_of_at_most_ten_seconds() {
+        assert_eq!(
+            AgentConfig::default().webrtc.resend_history,
+            Duration::from_secs(1)
+        );
+        let f = file("[cluster]\nnode_id = \"n1\"\n[webrtc]\nresend_history = \"500ms\"\n");
+        let config = AgentConfig::load(&flags_for(f.path())).unwrap();
+        assert_eq!(config.webrtc.resend_history, Duration::from_millis(500));
+        let f = file("[cluster]\nnode_id = \"n1\"\n[webrtc]\nresend_history = \"1min\"\n");
+        let error = AgentConfig::load(&flags_for(f.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("resend_history"), "{error}");
+        assert!(error.contains("at most 10s, not 1m"), "{error}");
     }
 
     #[test]

@@ -23,6 +23,17 @@ use super::{JoinConfig, PeerEvent, SfuError, VideoLayer};
 /// resolves.
 pub const API_CHANNEL: &str = "ion-sfu";
 
+/// How long a PeerConnection keeps sent video to answer NACKs with resends (`[webrtc]
+/// resend_history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResendHistory(pub Duration);
+
+impl Default for ResendHistory {
+    fn default() -> Self {
+        Self(super::DEFAULT_RESEND_HISTORY)
+    }
+}
+
 /// A worker-unique participant id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParticipantId(pub u64);
@@ -85,8 +96,11 @@ impl Pc {
         candidates: &[SocketAddr],
         role: Role,
         ice_lite: bool,
+        resend_history: ResendHistory,
     ) -> Result<Self, SfuError> {
         let mut rtc = Rtc::builder()
+            // str0m keeps 3 s by default (str0m patch 11 makes it a setting).
+            .set_send_buffer_max_age(resend_history.0)
             // The server has public host candidates; the client does the checks and
             // nominates, so mDNS or hidden client addresses do not matter.
             .set_ice_lite(ice_lite)

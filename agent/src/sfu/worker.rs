@@ -28,7 +28,9 @@ use tokio::sync::{mpsc, watch};
 use super::containment::{self, InHand};
 use super::counters::WorkerCounters;
 use super::keyframe::starts_keyframe;
-use super::participant::{Link, OutState, Participant, ParticipantId, Pc, Role, TrackOut};
+use super::participant::{
+    Link, OutState, Participant, ParticipantId, Pc, ResendHistory, Role, TrackOut,
+};
 use super::relay_socket::{self, RecvAny, RelaySocket};
 use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
@@ -119,6 +121,8 @@ struct State {
     outbox: SendBatch,
     /// Datagrams of edge ends of relays, each for its own socket.
     relay_outbox: Vec<(Arc<UdpSocket>, Transmit)>,
+    /// What every PeerConnection made here keeps for resends.
+    resend_history: ResendHistory,
     next_track: u64,
     /// When each PeerConnection wants its next timeout, earliest first, so a wake-up costs
     /// O(log n) rather than a scan of every peer (400 PeerConnections at 200 viewers, and
@@ -156,6 +160,7 @@ impl Worker {
         index: usize,
         socket: std::net::UdpSocket,
         candidates: Vec<SocketAddr>,
+        resend_history: ResendHistory,
         commands: mpsc::Receiver<Command>,
         counters: Arc<WorkerCounters>,
         shutdown: watch::Receiver<bool>,
@@ -167,7 +172,10 @@ impl Worker {
             commands,
             counters,
             shutdown,
-            state: State::default(),
+            state: State {
+                resend_history,
+                ..State::default()
+            },
         }
     }
 
@@ -1084,12 +1092,18 @@ impl State {
                 .ok_or_else(|| SfuError::Internal("the worker has no socket".to_owned()))?;
             let announce_ip = candidates.first().map_or(bind_ip, SocketAddr::ip);
             let relay = relay_socket::bind(id, bind_ip, announce_ip)?;
-            let mut pc = Pc::new(now, &[relay.candidate], Role::Publisher, false)?;
+            let mut pc = Pc::new(
+                now,
+                &[relay.candidate],
+                Role::Publisher,
+                false,
+                self.resend_history,
+            )?;
             pc.socket = Some(relay.socket.clone());
             self.relay_sockets.push(relay);
             pc
         } else {
-            Pc::new(now, candidates, Role::Publisher, true)?
+            Pc::new(now, candidates, Role::Publisher, true, self.resend_history)?
         };
         let answer = match publisher.rtc.sdp_api().accept_offer(offer) {
             Ok(answer) => answer,
@@ -1101,7 +1115,13 @@ impl State {
         let subscriber = if config.no_subscribe || from_origin {
             None
         } else {
-            Some(Pc::new(now, candidates, Role::Subscriber, true)?)
+            Some(Pc::new(
+                now,
+                candidates,
+                Role::Subscriber,
+                true,
+                self.resend_history,
+            )?)
         };
         let p = Participant::new(
             id,
@@ -1159,7 +1179,7 @@ impl State {
         now: Instant,
         candidates: &[SocketAddr],
     ) -> Result<(), SfuError> {
-        let subscriber = Pc::new(now, candidates, Role::Subscriber, true)?;
+        let subscriber = Pc::new(now, candidates, Role::Subscriber, true, self.resend_history)?;
         let uid = format!("relay:{edge}");
         let p = Participant::new(
             id,

@@ -50,6 +50,7 @@ pub struct RtcConfig {
     pub(crate) pause_threshold: Duration,
     pub(crate) send_buffer_audio: usize,
     pub(crate) send_buffer_video: usize,
+    pub(crate) send_buffer_max_age: Duration,
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
@@ -662,6 +663,32 @@ impl RtcConfig {
         self.send_buffer_video
     }
 
+    /// Sets how long sent packets are kept for resends (NACK), for the send streams made
+    /// after this. Older packets are dropped from the send buffers even when they have room.
+    ///
+    /// A NACK for a packet older than a few round trips comes too late for the receiver to
+    /// use it, while each kept packet costs memory per send stream: an SFU forwarding one
+    /// video stream to many receivers keeps one buffer per receiver. (ion-cluster patch 11)
+    ///
+    /// ```
+    /// # use str0m::Rtc;
+    /// # use std::time::Duration;
+    /// let config = Rtc::builder().set_send_buffer_max_age(Duration::from_secs(1));
+    ///
+    /// // Defaults to 3 seconds.
+    /// assert_eq!(Rtc::builder().send_buffer_max_age(), Duration::from_secs(3));
+    /// assert_eq!(config.send_buffer_max_age(), Duration::from_secs(1));
+    /// ```
+    pub fn set_send_buffer_max_age(mut self, max_age: Duration) -> Self {
+        self.send_buffer_max_age = max_age;
+        self
+    }
+
+    /// Returns how long sent packets are kept for resends.
+    pub fn send_buffer_max_age(&self) -> Duration {
+        self.send_buffer_max_age
+    }
+
     /// Sets how many bytes the data channels can buffer for sending, summed over all channels.
     ///
     /// [`Channel::write()`][crate::channel::Channel::write()] does not accept a message (returns
@@ -902,6 +929,7 @@ impl Default for RtcConfig {
             pause_threshold: Duration::from_millis(1500),
             send_buffer_audio: 50,
             send_buffer_video: 1000,
+            send_buffer_max_age: crate::streams::DEFAULT_RTX_CACHE_DURATION,
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,

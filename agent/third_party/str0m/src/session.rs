@@ -76,6 +76,7 @@ pub(crate) struct Session {
     intervals: RtcpReportIntervals,
     pub send_buffer_audio: usize,
     pub send_buffer_video: usize,
+    pub send_buffer_max_age: Duration,
 
     /// Extension mappings are _per BUNDLE_, but we can only have one a=group BUNDLE
     /// in WebRTC (one ice connection), so they are effectively per session.
@@ -197,6 +198,7 @@ impl Session {
             intervals: config.intervals,
             send_buffer_audio: config.send_buffer_audio,
             send_buffer_video: config.send_buffer_video,
+            send_buffer_max_age: config.send_buffer_max_age,
             exts: config.exts.clone(),
 
             // Both sending and receiving starts from the configured codecs.

@@ -12,9 +12,7 @@ use crate::poll::RtcMut;
 use crate::rtp_::MidRid;
 use crate::rtp_::{Mid, Rid, Ssrc};
 use crate::sctp::{ChannelConfig, SctpInitData};
-use crate::streams::{
-    DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP, RtpWrite, StreamRx, StreamTx,
-};
+use crate::streams::{DEFAULT_RTX_RATIO_CAP, RtpWrite, StreamRx, StreamTx};
 
 /// Direct change strategy.
 ///
@@ -341,7 +339,7 @@ impl<'a> DirectApi<'a> {
             rtc.session.send_buffer_video
         };
 
-        stream.set_rtx_cache(size, DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP);
+        stream.set_rtx_cache(size, rtc.session.send_buffer_max_age, DEFAULT_RTX_RATIO_CAP);
 
         stream
     }
@@ -462,5 +460,31 @@ impl<'a> DirectApi<'a> {
     /// can relay a keyframe request for a stream sourced by the remote peer.
     pub fn send_pli_feedback(&mut self, sender_ssrc: Ssrc, media_ssrc: Ssrc) {
         self.rtc.session.send_pli_feedback(sender_ssrc, media_ssrc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::Rtc;
+    use crate::media::{MediaKind, Mid};
+
+    /// ion-cluster patch 11 (PATCHES.md): the resend buffer's age comes from the config.
+    #[test]
+    fn a_send_stream_keeps_resends_for_the_configured_age() {
+        let now = Instant::now();
+        let half_a_second = Rtc::builder().set_send_buffer_max_age(Duration::from_millis(500));
+        for (config, age) in [
+            (Rtc::builder(), Duration::from_secs(3)),
+            (half_a_second, Duration::from_millis(500)),
+        ] {
+            let mut rtc = config.build(now);
+            let mut api = rtc.direct_api();
+            let mid: Mid = "vid".into();
+            api.declare_media(mid, MediaKind::Video);
+            let stream = api.declare_stream_tx(1.into(), Some(2.into()), mid, None);
+            assert_eq!(stream.rtx_cache_max_age(), age);
+        }
     }
 }

@@ -446,6 +446,12 @@ impl StreamTx {
             .map(|info| info as &dyn StreamTxQueueInfo)
     }
 
+    /// How long sent packets are kept for resends.
+    #[cfg(test)]
+    pub(crate) fn rtx_cache_max_age(&self) -> Duration {
+        self.rtx_cache.max_age()
+    }
+
     /// Configure the RTX (resend) cache.
     ///
     /// This determines how old incoming NACKs we can reply to.
