@@ -456,8 +456,8 @@ mod tests {
         assert_eq!(run_length(&other_source), 1);
     }
 
-    /// Reads `count` datagrams from `receiver` and checks they are `expected`, in order, each
-    /// on its own.
+    /// Reads as many datagrams from `receiver` as `expected` holds and checks they are those,
+    /// in order, each on its own.
     fn assert_receives(receiver: &std::net::UdpSocket, from: SocketAddr, expected: &[Vec<u8>]) {
         receiver
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))
