@@ -1,8 +1,10 @@
 //! The worker's [`State`] with no sockets: str0m client peers in memory, datagrams carried
 //! between them and the state by hand, the clock advanced by the test. Forwarding (a
 //! publisher's audio reaching a subscriber, payloads unchanged and in order, on the
-//! subscriber's own SSRC) and timer handling (RTCP with no input at all) are checked here
-//! without UDP; tests/media.rs covers the same paths over real sockets.
+//! subscriber's own SSRC), resends (a video packet lost on the way to a subscriber comes
+//! back from the resend history, and not without one) and timer handling (RTCP with no
+//! input at all) are checked here without UDP; tests/media.rs covers forwarding and timers
+//! over real sockets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,9 +42,11 @@ struct ClientPc {
 impl ClientPc {
     fn new(addr: &str, now: Instant) -> ClientPc {
         let addr: SocketAddr = addr.parse().expect("an address");
+        // VP8 comes with RTX, so a lost video packet is NACKed and resent.
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
+            .enable_vp8(true)
             .build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
         ClientPc {
@@ -95,7 +99,8 @@ struct Client {
     publisher: ClientPc,
     subscriber: ClientPc,
     events: mpsc::UnboundedReceiver<PeerEvent>,
-    audio: Option<Mid>,
+    /// The track it publishes, if any.
+    track: Option<Mid>,
 }
 
 /// The state, its counters, the clients and the clock.
@@ -106,6 +111,8 @@ struct World {
     now: Instant,
     /// Datagrams the state sent to each client address.
     sent_to: Vec<SocketAddr>,
+    /// The next RTP packet the state sends to this address is lost on the way.
+    lose_next_rtp_to: Option<SocketAddr>,
 }
 
 impl World {
@@ -116,18 +123,19 @@ impl World {
             clients: Vec::new(),
             now: Instant::now(),
             sent_to: Vec::new(),
+            lose_next_rtp_to: None,
         }
     }
 
-    /// Joins a participant whose join offer carries one send-only audio track when
-    /// `publish`, as a data channel only otherwise.
-    fn join(&mut self, n: u8, publish: bool) -> usize {
+    /// Joins a participant whose join offer carries one send-only track of the `publish`
+    /// kind, or only a data channel.
+    fn join(&mut self, n: u8, publish: Option<MediaKind>) -> usize {
         let now = self.now;
         let mut publisher = ClientPc::new(&format!("10.99.0.{}:6000", n + 10), now);
         let subscriber = ClientPc::new(&format!("10.99.0.{}:6001", n + 10), now);
         let mut change = publisher.rtc.sdp_api();
-        let audio = publish
-            .then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        let track =
+            publish.map(|kind| change.add_media(kind, Direction::SendOnly, None, None, None));
         change.add_channel("ion-sfu".to_owned());
         let (offer, pending): (_, SdpPendingOffer) = change.apply().expect("an offer");
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -162,7 +170,7 @@ impl World {
             publisher,
             subscriber,
             events,
-            audio,
+            track,
         });
         self.clients.len() - 1
     }
@@ -224,6 +232,10 @@ impl World {
     fn deliver(&mut self, now: Instant) {
         for t in self.state.outbox.take() {
             self.sent_to.push(t.destination);
+            if self.lose_next_rtp_to == Some(t.destination) && is_rtp(&t.contents) {
+                self.lose_next_rtp_to = None;
+                continue;
+            }
             let pc = self
                 .clients
                 .iter_mut()
@@ -260,12 +272,16 @@ fn frame(i: u32) -> Vec<u8> {
 fn send_frame(world: &mut World, publisher: usize, i: u32) {
     let now = world.now;
     let client = &mut world.clients[publisher];
-    let mid = client.audio.expect("a publishing client");
-    let writer = client.publisher.rtc.writer(mid).expect("the audio writer");
+    let mid = client.track.expect("a publishing client");
+    let writer = client
+        .publisher
+        .rtc
+        .writer(mid)
+        .expect("the track's writer");
     let pt = writer
         .payload_params()
         .next()
-        .expect("Opus negotiated")
+        .expect("a codec negotiated")
         .pt();
     writer
         .write(pt, now, MediaTime::from_millis(u64::from(i) * 20), frame(i))
@@ -283,8 +299,8 @@ fn connected(world: &World) -> bool {
 /// sent and arrived at Bob: the world, Alice and Bob.
 fn a_call_with_media(frames: u32) -> (World, usize, usize) {
     let mut world = World::new();
-    let alice = world.join(1, true);
-    let bob = world.join(2, false);
+    let alice = world.join(1, Some(MediaKind::Audio));
+    let bob = world.join(2, None);
     world.step_until(
         "both clients connect both PCs",
         Duration::from_secs(10),
@@ -371,4 +387,61 @@ fn timers_close_together_share_one_wake_up_and_none_fires_early() {
         let wake = timer_slot(at, now, epoch);
         assert!(wake >= at && wake < at + TIMER_SLOT, "{micros} µs");
     }
+}
+
+/// RTP rather than RTCP, STUN or DTLS (RFC 7983's first byte, RFC 5761's payload types).
+fn is_rtp(datagram: &[u8]) -> bool {
+    matches!(datagram, [128..=191, second, ..] if !(192..=223).contains(second))
+}
+
+/// Alice publishing video and Bob watching, with the agent's subscriber PeerConnections
+/// keeping `resend_history`. One of Alice's frames is lost on its way to Bob, and the next
+/// is sent: whether the lost one reaches Bob within 2 s of test time.
+fn a_lost_video_packet_reaches_the_subscriber(resend_history: Duration) -> bool {
+    let mut world = World::new();
+    world.state.resend_history = super::ResendHistory(resend_history);
+    let alice = world.join(1, Some(MediaKind::Video));
+    let bob = world.join(2, None);
+    world.step_until(
+        "both clients connect both PCs",
+        Duration::from_secs(10),
+        connected,
+    );
+    let mut i = 0;
+    while world.clients[bob].subscriber.received.len() < 3 {
+        assert!(i < 200, "bob gets alice's video within 200 frames");
+        send_frame(&mut world, alice, i);
+        world.step();
+        i += 1;
+    }
+    let (lost, next) = (i, i + 1);
+    world.lose_next_rtp_to = Some(world.clients[bob].subscriber.addr);
+    send_frame(&mut world, alice, lost);
+    world.step();
+    assert!(world.lose_next_rtp_to.is_none(), "a packet was lost");
+    send_frame(&mut world, alice, next);
+    let deadline = world.now + Duration::from_secs(2);
+    while world.now < deadline {
+        world.step();
+        if world.clients[bob]
+            .subscriber
+            .received
+            .contains(&frame(lost))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn a_subscribers_nack_is_answered_from_the_resend_history_and_not_without_one() {
+    assert!(
+        a_lost_video_packet_reaches_the_subscriber(Duration::from_secs(1)),
+        "resent from a 1 s history"
+    );
+    assert!(
+        !a_lost_video_packet_reaches_the_subscriber(Duration::ZERO),
+        "nothing kept, nothing resent"
+    );
 }
