@@ -295,17 +295,23 @@ fn connected(world: &World) -> bool {
         .all(|c| c.publisher.connected && c.subscriber.connected)
 }
 
-/// Alice publishing audio and Bob watching, both connected, and `frames` of Alice's audio
-/// sent and arrived at Bob: the world, Alice and Bob.
-fn a_call_with_media(frames: u32) -> (World, usize, usize) {
-    let mut world = World::new();
-    let alice = world.join(1, Some(MediaKind::Audio));
+/// Alice publishing a track of `kind` and Bob watching, both connected in `world`: the
+/// world, Alice and Bob.
+fn a_connected_call(mut world: World, kind: MediaKind) -> (World, usize, usize) {
+    let alice = world.join(1, Some(kind));
     let bob = world.join(2, None);
     world.step_until(
         "both clients connect both PCs",
         Duration::from_secs(10),
         connected,
     );
+    (world, alice, bob)
+}
+
+/// Alice publishing audio and Bob watching, both connected, and `frames` of Alice's audio
+/// sent and arrived at Bob: the world, Alice and Bob.
+fn a_call_with_media(frames: u32) -> (World, usize, usize) {
+    let (mut world, alice, bob) = a_connected_call(World::new(), MediaKind::Audio);
     for i in 0..frames {
         send_frame(&mut world, alice, i);
         world.step();
@@ -400,13 +406,7 @@ fn is_rtp(datagram: &[u8]) -> bool {
 fn a_lost_video_packet_reaches_the_subscriber(resend_history: Duration) -> bool {
     let mut world = World::new();
     world.state.resend_history = super::ResendHistory(resend_history);
-    let alice = world.join(1, Some(MediaKind::Video));
-    let bob = world.join(2, None);
-    world.step_until(
-        "both clients connect both PCs",
-        Duration::from_secs(10),
-        connected,
-    );
+    let (mut world, alice, bob) = a_connected_call(world, MediaKind::Video);
     let mut i = 0;
     while world.clients[bob].subscriber.received.len() < 3 {
         assert!(i < 200, "bob gets alice's video within 200 frames");
