@@ -22,8 +22,8 @@ use super::counters::WorkerCounters;
 /// headers on the stack small and already makes the per-call cost negligible.
 const MAX_BATCH: usize = 64;
 
-/// Datagrams per segmented message (Linux only, as is all segmentation): the kernel's `UDP_MAX_SEGMENTS` (64 before Linux 6.9,
-/// 128 since).
+/// Datagrams per segmented message (Linux only, as is all segmentation): the kernel's
+/// `UDP_MAX_SEGMENTS` (64 before Linux 6.9, 128 since).
 #[cfg(any(target_os = "linux", test))]
 const MAX_SEGMENTS: usize = 64;
 
