@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::rtp::{Extension, ExtensionMap};
+use str0m::rtp::{Extension, ExtensionMap, RtpWrite};
 use str0m::{Candidate, Rtc};
 use tokio::sync::mpsc;
 
@@ -80,8 +80,10 @@ impl Link {
 pub struct Pc {
     pub rtc: Rtc,
     pub timeout: Instant,
-    /// Media was written since the last poll: str0m queues a written packet and sends it
-    /// only after its next timeout, which it will want at once.
+    /// Packets forwarded to this PeerConnection since its last poll, which sends them.
+    pub forwarded: Vec<(Mid, RtpWrite)>,
+    /// Media was queued in str0m since the last poll: str0m sends a queued packet only
+    /// after its next timeout, which it will want at once.
     pub written: bool,
     /// The socket of an edge's end of a relay (see `relay_socket`); None: the worker's.
     pub socket: Option<Arc<tokio::net::UdpSocket>>,
@@ -120,6 +122,7 @@ impl Pc {
         Ok(Self {
             rtc,
             timeout: now,
+            forwarded: Vec::new(),
             written: false,
             socket: None,
         })

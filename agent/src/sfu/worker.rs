@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use str0m::change::RtpSend;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
@@ -132,6 +133,10 @@ struct State {
     timers: BinaryHeap<Reverse<(Instant, ParticipantId, Role)>>,
     /// A participant failed this round: remove it now rather than at the next housekeeping.
     reap_soon: bool,
+    /// Forwarded packets that str0m refused when their subscriber was polled (no stream
+    /// for the mid any more, or a payload type it no longer has), for the next flush to
+    /// count as forward errors.
+    refused_forwards: u64,
     /// The sockets of this worker's edge ends of relays.
     relay_sockets: Vec<RelaySocket>,
     /// The IP the worker's socket is bound to; relay sockets bind it too.
@@ -567,6 +572,9 @@ impl State {
     /// as possible, each relay's from its own socket.
     fn flush(&mut self, socket: &UdpSocket, counters: &WorkerCounters) {
         self.outbox.flush(socket, counters);
+        counters
+            .forward_errors
+            .fetch_add(std::mem::take(&mut self.refused_forwards), Relaxed);
         for (own, transmit) in self.relay_outbox.drain(..) {
             if own
                 .try_send_to(&transmit.contents, transmit.destination)
@@ -592,6 +600,44 @@ impl State {
             return;
         };
         p.dirty[role.index()] = false;
+        // What was forwarded to this PeerConnection since its last poll goes out at once,
+        // sealed by str0m without its send queue, a timeout and a poll each (str0m patch
+        // 12). Sealing here rather than in `forward` keeps each subscriber's datagrams
+        // together for segmentation, and lets a full batch leave before the whole fan-out
+        // is sealed.
+        let mut refused = 0;
+        if let Some(pc) = p.pc_mut(role)
+            && !pc.forwarded.is_empty()
+        {
+            let alive = pc.rtc.is_alive();
+            for (mid, write) in pc.forwarded.drain(..) {
+                if !alive {
+                    continue;
+                }
+                match pc.rtc.direct_api().send_rtp(mid, None, now, write) {
+                    RtpSend::Sent(transmit) => match &pc.socket {
+                        Some(own) => self.relay_outbox.push((own.clone(), transmit)),
+                        None => self.outbox.push(transmit),
+                    },
+                    // Something queued on the stream goes first; the timeout below
+                    // releases both.
+                    RtpSend::Queued => pc.written = true,
+                    RtpSend::NoStream | RtpSend::Dropped => refused += 1,
+                }
+            }
+        }
+        if refused > 0 {
+            self.refused_forwards += refused;
+            // A renegotiation may have moved the codec or the mid: match afresh.
+            if let Some(session) = self.sessions.get_mut(&p.sid) {
+                session
+                    .tracks
+                    .iter_mut()
+                    .flat_map(|track| track.subscriptions.iter_mut())
+                    .filter(|sub| sub.participant == id)
+                    .for_each(|sub| sub.pt_map = None);
+            }
+        }
         let mut due_timeouts = 0;
         // A written packet is queued for sending on a timeout that str0m asks for at once.
         // Giving it that timeout before the first poll saves the poll that would only ask for
@@ -882,29 +928,21 @@ impl State {
                 _ => pc.rtc.codec_config().match_params(params).map(|p| p.pt()),
             };
             sub.pt_map = to_pt.map(|to| (pt, to));
-            // `DirectApi::write_rtp` (str0m patch 4), not a write through the stream: the
-            // timeout that releases the packet then moves only this stream, and the poll
-            // that sends it skips ICE, DTLS, SCTP and the session's events.
-            let written = to_pt.is_some_and(|to_pt| {
-                pc.rtc.direct_api().write_rtp(
-                    sub.mid,
-                    None,
-                    RtpWrite::new(
-                        to_pt,
-                        out.seq_no.into(),
-                        out.timestamp,
-                        packet.timestamp,
-                        packet.payload.clone(),
-                    )
-                    .marker(packet.header.marker)
-                    .ext_vals(extensions.clone())
-                    // The subscriber's NACKs are answered from str0m's send buffer; audio is
-                    // not worth resending.
-                    .nackable(video),
+            if let Some(to_pt) = to_pt {
+                // Sealed and sent when the subscriber is polled (see `State::poll`).
+                let write = RtpWrite::new(
+                    to_pt,
+                    out.seq_no.into(),
+                    out.timestamp,
+                    packet.timestamp,
+                    packet.payload.clone(),
                 )
-            });
-            if written {
-                pc.written = true;
+                .marker(packet.header.marker)
+                .ext_vals(extensions.clone())
+                // The subscriber's NACKs are answered from str0m's send buffer; audio is
+                // not worth resending.
+                .nackable(video);
+                pc.forwarded.push((sub.mid, write));
             } else {
                 // A renegotiation may have moved the codec: match afresh next time.
                 sub.pt_map = None;

@@ -1301,7 +1301,7 @@ impl Session {
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
-        let srtp_tx = self.srtp_tx.as_mut()?;
+        self.srtp_tx.as_ref()?;
 
         // Figure out which, if any, queue to poll
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
@@ -1324,6 +1324,68 @@ impl Session {
 
         let receipt = stream.poll_packet(now, exts, twcc, params, buf)?;
 
+        let twcc_id = twcc_enabled.then(|| match cluster_id {
+            Some(cluster) => TwccPacketId::with_cluster(twcc_seq, cluster),
+            None => TwccPacketId::new(twcc_seq),
+        });
+        self.seal_sent(receipt, midrid, twcc_id, now)
+    }
+
+    /// Sends an RTP packet on the stream `midrid` at once, when nothing paces it and
+    /// nothing waits ahead of it on the stream. Otherwise it is queued as
+    /// [`Self::write_rtp`] queues it (ion-cluster patch 12).
+    pub(crate) fn send_rtp_now(&mut self, midrid: MidRid, rtp: RtpWrite, now: Instant) -> SentNow {
+        let unpaced = self.pacer.is_null()
+            && self.bwe.is_none()
+            && self.srtp_tx.is_some()
+            && !self.rtp_closing
+            && !self.written.contains(&midrid);
+        let Session {
+            streams,
+            medias,
+            codec_config,
+            poll_packet_buf,
+            twcc,
+            ..
+        } = self;
+        let Some(stream) = streams.stream_tx_by_midrid(midrid) else {
+            return SentNow::NoStream;
+        };
+        let media = medias.iter().find(|m| m.mid() == midrid.mid());
+        let (Some(media), true) = (media, unpaced && stream.can_send_now()) else {
+            return match self.write_rtp(midrid, rtp) {
+                None => SentNow::NoStream,
+                Some(alone) => SentNow::Queued { alone },
+            };
+        };
+
+        let exts = media.remote_extmap();
+        let twcc_seq = *twcc;
+        let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
+        let twcc_counter = twcc_enabled.then_some(twcc);
+        let Some(receipt) =
+            stream.send_now(rtp, now, exts, twcc_counter, codec_config, poll_packet_buf)
+        else {
+            // A payload type not negotiated on this m-line: dropped, as a queued one is.
+            return SentNow::Dropped;
+        };
+        let twcc_id = twcc_enabled.then(|| TwccPacketId::new(twcc_seq));
+        match self.seal_sent(receipt, midrid, twcc_id, now) {
+            Some(datagram) => SentNow::Sent(datagram),
+            None => SentNow::Dropped,
+        }
+    }
+
+    /// Seals a packet built into `poll_packet_buf` and accounts for it as sent: the pacer,
+    /// the TWCC send record, BWE and the media byte count (ion-cluster patch 12 took it out
+    /// of `poll_packet`, so that `send_rtp_now` does the same).
+    fn seal_sent(
+        &mut self,
+        receipt: PacketReceipt,
+        midrid: MidRid,
+        twcc_id: Option<TwccPacketId>,
+        now: Instant,
+    ) -> Option<DatagramSend> {
         let PacketReceipt {
             header,
             seq_no,
@@ -1343,21 +1405,17 @@ impl Session {
 
         self.pacer.register_send(now, payload_size.into(), midrid);
 
-        let (head, built_body) = buf.split_at(header.header_len);
+        let (head, built_body) = self.poll_packet_buf.split_at(header.header_len);
         let body = body.as_deref().unwrap_or(built_body);
         if let Some(raw_packets) = &mut self.raw_packets {
             let plain = [head, body].concat();
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), plain)));
         }
 
+        let srtp_tx = self.srtp_tx.as_mut()?;
         let protected = srtp_tx.protect_rtp_parts(head, body, &header, *seq_no);
 
-        if twcc_enabled {
-            let packet_id = if let Some(cluster) = cluster_id {
-                TwccPacketId::with_cluster(twcc_seq, cluster)
-            } else {
-                TwccPacketId::new(twcc_seq)
-            };
+        if let Some(packet_id) = twcc_id {
             self.twcc_tx_register
                 .register_seq(packet_id, now, payload_size);
         }
@@ -1624,6 +1682,18 @@ impl Session {
     pub fn is_connected(&self) -> bool {
         self.srtp_rx.is_some() && self.srtp_tx.is_some()
     }
+}
+
+/// What [`Session::send_rtp_now`] did with a packet (ion-cluster patch 12).
+pub(crate) enum SentNow {
+    /// No stream has that `MidRid`.
+    NoStream,
+    /// Sealed for sending now.
+    Sent(DatagramSend),
+    /// Queued as [`Session::write_rtp`] queues it; `alone` as it returns.
+    Queued { alone: bool },
+    /// Its payload type is not negotiated on the stream's m-line: dropped.
+    Dropped,
 }
 
 pub struct PacketReceipt {

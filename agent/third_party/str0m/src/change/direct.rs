@@ -1,18 +1,35 @@
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::Candidate;
 use crate::IceCreds;
-use crate::Rtc;
 use crate::RtcError;
 use crate::channel::ChannelId;
 use crate::crypto::Fingerprint;
 use crate::crypto::dtls::ProtocolVersion;
 use crate::media::{Media, MediaKind};
+use crate::net::Transmit;
 use crate::poll::RtcMut;
 use crate::rtp_::MidRid;
 use crate::rtp_::{Mid, Rid, Ssrc};
 use crate::sctp::{ChannelConfig, SctpInitData};
+use crate::session::SentNow;
 use crate::streams::{DEFAULT_RTX_RATIO_CAP, RtpWrite, StreamRx, StreamTx};
+use crate::{Rtc, RtcState};
+
+/// What [`DirectApi::send_rtp`] did with a packet (ion-cluster patch 12).
+#[derive(Debug)]
+pub enum RtpSend {
+    /// Sealed: send it. The `Rtc` has accounted for it as sent.
+    Sent(Transmit),
+    /// Queued, as [`DirectApi::write_rtp`] queues it: the next `poll_output` sends it.
+    Queued,
+    /// No stream has that mid and rid: nothing was written.
+    NoStream,
+    /// Its payload type is not negotiated on the stream's m-line: dropped, as a queued
+    /// packet with that payload type is.
+    Dropped,
+}
 
 /// Direct change strategy.
 ///
@@ -383,6 +400,66 @@ impl<'a> DirectApi<'a> {
             mutation.no_timeout();
         }
         written.is_some()
+    }
+
+    /// Writes an RTP packet like [`Self::write_rtp`] and, when it can go at once, seals it
+    /// and hands it back to send: no timeout and no poll is needed for it (ion-cluster
+    /// patch 12). This is an SFU's fan-out: one forwarded packet written to many viewers'
+    /// `Rtc`s, each of which would otherwise take a timeout and a poll to release it.
+    ///
+    /// It goes at once when nothing paces the send (the null pacer, no bandwidth
+    /// estimation), the keys are set, ICE has a pair to send on, and no queued packet,
+    /// resend or padding of the stream would go before it. It is then built as
+    /// [`Rtc::poll_output`] builds a queued packet: MID and RID until the peer acknowledges
+    /// the SSRC, the transport-wide sequence number, absolute send time, the resend buffer
+    /// and the sender report's counters. Otherwise it is queued as `write_rtp` queues it.
+    ///
+    /// `now` is when it is sent; a time before the last one given to the `Rtc` counts as
+    /// that one. It does not run the `Rtc`'s timers: those still wait for their timeout.
+    pub fn send_rtp(&mut self, mid: Mid, rid: Option<Rid>, now: Instant, rtp: RtpWrite) -> RtpSend {
+        let mut mutation = self.rtc.mutate();
+        let rtc = &mut *mutation;
+        let sendable = rtc.state == RtcState::Alive && rtc.send_addr.is_some();
+        if !sendable {
+            return match rtc.session.write_rtp(MidRid(mid, rid), rtp) {
+                None => {
+                    mutation.no_events();
+                    mutation.no_timeout();
+                    RtpSend::NoStream
+                }
+                Some(alone) => {
+                    if alone {
+                        mutation.no_events();
+                        mutation.no_timeout();
+                    }
+                    RtpSend::Queued
+                }
+            };
+        }
+        let now = now.max(rtc.last_now);
+        let sent = match rtc.session.send_rtp_now(MidRid(mid, rid), rtp, now) {
+            SentNow::Sent(contents) => {
+                let send = rtc.send_addr.as_ref().expect("checked above");
+                rtc.peer_bytes_tx += contents.len() as u64;
+                RtpSend::Sent(Transmit {
+                    proto: send.proto,
+                    source: send.source,
+                    destination: send.destination,
+                    contents,
+                })
+            }
+            // A packet that needs the whole timeout pass arms everything, as a write
+            // through the stream does.
+            SentNow::Queued { alone: false } => return RtpSend::Queued,
+            SentNow::Queued { alone: true } => RtpSend::Queued,
+            SentNow::NoStream => RtpSend::NoStream,
+            SentNow::Dropped => RtpSend::Dropped,
+        };
+        // A packet sent at once moves no timer (sender reports are due by time alone) and
+        // queues nothing; one queued alone is released by the timeout `poll_timeout` asks.
+        mutation.no_events();
+        mutation.no_timeout();
+        sent
     }
 
     /// Reset a transmit stream to use a new SSRC and optionally a new RTX SSRC.

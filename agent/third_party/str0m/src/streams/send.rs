@@ -497,6 +497,13 @@ impl StreamTx {
     ///
     /// The write command carries the RTP payload and optional RTP metadata.
     pub fn write_rtp(&mut self, rtp: RtpWrite) {
+        let packet = self.packet_of(rtp);
+        self.send_queue.push(packet);
+    }
+
+    /// The packet a write makes, stamped with this stream's SSRC; the timestamp says when it
+    /// was released, and is set by the send queue or `send_now`.
+    fn packet_of(&mut self, rtp: RtpWrite) -> RtpPacket {
         let RtpWrite {
             pt,
             seq_no,
@@ -538,7 +545,7 @@ impl StreamTx {
             ..Default::default()
         };
 
-        let packet = RtpPacket {
+        RtpPacket {
             seq_no,
             time: media_time,
             header,
@@ -556,9 +563,7 @@ impl StreamTx {
 
             // This is only relevant for incoming RTP packets.
             last_sender_info: None,
-        };
-
-        self.send_queue.push(packet);
+        }
     }
 
     fn padding_enabled(&self) -> bool {
@@ -573,15 +578,10 @@ impl StreamTx {
         params: &[PayloadParams],
         buf: &mut Vec<u8>,
     ) -> Option<PacketReceipt> {
-        let mid = self.midrid.mid();
-        let rid = self.midrid.rid();
-        let is_probe = self.ssrc.is_probe();
-        if is_probe && twcc.is_none() {
+        if self.ssrc.is_probe() && twcc.is_none() {
             return None;
         }
-        let ssrc_rtx = self.rtx;
-        let remote_acked_ssrc = self.remote_acked_ssrc;
-        let remote_acked_rtx_ssrc = self.remote_acked_rtx_ssrc;
+        let context = self.send_context();
 
         let (next, is_padding) = if let Some(next) = self.poll_packet_resend(now) {
             (next, false)
@@ -592,235 +592,19 @@ impl StreamTx {
             (next, true)
         };
 
-        let pop_send_queue = next.kind == NextPacketKind::Regular;
-
-        // Need the header for the receipt and modifications
-        // TODO: Can we remove this?
-        let header_ref = &mut next.pkt.header;
-
-        // <https://webrtc.googlesource.com/src/+/refs/heads/main/modules/rtp_rtcp/source/rtp_sender.cc#537>
-        // BUNDLE requires that the receiver "bind" the received SSRC to the values
-        // in the MID and/or (R)RID header extensions if present. Therefore, the
-        // sender can reduce overhead by omitting these header extensions once it
-        // knows that the receiver has "bound" the SSRC.
-        // <snip>
-        // The algorithm here is fairly simple: Always attach a MID and/or RID (if
-        // configured) to the outgoing packets until an RTCP receiver report comes
-        // back for this SSRC. That feedback indicates the receiver must have
-        // received a packet with the SSRC and header extension(s), so the sender
-        // then stops attaching the MID and RID.
-        if !remote_acked_ssrc {
-            header_ref.ext_vals.mid = Some(mid);
-            header_ref.ext_vals.rid = rid;
-        }
-
-        let pt_main = header_ref.payload_type;
-
-        // The pt in next.pkt is the "main" pt, or a RED PT folded onto its primary codec.
-        let Some(param) = params
-            .iter()
-            .find(|p| p.pt() == pt_main || p.red() == Some(pt_main))
-        else {
-            // PT does not exist in the connected media.
-            warn!("Media is missing PT ({}) used in RTP packet", pt_main);
-
-            // Get rid of this packet we can't send.
-            if pop_send_queue {
-                self.send_queue.pop(now);
-            }
-
-            return None;
-        };
-
-        let mut set_pt_for_padding = None;
-        let mut set_cr = None;
-
-        let mut header = match next.kind {
-            NextPacketKind::Regular => {
-                // A RED-wrapped packet (pt_main is the RED PT) must not be nackable: an RTX
-                // resend carries the RTX PT with the primary codec's apt, so the peer would
-                // parse the RED bytes as raw primary codec. RED carries its own redundancy, so
-                // it does not need RTX anyway. Plain packets on this PT stay nackable.
-                let is_red_packet = param.red() == Some(pt_main);
-                let rtx_possible = param.resend().is_some() && !is_red_packet;
-
-                if rtx_possible {
-                    // Remember PT We want to set these directly on `self` here, but can't
-                    // because we already have a mutable borrow. We are using pt_main
-                    // since the above loop figuring out param needs to be correct also
-                    // for the NextPacketKind::Blank case.
-                    set_pt_for_padding = Some(pt_main);
-                } else {
-                    // If the PT we're sending on doesn't have a corresponding RTX PT,
-                    // the packet is de-facto not nackable.
-                    //
-                    // This blocks incoming NACK requests and thus ensures there are no
-                    // entries in self.retries without a RTX PT.
-                    next.pkt.nackable = false;
+        let kind = next.kind;
+        let pop_send_queue = kind == NextPacketKind::Regular;
+        let built = match build_packet(&context, next, is_padding, now, exts, twcc, params, buf) {
+            Ok(built) => built,
+            Err(unsent) => {
+                if unsent == Unsent::UnknownPt && pop_send_queue {
+                    // Get rid of this packet we can't send.
+                    self.send_queue.pop(now);
                 }
-
-                let clock_rate = param.spec().rtp_clock_rate();
-                set_cr = Some(clock_rate);
-
-                // Modify the cached packet time. This is so write_rtp can use u32 media time without
-                // worrying about lengthening or the clock rate.
-                let time = MediaTime::new(next.pkt.time.numer(), clock_rate);
-                next.pkt.time = time;
-
-                // Modify the original (and also cached) header value.
-                header_ref.ext_vals.rid_repair = None;
-
-                header_ref.clone()
-            }
-            NextPacketKind::Blank(_) if is_probe => {
-                // Non-media probes use their negotiated main PT and own sequence
-                // counter, rather than rewriting the header for an RTX stream.
-                let mut header = header_ref.clone();
-                header.has_padding = true;
-                header.ssrc = 0.into();
-                header.sequence_number = *next.seq_no as u16;
-                header
-            }
-            NextPacketKind::Resend(_) | NextPacketKind::Blank(_) => {
-                // * For the Resend case, we will not have accepted/cached the packet unless
-                //   we have a RTX PT (see logic setting next.pkt.nackable above).
-                // * For the Blank case, we will only have produced blank packets if we
-                //   got a "real" PTX RT, either via set_pt_for_padding above, or via
-                //   the on_first_timeout() further down.
-                // Either way, unwrapping this optional _should_ be correct.
-                let pt_rtx = param.resend().expect("PT for resend or blank");
-
-                // Clone header to not change the original (cached) header.
-                let mut header = header_ref.clone();
-
-                // Update clone of header (to not change the cached value).
-                header.payload_type = pt_rtx;
-                header.ssrc = ssrc_rtx.expect("Should have RTX SSRC for resends");
-                header.sequence_number = *next.seq_no as u16;
-
-                header.ext_vals.rid = None;
-                header.ext_vals.rid_repair = rid;
-
-                if !remote_acked_rtx_ssrc {
-                    header.ext_vals.mid = Some(mid);
-                }
-
-                header
+                return None;
             }
         };
-
-        // These need to match `Extension::is_supported()` so we are sending what we are
-        // declaring we support.
-
-        // Absolute Send Time might not be enabled for this m-line.
-        if exts.id_of(Extension::AbsoluteSendTime).is_some() {
-            header.ext_vals.abs_send_time = Some(now);
-        }
-
-        // TWCC might not be enabled for this m-line.
-        if let Some(twcc) = twcc {
-            header.ext_vals.transport_cc = Some(*twcc as u16);
-            *twcc += 1;
-        }
-
-        buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
-
-        let header_len = header.write_to(buf, exts);
-        assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
-        header.header_len = header_len;
-
-        let mut body_out = &mut buf[header_len..];
-
-        // For resends, the original seq_no is inserted before the payload.
-        let mut original_seq_len = 0;
-        if let NextPacketKind::Resend(orig_seq_no) = next.kind {
-            original_seq_len = RtpHeader::write_original_sequence_number(body_out, orig_seq_no);
-            body_out = &mut body_out[original_seq_len..];
-        }
-
-        let pkt = &next.pkt;
-
-        // ion-cluster patch 10 (PATCHES.md): a regular packet's payload is encrypted where
-        // it is; only a resend (behind its original sequence number) or a patched VP8
-        // payload is built in `buf`.
-        let mut body = None;
-
-        let body_len = match next.kind {
-            NextPacketKind::Regular | NextPacketKind::Resend(_) => {
-                let body_len = pkt.payload.len();
-                if let Some(patch) = pkt.vp8_patch.as_ref() {
-                    patch.copy_to(pkt.payload.as_ref(), &mut body_out[..body_len]);
-                } else if next.kind == NextPacketKind::Regular {
-                    body = Some(pkt.payload.clone());
-                } else {
-                    body_out[..body_len].copy_from_slice(pkt.payload.as_ref());
-                }
-
-                // media packets are sent unpadded: the SRTP ciphers handle
-                // arbitrary body lengths (the CTR scratch alignment is internal
-                // to protect_rtp), and RTP-level padding breaks SFUs that
-                // re-marshal forwarded packets without it while keeping the P
-                // bit (observed with LiveKit -> Chrome, str0m issue #1014)
-                body_len + original_seq_len
-            }
-            NextPacketKind::Blank(len) => {
-                let len = RtpHeader::create_padding_packet(
-                    &mut buf[..],
-                    header_len,
-                    len,
-                    SRTP_BLOCK_SIZE,
-                );
-
-                if len == 0 {
-                    return None;
-                }
-
-                len
-            }
-        };
-
-        // With the body elsewhere the buffer keeps its length, so the next packet's
-        // `resize` above does not zero it again.
-        if body.is_none() {
-            buf.truncate(header_len + body_len);
-        }
-
-        #[cfg(feature = "_internal_dont_use_log_stats")]
-        {
-            let queued_at = match next.kind {
-                NextPacketKind::Regular => Some(pkt.timestamp),
-                _ => {
-                    // TODO: We don't have queued at stats for Resends or blank padding.
-                    None
-                }
-            };
-
-            if let Some(delay) = queued_at.map(|i| now.duration_since(i)) {
-                crate::log_stat!("QUEUE_DELAY", header.ssrc, delay.as_secs_f64() * 1000.0);
-            }
-        }
-
-        let seq_no = next.seq_no;
-        if next.kind == NextPacketKind::Regular {
-            self.last_sent_seq_no = seq_no;
-        }
-
-        self.last_used = now;
-
-        // Padding comes in two forms, "spurious resends" of sent packets where
-        // the remote side didn't ask for a resend. The other variant are blank
-        // packets, containing nothing but zeroes. On media streams these use
-        // _some_ RTX PT. A good pick is the RTX for the PT last used to send
-        // regular media data.
-        //
-        // This is set here due to borrow checker.
-        if set_pt_for_padding.is_some() && self.pt_for_padding != set_pt_for_padding {
-            self.pt_for_padding = set_pt_for_padding;
-        }
-
-        if set_cr.is_some() && self.clock_rate != set_cr {
-            self.clock_rate = set_cr;
-        }
+        self.after_build(kind, &built, now);
 
         if pop_send_queue {
             // poll_packet_regular leaves the packet in the head of the send_queue
@@ -833,13 +617,93 @@ impl StreamTx {
             }
         }
 
-        Some(PacketReceipt {
-            header,
-            seq_no,
-            is_padding,
-            payload_size: body_len,
-            body,
-        })
+        Some(built.receipt)
+    }
+
+    /// Whether [`Self::send_now`] may build a written packet at once: the first timeout has
+    /// set the stream up, and no queued packet, resend or padding would go before it
+    /// (ion-cluster patch 12).
+    pub(crate) fn can_send_now(&self) -> bool {
+        self.kind.is_some()
+            && !self.ssrc.is_probe()
+            && self.send_queue.is_empty()
+            && self.resends.is_empty()
+            && self.padding == 0
+    }
+
+    /// Writes a packet and builds it for sending at once: what [`Self::write_rtp`], the
+    /// timeout that releases it and [`Self::poll_packet`] would do, without the send queue
+    /// (ion-cluster patch 12). Only when [`Self::can_send_now`]; `None` when the packet's
+    /// payload type is not negotiated, and it is dropped, as `poll_packet` drops it.
+    pub(crate) fn send_now(
+        &mut self,
+        rtp: RtpWrite,
+        now: Instant,
+        exts: &ExtensionMap,
+        twcc: Option<&mut u64>,
+        params: &[PayloadParams],
+        buf: &mut Vec<u8>,
+    ) -> Option<PacketReceipt> {
+        debug_assert!(self.can_send_now());
+        let context = self.send_context();
+        let mut pkt = self.packet_of(rtp);
+        pkt.timestamp = now;
+
+        // As `poll_packet_regular` counts a packet it hands out.
+        let len = pkt.payload.len() as u64;
+        self.stats.update_packet_counts(len, false);
+        if let Some(h) = &mut self.stats.bytes_transmitted {
+            h.push(now, len)
+        }
+
+        let next = NextPacket {
+            kind: NextPacketKind::Regular,
+            seq_no: pkt.seq_no,
+            pkt: &mut pkt,
+        };
+        let built = build_packet(&context, next, false, now, exts, twcc, params, buf).ok()?;
+        self.after_build(NextPacketKind::Regular, &built, now);
+        self.send_queue.note_emitted(now);
+        if pkt.nackable {
+            self.rtx_cache.cache_sent_packet(pkt, now);
+        }
+
+        Some(built.receipt)
+    }
+
+    fn send_context(&self) -> SendContext {
+        SendContext {
+            mid: self.midrid.mid(),
+            rid: self.midrid.rid(),
+            is_probe: self.ssrc.is_probe(),
+            ssrc_rtx: self.rtx,
+            remote_acked_ssrc: self.remote_acked_ssrc,
+            remote_acked_rtx_ssrc: self.remote_acked_rtx_ssrc,
+        }
+    }
+
+    /// What sending a packet changes on the stream, once the packet's borrow has ended.
+    fn after_build(&mut self, kind: NextPacketKind, built: &Built, now: Instant) {
+        if kind == NextPacketKind::Regular {
+            self.last_sent_seq_no = built.receipt.seq_no;
+        }
+
+        self.last_used = now;
+
+        // Padding comes in two forms, "spurious resends" of sent packets where
+        // the remote side didn't ask for a resend. The other variant are blank
+        // packets, containing nothing but zeroes. On media streams these use
+        // _some_ RTX PT. A good pick is the RTX for the PT last used to send
+        // regular media data.
+        //
+        // This is set here due to borrow checker.
+        if built.set_pt_for_padding.is_some() && self.pt_for_padding != built.set_pt_for_padding {
+            self.pt_for_padding = built.set_pt_for_padding;
+        }
+
+        if built.set_cr.is_some() && self.clock_rate != built.set_cr {
+            self.clock_rate = built.set_cr;
+        }
     }
 
     fn rtx_ratio_downsampled(&mut self, now: Instant) -> f32 {
@@ -1383,6 +1247,269 @@ impl StreamTx {
     pub(crate) fn is_midrid(&self, midrid: MidRid) -> bool {
         midrid.special_equals(&self.midrid)
     }
+}
+
+/// What building a packet needs of its stream while the packet is borrowed from it.
+#[derive(Debug, Clone, Copy)]
+struct SendContext {
+    mid: Mid,
+    rid: Option<Rid>,
+    is_probe: bool,
+    ssrc_rtx: Option<Ssrc>,
+    remote_acked_ssrc: bool,
+    remote_acked_rtx_ssrc: bool,
+}
+
+/// A packet built for sending, and what it changes on its stream.
+struct Built {
+    receipt: PacketReceipt,
+    set_pt_for_padding: Option<Pt>,
+    set_cr: Option<Frequency>,
+}
+
+/// Why a packet handed out for sending was not built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsent {
+    /// Its payload type is not negotiated: it is dropped.
+    UnknownPt,
+    /// A blank padding packet came out empty.
+    Empty,
+}
+
+/// Builds the packet `next` into `buf`: header extensions (MID and RID until the SSRC is
+/// acknowledged, absolute send time, the transport-wide sequence number), the RTX rewrite
+/// of a resend, and the body (ion-cluster patch 12 moved it out of `poll_packet`, so that
+/// `send_now` builds a packet that never entered the send queue the same way).
+#[allow(clippy::too_many_arguments)]
+fn build_packet(
+    context: &SendContext,
+    next: NextPacket<'_>,
+    is_padding: bool,
+    now: Instant,
+    exts: &ExtensionMap,
+    twcc: Option<&mut u64>,
+    params: &[PayloadParams],
+    buf: &mut Vec<u8>,
+) -> Result<Built, Unsent> {
+    let SendContext {
+        mid,
+        rid,
+        is_probe,
+        ssrc_rtx,
+        remote_acked_ssrc,
+        remote_acked_rtx_ssrc,
+    } = *context;
+
+    // Need the header for the receipt and modifications
+    // TODO: Can we remove this?
+    let header_ref = &mut next.pkt.header;
+
+    // <https://webrtc.googlesource.com/src/+/refs/heads/main/modules/rtp_rtcp/source/rtp_sender.cc#537>
+    // BUNDLE requires that the receiver "bind" the received SSRC to the values
+    // in the MID and/or (R)RID header extensions if present. Therefore, the
+    // sender can reduce overhead by omitting these header extensions once it
+    // knows that the receiver has "bound" the SSRC.
+    // <snip>
+    // The algorithm here is fairly simple: Always attach a MID and/or RID (if
+    // configured) to the outgoing packets until an RTCP receiver report comes
+    // back for this SSRC. That feedback indicates the receiver must have
+    // received a packet with the SSRC and header extension(s), so the sender
+    // then stops attaching the MID and RID.
+    if !remote_acked_ssrc {
+        header_ref.ext_vals.mid = Some(mid);
+        header_ref.ext_vals.rid = rid;
+    }
+
+    let pt_main = header_ref.payload_type;
+
+    // The pt in next.pkt is the "main" pt, or a RED PT folded onto its primary codec.
+    let Some(param) = params
+        .iter()
+        .find(|p| p.pt() == pt_main || p.red() == Some(pt_main))
+    else {
+        // PT does not exist in the connected media.
+        warn!("Media is missing PT ({}) used in RTP packet", pt_main);
+
+        return Err(Unsent::UnknownPt);
+    };
+
+    let mut set_pt_for_padding = None;
+    let mut set_cr = None;
+
+    let mut header = match next.kind {
+        NextPacketKind::Regular => {
+            // A RED-wrapped packet (pt_main is the RED PT) must not be nackable: an RTX
+            // resend carries the RTX PT with the primary codec's apt, so the peer would
+            // parse the RED bytes as raw primary codec. RED carries its own redundancy, so
+            // it does not need RTX anyway. Plain packets on this PT stay nackable.
+            let is_red_packet = param.red() == Some(pt_main);
+            let rtx_possible = param.resend().is_some() && !is_red_packet;
+
+            if rtx_possible {
+                // Remember PT We want to set these directly on `self` here, but can't
+                // because we already have a mutable borrow. We are using pt_main
+                // since the above loop figuring out param needs to be correct also
+                // for the NextPacketKind::Blank case.
+                set_pt_for_padding = Some(pt_main);
+            } else {
+                // If the PT we're sending on doesn't have a corresponding RTX PT,
+                // the packet is de-facto not nackable.
+                //
+                // This blocks incoming NACK requests and thus ensures there are no
+                // entries in self.retries without a RTX PT.
+                next.pkt.nackable = false;
+            }
+
+            let clock_rate = param.spec().rtp_clock_rate();
+            set_cr = Some(clock_rate);
+
+            // Modify the cached packet time. This is so write_rtp can use u32 media time without
+            // worrying about lengthening or the clock rate.
+            let time = MediaTime::new(next.pkt.time.numer(), clock_rate);
+            next.pkt.time = time;
+
+            // Modify the original (and also cached) header value.
+            header_ref.ext_vals.rid_repair = None;
+
+            header_ref.clone()
+        }
+        NextPacketKind::Blank(_) if is_probe => {
+            // Non-media probes use their negotiated main PT and own sequence
+            // counter, rather than rewriting the header for an RTX stream.
+            let mut header = header_ref.clone();
+            header.has_padding = true;
+            header.ssrc = 0.into();
+            header.sequence_number = *next.seq_no as u16;
+            header
+        }
+        NextPacketKind::Resend(_) | NextPacketKind::Blank(_) => {
+            // * For the Resend case, we will not have accepted/cached the packet unless
+            //   we have a RTX PT (see logic setting next.pkt.nackable above).
+            // * For the Blank case, we will only have produced blank packets if we
+            //   got a "real" PTX RT, either via set_pt_for_padding above, or via
+            //   the on_first_timeout() further down.
+            // Either way, unwrapping this optional _should_ be correct.
+            let pt_rtx = param.resend().expect("PT for resend or blank");
+
+            // Clone header to not change the original (cached) header.
+            let mut header = header_ref.clone();
+
+            // Update clone of header (to not change the cached value).
+            header.payload_type = pt_rtx;
+            header.ssrc = ssrc_rtx.expect("Should have RTX SSRC for resends");
+            header.sequence_number = *next.seq_no as u16;
+
+            header.ext_vals.rid = None;
+            header.ext_vals.rid_repair = rid;
+
+            if !remote_acked_rtx_ssrc {
+                header.ext_vals.mid = Some(mid);
+            }
+
+            header
+        }
+    };
+
+    // These need to match `Extension::is_supported()` so we are sending what we are
+    // declaring we support.
+
+    // Absolute Send Time might not be enabled for this m-line.
+    if exts.id_of(Extension::AbsoluteSendTime).is_some() {
+        header.ext_vals.abs_send_time = Some(now);
+    }
+
+    // TWCC might not be enabled for this m-line.
+    if let Some(twcc) = twcc {
+        header.ext_vals.transport_cc = Some(*twcc as u16);
+        *twcc += 1;
+    }
+
+    buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+
+    let header_len = header.write_to(buf, exts);
+    assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
+    header.header_len = header_len;
+
+    let mut body_out = &mut buf[header_len..];
+
+    // For resends, the original seq_no is inserted before the payload.
+    let mut original_seq_len = 0;
+    if let NextPacketKind::Resend(orig_seq_no) = next.kind {
+        original_seq_len = RtpHeader::write_original_sequence_number(body_out, orig_seq_no);
+        body_out = &mut body_out[original_seq_len..];
+    }
+
+    let pkt = &next.pkt;
+
+    // ion-cluster patch 10 (PATCHES.md): a regular packet's payload is encrypted where
+    // it is; only a resend (behind its original sequence number) or a patched VP8
+    // payload is built in `buf`.
+    let mut body = None;
+
+    let body_len = match next.kind {
+        NextPacketKind::Regular | NextPacketKind::Resend(_) => {
+            let body_len = pkt.payload.len();
+            if let Some(patch) = pkt.vp8_patch.as_ref() {
+                patch.copy_to(pkt.payload.as_ref(), &mut body_out[..body_len]);
+            } else if next.kind == NextPacketKind::Regular {
+                body = Some(pkt.payload.clone());
+            } else {
+                body_out[..body_len].copy_from_slice(pkt.payload.as_ref());
+            }
+
+            // media packets are sent unpadded: the SRTP ciphers handle
+            // arbitrary body lengths (the CTR scratch alignment is internal
+            // to protect_rtp), and RTP-level padding breaks SFUs that
+            // re-marshal forwarded packets without it while keeping the P
+            // bit (observed with LiveKit -> Chrome, str0m issue #1014)
+            body_len + original_seq_len
+        }
+        NextPacketKind::Blank(len) => {
+            let len =
+                RtpHeader::create_padding_packet(&mut buf[..], header_len, len, SRTP_BLOCK_SIZE);
+
+            if len == 0 {
+                return Err(Unsent::Empty);
+            }
+
+            len
+        }
+    };
+
+    // With the body elsewhere the buffer keeps its length, so the next packet's
+    // `resize` above does not zero it again.
+    if body.is_none() {
+        buf.truncate(header_len + body_len);
+    }
+
+    #[cfg(feature = "_internal_dont_use_log_stats")]
+    {
+        let queued_at = match next.kind {
+            NextPacketKind::Regular => Some(pkt.timestamp),
+            _ => {
+                // TODO: We don't have queued at stats for Resends or blank padding.
+                None
+            }
+        };
+
+        if let Some(delay) = queued_at.map(|i| now.duration_since(i)) {
+            crate::log_stat!("QUEUE_DELAY", header.ssrc, delay.as_secs_f64() * 1000.0);
+        }
+    }
+
+    let seq_no = next.seq_no;
+
+    Ok(Built {
+        receipt: PacketReceipt {
+            header,
+            seq_no,
+            is_padding,
+            payload_size: body_len,
+            body,
+        },
+        set_pt_for_padding,
+        set_cr,
+    })
 }
 
 struct NextPacket<'a> {

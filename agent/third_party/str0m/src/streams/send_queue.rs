@@ -82,6 +82,12 @@ impl SendQueue {
         self.queue.is_empty()
     }
 
+    /// Notes a packet of this stream sent without passing through the queue
+    /// (ion-cluster patch 12), so the pacer's snapshot says when the stream last sent.
+    pub fn note_emitted(&mut self, now: Instant) {
+        self.last_emitted = Some(now);
+    }
+
     pub fn last(&self) -> Option<&RtpPacket> {
         self.queue.back()
     }

@@ -1,0 +1,311 @@
+//! ion-cluster patch 12: RTP sent through `DirectApi::send_rtp` is sealed at once, without
+//! the send queue, a timeout or a poll. It must be the packet `poll_output` would have sent:
+//! in order, MID until the receiver reports on the SSRC, in the resend buffer for NACKs, and
+//! never ahead of a packet already queued on its stream.
+
+use std::time::{Duration, Instant};
+
+use netem::{Input as NetemInput, NetemConfig, Probability, RandomLoss};
+use str0m::change::RtpSend;
+use str0m::media::{MediaKind, Mid};
+use str0m::net::Transmit;
+use str0m::rtp::{RawPacket, RtpWrite, Ssrc};
+use str0m::{Event, Input, Output, RtcError};
+
+mod common;
+use common::{PendingPacket, TestRtc, connect_l_r, init_crypto_default, init_log, progress};
+
+const AUDIO_SSRC: u32 = 42;
+const VIDEO_SSRC: u32 = 43;
+const VIDEO_RTX_SSRC: u32 = 44;
+
+/// Two connected `Rtc`s; `l` sends audio (no RTX) and video (with RTX) to `r`.
+fn connected() -> (TestRtc, TestRtc, Mid, Mid) {
+    let (mut l, mut r) = connect_l_r();
+    let audio: Mid = "aud".into();
+    let video: Mid = "vid".into();
+    l.direct_api().declare_media(audio, MediaKind::Audio);
+    l.direct_api().declare_media(video, MediaKind::Video);
+    l.direct_api()
+        .declare_stream_tx(AUDIO_SSRC.into(), None, audio, None);
+    l.direct_api()
+        .declare_stream_tx(VIDEO_SSRC.into(), Some(VIDEO_RTX_SSRC.into()), video, None);
+    r.direct_api().declare_media(audio, MediaKind::Audio);
+    r.direct_api().declare_media(video, MediaKind::Video);
+    r.direct_api()
+        .expect_stream_rx(VIDEO_SSRC.into(), Some(VIDEO_RTX_SSRC.into()), video, None);
+    let max = l.last.max(r.last);
+    l.last = max;
+    r.last = max;
+    (l, r, audio, video)
+}
+
+/// Hands `transmit` to `r`'s side of the network, as `progress` does with `l`'s output.
+fn deliver(r: &mut TestRtc, now: Instant, transmit: Transmit) {
+    let packet = PendingPacket {
+        proto: transmit.proto,
+        source: transmit.source,
+        destination: transmit.destination,
+        contents: transmit.contents.to_vec(),
+    };
+    r.pending.handle_input(NetemInput::Packet(now, packet));
+}
+
+/// Gives `l` a timeout at `now` and polls it until it wants another, sending what it
+/// sends to `r`. Returns how many RTP packets (not RTCP) went.
+fn release(l: &mut TestRtc, r: &mut TestRtc, now: Instant) -> Result<usize, RtcError> {
+    l.rtc.handle_input(Input::Timeout(now))?;
+    let mut rtp = 0;
+    loop {
+        match l.rtc.poll_output()? {
+            Output::Transmit(t) => {
+                // RTCP packet types are 200-206; these RTP payload types are dynamic (96+).
+                if t.contents[1] & 0x7f >= 96 {
+                    rtp += 1;
+                }
+                deliver(r, now, t);
+            }
+            Output::Event(e) => l.events.push((now, e)),
+            Output::Timeout(_) => return Ok(rtp),
+        }
+    }
+}
+
+/// The payload counters `r` received on `ssrc`, in arrival order.
+fn received(r: &TestRtc, ssrc: u32) -> Vec<u32> {
+    r.events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::RtpPacket(p) if p.header.ssrc == Ssrc::from(ssrc) => {
+                Some(u32::from_be_bytes(p.payload[..4].try_into().unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+pub fn rtp_sent_at_once_arrives_in_order_with_mid_until_acked() -> Result<(), RtcError> {
+    init_log();
+    init_crypto_default();
+    let (mut l, mut r, audio, video) = connected();
+    let opus = l.params_opus().pt();
+    let vp8 = l.params_vp8().pt();
+
+    let now = l.last;
+    let stray = RtpWrite::new(opus, 1.into(), 0, now, vec![0]);
+    assert!(
+        matches!(
+            l.direct_api().send_rtp("nope".into(), None, now, stray),
+            RtpSend::NoStream
+        ),
+        "no such stream"
+    );
+
+    // 3 s of 50 audio and 50 video packets a second, sent as an SFU fans out: each
+    // write hands back its datagram, or queues it until the stream has had its first
+    // timeout.
+    let count = 150u64;
+    let mut at_once = 0;
+    let mut written = 0u64;
+    let mut write_at = l.last;
+    while l.duration() < Duration::from_secs(5) {
+        while written < count && l.last >= write_at {
+            let now = l.last;
+            let seq_no = (1000 + written).into();
+            let time = (written * 960) as u32;
+            let payload = (written as u32).to_be_bytes().to_vec();
+            let writes = [
+                (
+                    audio,
+                    RtpWrite::new(opus, seq_no, time, now, payload.clone()),
+                ),
+                (
+                    video,
+                    RtpWrite::new(vp8, seq_no, time * 3, now, payload).nackable(true),
+                ),
+            ];
+            let mut queued = 0;
+            for (mid, write) in writes {
+                match l.direct_api().send_rtp(mid, None, now, write) {
+                    RtpSend::Sent(t) => {
+                        at_once += 1;
+                        deliver(&mut r, now, t);
+                    }
+                    RtpSend::Queued => queued += 1,
+                    other => panic!("packet {written} on {mid}: {other:?}"),
+                }
+            }
+            assert_eq!(
+                release(&mut l, &mut r, now)?,
+                queued,
+                "packet {written}: what was sent at once is not sent again"
+            );
+            written += 1;
+            write_at += Duration::from_millis(20);
+        }
+        progress(&mut l, &mut r)?;
+    }
+    assert_eq!(written, count);
+    assert!(
+        at_once >= 2 * count - 4,
+        "{at_once} of {} at once",
+        2 * count
+    );
+
+    let expected: Vec<u32> = (0..count as u32).collect();
+    assert_eq!(
+        received(&r, AUDIO_SSRC),
+        expected,
+        "every audio packet, in order"
+    );
+    assert_eq!(
+        received(&r, VIDEO_SSRC),
+        expected,
+        "every video packet, in order"
+    );
+
+    // The MID goes on each SSRC's packets until a receiver report on it comes back.
+    let video_mids: Vec<Option<Mid>> = r
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::RtpPacket(p) if p.header.ssrc == Ssrc::from(VIDEO_SSRC) => {
+                Some(p.header.ext_vals.mid)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        video_mids.first(),
+        Some(&Some(video)),
+        "the first carries the MID"
+    );
+    assert_eq!(
+        video_mids.last(),
+        Some(&None),
+        "the last, after reports, does not"
+    );
+    Ok(())
+}
+
+#[test]
+pub fn a_packet_sent_at_once_is_resent_from_the_buffer() -> Result<(), RtcError> {
+    init_log();
+    init_crypto_default();
+    let (mut l, mut r, _audio, video) = connected();
+    let params = l.params_vp8();
+    let vp8 = params.pt();
+    let rtx_pt = params.resend().expect("VP8 has an RTX payload type");
+
+    let lost = 5u32;
+    for index in 0..20u32 {
+        if index == lost {
+            r.set_netem(NetemConfig::new().loss(RandomLoss::new(Probability::ONE)));
+        }
+        let now = l.last;
+        let write = RtpWrite::new(
+            vp8,
+            (2000 + index as u64).into(),
+            index * 3000,
+            now,
+            index.to_be_bytes().to_vec(),
+        )
+        .nackable(true);
+        match l.direct_api().send_rtp(video, None, now, write) {
+            RtpSend::Sent(t) => deliver(&mut r, now, t),
+            RtpSend::Queued => {
+                release(&mut l, &mut r, now)?;
+            }
+            other => panic!("packet {index}: {other:?}"),
+        }
+        if index == lost {
+            r.set_netem(NetemConfig::new());
+        }
+        progress(&mut l, &mut r)?;
+    }
+
+    let original_seq = ((2000 + lost) as u16).to_be_bytes();
+    loop {
+        let resent = r.events.iter().any(|(_, e)| {
+            matches!(e.as_raw_packet(), Some(RawPacket::RtpRx(header, payload))
+                if header.payload_type == rtx_pt && payload.starts_with(&original_seq))
+        });
+        if resent {
+            break;
+        }
+        assert!(
+            l.duration() < Duration::from_secs(10),
+            "the lost packet is resent over RTX from the buffer"
+        );
+        progress(&mut l, &mut r)?;
+    }
+    assert!(
+        received(&r, VIDEO_SSRC).contains(&lost),
+        "the resend repairs the lost packet"
+    );
+    Ok(())
+}
+
+#[test]
+pub fn a_packet_is_not_sent_ahead_of_one_queued_on_its_stream() -> Result<(), RtcError> {
+    init_log();
+    init_crypto_default();
+    let (mut l, mut r, audio, _video) = connected();
+    let opus = l.params_opus().pt();
+
+    // Let the stream have its first timeout, so that a write can go at once.
+    let now = l.last;
+    let first = RtpWrite::new(opus, 1.into(), 0, now, 0u32.to_be_bytes().to_vec());
+    if let RtpSend::Sent(t) = l.direct_api().send_rtp(audio, None, now, first) {
+        deliver(&mut r, now, t);
+    }
+    release(&mut l, &mut r, now)?;
+
+    // One queued, through `write_rtp` and then through the stream, then one through
+    // `send_rtp`, before any timeout.
+    let mut counter = 0u32;
+    let mut write = |now| {
+        counter += 1;
+        RtpWrite::new(
+            opus,
+            (1 + counter as u64).into(),
+            960 * counter,
+            now,
+            counter.to_be_bytes().to_vec(),
+        )
+    };
+    for through_stream in [false, true] {
+        let queued = write(now);
+        if through_stream {
+            let mut api = l.direct_api();
+            api.stream_tx(&AUDIO_SSRC.into()).unwrap().write_rtp(queued);
+        } else {
+            assert!(l.direct_api().write_rtp(audio, None, queued));
+        }
+        let behind = write(now);
+        assert!(
+            matches!(
+                l.direct_api().send_rtp(audio, None, now, behind),
+                RtpSend::Queued
+            ),
+            "a write behind a queued packet waits for it (through the stream: {through_stream})"
+        );
+        assert_eq!(release(&mut l, &mut r, now)?, 2, "both go on the timeout");
+    }
+
+    // With nothing queued any more, the next one goes at once.
+    match l.direct_api().send_rtp(audio, None, now, write(now)) {
+        RtpSend::Sent(t) => deliver(&mut r, now, t),
+        other => panic!("the stream is clear, yet {other:?}"),
+    }
+    for _ in 0..20 {
+        progress(&mut l, &mut r)?;
+    }
+    assert_eq!(
+        received(&r, AUDIO_SSRC),
+        vec![0, 1, 2, 3, 4, 5],
+        "in the order written"
+    );
+    Ok(())
+}
