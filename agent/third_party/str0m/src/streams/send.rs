@@ -649,6 +649,13 @@ impl StreamTx {
         let mut pkt = self.packet_of(rtp);
         pkt.timestamp = now;
 
+        // `poll_packet` purges the byte history that caps resends on every call (in
+        // `poll_packet_resend`). A stream that only sends at once must purge it here, or the
+        // history keeps an entry for every packet sent.
+        if self.rtx_ratio_cap.is_some() {
+            self.rtx_ratio_downsampled(now);
+        }
+
         // As `poll_packet_regular` counts a packet it hands out.
         let len = pkt.payload.len() as u64;
         self.stats.update_packet_counts(len, false);
@@ -1569,6 +1576,43 @@ mod test {
         );
         plain.handle_rtcp(now, report_on(50));
         assert!(plain.remote_acked_ssrc);
+    }
+
+    // ion-cluster patch 12 (PATCHES.md).
+    #[test]
+    fn sending_at_once_keeps_the_resend_cap_history_to_its_second() {
+        let mut now = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let vp8 = codecs
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == crate::format::Codec::Vp8)
+            .expect("VP8 by default")
+            .pt();
+        let exts = ExtensionMap::empty();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let stream =
+            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        stream.set_rtx_cache(1024, Duration::from_secs(1), Some(0.15));
+        stream.kind = Some(MediaKind::Video);
+        let mut buf = Vec::new();
+        // 10 s at 100 packets a second.
+        for i in 0..1000u64 {
+            now += Duration::from_millis(10);
+            assert!(stream.can_send_now());
+            let write = RtpWrite::new(vp8, i.into(), i as u32 * 900, now, vec![0; 100]);
+            let sent = stream.send_now(
+                write.nackable(true),
+                now,
+                &exts,
+                None,
+                codecs.params(),
+                &mut buf,
+            );
+            assert!(sent.is_some(), "packet {i} is built");
+        }
+        let kept = stream.stats.bytes_transmitted.as_ref().unwrap().len();
+        assert!(kept <= 106, "{kept} entries kept for a one-second history");
     }
 
     #[test]
