@@ -134,8 +134,8 @@ struct State {
     /// A participant failed this round: remove it now rather than at the next housekeeping.
     reap_soon: bool,
     /// Forwarded packets that str0m refused when their subscriber was polled (no stream
-    /// for the mid any more, or a payload type it no longer has), for the next flush to
-    /// count as forward errors.
+    /// for the mid any more, or a payload type it no longer has), which `drive` counts as
+    /// forward errors.
     refused_forwards: u64,
     /// The sockets of this worker's edge ends of relays.
     relay_sockets: Vec<RelaySocket>,
@@ -554,27 +554,28 @@ impl State {
     /// soon as the outbox holds a full batch: a frame fanned out to 200 viewers then starts
     /// leaving after the first 64 are sealed, not after all 200.
     fn drive(&mut self, counters: &WorkerCounters, now: Instant) -> bool {
-        loop {
+        let work_left = loop {
             if self.outbox.is_full() {
-                return true;
+                break true;
             }
             while let Some(effect) = self.effects.pop_front() {
                 self.apply(effect, now, counters);
             }
             let Some((id, role)) = self.dirty.pop() else {
-                return false;
+                break false;
             };
             self.poll(id, role, now);
-        }
+        };
+        counters
+            .forward_errors
+            .fetch_add(std::mem::take(&mut self.refused_forwards), Relaxed);
+        work_left
     }
 
     /// Sends what the round produced: the shared socket's datagrams in as few system calls
     /// as possible, each relay's from its own socket.
     fn flush(&mut self, socket: &UdpSocket, counters: &WorkerCounters) {
         self.outbox.flush(socket, counters);
-        counters
-            .forward_errors
-            .fetch_add(std::mem::take(&mut self.refused_forwards), Relaxed);
         for (own, transmit) in self.relay_outbox.drain(..) {
             if own
                 .try_send_to(&transmit.contents, transmit.destination)

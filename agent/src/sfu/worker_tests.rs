@@ -2,12 +2,14 @@
 //! between them and the state by hand, the clock advanced by the test. Forwarding (a
 //! publisher's audio reaching a subscriber, payloads unchanged and in order, on the
 //! subscriber's own SSRC), resends (a video packet lost on the way to a subscriber comes
-//! back from the resend history, and not without one) and timer handling (RTCP with no
-//! input at all) are checked here without UDP; tests/media.rs covers forwarding and timers
-//! over real sockets.
+//! back from the resend history, and not without one), a forward that str0m refuses
+//! (counted, and the payload type matched afresh) and timer handling (RTCP with no input
+//! at all) are checked here without UDP; tests/media.rs covers forwarding and timers over
+//! real sockets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpPendingOffer;
@@ -17,7 +19,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::{Command, JoinConfig, PeerEvent};
-use super::{Arrival, State, TIMER_SLOT, timer_slot};
+use super::{Arrival, State, Subscription, TIMER_SLOT, timer_slot};
 use crate::sfu::counters::WorkerCounters;
 use crate::sfu::participant::{Link, ParticipantId};
 
@@ -444,4 +446,43 @@ fn a_subscribers_nack_is_answered_from_the_resend_history_and_not_without_one() 
         !a_lost_video_packet_reaches_the_subscriber(Duration::ZERO),
         "nothing kept, nothing resent"
     );
+}
+
+/// Every subscription of every session on the state.
+fn subscriptions(state: &mut State) -> impl Iterator<Item = &mut Subscription> {
+    state
+        .sessions
+        .values_mut()
+        .flat_map(|s| s.tracks.iter_mut())
+        .flat_map(|t| t.subscriptions.iter_mut())
+}
+
+#[test]
+fn a_forward_that_str0m_refuses_is_counted_and_its_payload_type_matched_afresh() {
+    let (mut world, alice, bob) = a_call_with_media(5);
+    // As if a renegotiation had taken Bob's m-line away: his subscription names a mid his
+    // PeerConnection no longer has, so str0m refuses the write when he is polled.
+    for sub in subscriptions(&mut world.state) {
+        assert!(
+            sub.pt_map.is_some(),
+            "the payload type was matched for the frames"
+        );
+        sub.mid = Mid::from("gone");
+    }
+    let errors = |world: &World| world.counters.forward_errors.load(Relaxed);
+    assert_eq!(errors(&world), 0);
+
+    send_frame(&mut world, alice, 5);
+    world.step_until("the frame is refused", Duration::from_secs(2), |w| {
+        errors(w) > 0
+    });
+    assert_eq!(errors(&world), 1, "one frame, one subscriber, one refusal");
+    assert_eq!(
+        world.clients[bob].subscriber.received.len(),
+        5,
+        "nothing more reaches Bob"
+    );
+    for sub in subscriptions(&mut world.state) {
+        assert_eq!(sub.pt_map, None, "matched afresh on the next packet");
+    }
 }
