@@ -610,11 +610,10 @@ impl State {
         if let Some(pc) = p.pc_mut(role)
             && !pc.forwarded.is_empty()
         {
-            let alive = pc.rtc.is_alive();
+            if !pc.rtc.is_alive() {
+                pc.forwarded.clear();
+            }
             for (mid, write) in pc.forwarded.drain(..) {
-                if !alive {
-                    continue;
-                }
                 match pc.rtc.direct_api().send_rtp(mid, None, now, write) {
                     RtpSend::Sent(transmit) => match &pc.socket {
                         Some(own) => self.relay_outbox.push((own.clone(), transmit)),

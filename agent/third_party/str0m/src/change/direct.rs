@@ -417,25 +417,16 @@ impl<'a> DirectApi<'a> {
     /// `now` is when it is sent; a time before the last one given to the `Rtc` counts as
     /// that one. It does not run the `Rtc`'s timers: those still wait for their timeout.
     pub fn send_rtp(&mut self, mid: Mid, rid: Option<Rid>, now: Instant, rtp: RtpWrite) -> RtpSend {
-        let mut mutation = self.rtc.mutate();
-        let rtc = &mut *mutation;
-        let sendable = rtc.state == RtcState::Alive && rtc.send_addr.is_some();
+        let sendable = self.rtc.state == RtcState::Alive && self.rtc.send_addr.is_some();
         if !sendable {
-            return match rtc.session.write_rtp(MidRid(mid, rid), rtp) {
-                None => {
-                    mutation.no_events();
-                    mutation.no_timeout();
-                    RtpSend::NoStream
-                }
-                Some(alone) => {
-                    if alone {
-                        mutation.no_events();
-                        mutation.no_timeout();
-                    }
-                    RtpSend::Queued
-                }
+            return if self.write_rtp(mid, rid, rtp) {
+                RtpSend::Queued
+            } else {
+                RtpSend::NoStream
             };
         }
+        let mut mutation = self.rtc.mutate();
+        let rtc = &mut *mutation;
         let now = now.max(rtc.last_now);
         let sent = match rtc.session.send_rtp_now(MidRid(mid, rid), rtp, now) {
             SentNow::Sent(contents) => {
