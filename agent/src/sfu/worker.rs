@@ -656,7 +656,13 @@ impl State {
             if !pc.rtc.is_alive() {
                 break;
             }
-            match pc.rtc.poll_output() {
+            // After sends at once (str0m patch 12) there is most often nothing to poll:
+            // the settled timeout says so without building an `Output` (patch 13).
+            let output = match pc.rtc.settled_timeout() {
+                Some(at) => Ok(Output::Timeout(at)),
+                None => pc.rtc.poll_output(),
+            };
+            match output {
                 // str0m releases a written packet on its next timeout, which it asks for at
                 // once. Handling that here sends the packets in this round; leaving it to the
                 // timer cost a whole extra pass of the loop per forwarded packet and

@@ -1619,6 +1619,22 @@ impl Rtc {
         Ok(o)
     }
 
+    /// The timeout [`Rtc::poll_output`] would return now, when it would return nothing
+    /// else and has nothing to recompute: no event, datagram or written packet waits, and
+    /// no timer moved since the last poll. `None` means: call `poll_output`.
+    ///
+    /// An SFU that forwards with [`DirectApi::send_rtp`][crate::change::DirectApi::send_rtp]
+    /// polls each viewer's `Rtc` afterwards only to learn that nothing is left to do; this
+    /// answers that without building an [`Output`] (ion-cluster patch 13).
+    pub fn settled_timeout(&self) -> Option<Instant> {
+        let settled = self.state == RtcState::Alive
+            && !self.readiness.wants_events()
+            && !self.readiness.wants_datagrams()
+            && !self.readiness.wants_timeout()
+            && !self.session.has_written();
+        settled.then_some(self.cached_timeout)
+    }
+
     /// Conservatively re-poll the whole tree.
     fn wake_all(&mut self) {
         drop(self.readiness.wake());

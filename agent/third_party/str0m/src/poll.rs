@@ -462,4 +462,63 @@ mod tests {
         assert!(rtc.readiness.wants_events(), "and re-polls everything");
         assert!(rtc.session.poll_datagram(due).is_some());
     }
+
+    // ion-cluster patch 13: `Rtc::settled_timeout` answers for a poll only when the poll
+    // would have nothing else to do.
+
+    /// Runs the first reports, due at once, until nothing is due.
+    fn settle(rtc: &mut Rtc) {
+        for _ in 0..10 {
+            let at = rtc.cached_timeout.max(rtc.last_now);
+            rtc.handle_input(Input::Timeout(at)).unwrap();
+            while !matches!(rtc.poll_output().unwrap(), Output::Timeout(_)) {}
+            if rtc.cached_timeout > rtc.last_now {
+                return;
+            }
+        }
+        panic!("still due: {:?}", rtc.last_timeout_reason);
+    }
+
+    #[test]
+    fn settled_timeout_is_the_polled_timeout_when_nothing_waits() {
+        let mut rtc = idle_rtc_with_bwe(None);
+        settle(&mut rtc);
+        let settled = rtc.settled_timeout().expect("an idle Rtc is settled");
+        assert!(matches!(rtc.poll_output().unwrap(), Output::Timeout(at) if at == settled));
+    }
+
+    #[test]
+    fn settled_timeout_asks_for_a_poll_when_anything_waits() {
+        // A write released alone: only the written list.
+        let mut rtc = idle_rtc_with_bwe(None);
+        settle(&mut rtc);
+        let write = vp8_write(&rtc, 1);
+        assert!(rtc.direct_api().write_rtp("vid".into(), None, write));
+        assert!(!rtc.readiness.wants_events() && !rtc.readiness.wants_timeout());
+        assert_eq!(rtc.settled_timeout(), None, "a written packet waits");
+
+        // Its release: only datagrams.
+        let now = rtc.last_now + std::time::Duration::from_millis(1);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert!(rtc.readiness.wants_datagrams() && !rtc.session.has_written());
+        assert_eq!(rtc.settled_timeout(), None, "a released packet waits");
+
+        // Only a timer moved.
+        let mut rtc = idle_rtc();
+        rtc.bwe().set_bitrate(Bitrate::kbps(100), Bitrate::mbps(2));
+        assert!(rtc.readiness.wants_timeout() && !rtc.readiness.wants_events());
+        assert_eq!(rtc.settled_timeout(), None, "a timer moved");
+
+        // Only an event or transmit waits.
+        let mut rtc = idle_rtc_with_bwe(None);
+        rtc.direct_api()
+            .send_app_specific_feedback(42.into(), 43.into(), vec![1, 2, 3, 4]);
+        assert!(rtc.readiness.wants_events() && !rtc.readiness.wants_timeout());
+        assert_eq!(rtc.settled_timeout(), None, "feedback waits");
+
+        // Closed.
+        let mut rtc = idle_rtc_with_bwe(None);
+        rtc.disconnect();
+        assert_eq!(rtc.settled_timeout(), None, "a closed Rtc");
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use netem::{Input as NetemInput, NetemConfig, Probability, RandomLoss};
 use str0m::change::RtpSend;
 use str0m::media::{MediaKind, Mid};
-use str0m::net::Transmit;
+use str0m::net::{Receive, Transmit};
 use str0m::rtp::{RawPacket, RtpWrite, Ssrc};
 use str0m::{Event, Input, Output, RtcError};
 
@@ -306,6 +306,102 @@ pub fn a_packet_is_not_sent_ahead_of_one_queued_on_its_stream() -> Result<(), Rt
         received(&r, AUDIO_SSRC),
         vec![0, 1, 2, 3, 4, 5],
         "in the order written"
+    );
+    Ok(())
+}
+
+/// Polls `l` until it wants a timeout, sending what it sends to `r`; returns that timeout.
+fn poll_until_timeout(l: &mut TestRtc, r: &mut TestRtc, now: Instant) -> Result<Instant, RtcError> {
+    loop {
+        match l.rtc.poll_output()? {
+            Output::Transmit(t) => deliver(r, now, t),
+            Output::Event(e) => l.events.push((now, e)),
+            Output::Timeout(at) => return Ok(at),
+        }
+    }
+}
+
+/// ion-cluster patch 13: after a packet sent at once, `Rtc::settled_timeout` answers what a
+/// poll would; after input from the network or a timeout, it asks for the poll. (Each thing
+/// that makes it ask, alone, is unit-tested in `src/poll.rs`.)
+#[test]
+pub fn settled_timeout_is_the_polled_timeout_and_only_when_nothing_waits() -> Result<(), RtcError> {
+    init_log();
+    init_crypto_default();
+    let (mut l, mut r, audio, _video) = connected();
+    let opus = l.params_opus().pt();
+    let now = l.last;
+    let write = |n: u32| {
+        RtpWrite::new(
+            opus,
+            (1 + n as u64).into(),
+            960 * n,
+            now,
+            n.to_be_bytes().to_vec(),
+        )
+    };
+
+    // The stream's first timeout, then a poll to the end.
+    assert!(l.direct_api().write_rtp(audio, None, write(0)));
+    release(&mut l, &mut r, now)?;
+    let polled = poll_until_timeout(&mut l, &mut r, now)?;
+    assert_eq!(
+        l.rtc.settled_timeout(),
+        Some(polled),
+        "nothing waits after the poll"
+    );
+
+    // A packet sent at once leaves nothing to poll, and the timeout as it was.
+    match l.direct_api().send_rtp(audio, None, now, write(1)) {
+        RtpSend::Sent(t) => deliver(&mut r, now, t),
+        other => panic!("the stream is clear, yet {other:?}"),
+    }
+    assert_eq!(
+        l.rtc.settled_timeout(),
+        Some(polled),
+        "a send at once moves nothing"
+    );
+    assert_eq!(
+        poll_until_timeout(&mut l, &mut r, now)?,
+        polled,
+        "and a poll agrees"
+    );
+
+    // A timeout, a datagram from the peer, or a disconnect: poll.
+    l.rtc.handle_input(Input::Timeout(now))?;
+    assert_eq!(l.rtc.settled_timeout(), None, "after a timeout");
+    poll_until_timeout(&mut l, &mut r, now)?;
+    assert!(l.rtc.settled_timeout().is_some());
+    // `r` reports on what it received once its timers run a few seconds on.
+    let later = now + Duration::from_secs(3);
+    r.rtc.handle_input(Input::Timeout(later))?;
+    let report = loop {
+        match r.rtc.poll_output()? {
+            Output::Transmit(t) => break t,
+            Output::Event(_) => {}
+            Output::Timeout(_) => panic!("r sent nothing to l"),
+        }
+    };
+    l.rtc.handle_input(Input::Receive(
+        later,
+        Receive {
+            proto: report.proto,
+            source: report.source,
+            destination: report.destination,
+            contents: (&report.contents[..]).try_into()?,
+        },
+    ))?;
+    assert_eq!(
+        l.rtc.settled_timeout(),
+        None,
+        "after a datagram from the peer"
+    );
+    poll_until_timeout(&mut l, &mut r, later)?;
+    l.rtc.disconnect();
+    assert_eq!(
+        l.rtc.settled_timeout(),
+        None,
+        "a closed Rtc has nothing to say"
     );
     Ok(())
 }
