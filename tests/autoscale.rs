@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use harness::{
     CpuBurner, Etcd, LocalAgents, ionctl_with_env, stderr, stdout, unique_prefix, wait_for,
+    wait_for_explained,
 };
 use ion_cluster::model::{
     InstanceRecord, NodeRecord, RecordingRecord, RecordingState, SessionClass, SessionRecord,
@@ -180,15 +181,37 @@ fn place_json_or(output: &Output, context: &str) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
-async fn wait_nodes(store: &Store, count: usize, timeout: Duration) -> Vec<NodeRecord> {
-    wait_for(&format!("{count} nodes"), timeout, || {
+/// Waits for `count` nodes; at the deadline the panic shows which registered and every local
+/// agent's log, since an agent that exits at boot says why only there.
+async fn wait_nodes(
+    cluster: &Cluster,
+    store: &Store,
+    count: usize,
+    timeout: Duration,
+) -> Vec<NodeRecord> {
+    let probe = || {
         let store = store.clone();
         async move {
             let nodes = Cluster::nodes(&store).await;
             (nodes.len() >= count).then_some(nodes)
         }
-    })
-    .await
+    };
+    let explain = || {
+        let mut logs = String::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(cluster.agents.path())
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        for path in paths
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            logs.push_str(&format!("--- {}\n{text}\n", path.display()));
+        }
+        logs
+    };
+    wait_for_explained(&format!("{count} nodes"), timeout, probe, explain).await
 }
 
 #[tokio::test]
@@ -237,7 +260,7 @@ async fn a_burst_of_livestreams_gets_one_held_node_each() {
         "{instances:?}"
     );
 
-    wait_nodes(&store, 5, Duration::from_secs(60)).await;
+    wait_nodes(&cluster, &store, 5, Duration::from_secs(60)).await;
     // A meeting finds no node: every new node is held for a livestream.
     let output = cluster
         .ionctl(&[
@@ -343,7 +366,7 @@ async fn with_a_warm_pool_a_meeting_is_placed_at_once_while_a_replacement_boots(
         "scaler",
         &["--warm-pool", "n2-highcpu-2=1", "--boot-delay", "3s"],
     );
-    let nodes = wait_nodes(&store, 1, Duration::from_secs(40)).await;
+    let nodes = wait_nodes(&cluster, &store, 1, Duration::from_secs(40)).await;
     let asked = std::time::Instant::now();
     let placed = place_json(
         &cluster
@@ -379,7 +402,7 @@ async fn with_a_warm_pool_a_meeting_is_placed_at_once_while_a_replacement_boots(
         out.contains("warm pool n2-highcpu-2: 0 idle of 1 wanted"),
         "{out}"
     );
-    wait_nodes(&store, 2, Duration::from_secs(40)).await;
+    wait_nodes(&cluster, &store, 2, Duration::from_secs(40)).await;
 }
 
 #[tokio::test]
@@ -410,7 +433,7 @@ async fn when_the_leader_dies_the_other_replica_takes_over_without_double_spawns
         ])
         .await;
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
-    wait_nodes(&store, 1, Duration::from_secs(30)).await;
+    wait_nodes(&cluster, &store, 1, Duration::from_secs(30)).await;
     assert!(
         !cluster.out("replica-b").contains("leader replica-b"),
         "{}",
@@ -438,7 +461,7 @@ async fn when_the_leader_dies_the_other_replica_takes_over_without_double_spawns
     .await;
     let took = killed.elapsed();
     assert!(took <= Duration::from_secs(3 + 2), "takeover took {took:?}");
-    wait_nodes(&store, 2, Duration::from_secs(30)).await;
+    wait_nodes(&cluster, &store, 2, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let instances = Cluster::instances(&store).await;
     let mut holds: Vec<_> = instances

@@ -5,9 +5,11 @@
 //! records its pid, so a later `ionctl delete` finds it. An optional boot delay mimics the
 //! time a VM takes to boot.
 
+use std::collections::VecDeque;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -193,12 +195,34 @@ fn write_state(path: &Path, state: &LocalState) -> Result<(), ProviderError> {
         .map_err(io_error(format!("cannot write {}", path.display())))
 }
 
-/// A port on 127.0.0.1 that nobody listens on right now.
+/// How many of its last ports [`free_port`] never hands out again.
+const RECENT_PORTS: usize = 1024;
+
+/// A port on 127.0.0.1 that nobody listens on right now and that none of this process's last
+/// [`RECENT_PORTS`] calls returned. The kernel may give back a port it gave a moment ago once
+/// that probe listener is closed (about one burst of five in 2,000 here). An autoscaler's burst
+/// of spawns would then start two agents on one port before either binds it, and one of them
+/// would exit and never register.
 fn free_port() -> Result<u16, ProviderError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(io_error("cannot find a free loopback port".to_owned()))
+    static RECENT: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
+    let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    // The ephemeral range holds thousands of ports, so a few more probes skip the repeats.
+    for _ in 0..64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(io_error("cannot find a free loopback port".to_owned()))?;
+        if !recent.contains(&port) {
+            if recent.len() == RECENT_PORTS {
+                recent.pop_front();
+            }
+            recent.push_back(port);
+            return Ok(port);
+        }
+    }
+    Err(io_error("cannot find a free loopback port".to_owned())(
+        std::io::Error::other("the kernel kept returning ports handed out moments ago"),
+    ))
 }
 
 /// True while `pid` runs and is the agent (or its boot-delay shell) of `name`: the command
@@ -400,5 +424,21 @@ impl Provider for LocalProvider {
         }
         // The log stays for a post-mortem.
         std::fs::remove_file(&path).map_err(io_error(format!("cannot remove {}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::free_port;
+
+    /// A thousand probes, as a long burst of spawns would make: without the memory of recent
+    /// ports the kernel repeats some (about 18 expected over the 28,000-port default range).
+    #[test]
+    fn free_port_never_repeats_a_recent_port() {
+        let ports: Vec<u16> = (0..1000).map(|_| free_port().expect("a port")).collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
     }
 }

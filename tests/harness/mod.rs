@@ -56,7 +56,22 @@ pub fn unique_prefix(test: &str) -> String {
 }
 
 /// Polls `probe` every 100 ms until it yields `Some`, or panics naming `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_for_explained(what, timeout, probe, String::new).await
+}
+
+/// [`wait_for`], and at the deadline the panic also prints what `explain` gathers (the logs
+/// of the processes that were to bring the awaited state about).
+pub async fn wait_for_explained<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+    explain: impl FnOnce() -> String,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -66,10 +81,12 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                explain()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
