@@ -181,8 +181,8 @@ fn place_json_or(output: &Output, context: &str) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
-/// Waits for `count` nodes; at the deadline the panic shows which registered and every local
-/// agent's log, since an agent that exits at boot says why only there.
+/// Waits for `count` nodes; at the deadline the panic shows every local agent's log, since an
+/// agent that exits at boot says why only there.
 async fn wait_nodes(
     cluster: &Cluster,
     store: &Store,
