@@ -383,14 +383,7 @@ mod tests {
     fn readiness_write_rtp_without_pacing_releases_only_its_stream() {
         let mut rtc = idle_rtc_with_bwe(None);
         // The first reports are due at once; after them, nothing is for a while.
-        for _ in 0..10 {
-            let at = rtc.cached_timeout.max(rtc.last_now);
-            rtc.handle_input(Input::Timeout(at)).unwrap();
-            while !matches!(rtc.poll_output().unwrap(), Output::Timeout(_)) {}
-            if rtc.cached_timeout > rtc.last_now {
-                break;
-            }
-        }
+        settle(&mut rtc);
         let cached = rtc.cached_timeout;
         assert!(
             cached > rtc.last_now,

@@ -51,10 +51,13 @@ fn deliver(r: &mut TestRtc, now: Instant, transmit: Transmit) {
     r.pending.handle_input(NetemInput::Packet(now, packet));
 }
 
-/// Gives `l` a timeout at `now` and polls it until it wants another, sending what it
-/// sends to `r`. Returns how many RTP packets (not RTCP) went.
-fn release(l: &mut TestRtc, r: &mut TestRtc, now: Instant) -> Result<usize, RtcError> {
-    l.rtc.handle_input(Input::Timeout(now))?;
+/// Polls `l` until it wants a timeout, sending what it sends to `r`. Returns that timeout
+/// and how many RTP packets (not RTCP) went.
+fn poll_until_timeout(
+    l: &mut TestRtc,
+    r: &mut TestRtc,
+    now: Instant,
+) -> Result<(Instant, usize), RtcError> {
     let mut rtp = 0;
     loop {
         match l.rtc.poll_output()? {
@@ -66,9 +69,16 @@ fn release(l: &mut TestRtc, r: &mut TestRtc, now: Instant) -> Result<usize, RtcE
                 deliver(r, now, t);
             }
             Output::Event(e) => l.events.push((now, e)),
-            Output::Timeout(_) => return Ok(rtp),
+            Output::Timeout(at) => return Ok((at, rtp)),
         }
     }
+}
+
+/// Gives `l` a timeout at `now` and polls it until it wants another, sending what it
+/// sends to `r`. Returns how many RTP packets (not RTCP) went.
+fn release(l: &mut TestRtc, r: &mut TestRtc, now: Instant) -> Result<usize, RtcError> {
+    l.rtc.handle_input(Input::Timeout(now))?;
+    Ok(poll_until_timeout(l, r, now)?.1)
 }
 
 /// The payload counters `r` received on `ssrc`, in arrival order.
@@ -310,17 +320,6 @@ pub fn a_packet_is_not_sent_ahead_of_one_queued_on_its_stream() -> Result<(), Rt
     Ok(())
 }
 
-/// Polls `l` until it wants a timeout, sending what it sends to `r`; returns that timeout.
-fn poll_until_timeout(l: &mut TestRtc, r: &mut TestRtc, now: Instant) -> Result<Instant, RtcError> {
-    loop {
-        match l.rtc.poll_output()? {
-            Output::Transmit(t) => deliver(r, now, t),
-            Output::Event(e) => l.events.push((now, e)),
-            Output::Timeout(at) => return Ok(at),
-        }
-    }
-}
-
 /// ion-cluster patch 13: after a packet sent at once, `Rtc::settled_timeout` answers what a
 /// poll would; after input from the network or a timeout, it asks for the poll. (Each thing
 /// that makes it ask, alone, is unit-tested in `src/poll.rs`.)
@@ -344,7 +343,7 @@ pub fn settled_timeout_is_the_polled_timeout_and_only_when_nothing_waits() -> Re
     // The stream's first timeout, then a poll to the end.
     assert!(l.direct_api().write_rtp(audio, None, write(0)));
     release(&mut l, &mut r, now)?;
-    let polled = poll_until_timeout(&mut l, &mut r, now)?;
+    let (polled, _) = poll_until_timeout(&mut l, &mut r, now)?;
     assert_eq!(
         l.rtc.settled_timeout(),
         Some(polled),
@@ -362,7 +361,7 @@ pub fn settled_timeout_is_the_polled_timeout_and_only_when_nothing_waits() -> Re
         "a send at once moves nothing"
     );
     assert_eq!(
-        poll_until_timeout(&mut l, &mut r, now)?,
+        poll_until_timeout(&mut l, &mut r, now)?.0,
         polled,
         "and a poll agrees"
     );
