@@ -196,22 +196,10 @@ async fn wait_nodes(
             (nodes.len() >= count).then_some(nodes)
         }
     };
-    let explain = || {
-        let mut logs = String::new();
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(cluster.agents.path())
-            .map(|entries| entries.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        paths.sort();
-        for path in paths
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            logs.push_str(&format!("--- {}\n{text}\n", path.display()));
-        }
-        logs
-    };
-    wait_for_explained(&format!("{count} nodes"), timeout, probe, explain).await
+    wait_for_explained(&format!("{count} nodes"), timeout, probe, || {
+        cluster.agents.logs()
+    })
+    .await
 }
 
 #[tokio::test]

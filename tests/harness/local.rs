@@ -29,6 +29,22 @@ impl LocalAgents {
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.path().join(format!("{name}.log"))).unwrap_or_default()
     }
+
+    /// Every agent's log, each under its path, in name order: what a failed wait prints.
+    pub fn logs(&self) -> String {
+        let mut paths: Vec<_> = std::fs::read_dir(self.path())
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        paths.sort();
+        paths
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                format!("--- {}\n{text}\n", path.display())
+            })
+            .collect()
+    }
 }
 
 impl Drop for LocalAgents {
