@@ -1004,7 +1004,10 @@ impl StreamTx {
         s.values.push((SdesType::CNAME, cname.to_string()));
 
         let mut d = Descriptions {
-            reports: Box::new(ReportList::new()),
+            // ion-cluster patch 14 (PATCHES.md): `Box::default` builds the 31 KB list in its
+            // allocation. `Box::new` built it on the stack and copied it, once per stream
+            // per sender report.
+            reports: Box::default(),
         };
         d.reports.push(s);
 
