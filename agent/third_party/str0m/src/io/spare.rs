@@ -8,15 +8,26 @@
 //! that does not changes nothing: the spares stay empty and sealing allocates as before.
 //!
 //! The spares are per thread, so they need no lock and a buffer never crosses threads.
+//!
+//! ion-cluster patch 15: a packet below 1 KiB (an audio packet, about half of what a meeting
+//! forwards) was sealed into a fresh `calloc`ed buffer. glibc's `calloc` skips the per-thread
+//! cache, and a `sendmmsg` batch frees more chunks of one size than that cache keeps, so
+//! each took and freed a chunk through malloc's bins. Now a fresh buffer has room for any
+//! packet (`FRESH_CAPACITY`), is recycled like a video packet's, and any spare serves any
+//! packet.
 
 use std::cell::RefCell;
 
 use super::DatagramSend;
 
-/// Buffers below this capacity are left to the allocator: glibc's per-thread cache already
-/// serves chunks up to about 1 KiB without a search, and keeping small ones would only make
-/// a video packet grow one.
+/// Buffers below this capacity are not kept: they are not sealed RTP packets (those are
+/// made with [`FRESH_CAPACITY`]) but STUN, DTLS or RTCP datagrams, and a video packet would
+/// only have to grow one.
 const SMALL: usize = 1024;
+
+/// The capacity of a buffer made when no spare is left: an Ethernet frame's payload, so that
+/// it can later carry any RTP packet without growing.
+const FRESH_CAPACITY: usize = 1500;
 
 /// At most this many spares per thread. A sender hands back what one `sendmmsg` sent (the
 /// agent sends 64 at a time), so that many are in use; the bound keeps a burst from holding
@@ -46,17 +57,15 @@ pub fn recycle(datagram: DatagramSend) {
     });
 }
 
-/// `len` zero bytes, in a recycled buffer when one is spare and the packet is not small.
+/// `len` zero bytes, in a recycled buffer when one is spare.
 pub(crate) fn zeroed(len: usize) -> Vec<u8> {
-    if len >= SMALL {
-        let spare = SPARE.with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()));
-        if let Some(mut buffer) = spare {
-            buffer.clear();
-            buffer.resize(len, 0);
-            return buffer;
-        }
-    }
-    vec![0; len]
+    let spare = SPARE.with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+    // `with_capacity` and `resize` rather than `vec![0; len]`: that is a `calloc`, which
+    // glibc serves without its per-thread cache.
+    let mut buffer = spare.unwrap_or_else(|| Vec::with_capacity(len.max(FRESH_CAPACITY)));
+    buffer.clear();
+    buffer.resize(len, 0);
+    buffer
 }
 
 #[cfg(test)]
@@ -84,17 +93,46 @@ mod test {
     }
 
     #[test]
-    fn small_buffers_and_small_packets_are_left_to_the_allocator() {
+    fn small_buffers_are_not_kept() {
         drain();
         recycle(vec![1_u8; 200].into());
         SPARE.with(|spare| assert!(spare.borrow().is_empty(), "a small buffer was kept"));
+    }
 
+    #[test]
+    fn a_small_packet_is_sealed_into_a_spare_too() {
+        drain();
         let large = vec![1_u8; 1500];
         let address = large.as_ptr();
         recycle(large.into());
+
         let small = zeroed(100);
-        assert_ne!(small.as_ptr(), address, "a small packet took a large spare");
-        SPARE.with(|spare| assert_eq!(spare.borrow().len(), 1));
+        assert_eq!(
+            small.as_ptr(),
+            address,
+            "a small packet did not take the spare"
+        );
+        assert_eq!(small.len(), 100);
+        assert!(
+            small.iter().all(|b| *b == 0),
+            "a reused buffer kept old bytes"
+        );
+        SPARE.with(|spare| assert!(spare.borrow().is_empty()));
+    }
+
+    #[test]
+    fn a_fresh_small_packet_is_kept_once_sent_and_serves_a_large_one() {
+        drain();
+        let small = zeroed(100);
+        assert!(small.capacity() >= FRESH_CAPACITY);
+        let address = small.as_ptr();
+        recycle(small.into());
+        SPARE.with(|spare| assert_eq!(spare.borrow().len(), 1, "the sent packet was freed"));
+
+        let large = zeroed(1300);
+        assert_eq!(large.as_ptr(), address, "the spare grew or was not taken");
+        assert_eq!(large.len(), 1300);
+        drain();
     }
 
     #[test]
