@@ -35,6 +35,10 @@ use super::send_stats::StreamTxStats;
 /// requests smaller than this we use blank packets instead.
 const MIN_SPURIOUS_PADDING_SIZE: usize = 50;
 
+/// How often a stream that only sends at once purges the byte history of its resend cap
+/// (ion-cluster patch 16): often enough to bound it, not on every packet.
+const SEND_NOW_PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
 pub const DEFAULT_RTX_CACHE_DURATION: Duration = Duration::from_secs(3);
 
 pub const DEFAULT_RTX_RATIO_CAP: Option<f32> = Some(0.15f32);
@@ -651,8 +655,13 @@ impl StreamTx {
 
         // `poll_packet` purges the byte history that caps resends on every call (in
         // `poll_packet_resend`). A stream that only sends at once must purge it here, or the
-        // history keeps an entry for every packet sent.
-        if self.rtx_ratio_cap.is_some() {
+        // history keeps an entry for every packet sent. The purge here only bounds it, so it
+        // is done once a `SEND_NOW_PURGE_INTERVAL` (ion-cluster patch 16): each reads the
+        // history's oldest entry, long out of cache, and done every 50 ms that was most of
+        // the ratio's cost. The ratio is read only by `poll_packet_resend`, which purges first.
+        if self.rtx_ratio_cap.is_some()
+            && now.saturating_duration_since(self.rtx_ratio.1) >= SEND_NOW_PURGE_INTERVAL
+        {
             self.rtx_ratio_downsampled(now);
         }
 
@@ -1599,9 +1608,13 @@ mod test {
         stream.set_rtx_cache(1024, Duration::from_secs(1), Some(0.15));
         stream.kind = Some(MediaKind::Video);
         let mut buf = Vec::new();
+        let history_len =
+            |stream: &StreamTx| stream.stats.bytes_transmitted.as_ref().unwrap().len();
+        let mut purges = 0;
         // 10 s at 100 packets a second.
         for i in 0..1000u64 {
             now += Duration::from_millis(10);
+            let before = history_len(stream);
             assert!(stream.can_send_now());
             let write = RtpWrite::new(vp8, i.into(), i as u32 * 900, now, vec![0; 100]);
             let sent = stream.send_now(
@@ -1613,9 +1626,19 @@ mod test {
                 &mut buf,
             );
             assert!(sent.is_some(), "packet {i} is built");
+            if history_len(stream) <= before {
+                purges += 1;
+            }
         }
-        let kept = stream.stats.bytes_transmitted.as_ref().unwrap().len();
-        assert!(kept <= 106, "{kept} entries kept for a one-second history");
+        // The one-second window and at most one purge interval more.
+        let kept = history_len(stream);
+        assert!(kept <= 206, "{kept} entries kept for a one-second history");
+        // ion-cluster patch 16: each purge reads a cold entry, so it is done once a
+        // `SEND_NOW_PURGE_INTERVAL`, not every 50 ms.
+        assert!(
+            (5..=11).contains(&purges),
+            "{purges} purges in 10 s of sending at once"
+        );
     }
 
     #[test]
