@@ -656,9 +656,10 @@ impl StreamTx {
         // `poll_packet` purges the byte history that caps resends on every call (in
         // `poll_packet_resend`). A stream that only sends at once must purge it here, or the
         // history keeps an entry for every packet sent. The purge here only bounds it, so it
-        // is done once a `SEND_NOW_PURGE_INTERVAL` (ion-cluster patch 16): each reads the
-        // history's oldest entry, long out of cache, and done every 50 ms that was most of
-        // the ratio's cost. The ratio is read only by `poll_packet_resend`, which purges first.
+        // is done once a `SEND_NOW_PURGE_INTERVAL` (ion-cluster patch 16). A purge reads the
+        // history's oldest entry, long out of the cache; done every 50 ms, those reads were
+        // most of the ratio's cost. Only `poll_packet_resend` reads the ratio, and it purges
+        // first.
         if self.rtx_ratio_cap.is_some()
             && now.saturating_duration_since(self.rtx_ratio.1) >= SEND_NOW_PURGE_INTERVAL
         {
