@@ -14,6 +14,7 @@
 
 pub(crate) mod containment;
 pub mod counters;
+mod forwarded;
 pub(crate) mod keyframe;
 pub(crate) mod layers;
 mod participant;

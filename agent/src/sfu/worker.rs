@@ -21,17 +21,16 @@ use rustc_hash::FxHashMap;
 use str0m::change::RtpSend;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::RtpPacket;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::containment::{self, InHand};
 use super::counters::WorkerCounters;
+use super::forwarded::{Forwarded, MediaExtensions};
 use super::keyframe::starts_keyframe;
-use super::participant::{
-    Link, OutState, Participant, ParticipantId, Pc, ResendHistory, Role, TrackOut,
-};
+use super::participant::{Link, OutState, Participant, ParticipantId, Pc, ResendHistory, Role};
 use super::relay_socket::{self, RecvAny, RelaySocket};
 use super::send_batch::SendBatch;
 use super::session::{Session, Subscription, TrackId, TrackIn};
@@ -613,7 +612,8 @@ impl State {
             if !pc.rtc.is_alive() {
                 pc.forwarded.clear();
             }
-            for (mid, write) in pc.forwarded.drain(..) {
+            for forwarded in pc.forwarded.drain(..) {
+                let (mid, write) = forwarded.into_write();
                 match pc.rtc.direct_api().send_rtp(mid, None, now, write) {
                     RtpSend::Sent(transmit) => match &pc.socket {
                         Some(own) => self.relay_outbox.push((own.clone(), transmit)),
@@ -792,13 +792,7 @@ impl State {
                 // Split horizon: what came over a relay never goes into another.
                 && !(relayed && q.link.is_relay())
             {
-                q.outs.push(TrackOut {
-                    track: id,
-                    kind,
-                    stream_id: stream_id.clone(),
-                    state: OutState::ToOpen,
-                    orphaned: false,
-                });
+                q.open_out(id, kind, stream_id.clone());
                 mark(
                     &mut self.participants,
                     &mut self.dirty,
@@ -901,7 +895,7 @@ impl State {
             [None; 3]
         };
         let keyframe = rid.is_some() && starts_keyframe(spec.codec, &packet.payload);
-        let extensions = forwarded_extensions(&packet.header.ext_vals);
+        let extensions = MediaExtensions::of(&packet.header.ext_vals);
         let mut layer_switch_waiting = None;
         for sub in &mut track.subscriptions {
             if video && sub.wanted == VideoLayer::None {
@@ -936,19 +930,17 @@ impl State {
             sub.pt_map = to_pt.map(|to| (pt, to));
             if let Some(to_pt) = to_pt {
                 // Sealed and sent when the subscriber is polled (see `State::poll`).
-                let write = RtpWrite::new(
-                    to_pt,
-                    out.seq_no.into(),
-                    out.timestamp,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(extensions.clone())
-                // The subscriber's NACKs are answered from str0m's send buffer; audio is
-                // not worth resending.
-                .nackable(video);
-                pc.forwarded.push((sub.mid, write));
+                pc.forwarded.push(Forwarded {
+                    mid: sub.mid,
+                    pt: to_pt,
+                    seq_no: out.seq_no.into(),
+                    time: out.timestamp,
+                    wallclock: packet.timestamp,
+                    payload: packet.payload.clone(),
+                    marker: packet.header.marker,
+                    nackable: video,
+                    extensions,
+                });
             } else {
                 // A renegotiation may have moved the codec: match afresh next time.
                 sub.pt_map = None;
@@ -1199,13 +1191,7 @@ impl State {
                 if relayed && p.link.is_relay() {
                     continue;
                 }
-                p.outs.push(TrackOut {
-                    track: track.id,
-                    kind: track.kind,
-                    stream_id: track.stream_id.clone(),
-                    state: OutState::ToOpen,
-                    orphaned: false,
-                });
+                p.open_out(track.id, track.kind, track.stream_id.clone());
             }
         }
         session.members.push(id);
@@ -1589,18 +1575,6 @@ fn on_event(
             }
         }
         _ => {}
-    }
-}
-
-/// The header extensions a forwarded packet keeps: what describes the media itself. str0m
-/// sets the subscriber's own MID and RID; the rest (send times, transport sequence numbers)
-/// belonged to the publisher's hop.
-fn forwarded_extensions(incoming: &ExtensionValues) -> ExtensionValues {
-    ExtensionValues {
-        audio_level: incoming.audio_level,
-        voice_activity: incoming.voice_activity,
-        video_orientation: incoming.video_orientation,
-        ..ExtensionValues::default()
     }
 }
 
