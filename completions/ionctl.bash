@@ -575,7 +575,7 @@ _ionctl() {
             return 0
             ;;
         ionctl__subcmd__bench__subcmd__floor)
-            opts="-o -h --receivers --packets-per-second --payload-bytes --duration --batch --srtp --sender-cpu --receiver-cpu --output --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help"
+            opts="-o -h --receivers --packets-per-second --payload-bytes --duration --batch --srtp --sender-cpu --receiver-cpu --receive --output --etcd --prefix --connect-timeout --etcd-ca --etcd-cert --etcd-key --etcd-user --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -611,6 +611,10 @@ _ionctl() {
                     ;;
                 --receiver-cpu)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --receive)
+                    COMPREPLY=($(compgen -W "poll wait" -- "${cur}"))
                     return 0
                     ;;
                 --output)

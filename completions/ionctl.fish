@@ -190,6 +190,8 @@ complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_sub
 aes256-gcm\t'SRTP_AEAD_AES_256_GCM'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from floor" -l sender-cpu -d 'Pin the sending thread to this CPU (as the agent is pinned by scripts/bench-loadtest)' -r
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from floor" -l receiver-cpu -d 'Pin the receiving thread to this CPU' -r
+complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from floor" -l receive -d 'How the receivers read: `poll` (no receiver waits on its socket, so a send wakes nothing) or `wait` (each waits in epoll, as the load generator\'s peers do; on loopback the sender pays each wake-up)' -r -f -a "poll\t'One thread reads every socket in turn and sleeps 1 ms when all are empty. Nothing waits on a socket, so a send wakes nothing: the cheapest delivery there is'
+wait\t'Each socket is read by its own task of a Tokio runtime that waits in epoll, as the load generator\'s webrtc-rs peers read theirs. Every datagram then runs the socket\'s epoll callback, and wakes the runtime when it sleeps, inside the sender\'s send call: what each datagram the agent sends to the load generator costs the agent'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from floor" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'Stable JSON on stdout for scripts'"
 complete -c ionctl -n "__fish_ionctl_using_subcommand bench; and __fish_seen_subcommand_from floor" -l etcd -d 'etcd endpoints, comma-separated (e.g. http://10.0.0.2:2379,http://10.0.0.3:2379)' -r

@@ -66,6 +66,11 @@ pub struct FloorArgs {
     /// Pin the receiving thread to this CPU.
     #[arg(long, value_name = "CPU")]
     pub receiver_cpu: Option<usize>,
+    /// How the receivers read: `poll` (no receiver waits on its socket, so a send wakes
+    /// nothing) or `wait` (each waits in epoll, as the load generator's peers do; on
+    /// loopback the sender pays each wake-up).
+    #[arg(long, value_enum, default_value = "poll")]
+    pub receive: crate::bench::floor::ReceiveMode,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -152,6 +157,7 @@ fn bench_floor(args: &FloorArgs) -> Result<(), CliError> {
         profile: args.srtp,
         sender_cpu: args.sender_cpu,
         receiver_cpu: args.receiver_cpu,
+        receive: args.receive,
     };
     let report = run(&options).map_err(|error| match error {
         FloorError::Options(_) | FloorError::Pin { .. } => CliError::usage(error),
@@ -162,6 +168,7 @@ fn bench_floor(args: &FloorArgs) -> Result<(), CliError> {
         OutputFormat::Table => {
             let mut out = table(&[
                 "srtp",
+                "receive",
                 "receivers",
                 "pkt/s",
                 "payload",
@@ -174,6 +181,7 @@ fn bench_floor(args: &FloorArgs) -> Result<(), CliError> {
             ]);
             out.add_row(vec![
                 report.profile.name().to_owned(),
+                report.receive.name().to_owned(),
                 report.receivers.to_string(),
                 format!("{:.0}", report.packets_sent as f64 / report.seconds),
                 format!("{} B", report.payload_bytes),

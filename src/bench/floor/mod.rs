@@ -5,6 +5,10 @@
 //! loopback. The sending thread's own CPU time over the packets it sent is the floor; run in
 //! the same run as the agent's load test (`scripts/bench-floor`), the ratio agent / floor
 //! holds across machines where absolute figures do not.
+//!
+//! On loopback the kernel delivers each datagram inside the sender's `sendmmsg`, and wakes
+//! there whatever waits on the receiving socket. So how the receivers read ([`ReceiveMode`])
+//! is part of the sender's cost: the load generator's peers wait in epoll.
 
 pub mod seal;
 
@@ -38,12 +42,37 @@ pub struct FloorOptions {
     pub sender_cpu: Option<usize>,
     /// The CPU the receiving thread is pinned to, if any.
     pub receiver_cpu: Option<usize>,
+    pub receive: ReceiveMode,
+}
+
+/// How the receivers read their sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReceiveMode {
+    /// One thread reads every socket in turn and sleeps 1 ms when all are empty. Nothing
+    /// waits on a socket, so a send wakes nothing: the cheapest delivery there is.
+    Poll,
+    /// Each socket is read by its own task of a Tokio runtime that waits in epoll, as the
+    /// load generator's webrtc-rs peers read theirs. Every datagram then runs the socket's
+    /// epoll callback, and wakes the runtime when it sleeps, inside the sender's send call:
+    /// what each datagram the agent sends to the load generator costs the agent.
+    Wait,
+}
+
+impl ReceiveMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReceiveMode::Poll => "poll",
+            ReceiveMode::Wait => "wait",
+        }
+    }
 }
 
 /// What one run sent and what it cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct FloorReport {
     pub profile: Profile,
+    pub receive: ReceiveMode,
     pub receivers: u32,
     pub batch: usize,
     pub payload_bytes: usize,
@@ -109,9 +138,13 @@ pub fn run(options: &FloorOptions) -> Result<FloorReport, FloorError> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let receiver_cpu = options.receiver_cpu;
+    let mode = options.receive;
     let receiving = {
         let stop = Arc::clone(&stop);
-        thread::spawn(move || receive(&receivers, &stop, receiver_cpu))
+        thread::spawn(move || match mode {
+            ReceiveMode::Poll => receive_polling(&receivers, &stop, receiver_cpu),
+            ReceiveMode::Wait => receive_waiting(receivers, &stop, receiver_cpu),
+        })
     };
     let sent = send(options, &mut streams);
     // Whatever is in flight lands within a few milliseconds on loopback.
@@ -124,6 +157,7 @@ pub fn run(options: &FloorOptions) -> Result<FloorReport, FloorError> {
     let packets = sent.packets.max(1) as f64;
     Ok(FloorReport {
         profile: options.profile,
+        receive: options.receive,
         receivers: options.receivers,
         batch: options.batch,
         payload_bytes: options.payload_bytes,
@@ -269,8 +303,9 @@ fn send(options: &FloorOptions, streams: &mut [Stream]) -> Result<Sent, FloorErr
     })
 }
 
-/// Reads every receiver until told to stop; returns the packets read.
-fn receive(
+/// Reads every receiver in turn until told to stop ([`ReceiveMode::Poll`]); returns the
+/// packets read.
+fn receive_polling(
     receivers: &[UdpSocket],
     stop: &AtomicBool,
     cpu: Option<usize>,
@@ -293,6 +328,54 @@ fn receive(
     Ok(received)
 }
 
+/// Reads each receiver from its own task on a Tokio runtime until told to stop
+/// ([`ReceiveMode::Wait`]); returns the packets read.
+fn receive_waiting(
+    receivers: Vec<UdpSocket>,
+    stop: &AtomicBool,
+    cpu: Option<usize>,
+) -> Result<u64, FloorError> {
+    pin("receiving", cpu)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async move {
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let mut readers = tokio::task::JoinSet::new();
+        for socket in receivers {
+            let socket = tokio::net::UdpSocket::from_std(socket)?;
+            let mut stopped = stopped.clone();
+            readers.spawn(async move {
+                let mut buffer = [0u8; 2_048];
+                let mut received = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        read = socket.recv(&mut buffer) => received += u64::from(read.is_ok()),
+                    }
+                }
+                while socket.try_recv(&mut buffer).is_ok() {
+                    received += 1;
+                }
+                received
+            });
+        }
+        // The sender's thread owns the clock of the run; a check every 10 ms is a wake-up
+        // of this runtime the sender does not pay.
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stopping.send(true);
+        let mut received = 0;
+        while let Some(read) = readers.join_next().await {
+            received +=
+                read.map_err(|_| FloorError::Options("a receiving task panicked".to_owned()))?;
+        }
+        Ok(received)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,20 +392,28 @@ mod tests {
             profile: Profile::Aes128Gcm,
             sender_cpu: None,
             receiver_cpu: None,
+            receive: ReceiveMode::Poll,
         }
     }
 
     #[test]
     fn the_floor_delivers_the_paced_packets_and_counts_their_cpu() {
-        let report = run(&options()).unwrap();
-        // 1,000 packets/s for half a second, paced: never more than 500, and not far fewer
-        // unless the machine starves the thread for a quarter of the run.
-        assert!((250..=500).contains(&report.packets_sent), "{report:?}");
-        // Loopback with a reader on every socket: everything arrives.
-        assert_eq!(report.packets_received, report.packets_sent, "{report:?}");
-        assert!(report.sendmmsg_calls < report.packets_sent, "{report:?}");
-        assert!(report.sender_cpu_seconds > 0.0, "{report:?}");
-        assert!(report.cpu_us_per_packet > 0.0, "{report:?}");
+        for receive in [ReceiveMode::Poll, ReceiveMode::Wait] {
+            let report = run(&FloorOptions {
+                receive,
+                ..options()
+            })
+            .unwrap();
+            assert_eq!(report.receive, receive);
+            // 1,000 packets/s for half a second, paced: never more than 500, and not far
+            // fewer unless the machine starves the thread for a quarter of the run.
+            assert!((250..=500).contains(&report.packets_sent), "{report:?}");
+            // Loopback with a reader on every socket: everything arrives.
+            assert_eq!(report.packets_received, report.packets_sent, "{report:?}");
+            assert!(report.sendmmsg_calls < report.packets_sent, "{report:?}");
+            assert!(report.sender_cpu_seconds > 0.0, "{report:?}");
+            assert!(report.cpu_us_per_packet > 0.0, "{report:?}");
+        }
     }
 
     #[test]
