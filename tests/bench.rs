@@ -1,5 +1,5 @@
 //! `ionctl bench place` on a small scale against a real etcd: it reports every level's figures
-//! and leaves no key behind.
+//! and leaves no key behind. `ionctl bench floor` on loopback: what its receivers read.
 
 mod harness;
 
@@ -59,4 +59,42 @@ async fn bench_place_reports_each_level_and_cleans_up() {
         .await
         .expect("count");
     assert_eq!(left.count(), 0, "the benchmark left keys behind");
+}
+
+/// `ionctl bench floor` through the CLI: both ways of receiving deliver every packet and say
+/// which they used; a way that does not exist is a usage error that lists the real ones.
+#[tokio::test]
+async fn bench_floor_reports_how_its_receivers_read() {
+    for receive in ["poll", "wait"] {
+        let output = ionctl(&[
+            "bench",
+            "floor",
+            "--receivers",
+            "4",
+            "--packets-per-second",
+            "400",
+            "--payload-bytes",
+            "200",
+            "--duration",
+            "500ms",
+            "--receive",
+            receive,
+            "-o",
+            "json",
+        ])
+        .await;
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(report["receive"], receive);
+        let sent = report["packets_sent"].as_u64().expect("packets_sent");
+        assert!(sent > 0, "{report}");
+        assert_eq!(report["packets_received"].as_u64(), Some(sent), "{report}");
+    }
+    let output = ionctl(&["bench", "floor", "--receive", "sleep"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("sleep") && message.contains("poll") && message.contains("wait"),
+        "{message}"
+    );
 }
