@@ -54,8 +54,10 @@ pub enum ReceiveMode {
     Poll,
     /// Each socket is read by its own task of a Tokio runtime that waits in epoll, as the
     /// load generator's webrtc-rs peers read theirs. Every datagram then runs the socket's
-    /// epoll callback, and wakes the runtime when it sleeps, inside the sender's send call:
-    /// what each datagram the agent sends to the load generator costs the agent.
+    /// epoll callback, and wakes the runtime when it sleeps, inside the sender's send call,
+    /// as each datagram the agent sends to the load generator does. This thread sleeps more
+    /// often than the load generator's runtime, so it pays somewhat more wake-ups per
+    /// datagram than the agent does (docs/benchmarks.md).
     Wait,
 }
 
