@@ -5,6 +5,10 @@ use std::time::{Duration, Instant};
 
 /// Holds a history values of type T for up to a certain Duration, as well as the
 /// cumulated (total) value.
+///
+/// ion-cluster patch 18 (PATCHES.md): values pushed within [`BIN_WIDTH`] of the newest
+/// entry's time are added to that entry, so the history holds one entry per bin, not one
+/// per value, and a value leaves the sum with its bin, up to `BIN_WIDTH` early.
 #[derive(Debug)]
 pub(crate) struct ValueHistory<T> {
     value: T,
@@ -13,6 +17,11 @@ pub(crate) struct ValueHistory<T> {
 }
 
 const DEFAULT_VALUE_HISTORY_DURATION: Duration = Duration::from_secs(1);
+
+/// How close in time values share an entry (patch 18). The resend cap, the one reader,
+/// reads the sum at most every 50 ms (`StreamTx::rtx_ratio_downsampled`), so its window moves
+/// in steps of that size already.
+const BIN_WIDTH: Duration = Duration::from_millis(50);
 
 impl<T: Default> Default for ValueHistory<T> {
     fn default() -> Self {
@@ -32,6 +41,14 @@ where
     /// Note: time should always monotonically increase in subsequent calls to add()
     pub fn push(&mut self, t: Instant, v: T) {
         self.value += v;
+        // A stream sends up to a hundred packets a second, and each entry was read once more
+        // a second later by the purge, long out of the cache (patch 18).
+        if let Some((bin_start, bin)) = self.history.back_mut()
+            && t.saturating_duration_since(*bin_start) < BIN_WIDTH
+        {
+            *bin += v;
+            return;
+        }
         self.history.push_back((t, v));
     }
 
@@ -89,6 +106,29 @@ mod test {
         assert_eq!(h.sum(), 11 + 22);
         h.push(now, 0);
         assert_eq!(h.sum(), 11 + 22);
+    }
+
+    #[test]
+    fn values_close_in_time_share_an_entry_and_leave_with_it() {
+        // Patch 18: 100 values 10 ms apart over one second make 20 entries of 50 ms.
+        let start = Instant::now();
+        let mut h = ValueHistory::default();
+        for i in 0..100u64 {
+            h.push(start + Duration::from_millis(10 * i), 1u64);
+        }
+        assert_eq!(h.sum(), 100);
+        assert_eq!(h.len(), 20);
+
+        // 1.2 s after the start, the bins that began at 0 to 150 ms have left: the bin
+        // that began at 150 ms is 1.05 s old. Its values at 150–190 ms leave together.
+        h.purge_old(start + Duration::from_millis(1200));
+        assert_eq!(h.sum(), 100 - 20);
+        assert_eq!(h.len(), 16);
+
+        // A value 50 ms or more after the newest bin's start opens a new one.
+        h.push(start + Duration::from_millis(1000), 5);
+        assert_eq!(h.len(), 17);
+        assert_eq!(h.sum(), 85);
     }
 
     #[test]
