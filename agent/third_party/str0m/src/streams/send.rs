@@ -87,30 +87,44 @@ impl StreamTxQueueInfo for QueueSnapshot {
 ///
 /// This is RTP level API. For frame level API see [`Rtc::writer`][crate::Rtc::writer].
 #[derive(Debug)]
+#[repr(C)]
 pub struct StreamTx {
+    // ion-cluster patch 19 (PATCHES.md): `#[repr(C)]` keeps this order. The fields down to
+    // `stats` are what sending a packet at once (`send_now`, patch 12) reads or writes,
+    // together in a few cache lines, then `rtx_cache`, which it writes when the packet can
+    // be resent; the rest follow.
     /// Unique identifier of the remote encoded stream.
     ssrc: Ssrc,
-
-    /// Identifier of a resend (RTX) stream. If we are doing resends.
-    rtx: Option<Ssrc>,
-
-    /// The Media mid and rid this stream belongs to.
-    midrid: MidRid,
 
     /// Set on first handle_timeout.
     kind: Option<MediaKind>,
 
-    /// Set on first handle_timeout.
-    cname: Option<String>,
+    /// Whether a receiver report has been received for this SSRC, thus acknowledging
+    /// that the receiver has bound the Mid/Rid tuple to the SSRC and no longer
+    /// needs to be sent on every packet
+    remote_acked_ssrc: bool,
+
+    // Same as `remote_acked_ssrc`, but for the RTX SSRC
+    remote_acked_rtx_ssrc: bool,
+
+    // The _main_ PT to use for padding. This is main PT, since the poll_packet() loop
+    // figures out the param.resend() RTX PT using main.
+    pt_for_padding: Option<Pt>,
+
+    /// The Media mid and rid this stream belongs to.
+    midrid: MidRid,
+
+    /// Identifier of a resend (RTX) stream. If we are doing resends.
+    rtx: Option<Ssrc>,
 
     /// The last main payload clock rate that was sent.
     clock_rate: Option<Frequency>,
 
-    /// If we are doing seq_no ourselves (frame mode or SSRC 0 probing).
-    seq_no: SeqNo,
+    /// Determines retransmitted bytes ratio value to clear queued resends.
+    rtx_ratio_cap: Option<f32>,
 
-    /// If we are using RTX, this is the seq no counter.
-    seq_no_rtx: SeqNo,
+    /// Requested padding, that has not been turned into packets yet.
+    padding: usize,
 
     /// The last seq_no that we sent, either by increasing seq_no ourselves (media API), or by
     /// direct RTP mode writing.
@@ -122,11 +136,35 @@ pub struct StreamTx {
     /// Last written media + wallclock time.
     rtp_and_wallclock: Option<(u32, Instant)>,
 
+    // downsampled rtx ratio (value, last calculation)
+    rtx_ratio: (f32, Instant),
+
+    /// Scheduled resends due to NACK or spurious padding.
+    resends: VecDeque<Resend>,
+
     /// Queue of packets to send.
     ///
     /// The packets here do not have correct sequence numbers, header extension values etc.
     /// They must be updated when we are about to send.
     send_queue: SendQueue,
+
+    /// Statistics of outgoing data.
+    ///
+    /// Stats are use to calculate the rtx ratio also when statistics events are disabled.
+    stats: StreamTxStats,
+
+    /// Cache of sent packets to be able to answer to NACKs as well as
+    /// sending spurious resends as padding.
+    rtx_cache: RtxCache,
+
+    /// Set on first handle_timeout.
+    cname: Option<String>,
+
+    /// If we are doing seq_no ourselves (frame mode or SSRC 0 probing).
+    seq_no: SeqNo,
+
+    /// If we are using RTX, this is the seq no counter.
+    seq_no_rtx: SeqNo,
 
     /// The queue information sampled during the latest pacer update.
     queue_info: Option<QueueSnapshot>,
@@ -136,21 +174,8 @@ pub struct StreamTx {
     /// Audio defaults to not being paced.
     unpaced: Option<bool>,
 
-    /// Scheduled resends due to NACK or spurious padding.
-    resends: VecDeque<Resend>,
-
-    /// Requested padding, that has not been turned into packets yet.
-    padding: usize,
-
     /// Dummy packet for resends. Used between poll_packet and poll_packet_padding
     blank_packet: RtpPacket,
-
-    /// Cache of sent packets to be able to answer to NACKs as well as
-    /// sending spurious resends as padding.
-    rtx_cache: RtxCache,
-
-    /// Determines retransmitted bytes ratio value to clear queued resends.
-    rtx_ratio_cap: Option<f32>,
 
     /// Last time we produced a SR.
     last_sender_report: Instant,
@@ -160,26 +185,6 @@ pub struct StreamTx {
 
     /// If we have a pending incoming remb request.
     pending_request_remb: Option<Bitrate>,
-
-    /// Statistics of outgoing data.
-    ///
-    /// Stats are use to calculate the rtx ratio also when statistics events are disabled.
-    stats: StreamTxStats,
-
-    // downsampled rtx ratio (value, last calculation)
-    rtx_ratio: (f32, Instant),
-
-    // The _main_ PT to use for padding. This is main PT, since the poll_packet() loop
-    // figures out the param.resend() RTX PT using main.
-    pt_for_padding: Option<Pt>,
-
-    /// Whether a receiver report has been received for this SSRC, thus acknowledging
-    /// that the receiver has bound the Mid/Rid tuple to the SSRC and no longer
-    /// needs to be sent on every packet
-    remote_acked_ssrc: bool,
-
-    // Same as `remote_acked_ssrc`, but for the RTX SSRC
-    remote_acked_rtx_ssrc: bool,
 
     /// MTU warn threshold; used to cap spurious-padding RTX cache lookups.
     mtu_warn: usize,
@@ -1589,6 +1594,27 @@ mod test {
         );
         plain.handle_rtcp(now, report_on(50));
         assert!(plain.remote_acked_ssrc);
+    }
+
+    // ion-cluster patch 19 (PATCHES.md).
+    #[test]
+    fn what_sending_at_once_touches_of_a_stream_lies_in_its_first_six_cache_lines() {
+        use crate::streams::send_stats::StreamTxStats;
+        use crate::util::value_history::ValueHistory;
+        use std::mem::{offset_of, size_of};
+        let end_of = |offset: usize, size: usize| offset + size;
+        let ends = [
+            end_of(offset_of!(StreamTx, resends), size_of::<VecDeque<Resend>>()),
+            offset_of!(StreamTx, send_queue) + SendQueue::SENT_AT_ONCE_END,
+            offset_of!(StreamTx, stats)
+                + end_of(
+                    offset_of!(StreamTxStats, bytes_transmitted),
+                    size_of::<Option<ValueHistory<u64>>>(),
+                ),
+        ];
+        for end in ends {
+            assert!(end <= 6 * 64, "ends at byte {end}: {ends:?}");
+        }
     }
 
     // ion-cluster patch 12 (PATCHES.md).

@@ -7,13 +7,21 @@ use crate::util::not_happening;
 use super::RtpPacket;
 
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct SendQueue {
+    // ion-cluster patch 19 (PATCHES.md): `#[repr(C)]` keeps first what a packet sent at
+    // once reads (is the queue empty?) and writes (when the stream last sent).
     queue: VecDeque<RtpPacket>,
-    total: TotalQueue,
     last_emitted: Option<Instant>,
+    total: TotalQueue,
 }
 
 impl SendQueue {
+    /// Where the fields that a packet sent at once reads or writes end (patch 19's test).
+    #[cfg(test)]
+    pub(crate) const SENT_AT_ONCE_END: usize =
+        std::mem::offset_of!(SendQueue, last_emitted) + std::mem::size_of::<Option<Instant>>();
+
     pub fn new() -> Self {
         Self {
             queue: VecDeque::new(),

@@ -10,15 +10,20 @@ use super::MidRid;
 
 /// Holder of stats.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct StreamTxStats {
+    // ion-cluster patch 19 (PATCHES.md): `#[repr(C)]` keeps the counters that each packet
+    // sent updates first, beside the byte history of the resend cap.
     /// count of bytes sent, including retransmissions
     /// <https://www.w3.org/TR/webrtc-stats/#dom-rtcsentrtpstreamstats-bytessent>
     pub bytes: u64,
-    /// count of retransmitted bytes alone
-    bytes_resent: u64,
     /// count of packets sent, including retransmissions
     /// <https://www.w3.org/TR/webrtc-stats/#summary>
     pub packets: u64,
+    /// `None` if `rtx_ratio_cap` is `None`.
+    pub bytes_transmitted: Option<ValueHistory<u64>>,
+    /// count of retransmitted bytes alone
+    bytes_resent: u64,
     /// count of retransmitted packets alone
     packets_resent: u64,
     /// count of FIR requests received
@@ -37,10 +42,6 @@ pub(crate) struct StreamTxStats {
     /// The SeqNo is the extended max_seq of the reception report, extended
     /// using the last sent sequence number.
     last_rr: Option<(SeqNo, ReceptionReport)>,
-
-    /// `None` if `rtx_ratio_cap` is `None`.
-    pub bytes_transmitted: Option<ValueHistory<u64>>,
-
     /// `None` if `rtx_ratio_cap` is `None`.
     pub bytes_retransmitted: Option<ValueHistory<u64>>,
 }

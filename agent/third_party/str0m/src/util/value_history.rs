@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 /// Holds a history values of type T for up to a certain Duration, as well as the
 /// cumulated (total) value.
 ///
-/// ion-cluster patch 18 (PATCHES.md): values pushed within [`BIN_WIDTH`] of the newest
-/// entry's time are added to that entry, so the history holds one entry per bin, not one
-/// per value, and a value leaves the sum with its bin, up to `BIN_WIDTH` early.
+/// ion-cluster patch 18 (PATCHES.md): values pushed within [`BIN_WIDTH`] of the open bin's
+/// start are added to that bin, so the history holds one entry per bin, not one per value,
+/// and a value leaves the sum with its bin, up to `BIN_WIDTH` early. The open bin is kept
+/// here, beside the sum, and goes to `history` when the next one opens.
 #[derive(Debug)]
 pub(crate) struct ValueHistory<T> {
     value: T,
+    open_bin: Option<(Instant, T)>,
     history: VecDeque<(Instant, T)>,
     max_time: Duration,
 }
@@ -27,6 +29,7 @@ impl<T: Default> Default for ValueHistory<T> {
     fn default() -> Self {
         Self {
             value: Default::default(),
+            open_bin: None,
             history: Default::default(),
             max_time: DEFAULT_VALUE_HISTORY_DURATION,
         }
@@ -42,14 +45,17 @@ where
     pub fn push(&mut self, t: Instant, v: T) {
         self.value += v;
         // A stream sends up to a hundred packets a second, and each entry was read once more
-        // a second later by the purge, long out of the cache (patch 18).
-        if let Some((bin_start, bin)) = self.history.back_mut()
+        // a second later by the purge, long out of the cache (patch 18). Most values only
+        // touch the open bin, in this struct.
+        if let Some((bin_start, bin)) = &mut self.open_bin
             && t.saturating_duration_since(*bin_start) < BIN_WIDTH
         {
             *bin += v;
             return;
         }
-        self.history.push_back((t, v));
+        if let Some(closed) = self.open_bin.replace((t, v)) {
+            self.history.push_back(closed);
+        }
     }
 
     /// Returns the sum of all values in the history up to max_time. Might
@@ -61,20 +67,22 @@ where
     /// How many values are held (ion-cluster patch 12's test).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.history.len()
+        self.history.len() + usize::from(self.open_bin.is_some())
     }
 
     /// Recalculates sum purging values older than `now - max_time`.
     pub fn purge_old(&mut self, now: Instant) {
-        while {
-            let Some(front_t) = self.history.front().map(|v| v.0) else {
-                return;
-            };
-            now.duration_since(front_t) > self.max_time
-        } {
+        let is_old = |&(t, _): &(Instant, T)| now.duration_since(t) > self.max_time;
+        while self.history.front().is_some_and(is_old) {
             if let Some((_, v)) = self.history.pop_front() {
                 self.value -= v;
             }
+        }
+        // The open bin is the newest: it goes once every closed one has.
+        if self.history.is_empty()
+            && let Some((_, v)) = self.open_bin.take_if(|bin| is_old(bin))
+        {
+            self.value -= v;
         }
     }
 }
@@ -115,6 +123,9 @@ mod test {
         let mut h = ValueHistory::default();
         for i in 0..100u64 {
             h.push(start + Duration::from_millis(10 * i), 1u64);
+            if i < 5 {
+                assert!(h.history.is_empty(), "the open bin is kept beside the sum");
+            }
         }
         assert_eq!(h.sum(), 100);
         assert_eq!(h.len(), 20);
