@@ -147,7 +147,7 @@ pub async fn run_bench(context: &Context, args: BenchArgs) -> Result<(), CliErro
 }
 
 fn bench_floor(args: &FloorArgs) -> Result<(), CliError> {
-    use crate::bench::floor::{FloorError, FloorOptions, run};
+    use crate::bench::floor::{FloorOptions, run};
     let options = FloorOptions {
         receivers: args.receivers,
         packets_per_second: args.packets_per_second,
@@ -159,10 +159,7 @@ fn bench_floor(args: &FloorArgs) -> Result<(), CliError> {
         receiver_cpu: args.receiver_cpu,
         receive: args.receive,
     };
-    let report = run(&options).map_err(|error| match error {
-        FloorError::Options(_) | FloorError::Pin { .. } => CliError::usage(error),
-        other => CliError::other(other),
-    })?;
+    let report = run(&options).map_err(floor_exit)?;
     match args.output.output {
         OutputFormat::Json => print_json(&report),
         OutputFormat::Table => {
@@ -398,5 +395,36 @@ async fn bench_place(context: &Context, args: PlaceBenchArgs) -> Result<(), CliE
             }
             print_table(&mut out)
         }
+    }
+}
+
+/// The floor's options or the CPUs named are the user's to fix (exit 2); anything else,
+/// the bench's own panics included, is a failure (exit 1).
+fn floor_exit(error: crate::bench::floor::FloorError) -> CliError {
+    use crate::bench::floor::FloorError;
+    match error {
+        FloorError::Options(_) | FloorError::Pin { .. } => CliError::usage(error),
+        other => CliError::other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::floor::FloorError;
+    use crate::cli::Exit;
+
+    #[test]
+    fn a_floor_panic_is_a_failure_and_bad_options_a_usage_error() {
+        let panicked = floor_exit(FloorError::Panicked("a receiving task"));
+        assert_eq!(panicked.exit, Exit::Failure);
+        assert!(
+            panicked
+                .source
+                .to_string()
+                .contains("a receiving task panicked")
+        );
+        let options = floor_exit(FloorError::Options("--receivers must be 1 or more".into()));
+        assert_eq!(options.exit, Exit::Usage);
     }
 }

@@ -106,6 +106,9 @@ pub enum FloorError {
     },
     #[error("SRTP: {0}")]
     Seal(#[from] seal::SealError),
+    /// A fault of the bench itself, not of its options: a runtime error (exit 1).
+    #[error("{0} panicked; this is a bug in the floor bench, please report it with the command")]
+    Panicked(&'static str),
 }
 
 /// One receiver's stream: its address, SSRC, next sequence number and rollover counter.
@@ -154,7 +157,7 @@ pub fn run(options: &FloorOptions) -> Result<FloorReport, FloorError> {
     stop.store(true, Ordering::Relaxed);
     let received = receiving
         .join()
-        .map_err(|_| FloorError::Options("the receiving thread panicked".to_owned()))??;
+        .map_err(|_| FloorError::Panicked("the receiving thread"))??;
     let sent = sent?;
     let packets = sent.packets.max(1) as f64;
     Ok(FloorReport {
@@ -371,8 +374,7 @@ fn receive_waiting(
         let _ = stopping.send(true);
         let mut received = 0;
         while let Some(read) = readers.join_next().await {
-            received +=
-                read.map_err(|_| FloorError::Options("a receiving task panicked".to_owned()))?;
+            received += read.map_err(|_| FloorError::Panicked("a receiving task"))?;
         }
         Ok(received)
     })
