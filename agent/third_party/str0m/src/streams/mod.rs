@@ -146,7 +146,7 @@ pub(crate) struct Streams {
     /// ion-cluster patches 7 and 17 (PATCHES.md): where in `streams_tx` the stream that
     /// last answered each `MidRid` in [`Streams::stream_tx_by_midrid`] is, checked on use.
     /// The first two remembered live here, inline; the rest in `tx_by_midrid`. Both are
-    /// emptied whenever a stream is added or removed, which moves the places.
+    /// emptied whenever a stream is added or removed (a removal moves the places after it).
     tx_by_midrid_inline: ArrayVec<(MidRid, u32), INLINE_MIDRIDS>,
     tx_by_midrid: Vec<(MidRid, u32)>,
 
@@ -779,7 +779,8 @@ impl Streams {
         self.tx_by_midrid.push((midrid, index));
     }
 
-    /// Forgets every remembered place: adding or removing a stream moves them.
+    /// Forgets every remembered place: a removal moves those after it, and an addition, as
+    /// rare, is treated alike.
     fn forget_stream_places(&mut self) {
         self.tx_by_midrid_inline.clear();
         self.tx_by_midrid.clear();

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 ///
 /// ion-cluster patch 18 (PATCHES.md): values pushed within [`BIN_WIDTH`] of the open bin's
 /// start are added to that bin, so the history holds one entry per bin, not one per value,
-/// and a value leaves the sum with its bin, up to `BIN_WIDTH` early. The open bin is kept
-/// here, beside the sum, and goes to `history` when the next one opens.
+/// and a value leaves the sum with its bin, up to `BIN_WIDTH` early. Patch 19: the open bin
+/// is kept here, beside the sum, and goes to `history` when the next one opens.
 #[derive(Debug)]
 pub(crate) struct ValueHistory<T> {
     value: T,
@@ -46,7 +46,7 @@ where
         self.value += v;
         // A stream sends up to a hundred packets a second, and each entry was read once more
         // a second later by the purge, long out of the cache (patch 18). Most values only
-        // touch the open bin, in this struct.
+        // touch the open bin, in this struct (patch 19).
         if let Some((bin_start, bin)) = &mut self.open_bin
             && t.saturating_duration_since(*bin_start) < BIN_WIDTH
         {
@@ -64,7 +64,8 @@ where
         self.value
     }
 
-    /// How many values are held (ion-cluster patch 12's test).
+    /// How many entries are held, the open bin included (the tests of ion-cluster patches 12
+    /// and 18).
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.history.len() + usize::from(self.open_bin.is_some())
