@@ -33,7 +33,7 @@ pub use self::error::StunError;
 
 mod spare;
 pub use self::spare::recycle;
-pub(crate) use self::spare::zeroed;
+pub(crate) use self::spare::{to_overwrite, zeroed};
 
 pub use str0m_proto::{DatagramSend, Protocol, TcpType, Transmit};
 

@@ -341,7 +341,9 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = crate::io::zeroed(packet_len + AeadAes128Gcm::TAG_LEN);
+                // Every byte is written below: the ciphertext and tag by `encrypt`, the
+                // header after it (ion-cluster patch 20).
+                let mut output = crate::io::to_overwrite(packet_len + AeadAes128Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -357,7 +359,9 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = crate::io::zeroed(packet_len + AeadAes256Gcm::TAG_LEN);
+                // Every byte is written below: the ciphertext and tag by `encrypt`, the
+                // header after it (ion-cluster patch 20).
+                let mut output = crate::io::to_overwrite(packet_len + AeadAes256Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -1100,11 +1104,16 @@ mod test {
         }
     }
 
-    // ion-cluster patch 6 (PATCHES.md): a recycled buffer still holds the bytes of the
-    // packet it carried. Sealing into it must give exactly what a fresh buffer gives.
+    // ion-cluster patches 6 and 20 (PATCHES.md): a recycled buffer still holds the bytes of
+    // the packet it carried, and since patch 20 AES-GCM seals over them without zeroing them
+    // first. Sealing into it must give exactly what a fresh buffer gives, whether the old
+    // packet was longer than the new one or shorter.
     #[test]
     fn a_packet_sealed_into_a_recycled_buffer_is_the_packet_sealed_fresh() {
-        for profile in SrtpProfile::ALL {
+        for (profile, stale_len) in SrtpProfile::ALL
+            .iter()
+            .flat_map(|profile| [(profile, 1500), (profile, 1100)])
+        {
             let crypto = crate::crypto::test_default_provider();
             let mat = KeyingMaterial::new(&vec![7; profile.keying_material_len()]);
             let mut sender = SrtpContext::new(crypto, *profile, &mat, true);
@@ -1116,7 +1125,8 @@ mod test {
             let header = RtpHeader::parse(&packet, &crate::rtp_::ExtensionMap::empty()).unwrap();
 
             let fresh = reference.protect_rtp(&packet, &header, 1);
-            let stale = vec![0xFF_u8; 1500];
+            let mut stale = Vec::with_capacity(1500);
+            stale.resize(stale_len, 0xFF_u8);
             let address = stale.as_ptr();
             crate::io::recycle(stale.into());
             let sealed = sender.protect_rtp(&packet, &header, 1);
@@ -1126,7 +1136,10 @@ mod test {
                 address,
                 "{profile:?}: the spare was not used"
             );
-            assert_eq!(sealed, fresh, "{profile:?}: sealing depends on the buffer");
+            assert_eq!(
+                sealed, fresh,
+                "{profile:?}: sealing over {stale_len} old bytes depends on them"
+            );
             assert_eq!(
                 receiver.unprotect_rtp(&sealed, &header, 1),
                 Some(&packet[12..]),

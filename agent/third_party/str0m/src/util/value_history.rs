@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct ValueHistory<T> {
     value: T,
-    open_bin: Option<(Instant, T)>,
+    open_bin: Option<OpenBin<T>>,
     history: VecDeque<(Instant, T)>,
     max_time: Duration,
 }
@@ -24,6 +24,17 @@ const DEFAULT_VALUE_HISTORY_DURATION: Duration = Duration::from_secs(1);
 /// reads the sum at most every 50 ms (`StreamTx::rtx_ratio_downsampled`), so its window moves
 /// in steps of that size already.
 const BIN_WIDTH: Duration = Duration::from_millis(50);
+
+/// The newest bin, which values still join (patches 18 and 19).
+#[derive(Debug)]
+struct OpenBin<T> {
+    start: Instant,
+    /// `start + BIN_WIDTH`, kept so that a value is placed with a comparison: the
+    /// subtraction of two `Instant`s it replaces was 1% of a forwarded packet's instructions
+    /// (ion-cluster patch 20).
+    ends: Instant,
+    sum: T,
+}
 
 impl<T: Default> Default for ValueHistory<T> {
     fn default() -> Self {
@@ -47,14 +58,20 @@ where
         // A stream sends up to a hundred packets a second, and each entry was read once more
         // a second later by the purge, long out of the cache (patch 18). Most values only
         // touch the open bin, in this struct (patch 19).
-        if let Some((bin_start, bin)) = &mut self.open_bin
-            && t.saturating_duration_since(*bin_start) < BIN_WIDTH
+        // A value before the bin's start (time going back) joins it, as the newest.
+        if let Some(bin) = &mut self.open_bin
+            && t < bin.ends
         {
-            *bin += v;
+            bin.sum += v;
             return;
         }
-        if let Some(closed) = self.open_bin.replace((t, v)) {
-            self.history.push_back(closed);
+        let opened = OpenBin {
+            start: t,
+            ends: t.checked_add(BIN_WIDTH).unwrap_or(t),
+            sum: v,
+        };
+        if let Some(closed) = self.open_bin.replace(opened) {
+            self.history.push_back((closed.start, closed.sum));
         }
     }
 
@@ -81,9 +98,9 @@ where
         }
         // The open bin is the newest: it goes once every closed one has.
         if self.history.is_empty()
-            && let Some((_, v)) = self.open_bin.take_if(|bin| is_old(bin))
+            && let Some(bin) = self.open_bin.take_if(|bin| is_old(&(bin.start, bin.sum)))
         {
-            self.value -= v;
+            self.value -= bin.sum;
         }
     }
 }
