@@ -57,12 +57,17 @@ pub fn recycle(datagram: DatagramSend) {
     });
 }
 
-/// `len` zero bytes, in a recycled buffer when one is spare.
-pub(crate) fn zeroed(len: usize) -> Vec<u8> {
+/// A recycled buffer when one is spare, else an empty one with room for `len` bytes.
+fn spare_or_fresh(len: usize) -> Vec<u8> {
     let spare = SPARE.with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()));
     // `with_capacity` and `resize` rather than `vec![0; len]`: that is a `calloc`, which
     // glibc serves without its per-thread cache.
-    let mut buffer = spare.unwrap_or_else(|| Vec::with_capacity(len.max(FRESH_CAPACITY)));
+    spare.unwrap_or_else(|| Vec::with_capacity(len.max(FRESH_CAPACITY)))
+}
+
+/// `len` zero bytes, in a recycled buffer when one is spare.
+pub(crate) fn zeroed(len: usize) -> Vec<u8> {
+    let mut buffer = spare_or_fresh(len);
     buffer.clear();
     buffer.resize(len, 0);
     buffer
@@ -77,13 +82,9 @@ pub(crate) fn zeroed(len: usize) -> Vec<u8> {
 /// which an SFU's fan-out pays once per viewer. Nothing of the old datagram is left in the
 /// new one, and it was on the wire already.
 pub(crate) fn to_overwrite(len: usize) -> Vec<u8> {
-    let spare = SPARE.with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()));
-    let mut buffer = spare.unwrap_or_else(|| Vec::with_capacity(len.max(FRESH_CAPACITY)));
-    if buffer.len() >= len {
-        buffer.truncate(len);
-    } else {
-        buffer.resize(len, 0);
-    }
+    let mut buffer = spare_or_fresh(len);
+    // Truncates a longer buffer; zeroes only what a shorter one lacks.
+    buffer.resize(len, 0);
     buffer
 }
 

@@ -90,15 +90,15 @@ where
 
     /// Recalculates sum purging values older than `now - max_time`.
     pub fn purge_old(&mut self, now: Instant) {
-        let is_old = |&(t, _): &(Instant, T)| now.duration_since(t) > self.max_time;
-        while self.history.front().is_some_and(is_old) {
+        let is_old = |t: Instant| now.duration_since(t) > self.max_time;
+        while self.history.front().is_some_and(|&(t, _)| is_old(t)) {
             if let Some((_, v)) = self.history.pop_front() {
                 self.value -= v;
             }
         }
         // The open bin is the newest: it goes once every closed one has.
         if self.history.is_empty()
-            && let Some(bin) = self.open_bin.take_if(|bin| is_old(&(bin.start, bin.sum)))
+            && let Some(bin) = self.open_bin.take_if(|bin| is_old(bin.start))
         {
             self.value -= bin.sum;
         }
