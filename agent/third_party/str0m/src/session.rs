@@ -1322,7 +1322,8 @@ impl Session {
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc = twcc_enabled.then_some(&mut self.twcc);
 
-        let receipt = stream.poll_packet(now, exts, twcc, params, buf)?;
+        let keep_header = self.raw_packets.is_some();
+        let receipt = stream.poll_packet(now, exts, twcc, params, buf, keep_header)?;
 
         let twcc_id = twcc_enabled.then(|| match cluster_id {
             Some(cluster) => TwccPacketId::with_cluster(twcc_seq, cluster),
@@ -1340,6 +1341,7 @@ impl Session {
             && self.srtp_tx.is_some()
             && !self.rtp_closing
             && !self.written.contains(&midrid);
+        let keep_header = self.raw_packets.is_some();
         let Session {
             streams,
             medias,
@@ -1363,9 +1365,15 @@ impl Session {
         let twcc_seq = *twcc;
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc_counter = twcc_enabled.then_some(twcc);
-        let Some(receipt) =
-            stream.send_now(rtp, now, exts, twcc_counter, codec_config, poll_packet_buf)
-        else {
+        let Some(receipt) = stream.send_now(
+            rtp,
+            now,
+            exts,
+            twcc_counter,
+            codec_config,
+            poll_packet_buf,
+            keep_header,
+        ) else {
             // A payload type not negotiated on this m-line: dropped, as a queued one is.
             return SentNow::Dropped;
         };
@@ -1387,6 +1395,9 @@ impl Session {
         now: Instant,
     ) -> Option<DatagramSend> {
         let PacketReceipt {
+            ssrc,
+            sequence_number,
+            header_len,
             header,
             seq_no,
             is_padding,
@@ -1394,26 +1405,24 @@ impl Session {
             body,
         } = receipt;
 
-        trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
-
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
             let kind = if is_padding { "padding" } else { "media" };
 
-            crate::log_stat!("PACKET_SENT", header.ssrc, payload_size, kind);
+            crate::log_stat!("PACKET_SENT", ssrc, payload_size, kind);
         }
 
         self.pacer.register_send(now, payload_size.into(), midrid);
 
-        let (head, built_body) = self.poll_packet_buf.split_at(header.header_len);
+        let (head, built_body) = self.poll_packet_buf.split_at(header_len);
         let body = body.as_deref().unwrap_or(built_body);
-        if let Some(raw_packets) = &mut self.raw_packets {
+        if let (Some(raw_packets), Some(header)) = (&mut self.raw_packets, header) {
             let plain = [head, body].concat();
-            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), plain)));
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(*header, plain)));
         }
 
         let srtp_tx = self.srtp_tx.as_mut()?;
-        let protected = srtp_tx.protect_rtp_parts(head, body, &header, *seq_no);
+        let protected = srtp_tx.protect_rtp_parts(head, body, ssrc, sequence_number, *seq_no);
 
         if let Some(packet_id) = twcc_id {
             self.twcc_tx_register
@@ -1425,7 +1434,7 @@ impl Session {
             bwe.on_media_sent(payload_size.into(), is_padding, now);
         }
 
-        if !is_padding && !header.ssrc.is_probe() {
+        if !is_padding && !ssrc.is_probe() {
             self.media_bytes_tx += payload_size as u64;
         }
 
@@ -1697,7 +1706,15 @@ pub(crate) enum SentNow {
 }
 
 pub struct PacketReceipt {
-    pub header: RtpHeader,
+    /// What sealing needs of the header: the header itself is not carried (ion-cluster
+    /// patch 21), a copy of 288 bytes a packet.
+    pub ssrc: Ssrc,
+    pub sequence_number: u16,
+    /// The header's length: the first `header_len` bytes of the build buffer.
+    pub header_len: usize,
+    /// A copy of the header, only when the build was asked to keep one (the raw packet
+    /// capture).
+    pub header: Option<Box<RtpHeader>>,
     pub seq_no: SeqNo,
     pub is_padding: bool,
     pub payload_size: usize,

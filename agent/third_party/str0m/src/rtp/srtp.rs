@@ -8,6 +8,7 @@ use crate::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher};
 use crate::crypto::{CryptoProvider, Sha1HmacProvider, SrtpProvider};
 use crate::io::DATAGRAM_MAX_PACKET_SIZE;
 
+use super::Ssrc;
 use super::header::RtpHeader;
 
 // Common among various profiles(defined in RFC3711 Section 4.3)
@@ -258,7 +259,8 @@ impl SrtpContext {
         srtp_index: u64, // same as ext_seq
     ) -> Vec<u8> {
         let hlen = header.header_len;
-        self.protect_rtp_parts(&buf[..hlen], &buf[hlen..], header, srtp_index)
+        let (head, body) = buf.split_at(hlen);
+        self.protect_rtp_parts(head, body, header.ssrc, header.sequence_number, srtp_index)
     }
 
     /// [`SrtpContext::protect_rtp`] of the packet `head` followed by `body`, read where they
@@ -272,7 +274,8 @@ impl SrtpContext {
         &mut self,
         head: &[u8],
         body: &[u8],
-        header: &RtpHeader,
+        ssrc: Ssrc,
+        sequence_number: u16,
         srtp_index: u64, // same as ext_seq
     ) -> Vec<u8> {
         // SRTP layout
@@ -303,7 +306,6 @@ impl SrtpContext {
         //  |                                                                   |
         //  +- Encrypted Portion*                      Authenticated Portion ---+
         let hlen = head.len();
-        debug_assert_eq!(hlen, header.header_len);
         let input = body;
         let packet_len = hlen + body.len();
 
@@ -312,7 +314,7 @@ impl SrtpContext {
                 // arbitrary body lengths are fine: the output buffer below is
                 // allocated with the CTR scratch the ciphers need and truncated
                 // after encryption, so no 16-byte alignment is required.
-                let iv = Aes128CmSha1_80::rtp_iv(*salt, *header.ssrc, srtp_index);
+                let iv = Aes128CmSha1_80::rtp_iv(*salt, *ssrc, srtp_index);
 
                 // Allocate buffer with CTR padding (aws-lc-rs requirement)
                 // HMAC_TAG_LEN is 10, CTR_BUFFER_PADDING is 15, so we need 5 extra bytes
@@ -336,7 +338,7 @@ impl SrtpContext {
             Derived::AeadAes128Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
 
-                let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                let iv = AeadAes128Gcm::rtp_iv(*salt, *ssrc, roc, sequence_number);
                 let aad = head;
 
                 // Input and output lengths for encryption:
@@ -354,7 +356,7 @@ impl SrtpContext {
             Derived::AeadAes256Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
 
-                let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                let iv = AeadAes256Gcm::rtp_iv(*salt, *ssrc, roc, sequence_number);
                 let aad = head;
 
                 // Input and output lengths for encryption:
@@ -1093,7 +1095,8 @@ mod test {
                 let (head, body) = packet.split_at(header.header_len);
 
                 let expected = whole.protect_rtp(&packet, &header, index);
-                let sealed = parts.protect_rtp_parts(head, body, &header, index);
+                let sealed =
+                    parts.protect_rtp_parts(head, body, header.ssrc, header.sequence_number, index);
                 assert_eq!(sealed, expected, "{profile:?}, {body_len} bytes of body");
                 assert_eq!(
                     receiver.unprotect_rtp(&sealed, &header, index),
