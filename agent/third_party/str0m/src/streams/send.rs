@@ -1471,11 +1471,12 @@ fn build_packet(
             &mut own_header
         }
     };
-    let cached = (
+    // What the cached header of a regular packet had before this send set its own values.
+    let put_back = (next.kind == NextPacketKind::Regular).then_some((
         header.ext_vals.abs_send_time,
         header.ext_vals.transport_cc,
         header.header_len,
-    );
+    ));
 
     // These need to match `Extension::is_supported()` so we are sending what we are
     // declaring we support.
@@ -1499,12 +1500,12 @@ fn build_packet(
     trace!(is_padding, "Poll RTP: {:?}", header);
     let (ssrc, sequence_number) = (header.ssrc, header.sequence_number);
     let kept_header = keep_header.then(|| Box::new(header.clone()));
-    if next.kind == NextPacketKind::Regular {
+    if let Some(before) = put_back {
         (
             header.ext_vals.abs_send_time,
             header.ext_vals.transport_cc,
             header.header_len,
-        ) = cached;
+        ) = before;
     }
 
     let mut body_out = &mut buf[header_len..];
