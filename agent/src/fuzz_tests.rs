@@ -280,7 +280,7 @@ mod worker {
 
     impl Media {
         fn start() -> Self {
-            str0m::crypto::from_feature_flags().install_process_default();
+            crate::crypto::provider().install_process_default();
             let counters = MediaCounters::new(1);
             let (stop, shutdown) = watch::channel(false);
             let localhost = [IpAddr::from([127, 0, 0, 1])];

@@ -2,6 +2,7 @@
 //! logging and hands over to [`run`].
 
 mod config;
+mod crypto;
 mod drain;
 mod hold;
 mod metrics;
@@ -65,8 +66,8 @@ async fn run(mut config: AgentConfig) -> anyhow::Result<()> {
     let signalled = shutdown::install()?;
     // `stop` ends every task; it flips once a stop request has drained the node.
     let (stop_tx, shutdown) = watch::channel(false);
-    // str0m's DTLS and SRTP use aws-lc-rs.
-    str0m::crypto::from_feature_flags().install_process_default();
+    // str0m's DTLS and SRTP use aws-lc-rs; HMAC-SHA1 keeps its keys set up.
+    crypto::provider().install_process_default();
     let sampler = HostSampler::new()?;
     let listener = tokio::net::TcpListener::bind(config.signal.listen)
         .await
