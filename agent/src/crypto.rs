@@ -10,9 +10,9 @@
 //! ICE"). Here the set-up key is kept and copied per message.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use aws_lc_rs::hmac;
-use rustc_hash::FxHashMap;
 use str0m::crypto::{CryptoProvider, Sha1HmacProvider};
 
 /// How many set-up keys one thread keeps; one more starts the cache afresh. A media worker
@@ -29,12 +29,13 @@ pub fn provider() -> CryptoProvider {
     }
 }
 
-/// HMAC-SHA1 with each thread's set-up keys kept, by key bytes.
+/// HMAC-SHA1 with each thread's set-up keys kept, by key bytes. The map hashes with a random
+/// key (std's default): a peer chooses some of the keys it holds, such as its ICE password.
 #[derive(Debug)]
 pub struct CachedKeySha1Hmac;
 
 thread_local! {
-    static KEYS: RefCell<FxHashMap<Box<[u8]>, hmac::Key>> = RefCell::default();
+    static KEYS: RefCell<HashMap<Box<[u8]>, hmac::Key>> = RefCell::default();
 }
 
 impl Sha1HmacProvider for CachedKeySha1Hmac {
@@ -45,7 +46,7 @@ impl Sha1HmacProvider for CachedKeySha1Hmac {
     }
 }
 
-fn cached<'a>(keys: &'a mut FxHashMap<Box<[u8]>, hmac::Key>, key: &[u8]) -> &'a hmac::Key {
+fn cached<'a>(keys: &'a mut HashMap<Box<[u8]>, hmac::Key>, key: &[u8]) -> &'a hmac::Key {
     if !keys.contains_key(key) && keys.len() >= KEYS_PER_THREAD {
         keys.clear();
     }
