@@ -560,6 +560,21 @@ impl IceAgent {
     /// ### Panics
     ///
     /// Panics if there are no remote credentials set.
+    /// The password that signs and checks a STUN message: the local one for a reply (and the
+    /// requests it answers), the peer's for a request of ours. Borrowed: a reply and a check
+    /// need no username, which [`Self::stun_credentials`] formats (ion-cluster patch 22).
+    fn stun_password(&self, reply: bool) -> &str {
+        if reply {
+            &self.local_credentials.pass
+        } else {
+            &self
+                .remote_credentials
+                .as_ref()
+                .expect("Remote ICE credentials")
+                .pass
+        }
+    }
+
     fn stun_credentials(&self, reply: bool) -> (String, String) {
         let local = &self.local_credentials;
 
@@ -1067,7 +1082,7 @@ impl IceAgent {
             |key: &[u8], payloads: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(key, payloads);
 
         let do_integrity_check = |is_request: bool| -> bool {
-            let (_, password) = self.stun_credentials(is_request);
+            let password = self.stun_password(is_request);
             let integrity_passed = message.verify(password.as_bytes(), sha1_hmac);
 
             // The integrity is always the last thing we check
@@ -1637,7 +1652,7 @@ impl IceAgent {
             self.evaluate_nomination();
         }
 
-        let (_, password) = self.stun_credentials(true);
+        let password = self.stun_password(true);
 
         let reply = StunMessage::binding_reply(req.trans_id, req.source);
 
@@ -1666,7 +1681,7 @@ impl IceAgent {
     }
 
     fn send_role_conflict_reply(&mut self, req: &StunRequest) {
-        let (_, password) = self.stun_credentials(true);
+        let password = self.stun_password(true);
 
         let reply = StunMessage::binding_role_conflict_reply(req.trans_id);
 

@@ -474,8 +474,7 @@ impl<'a> StunMessage<'a> {
         buf[2..4].copy_from_slice(&(attr_len as u16).to_be_bytes());
 
         // Compute and fill in fingerprint
-        let crc = Crc::<u32>::new(&CRC_32_ISO_HDLC)
-            .checksum(&buf[0..(fingerprint_value_offest - ATTR_TLV_LENGTH)])
+        let crc = FINGERPRINT_CRC.checksum(&buf[0..(fingerprint_value_offest - ATTR_TLV_LENGTH)])
             ^ 0x5354_554e;
         buf[fingerprint_value_offest..(fingerprint_value_offest + FPRINT_LEN)]
             .copy_from_slice(&crc.to_be_bytes());
@@ -485,6 +484,11 @@ impl<'a> StunMessage<'a> {
 }
 
 const MAGIC: &[u8; 4] = &[0x21, 0x12, 0xA4, 0x42];
+
+/// The FINGERPRINT attribute's CRC-32, its 256-entry table built at compile time: `Crc::new`
+/// at run time built it for every message written, more than the rest of writing a reply
+/// (ion-cluster patch 22).
+static FINGERPRINT_CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Class {
@@ -1475,22 +1479,65 @@ mod test {
         mac.finalize().into_bytes().into()
     }
 
+    /// A binding request as a browser sent it, ending in its FINGERPRINT attribute.
+    const PACKET: &[u8] = &[
+        0x00, 0x01, 0x00, 0x50, 0x21, 0x12, 0xa4, 0x42, 0x6a, 0x75, 0x63, 0x31, 0x35, 0x75, 0x78,
+        0x55, 0x6e, 0x67, 0x47, 0x63, 0x00, 0x06, 0x00, 0x09, 0x70, 0x39, 0x4b, 0x41, 0x3a, 0x53,
+        0x51, 0x41, 0x74, 0x00, 0x00, 0x00, 0xc0, 0x57, 0x00, 0x04, 0x00, 0x01, 0x00, 0x0a, 0x80,
+        0x2a, 0x00, 0x08, 0x6e, 0xee, 0xc6, 0xe9, 0x7d, 0x18, 0x39, 0x5c, 0x00, 0x25, 0x00, 0x00,
+        0x00, 0x24, 0x00, 0x04, 0x6e, 0x7f, 0x1e, 0xff, 0x00, 0x08, 0x00, 0x14, 0x5d, 0x04, 0x25,
+        0xa0, 0x20, 0x7a, 0xb1, 0xe0, 0x54, 0x10, 0x22, 0x99, 0xaa, 0xf9, 0x83, 0x9c, 0xa0, 0x76,
+        0xc6, 0xd5, 0x80, 0x28, 0x00, 0x04, 0x36, 0x0e, 0x21, 0x9f,
+    ];
+
     #[test]
     fn parse_stun_message() {
-        const PACKET: &[u8] = &[
-            0x00, 0x01, 0x00, 0x50, 0x21, 0x12, 0xa4, 0x42, 0x6a, 0x75, 0x63, 0x31, 0x35, 0x75,
-            0x78, 0x55, 0x6e, 0x67, 0x47, 0x63, 0x00, 0x06, 0x00, 0x09, 0x70, 0x39, 0x4b, 0x41,
-            0x3a, 0x53, 0x51, 0x41, 0x74, 0x00, 0x00, 0x00, 0xc0, 0x57, 0x00, 0x04, 0x00, 0x01,
-            0x00, 0x0a, 0x80, 0x2a, 0x00, 0x08, 0x6e, 0xee, 0xc6, 0xe9, 0x7d, 0x18, 0x39, 0x5c,
-            0x00, 0x25, 0x00, 0x00, 0x00, 0x24, 0x00, 0x04, 0x6e, 0x7f, 0x1e, 0xff, 0x00, 0x08,
-            0x00, 0x14, 0x5d, 0x04, 0x25, 0xa0, 0x20, 0x7a, 0xb1, 0xe0, 0x54, 0x10, 0x22, 0x99,
-            0xaa, 0xf9, 0x83, 0x9c, 0xa0, 0x76, 0xc6, 0xd5, 0x80, 0x28, 0x00, 0x04, 0x36, 0x0e,
-            0x21, 0x9f,
-        ];
-
         let packet = PACKET.to_vec();
         let message = StunMessage::parse(&packet).unwrap();
         assert!(message.verify(b"xJcE9AQAR7kczUDVOXRUCl", sha1_hmac));
+    }
+
+    /// CRC-32 (ISO-HDLC) a bit at a time, as RFC 1952 gives it: the reference for the table.
+    fn crc32_bitwise(data: &[u8]) -> u32 {
+        let mut crc = !0_u32;
+        for &byte in data {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn a_written_fingerprint_is_the_crc_a_browser_writes() {
+        // ion-cluster patch 22 builds the table at compile time; the value must not move.
+        let fingerprint = |message: &[u8]| {
+            let (covered, attribute) = message.split_at(message.len() - 8);
+            assert_eq!(attribute[..4], [0x80, 0x28, 0x00, 0x04], "FINGERPRINT last");
+            let written = u32::from_be_bytes(attribute[4..].try_into().unwrap());
+            (written, crc32_bitwise(covered) ^ 0x5354_554e)
+        };
+        let (browsers, reference) = fingerprint(PACKET);
+        assert_eq!(browsers, reference);
+        assert_eq!(FINGERPRINT_CRC.checksum(b"123456789"), 0xcbf4_3926);
+
+        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 5678));
+        for reply in [
+            StunMessage::binding_reply(TransId::new(), addr),
+            StunMessage::binding_role_conflict_reply(TransId::new()),
+        ] {
+            let mut buf = vec![0; 1500];
+            let len = reply
+                .to_bytes(Some(b"password"), &mut buf, sha1_hmac)
+                .unwrap();
+            let (written, reference) = fingerprint(&buf[..len]);
+            assert_eq!(written, reference);
+        }
     }
 
     #[test]
