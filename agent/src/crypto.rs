@@ -41,20 +41,27 @@ thread_local! {
 impl Sha1HmacProvider for CachedKeySha1Hmac {
     fn sha1_hmac(&self, key: &[u8], payloads: &[&[u8]]) -> [u8; 20] {
         // Past the thread's end (a destructor signing something), without the cache.
-        KEYS.try_with(|keys| sign(cached(&mut keys.borrow_mut(), key), payloads))
+        KEYS.try_with(|keys| sign_with_cached(&mut keys.borrow_mut(), key, payloads))
             .unwrap_or_else(|_| sign(&new_key(key), payloads))
     }
 }
 
-fn cached<'a>(keys: &'a mut HashMap<Box<[u8]>, hmac::Key>, key: &[u8]) -> &'a hmac::Key {
-    if !keys.contains_key(key) && keys.len() >= KEYS_PER_THREAD {
+/// Signs with `key` set up from `keys`, or set up now and kept: one lookup for a known key.
+fn sign_with_cached(
+    keys: &mut HashMap<Box<[u8]>, hmac::Key>,
+    key: &[u8],
+    payloads: &[&[u8]],
+) -> [u8; 20] {
+    if let Some(set_up) = keys.get(key) {
+        return sign(set_up, payloads);
+    }
+    if keys.len() >= KEYS_PER_THREAD {
         keys.clear();
     }
-    // Two lookups for a known key rather than a copy of its bytes for `entry`.
-    if !keys.contains_key(key) {
-        keys.insert(key.into(), new_key(key));
-    }
-    &keys[key]
+    let set_up = new_key(key);
+    let tag = sign(&set_up, payloads);
+    keys.insert(key.into(), set_up);
+    tag
 }
 
 fn new_key(key: &[u8]) -> hmac::Key {
