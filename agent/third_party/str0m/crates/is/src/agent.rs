@@ -546,6 +546,25 @@ impl IceAgent {
         })
     }
 
+    /// The password that signs and checks a STUN message: the local one for a reply (and the
+    /// requests it answers), the peer's for a request of ours. Borrowed: a reply and a check
+    /// need no username, which [`Self::stun_credentials`] formats (ion-cluster patch 22).
+    ///
+    /// ### Panics
+    ///
+    /// For a request, panics if there are no remote credentials set.
+    fn stun_password(&self, reply: bool) -> &str {
+        if reply {
+            &self.local_credentials.pass
+        } else {
+            &self
+                .remote_credentials
+                .as_ref()
+                .expect("Remote ICE credentials")
+                .pass
+        }
+    }
+
     /// Credentials for STUN.
     ///
     /// The username for the credential is formed by concatenating the
@@ -560,21 +579,6 @@ impl IceAgent {
     /// ### Panics
     ///
     /// Panics if there are no remote credentials set.
-    /// The password that signs and checks a STUN message: the local one for a reply (and the
-    /// requests it answers), the peer's for a request of ours. Borrowed: a reply and a check
-    /// need no username, which [`Self::stun_credentials`] formats (ion-cluster patch 22).
-    fn stun_password(&self, reply: bool) -> &str {
-        if reply {
-            &self.local_credentials.pass
-        } else {
-            &self
-                .remote_credentials
-                .as_ref()
-                .expect("Remote ICE credentials")
-                .pass
-        }
-    }
-
     fn stun_credentials(&self, reply: bool) -> (String, String) {
         let local = &self.local_credentials;
 
