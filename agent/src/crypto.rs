@@ -5,8 +5,8 @@
 //! and the agent's answer: two per check) and, with the AES-CM profiles, every SRTP packet. Its
 //! keys change only with the connection: a PeerConnection's two ICE passwords and its SRTP
 //! authentication keys. aws-lc-rs's provider builds the key's inner and outer hash states for
-//! each message, a third of what the HMAC costs; with 200 idle viewers, ICE is about a third of
-//! the agent's instructions, the HMACs a fifth (docs/benchmarks.md, "The per-viewer cost of
+//! each message, a third of what the HMAC costs; with idle viewers, ICE was about a third of the
+//! agent's instructions and the HMACs a fifth (docs/benchmarks.md, "The per-viewer cost of
 //! ICE"). Here the set-up key is kept and copied per message.
 
 use std::cell::RefCell;
@@ -17,7 +17,7 @@ use str0m::crypto::{CryptoProvider, Sha1HmacProvider};
 
 /// How many set-up keys one thread keeps; one more starts the cache afresh. A media worker
 /// needs at most four per PeerConnection, so this holds a thousand PeerConnections' keys, about
-/// 700 bytes each, and bounds how long the keys of closed ones stay in memory.
+/// 700 bytes each, and keeps the keys of closed ones from piling up.
 const KEYS_PER_THREAD: usize = 4096;
 
 /// aws-lc-rs's provider, as `str0m::crypto::from_feature_flags` gives it, with
