@@ -565,7 +565,7 @@ impl IceAgent {
         }
     }
 
-    /// Credentials for STUN.
+    /// Credentials for a STUN request of ours.
     ///
     /// The username for the credential is formed by concatenating the
     /// username fragment provided by the peer with the username fragment of
@@ -574,32 +574,20 @@ impl IceAgent {
     /// The password is equal to the password provided by the peer.
     ///
     /// The responses utilize the same usernames and passwords as the requests
-    /// (note that the USERNAME attribute is not present in the response).
+    /// (note that the USERNAME attribute is not present in the response). A
+    /// reply needs no username: [`Self::stun_password`] gives its password
+    /// (ion-cluster patch 22, which left this for requests only).
     ///
     /// ### Panics
     ///
     /// Panics if there are no remote credentials set.
-    fn stun_credentials(&self, reply: bool) -> (String, String) {
-        let local = &self.local_credentials;
-
-        let (left, right, peer_pass) = if reply {
-            ("not_used", "not_used", "not_used")
-        } else {
-            let peer = self
-                .remote_credentials
-                .as_ref()
-                .expect("Remote ICE credentials");
-            (&peer.ufrag[..], &local.ufrag[..], &peer.pass[..])
-        };
-
-        let username = format!("{left}:{right}");
-        let password = if reply {
-            local.pass.clone()
-        } else {
-            peer_pass.into()
-        };
-
-        (username, password)
+    fn stun_credentials(&self) -> (String, String) {
+        let peer = self
+            .remote_credentials
+            .as_ref()
+            .expect("Remote ICE credentials");
+        let username = format!("{}:{}", peer.ufrag, self.local_credentials.ufrag);
+        (username, self.stun_password(false).to_owned())
     }
 
     /// Whether this side is controlling or controlled.
@@ -1742,7 +1730,7 @@ impl IceAgent {
     }
 
     fn stun_client_binding_request(&mut self, now: Instant, pair_idx: usize) {
-        let (username, password) = self.stun_credentials(false);
+        let (username, password) = self.stun_credentials();
 
         let pair = &mut self.candidate_pairs[pair_idx];
         let local = pair.local_candidate(&self.local_candidates);
