@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::Event;
 use crate::bwe::BweKind;
 use crate::bwe_::Bwe;
+use crate::change::SendPlace;
 use crate::config::KeyingMaterial;
 use crate::config_mod::RtcpReportIntervals;
 use crate::crypto::CryptoProvider;
@@ -1335,7 +1336,13 @@ impl Session {
     /// Sends an RTP packet on the stream `midrid` at once, when nothing paces it and
     /// nothing waits ahead of it on the stream. Otherwise it is queued as
     /// [`Self::write_rtp`] queues it (ion-cluster patch 12).
-    pub(crate) fn send_rtp_now(&mut self, midrid: MidRid, rtp: RtpWrite, now: Instant) -> SentNow {
+    pub(crate) fn send_rtp_now(
+        &mut self,
+        midrid: MidRid,
+        place: &mut SendPlace,
+        rtp: RtpWrite,
+        now: Instant,
+    ) -> SentNow {
         let unpaced = self.pacer.is_null()
             && self.bwe.is_none()
             && self.srtp_tx.is_some()
@@ -1350,10 +1357,12 @@ impl Session {
             twcc,
             ..
         } = self;
-        let Some(stream) = streams.stream_tx_by_midrid(midrid) else {
+        // ion-cluster patch 23 (PATCHES.md): the stream and the m-line where the caller's
+        // place says, checked, else found and the place updated.
+        let Some(stream) = streams.stream_tx_at(midrid, &mut place.stream) else {
             return SentNow::NoStream;
         };
-        let media = medias.iter().find(|m| m.mid() == midrid.mid());
+        let media = media_at(medias, midrid.mid(), &mut place.media);
         let (Some(media), true) = (media, unpaced && stream.can_send_now()) else {
             return match self.write_rtp(midrid, rtp) {
                 None => SentNow::NoStream,
@@ -1382,6 +1391,16 @@ impl Session {
             Some(datagram) => SentNow::Sent(datagram),
             None => SentNow::Dropped,
         }
+    }
+
+    /// Where `midrid`'s stream and m-line are, for a caller to keep and pass to
+    /// [`Session::send_rtp_now`] (ion-cluster patch 23); [`SendPlace::UNKNOWN`] parts for
+    /// what does not exist.
+    pub(crate) fn send_place(&mut self, midrid: MidRid) -> SendPlace {
+        let mut place = SendPlace::UNKNOWN;
+        self.streams.stream_tx_at(midrid, &mut place.stream);
+        media_at(&self.medias, midrid.mid(), &mut place.media);
+        place
     }
 
     /// Seals a packet built into `poll_packet_buf` and accounts for it as sent: the pacer,
@@ -1690,6 +1709,20 @@ impl Session {
     /// Checks whether the SRTP contexts are up.
     pub fn is_connected(&self) -> bool {
         self.srtp_rx.is_some() && self.srtp_tx.is_some()
+    }
+}
+
+/// The m-line `mid`, read at `*place` in `medias` when it is there, else found and `*place`
+/// set to where it is (ion-cluster patch 23). A viewer in a meeting has 18 m-lines, each
+/// struct some hundred bytes apart, and the search read one line of each in turn.
+fn media_at<'a>(medias: &'a [Media], mid: Mid, place: &mut u32) -> Option<&'a Media> {
+    match medias.get(*place as usize) {
+        Some(media) if media.mid() == mid => Some(media),
+        _ => {
+            let index = medias.iter().position(|m| m.mid() == mid)?;
+            *place = index as u32;
+            Some(&medias[index])
+        }
     }
 }
 

@@ -2,11 +2,14 @@
 //! the send queue, a timeout or a poll. It must be the packet `poll_output` would have sent:
 //! in order, MID until the receiver reports on the SSRC, in the resend buffer for NACKs, and
 //! never ahead of a packet already queued on its stream.
+//!
+//! ion-cluster patch 23: `DirectApi::send_rtp_at` takes the place where the last send found
+//! the stream; a place is checked on use, so a stale or wrong one only costs a lookup.
 
 use std::time::{Duration, Instant};
 
 use netem::{Input as NetemInput, NetemConfig, Probability, RandomLoss};
-use str0m::change::RtpSend;
+use str0m::change::{RtpSend, SendPlace};
 use str0m::media::{MediaKind, Mid};
 use str0m::net::{Receive, Transmit};
 use str0m::rtp::{RawPacket, RtpWrite, Ssrc};
@@ -402,5 +405,117 @@ pub fn settled_timeout_is_the_polled_timeout_and_only_when_nothing_waits() -> Re
         None,
         "a closed Rtc has nothing to say"
     );
+    Ok(())
+}
+
+/// Where the video payloads' counter starts in `a_kept_place_…`; audio's starts at 0.
+const VIDEO_PAYLOADS: u32 = 1_000_000;
+
+#[test]
+pub fn a_kept_place_sends_on_its_stream_and_a_wrong_place_is_corrected() -> Result<(), RtcError> {
+    init_log();
+    init_crypto_default();
+    let (mut l, mut r, audio, video) = connected();
+    let opus = l.params_opus().pt();
+    let vp8 = l.params_vp8().pt();
+
+    let mut audio_place = SendPlace::UNKNOWN;
+    let mut video_place = SendPlace::UNKNOWN;
+    let mut audio_sent = Vec::new();
+    let mut video_sent = Vec::new();
+    let mut k = 0u32;
+    let mut write_at = l.last;
+    while l.duration() < Duration::from_secs(3) {
+        if l.last >= write_at && k < 60 {
+            let now = l.last;
+            let seq_no = (2000 + u64::from(k)).into();
+            // Each stream's payloads are its own, so a packet sent on the other's shows.
+            let audio_payload = k.to_be_bytes().to_vec();
+            let video_payload = (VIDEO_PAYLOADS + k).to_be_bytes().to_vec();
+            // Every tenth packet each stream is given the other's place, as a caller
+            // whose places went stale after a renegotiation would.
+            let swap = k % 10 == 9;
+            let (audio_at, video_at) = if swap {
+                (&mut video_place.clone(), &mut audio_place.clone())
+            } else {
+                (&mut audio_place, &mut video_place)
+            };
+            let writes = [
+                (
+                    audio,
+                    audio_at,
+                    RtpWrite::new(opus, seq_no, k * 960, now, audio_payload),
+                ),
+                (
+                    video,
+                    video_at,
+                    RtpWrite::new(vp8, seq_no, k * 2880, now, video_payload),
+                ),
+            ];
+            let mut queued = 0;
+            for (mid, place, write) in writes {
+                let before = *place;
+                match l.direct_api().send_rtp_at(mid, None, place, now, write) {
+                    RtpSend::Sent(t) => deliver(&mut r, now, t),
+                    RtpSend::Queued => queued += 1,
+                    other => panic!("packet {k} on {mid}: {other:?}"),
+                }
+                assert_ne!(
+                    *place,
+                    SendPlace::UNKNOWN,
+                    "packet {k}: the place is learnt"
+                );
+                if swap {
+                    assert_ne!(
+                        *place, before,
+                        "packet {k}: the other stream's place is corrected"
+                    );
+                }
+            }
+            assert_eq!(
+                release(&mut l, &mut r, now)?,
+                queued,
+                "packet {k}: sent once"
+            );
+            audio_sent.push(k);
+            video_sent.push(VIDEO_PAYLOADS + k);
+            if swap {
+                assert_ne!(audio_place, video_place, "each stream keeps its own place");
+            }
+            k += 1;
+            write_at += Duration::from_millis(20);
+        }
+        progress(&mut l, &mut r)?;
+    }
+    assert_eq!(k, 60);
+    assert_eq!(
+        received(&r, AUDIO_SSRC),
+        audio_sent,
+        "audio on audio's SSRC, in order"
+    );
+    assert_eq!(
+        received(&r, VIDEO_SSRC),
+        video_sent,
+        "video on video's SSRC, in order"
+    );
+
+    // Asked ahead, a place is what sending learnt.
+    assert_eq!(l.direct_api().send_place(audio, None), audio_place);
+    assert_eq!(l.direct_api().send_place(video, None), video_place);
+    assert_eq!(
+        l.direct_api().send_place("nope".into(), None),
+        SendPlace::UNKNOWN
+    );
+
+    // A place of an m-line that does not exist is kept, and nothing is sent.
+    let now = l.last;
+    let mut place = audio_place;
+    let stray = RtpWrite::new(opus, 1.into(), 0, now, vec![0]);
+    assert!(matches!(
+        l.direct_api()
+            .send_rtp_at("nope".into(), None, &mut place, now, stray),
+        RtpSend::NoStream
+    ));
+    assert_eq!(place, audio_place);
     Ok(())
 }

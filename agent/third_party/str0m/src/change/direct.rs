@@ -31,6 +31,30 @@ pub enum RtpSend {
     Dropped,
 }
 
+/// Where [`DirectApi::send_rtp_at`] found a packet's stream and m-line in the `Rtc`
+/// (ion-cluster patch 23). Keep one per stream you send on and pass it to every send:
+/// a place that still holds is read without a lookup, and a stale or unknown one is found
+/// afresh and updated. A place from another `Rtc` is only ever a miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendPlace {
+    pub(crate) stream: u32,
+    pub(crate) media: u32,
+}
+
+impl SendPlace {
+    /// Nothing known yet: the first send looks the stream up.
+    pub const UNKNOWN: SendPlace = SendPlace {
+        stream: u32::MAX,
+        media: u32::MAX,
+    };
+}
+
+impl Default for SendPlace {
+    fn default() -> Self {
+        Self::UNKNOWN
+    }
+}
+
 /// Direct change strategy.
 ///
 /// Makes immediate changes to the Rtc session without any SDP OFFER/ANSWER. This
@@ -417,6 +441,21 @@ impl<'a> DirectApi<'a> {
     /// `now` is when it is sent; a time before the last one given to the `Rtc` counts as
     /// that one. It does not run the `Rtc`'s timers: those still wait for their timeout.
     pub fn send_rtp(&mut self, mid: Mid, rid: Option<Rid>, now: Instant, rtp: RtpWrite) -> RtpSend {
+        self.send_rtp_at(mid, rid, &mut SendPlace::default(), now, rtp)
+    }
+
+    /// [`DirectApi::send_rtp`] with the place where the last send on this stream found it
+    /// (ion-cluster patch 23): an SFU keeps one per viewer and stream, so that a forwarded
+    /// packet's stream and m-line are read where they lie, not looked up among the
+    /// viewer's streams. `place` is updated when it was stale or unknown.
+    pub fn send_rtp_at(
+        &mut self,
+        mid: Mid,
+        rid: Option<Rid>,
+        place: &mut SendPlace,
+        now: Instant,
+        rtp: RtpWrite,
+    ) -> RtpSend {
         let sendable = self.rtc.state == RtcState::Alive && self.rtc.send_addr.is_some();
         if !sendable {
             return if self.write_rtp(mid, rid, rtp) {
@@ -428,7 +467,7 @@ impl<'a> DirectApi<'a> {
         let mut mutation = self.rtc.mutate();
         let rtc = &mut *mutation;
         let now = now.max(rtc.last_now);
-        let sent = match rtc.session.send_rtp_now(MidRid(mid, rid), rtp, now) {
+        let sent = match rtc.session.send_rtp_now(MidRid(mid, rid), place, rtp, now) {
             SentNow::Sent(contents) => {
                 let send = rtc.send_addr.as_ref().expect("checked above");
                 rtc.peer_bytes_tx += contents.len() as u64;
@@ -451,6 +490,14 @@ impl<'a> DirectApi<'a> {
         mutation.no_events();
         mutation.no_timeout();
         sent
+    }
+
+    /// Where the stream of `mid` and `rid` and its m-line are now, to keep and pass to
+    /// [`DirectApi::send_rtp_at`] (ion-cluster patch 23). It is what the first send with an
+    /// unknown place would learn; asking ahead lets a caller keep the place where it keeps
+    /// the rest of what it knows of the stream.
+    pub fn send_place(&mut self, mid: Mid, rid: Option<Rid>) -> SendPlace {
+        self.rtc.session.send_place(MidRid(mid, rid))
     }
 
     /// Reset a transmit stream to use a new SSRC and optionally a new RTX SSRC.
