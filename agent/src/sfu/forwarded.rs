@@ -9,12 +9,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::change::SendPlace;
 use str0m::media::{Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo, VideoOrientation};
 
 /// One packet for one subscriber's m-line.
 pub struct Forwarded {
     pub mid: Mid,
+    /// Where the subscriber's str0m kept the m-line's stream when the fan-out ran.
+    pub place: SendPlace,
     pub pt: Pt,
     pub seq_no: SeqNo,
     /// RTP time, already rewritten onto the subscriber's timeline.
@@ -29,8 +32,8 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
-    /// The write str0m seals, and the m-line it goes out on.
-    pub fn into_write(self) -> (Mid, RtpWrite) {
+    /// The write str0m seals, the m-line it goes out on and where its stream was.
+    pub fn into_write(self) -> (Mid, SendPlace, RtpWrite) {
         let write = RtpWrite::new(
             self.pt,
             self.seq_no,
@@ -41,7 +44,7 @@ impl Forwarded {
         .marker(self.marker)
         .ext_vals(self.extensions.values())
         .nackable(self.nackable);
-        (self.mid, write)
+        (self.mid, self.place, write)
     }
 }
 

@@ -83,6 +83,11 @@ pub struct Pc {
     pub timeout: Instant,
     /// Packets forwarded to this PeerConnection since its last poll, which sends them.
     pub forwarded: Vec<Forwarded>,
+    /// Moves on whenever a send found a stream away from the place its subscription kept
+    /// (a renegotiation moved it): every subscription to this PeerConnection then asks
+    /// str0m for its place afresh (str0m patch 23). Starts at 1, so a new subscription's
+    /// epoch of 0 asks once.
+    pub place_epoch: u32,
     /// Media was queued in str0m since the last poll: str0m sends a queued packet only
     /// after its next timeout, which it will want at once.
     pub written: bool,
@@ -124,6 +129,7 @@ impl Pc {
             rtc,
             timeout: now,
             forwarded: Vec::new(),
+            place_epoch: 1,
             written: false,
             socket: None,
         })

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use str0m::change::SendPlace;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 
@@ -29,6 +30,11 @@ pub struct Subscription {
     pub pt_map: Option<(Pt, Pt)>,
     /// The subscriber's sequence numbers and timestamps for this track.
     pub rewriter: Rewriter,
+    /// Where the subscriber's str0m keeps this m-line's stream (str0m patch 23), learnt at
+    /// the subscriber's `Pc::place_epoch` of `place_epoch`: a packet then goes out without
+    /// a lookup among the subscriber's streams.
+    pub place: SendPlace,
+    pub place_epoch: u32,
 }
 
 /// A track published into the session.

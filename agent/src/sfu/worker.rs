@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use str0m::change::RtpSend;
+use str0m::change::{RtpSend, SendPlace};
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::rtp::RtpPacket;
@@ -613,8 +613,17 @@ impl State {
                 pc.forwarded.clear();
             }
             for forwarded in pc.forwarded.drain(..) {
-                let (mid, write) = forwarded.into_write();
-                match pc.rtc.direct_api().send_rtp(mid, None, now, write) {
+                let (mid, kept, write) = forwarded.into_write();
+                let mut place = kept;
+                let sent = pc
+                    .rtc
+                    .direct_api()
+                    .send_rtp_at(mid, None, &mut place, now, write);
+                if place != kept {
+                    // A stream or m-line moved: every subscription here learns afresh.
+                    pc.place_epoch = pc.place_epoch.wrapping_add(1).max(1);
+                }
+                match sent {
                     RtpSend::Sent(transmit) => match &pc.socket {
                         Some(own) => self.relay_outbox.push((own.clone(), transmit)),
                         None => self.outbox.push(transmit),
@@ -928,10 +937,15 @@ impl State {
                 _ => pc.rtc.codec_config().match_params(params).map(|p| p.pt()),
             };
             sub.pt_map = to_pt.map(|to| (pt, to));
+            if sub.place_epoch != pc.place_epoch {
+                sub.place = pc.rtc.direct_api().send_place(sub.mid, None);
+                sub.place_epoch = pc.place_epoch;
+            }
             if let Some(to_pt) = to_pt {
                 // Sealed and sent when the subscriber is polled (see `State::poll`).
                 pc.forwarded.push(Forwarded {
                     mid: sub.mid,
+                    place: sub.place,
                     pt: to_pt,
                     seq_no: out.seq_no.into(),
                     time: out.timestamp,
@@ -1257,6 +1271,8 @@ impl State {
                 wanted,
                 pt_map: None,
                 rewriter: Default::default(),
+                place: SendPlace::UNKNOWN,
+                place_epoch: 0,
             });
             // A new subscriber can decode nothing until the next keyframe.
             if track.kind == MediaKind::Video {

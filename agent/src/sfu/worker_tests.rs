@@ -3,8 +3,9 @@
 //! publisher's audio reaching a subscriber, payloads unchanged and in order, on the
 //! subscriber's own SSRC), resends (a video packet lost on the way to a subscriber comes
 //! back from the resend history, and not without one), a forward that str0m refuses
-//! (counted, and the payload type matched afresh) and timer handling (RTCP with no input
-//! at all) are checked here without UDP; tests/media.rs covers forwarding and timers over
+//! (counted, and the payload type matched afresh), timer handling (RTCP with no input at
+//! all) and each subscription's kept stream place (str0m patch 23: learnt, and learnt
+//! afresh when stale) are checked here without UDP; tests/media.rs covers forwarding and timers over
 //! real sockets.
 
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpPendingOffer;
+use str0m::change::{SdpPendingOffer, SendPlace};
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -485,4 +486,55 @@ fn a_forward_that_str0m_refuses_is_counted_and_its_payload_type_matched_afresh()
     for sub in subscriptions(&mut world.state) {
         assert_eq!(sub.pt_map, None, "matched afresh on the next packet");
     }
+}
+
+/// Each subscription's kept place (str0m patch 23), and where str0m says the stream is.
+fn places(state: &mut State) -> Vec<(SendPlace, SendPlace)> {
+    let kept: Vec<(ParticipantId, Mid, SendPlace)> = subscriptions(state)
+        .map(|sub| (sub.participant, sub.mid, sub.place))
+        .collect();
+    kept.into_iter()
+        .map(|(id, mid, place)| {
+            let pc = state
+                .participants
+                .get_mut(&id)
+                .and_then(|p| p.subscriber.as_mut())
+                .expect("the subscriber's PeerConnection");
+            (place, pc.rtc.direct_api().send_place(mid, None))
+        })
+        .collect()
+}
+
+#[test]
+fn a_subscription_keeps_its_streams_place_and_learns_it_afresh_when_it_is_stale() {
+    let (mut world, alice, bob) = a_call_with_media(5);
+    let learnt = places(&mut world.state);
+    assert_eq!(learnt.len(), 1);
+    assert!(
+        learnt
+            .iter()
+            .all(|(kept, now)| kept == now && *kept != SendPlace::UNKNOWN),
+        "the fan-out learnt where the stream is: {learnt:?}"
+    );
+
+    // As if a renegotiation had moved Bob's stream: the kept place no longer holds.
+    for sub in subscriptions(&mut world.state) {
+        sub.place = SendPlace::UNKNOWN;
+    }
+    for i in 5..7 {
+        send_frame(&mut world, alice, i);
+        world.step_until("the frame reaches Bob", Duration::from_secs(2), |w| {
+            w.clients[bob].subscriber.received.len() > i as usize
+        });
+    }
+    let expected: Vec<Vec<u8>> = (0..7).map(frame).collect();
+    assert_eq!(
+        world.clients[bob].subscriber.received, expected,
+        "a stale place costs a lookup, never a frame"
+    );
+    assert_eq!(
+        places(&mut world.state),
+        learnt,
+        "the first send found the place stale and the next forward learnt it afresh"
+    );
 }
