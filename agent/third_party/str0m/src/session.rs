@@ -1713,8 +1713,8 @@ impl Session {
 }
 
 /// The m-line `mid`, read at `*place` in `medias` when it is there, else found and `*place`
-/// set to where it is (ion-cluster patch 23). A viewer in a meeting has 18 m-lines, each
-/// struct some hundred bytes apart, and the search read one line of each in turn.
+/// set to where it is (ion-cluster patch 23). A viewer in a meeting has 18 m-lines, and the
+/// search read the `mid` of each `Media` in turn, each in a cache line of its own.
 fn media_at<'a>(medias: &'a [Media], mid: Mid, place: &mut u32) -> Option<&'a Media> {
     match medias.get(*place as usize) {
         Some(media) if media.mid() == mid => Some(media),
