@@ -937,11 +937,11 @@ impl State {
                 _ => pc.rtc.codec_config().match_params(params).map(|p| p.pt()),
             };
             sub.pt_map = to_pt.map(|to| (pt, to));
-            if sub.place_epoch != pc.place_epoch {
-                sub.place = pc.rtc.direct_api().send_place(sub.mid, None);
-                sub.place_epoch = pc.place_epoch;
-            }
             if let Some(to_pt) = to_pt {
+                if sub.place_epoch != pc.place_epoch {
+                    sub.place = pc.rtc.direct_api().send_place(sub.mid, None);
+                    sub.place_epoch = pc.place_epoch;
+                }
                 // Sealed and sent when the subscriber is polled (see `State::poll`).
                 pc.forwarded.push(Forwarded {
                     mid: sub.mid,

@@ -5,8 +5,8 @@
 //! back from the resend history, and not without one), a forward that str0m refuses
 //! (counted, and the payload type matched afresh), timer handling (RTCP with no input at
 //! all) and each subscription's kept stream place (str0m patch 23: learnt, and learnt
-//! afresh when stale) are checked here without UDP; tests/media.rs covers forwarding and timers over
-//! real sockets.
+//! afresh when stale) are checked here without UDP; tests/media.rs covers forwarding and
+//! timers over real sockets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
