@@ -944,6 +944,9 @@ pub struct Rtc {
     // Last timeout returned by `poll_output`, reused while the readiness says
     // the timeout is still valid.
     cached_timeout: Instant,
+    // Whole timeout passes run, for tests of when one is left out (ion-cluster patch 24).
+    #[cfg(feature = "_internal_test_exports")]
+    timeout_passes: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1317,6 +1320,8 @@ impl Rtc {
             close_dtls_started: false,
             readiness: Readiness::armed(),
             cached_timeout: start,
+            #[cfg(feature = "_internal_test_exports")]
+            timeout_passes: 0,
         })
     }
 
@@ -1633,6 +1638,14 @@ impl Rtc {
             && !self.readiness.wants_timeout()
             && !self.session.has_written();
         settled.then_some(self.cached_timeout)
+    }
+
+    /// How many whole timeout passes (ICE, SCTP, channels, every stream) have run: one per
+    /// timeout given, and one per received datagram unless ion-cluster patch 24 left it out.
+    #[cfg(feature = "_internal_test_exports")]
+    #[doc(hidden)]
+    pub fn timeout_passes(&self) -> u64 {
+        self.timeout_passes
     }
 
     /// Conservatively re-poll the whole tree.
@@ -2080,11 +2093,40 @@ impl Rtc {
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
+                let may_skip_pass = self.receive_may_skip_pass(recv_time, &r);
                 self.do_handle_receive(recv_time, r)?;
-                self.do_handle_timeout(recv_time)?;
+                if may_skip_pass && !self.session.receive_wants_pass() {
+                    self.last_now = recv_time;
+                } else {
+                    self.do_handle_timeout(recv_time)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// ion-cluster patch 24 (PATCHES.md): whether the timeout pass that follows a received
+    /// datagram can be left out, judged before the datagram is handled. The pass walks
+    /// ICE, SCTP, the channels and every stream; it acts on timers, and on what the
+    /// datagram left that a timer does not cover (resends a NACK queued: see
+    /// `Session::receive_wants_pass`). An SFU's viewer sends a report every few tens of
+    /// milliseconds, each of which walked all the viewer's streams.
+    ///
+    /// So it is left out only for SRTP and SRTCP (STUN and DTLS drive ICE and the
+    /// handshake, which the pass moves on), while no timer is due, no timer moved since the
+    /// last poll, and no written packet waits for release. Timers the datagram itself moves
+    /// are recomputed by the next `poll_output`, which returns them, as always, as the
+    /// timeout to give.
+    fn receive_may_skip_pass(&self, recv_time: Instant, r: &net::Receive) -> bool {
+        matches!(
+            r.contents.inner,
+            DatagramRecvInner::Rtp(_) | DatagramRecvInner::Rtcp(_)
+        ) && self.state == RtcState::Alive
+            && !self.need_init_time
+            && !self.readiness.wants_timeout()
+            && !self.session.has_written()
+            && self.last_now <= recv_time
+            && recv_time < self.cached_timeout
     }
 
     /// Starts local shutdown.
@@ -2163,6 +2205,11 @@ impl Rtc {
             self.session.release_written(now);
             self.readiness.arm_datagrams();
             return Ok(());
+        }
+
+        #[cfg(feature = "_internal_test_exports")]
+        {
+            self.timeout_passes += 1;
         }
 
         // Disjoint borrows so each subsystem gets its own armed `Wake` and

@@ -150,6 +150,10 @@ pub(crate) struct Session {
     /// packets the next timeout releases on their own (ion-cluster patch 4).
     written: Vec<MidRid>,
 
+    /// The last received RTP or RTCP packet left work that only a timeout pass does at once:
+    /// resends a NACK queued, or a TWCC report for bandwidth estimation (ion-cluster patch 24).
+    receive_wants_pass: bool,
+
     /// Target MTU (start) and warn threshold (end). Buffer sizing uses the
     /// target; oversized outgoing datagrams above the warn threshold log a warning.
     mtu: RangeInclusive<usize>,
@@ -238,6 +242,7 @@ impl Session {
             },
             pending_app_feedback: None,
             written: Vec::new(),
+            receive_wants_pass: false,
             mtu: config.mtu.clone(),
             #[cfg(feature = "_internal_test_exports")]
             pending_probe: None,
@@ -557,6 +562,8 @@ impl Session {
     }
 
     pub fn handle_rtp_receive(&mut self, now: Instant, message: &[u8], wake: &mut Wake) {
+        // Received media only updates what the timers act on later.
+        self.receive_wants_pass = false;
         let Some(header) = RtpHeader::parse(message, &self.exts) else {
             // Parsing has not touched stream state. Later rejection paths can have.
             wake.no_events();
@@ -569,6 +576,7 @@ impl Session {
     }
 
     pub fn handle_rtcp_receive(&mut self, now: Instant, message: &[u8], wake: &mut Wake) {
+        self.receive_wants_pass = false;
         // According to spec, the outer enclosing SRTCP packet should always be a SR or RR,
         // even if it's irrelevant and empty.
         // In practice I'm not sure that is happening, because libWebRTC hates empty packets.
@@ -1017,6 +1025,8 @@ impl Session {
 
                 if let (Some(maybe_records), Some(bwe)) = (maybe_records, &mut self.bwe) {
                     bwe.update(maybe_records, now);
+                    // The estimate and the pacer's probes move on the timeout pass.
+                    self.receive_wants_pass = true;
                 }
                 need_configure_pacer = true;
 
@@ -1062,6 +1072,10 @@ impl Session {
                 let Some(stream) = self.streams.stream_tx(&fb.ssrc()) else {
                     continue;
                 };
+                // Resends a NACK queues reach the pacer on the timeout pass.
+                if matches!(fb, RtcpFb::Nack(..)) {
+                    self.receive_wants_pass = true;
+                }
                 stream.handle_rtcp(now, fb);
             }
         }
@@ -1078,6 +1092,12 @@ impl Session {
         }
 
         Some(())
+    }
+
+    /// Whether the last received RTP or RTCP packet left work for a timeout pass at once,
+    /// even if no timer is due (ion-cluster patch 24).
+    pub(crate) fn receive_wants_pass(&self) -> bool {
+        self.receive_wants_pass
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {

@@ -5,6 +5,9 @@
 //!
 //! ion-cluster patch 23: `DirectApi::send_rtp_at` takes the place where the last send found
 //! the stream; a place is checked on use, so a stale or wrong one only costs a lookup.
+//!
+//! ion-cluster patch 24: a viewer's RTCP runs the sender's timeout pass only when a timer is
+//! due or the report queued resends.
 
 use std::time::{Duration, Instant};
 
@@ -517,5 +520,161 @@ pub fn a_kept_place_sends_on_its_stream_and_a_wrong_place_is_corrected() -> Resu
         RtpSend::NoStream
     ));
     assert_eq!(place, audio_place);
+    Ok(())
+}
+
+/// Gives `rtc` each timeout that falls due by `now` and polls it until its next timeout lies
+/// beyond `now`. Returns what it sent.
+fn settle(rtc: &mut str0m::Rtc, now: Instant) -> Result<Vec<Transmit>, RtcError> {
+    let mut sent = vec![];
+    for _ in 0..1000 {
+        match rtc.poll_output()? {
+            Output::Transmit(t) => sent.push(t),
+            Output::Event(_) => {}
+            Output::Timeout(at) if at <= now => rtc.handle_input(Input::Timeout(now))?,
+            Output::Timeout(_) => return Ok(sent),
+        }
+    }
+    panic!("the Rtc did not settle at {now:?}");
+}
+
+fn receive(rtc: &mut str0m::Rtc, now: Instant, t: &Transmit) -> Result<(), RtcError> {
+    rtc.handle_input(Input::Receive(
+        now,
+        Receive {
+            proto: t.proto,
+            source: t.source,
+            destination: t.destination,
+            contents: (&t.contents[..]).try_into()?,
+        },
+    ))
+}
+
+/// What one datagram from the viewer did at the sender (ion-cluster patch 24).
+struct Delivery {
+    /// It was RTCP, not STUN (which drives ICE, and always runs the pass).
+    rtcp: bool,
+    /// It ran a whole timeout pass.
+    pass: bool,
+    /// The sender's poll right after it, with no timeout given, sent a resend over RTX.
+    resent: bool,
+}
+
+/// An SFU's sender `l` and its viewer `r` on one clock: 3 s of 50 video packets a second
+/// sent at once (`lost`, if given, never arrives), each side given its timeouts as they fall
+/// due and the other's datagrams as they are sent. Every datagram from `r` reaches `l`
+/// while `l` is settled with no timer due, the case where patch 24 leaves the timeout pass
+/// out; `l` is then polled without a timeout before its due timers are given.
+fn viewer_reports(
+    lost: Option<u32>,
+) -> Result<(TestRtc, TestRtc, Instant, Vec<Delivery>), RtcError> {
+    let (mut l, mut r, _audio, video) = connected();
+    let params = l.params_vp8();
+    let vp8 = params.pt();
+    let rtx_pt = params.resend().expect("VP8 has an RTX payload type");
+    let mut now = l.last;
+    let mut to_r = settle(&mut l.rtc, now)?;
+    let mut deliveries = vec![];
+    for index in 0..150u32 {
+        now += Duration::from_millis(20);
+        to_r.extend(settle(&mut l.rtc, now)?);
+        let write = RtpWrite::new(
+            vp8,
+            (2000 + index as u64).into(),
+            index * 1800,
+            now,
+            index.to_be_bytes().to_vec(),
+        )
+        .nackable(true);
+        match l.direct_api().send_rtp(video, None, now, write) {
+            RtpSend::Sent(t) if lost != Some(index) => to_r.push(t),
+            RtpSend::Sent(_) => {}
+            RtpSend::Queued if lost != Some(index) => to_r.extend(settle(&mut l.rtc, now)?),
+            other => panic!("packet {index}: {other:?}"),
+        }
+        for t in to_r.drain(..) {
+            receive(&mut r.rtc, now, &t)?;
+        }
+        for t in settle(&mut r.rtc, now)? {
+            assert!(
+                l.rtc.settled_timeout().is_some_and(|at| at > now),
+                "the sender is settled with no timer due when the viewer's datagram arrives"
+            );
+            let passes = l.rtc.timeout_passes();
+            receive(&mut l.rtc, now, &t)?;
+            let pass = l.rtc.timeout_passes() > passes;
+            let mut resent = false;
+            loop {
+                match l.rtc.poll_output()? {
+                    Output::Transmit(t) => {
+                        resent |= t.contents[1] & 0x7f == *rtx_pt;
+                        to_r.push(t);
+                    }
+                    Output::Event(_) => {}
+                    Output::Timeout(_) => break,
+                }
+            }
+            // RTCP is version 2; STUN's first two bits are zero.
+            let rtcp = t.contents[0] >> 6 == 2;
+            deliveries.push(Delivery { rtcp, pass, resent });
+            to_r.extend(settle(&mut l.rtc, now)?);
+        }
+    }
+    Ok((l, r, now, deliveries))
+}
+
+#[test]
+pub fn a_viewers_report_with_no_timer_due_runs_no_timeout_pass() -> Result<(), RtcError> {
+    init_log();
+    init_crypto_default();
+    let (mut l, mut r, now, deliveries) = viewer_reports(None)?;
+    let (reports, stun): (Vec<_>, Vec<_>) = deliveries.iter().partition(|d| d.rtcp);
+    assert!(
+        reports.len() >= 3,
+        "the viewer reported {} times in 3 s",
+        reports.len()
+    );
+    assert!(
+        reports.iter().all(|d| !d.pass && !d.resent),
+        "no report with no timer due ran a pass"
+    );
+    assert!(
+        !stun.is_empty() && stun.iter().all(|d| d.pass),
+        "STUN, which drives ICE, runs the pass"
+    );
+
+    // A report that arrives when a timer is due runs the pass, as a timeout would: the
+    // poll after it has nothing due left.
+    let (due, _) = poll_until_timeout(&mut l, &mut r, now)?;
+    let later = due + Duration::from_secs(2);
+    let report = settle(&mut r.rtc, later)?
+        .pop()
+        .expect("the viewer reports after 2 s");
+    let passes = l.rtc.timeout_passes();
+    receive(&mut l.rtc, due, &report)?;
+    assert_eq!(
+        l.rtc.timeout_passes(),
+        passes + 1,
+        "a due timer runs the pass"
+    );
+    let (next, _) = poll_until_timeout(&mut l, &mut r, due)?;
+    assert!(next > due, "the due timer was handled with the report");
+    Ok(())
+}
+
+#[test]
+pub fn a_nack_with_no_timer_due_has_its_resend_sent_at_the_next_poll() -> Result<(), RtcError> {
+    init_log();
+    init_crypto_default();
+    let (_l, _r, _now, deliveries) = viewer_reports(Some(5))?;
+    let reports: Vec<_> = deliveries.iter().filter(|d| d.rtcp).collect();
+    assert!(
+        reports.iter().any(|d| d.pass && d.resent),
+        "the NACK ran the pass and its resend went out at the poll after it"
+    );
+    assert!(
+        reports.iter().filter(|d| d.pass).count() <= 2,
+        "only the NACKs ran a pass"
+    );
     Ok(())
 }
