@@ -2109,8 +2109,9 @@ impl Rtc {
     /// datagram can be left out, judged before the datagram is handled. The pass walks
     /// ICE, SCTP, the channels and every stream; it acts on timers, and on what the
     /// datagram left that a timer does not cover (resends a NACK queued: see
-    /// `Session::receive_wants_pass`). An SFU's viewer sends a report every few tens of
-    /// milliseconds, each of which walked all the viewer's streams.
+    /// `Session::receive_wants_pass`). In an SFU, a publisher's `Rtc` receives every packet
+    /// of its tracks and a viewer's receives its reports, and each of them walked all that
+    /// `Rtc`'s streams.
     ///
     /// So it is left out only for SRTP and SRTCP (STUN and DTLS drive ICE and the
     /// handshake, which the pass moves on), while no timer is due, no timer moved since the
