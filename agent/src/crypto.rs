@@ -1,5 +1,6 @@
 //! The crypto provider the agent installs for str0m: aws-lc-rs's, except that HMAC-SHA1 sets
-//! each key up once per thread instead of once per message.
+//! each key up once per thread instead of once per message, and SRTP's AES-256-GCM seals each
+//! payload from where it lies (`seal`).
 //!
 //! HMAC-SHA1 signs and checks every STUN message of ICE (each consent check a viewer sends
 //! and the agent's answer: two per check) and, with the AES-CM profiles, every SRTP packet. Its
@@ -8,6 +9,8 @@
 //! each message, a third of what the HMAC costs; with idle viewers, ICE was about a third of the
 //! agent's instructions and the HMACs a fifth (docs/benchmarks.md, "The per-viewer cost of
 //! ICE"). Here the set-up key is kept and copied per message.
+
+mod seal;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,10 +24,11 @@ use str0m::crypto::{CryptoProvider, Sha1HmacProvider};
 const KEYS_PER_THREAD: usize = 4096;
 
 /// aws-lc-rs's provider, as `str0m::crypto::from_feature_flags` gives it, with
-/// [`CachedKeySha1Hmac`] for HMAC-SHA1.
+/// [`CachedKeySha1Hmac`] for HMAC-SHA1 and [`seal::SealingSrtp`] for SRTP.
 pub fn provider() -> CryptoProvider {
     CryptoProvider {
         sha1_hmac_provider: &CachedKeySha1Hmac,
+        srtp_provider: &seal::SealingSrtp,
         ..str0m::crypto::from_feature_flags()
     }
 }
@@ -136,7 +140,7 @@ mod tests {
     }
 
     #[test]
-    fn the_provider_is_aws_lc_rss_but_for_hmac() {
+    fn the_provider_is_aws_lc_rss_but_for_hmac_and_srtp_sealing() {
         let installed = provider();
         let stock = str0m::crypto::from_feature_flags();
         let (key, data): (&[u8], &[u8]) = (b"pwd", b"stun message");
@@ -144,9 +148,14 @@ mod tests {
             installed.sha1_hmac_provider.sha1_hmac(key, &[data]),
             stock.sha1_hmac_provider.sha1_hmac(key, &[data])
         );
+        assert_eq!(format!("{:?}", installed.srtp_provider), "SealingSrtp");
         assert_eq!(
-            format!("{:?}", installed.srtp_provider),
-            format!("{:?}", stock.srtp_provider)
+            format!("{:?}", installed.dtls_provider),
+            format!("{:?}", stock.dtls_provider)
+        );
+        assert_eq!(
+            installed.sha256_provider.sha256(data),
+            stock.sha256_provider.sha256(data)
         );
     }
 
