@@ -387,15 +387,7 @@ pub fn settled_timeout_is_the_polled_timeout_and_only_when_nothing_waits() -> Re
             Output::Timeout(_) => panic!("r sent nothing to l"),
         }
     };
-    l.rtc.handle_input(Input::Receive(
-        later,
-        Receive {
-            proto: report.proto,
-            source: report.source,
-            destination: report.destination,
-            contents: (&report.contents[..]).try_into()?,
-        },
-    ))?;
+    receive(&mut l.rtc, later, &report)?;
     assert_eq!(
         l.rtc.settled_timeout(),
         None,
@@ -538,6 +530,7 @@ fn settle(rtc: &mut str0m::Rtc, now: Instant) -> Result<Vec<Transmit>, RtcError>
     panic!("the Rtc did not settle at {now:?}");
 }
 
+/// Gives `rtc` the datagram `t` as received at `now`, straight, not through the netem.
 fn receive(rtc: &mut str0m::Rtc, now: Instant, t: &Transmit) -> Result<(), RtcError> {
     rtc.handle_input(Input::Receive(
         now,
